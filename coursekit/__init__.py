@@ -1,0 +1,1 @@
+"""coursekit: a fast, sandboxed drop-in for `nbgrader autograde`."""
