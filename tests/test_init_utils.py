@@ -1,0 +1,152 @@
+"""init_utils.py: numerics the notebook relies on, warnings policy and the frozen data set."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import init_utils
+from conftest import ROOT
+
+
+def test_sigmoid_saturates_without_overflow_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = init_utils.sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    assert s.tolist() == [0.0, 0.5, 1.0]
+
+
+def test_compute_loss_matches_cross_entropy():
+    a3 = np.array([[0.9, 0.2, 0.6]])
+    Y = np.array([[1, 0, 1]])
+    expected = -(np.log(0.9) + np.log(0.8) + np.log(0.6)) / 3
+    assert init_utils.compute_loss(a3, Y) == pytest.approx(expected, rel=1e-15)
+
+
+def test_compute_loss_is_inf_for_certain_wrong_prediction_without_warning():
+    a3 = np.array([[1.0, 0.0, 0.5]])
+    Y = np.array([[0, 1, 1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = init_utils.compute_loss(a3, Y)
+    assert loss == float("inf") and isinstance(loss, float)
+
+
+def test_compute_loss_is_finite_for_certain_right_prediction():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = init_utils.compute_loss(np.array([[1.0, 0.0]]), np.array([[1, 0]]))
+    assert loss == 0.0
+
+
+def test_zero_network_predicts_one_half_and_log2_cost():
+    X = np.array([[0.3, -1.2], [0.5, 0.7]])
+    params = {f"W{l}": np.zeros(s) for l, s in enumerate([(4, 2), (3, 4), (1, 3)], start=1)}
+    params.update({f"b{l}": np.zeros((n, 1)) for l, n in enumerate([4, 3, 1], start=1)})
+    a3, _ = init_utils.forward_propagation(X, params)
+    assert a3.tolist() == [[0.5, 0.5]]
+    assert init_utils.compute_loss(a3, np.array([[1, 0]])) == pytest.approx(np.log(2), rel=1e-15)
+
+
+def test_backward_propagation_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2, 5))
+    Y = (rng.random((1, 5)) > 0.5).astype(int)
+    dims = [2, 4, 3, 1]
+    params = {}
+    for l in range(1, 4):
+        params[f"W{l}"] = rng.normal(size=(dims[l], dims[l - 1]))
+        params[f"b{l}"] = rng.normal(size=(dims[l], 1))
+    _, cache = init_utils.forward_propagation(X, params)
+    grads = init_utils.backward_propagation(X, Y, cache)
+    eps = 1e-6
+    for name in ("W1", "b2", "W3"):
+        bumped = {k: v.copy() for k, v in params.items()}
+        bumped[name][0, 0] += eps
+        lowered = {k: v.copy() for k, v in params.items()}
+        lowered[name][0, 0] -= eps
+        numeric = (init_utils.compute_loss(init_utils.forward_propagation(X, bumped)[0], Y)
+                   - init_utils.compute_loss(init_utils.forward_propagation(X, lowered)[0], Y)) / (2 * eps)
+        assert grads["d" + name][0, 0] == pytest.approx(numeric, rel=1e-4, abs=1e-8)
+
+
+def test_predict_prints_accuracy_and_returns_integer_labels(capsys):
+    params = {"W1": np.ones((1, 2)), "b1": np.zeros((1, 1)), "W2": np.ones((1, 1)), "b2": np.zeros((1, 1)),
+              "W3": np.ones((1, 1)), "b3": np.array([[-1.0]])}
+    X = np.array([[0.0, 3.0], [0.0, 3.0]])
+    p = init_utils.predict(X, np.array([[0, 0]]), params)
+    assert p.tolist() == [[0, 1]] and np.issubdtype(p.dtype, np.integer)
+    assert capsys.readouterr().out == "Accuracy: 0.5\n"
+
+
+def test_load_dataset_shapes_and_labels():
+    train_X, train_Y, test_X, test_Y = init_utils.load_dataset()
+    assert train_X.shape == (2, 300) and train_Y.shape == (1, 300)
+    assert test_X.shape == (2, 100) and test_Y.shape == (1, 100)
+    assert set(np.unique(train_Y)) == {0, 1} and train_Y.sum() == 150
+
+
+def test_load_dataset_reports_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is missing.*datasets"):
+        init_utils.load_dataset(tmp_path / "circles.h5")
+
+
+def test_load_dataset_rejects_altered_file(tmp_path):
+    altered = tmp_path / "circles.h5"
+    shutil.copy(init_utils.DATASET_PATH, altered)
+    data = bytearray(altered.read_bytes())
+    data[-1] ^= 0xFF
+    altered.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="has been changed.*Restore the original"):
+        init_utils.load_dataset(altered)
+
+
+def test_dataset_script_rebuilds_identical_file():
+    result = subprocess.run([sys.executable, str(ROOT / "datasets" / "make_circles_h5.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert init_utils.DATASET_SHA256 in result.stdout
+
+
+@pytest.mark.parametrize("module", ["init_utils.py", "public_tests.py"])
+def test_helpers_import_cleanly_with_warnings_as_errors(module):
+    result = subprocess.run([sys.executable, "-W", "error", "-c", f"import {module[:-3]}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+REMOVED_NUMPY_ALIASES = {"int", "float", "bool", "object", "str", "long", "unicode", "complex"}
+
+
+@pytest.mark.parametrize("module", ["init_utils.py", "public_tests.py"])
+def test_helpers_use_no_removed_numpy_aliases(module):
+    import ast
+    tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
+    used = {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "np"}
+    assert used & REMOVED_NUMPY_ALIASES == set()
+
+
+def test_large_random_training_raises_no_warning():
+    """The saturated run (cost inf at first) is the hardest case for overflow and log(0)."""
+    train_X, train_Y, _, _ = init_utils.load_dataset()
+    np.random.seed(3)
+    dims = [2, 10, 5, 1]
+    params = {}
+    for l in range(1, 4):
+        params[f"W{l}"] = np.random.randn(dims[l], dims[l - 1]) * 10
+        params[f"b{l}"] = np.zeros((dims[l], 1))
+    costs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(200):
+            a3, cache = init_utils.forward_propagation(train_X, params)
+            costs.append(init_utils.compute_loss(a3, train_Y))
+            grads = init_utils.backward_propagation(train_X, train_Y, cache)
+            params = init_utils.update_parameters(params, grads, 0.01)
+    assert costs[0] == float("inf") and np.isfinite(costs[-1])
