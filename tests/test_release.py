@@ -44,27 +44,26 @@ def test_release_is_what_nbgrader_generates_from_source(tmp_path, course_env):
         "release/ is out of date: run `make release` and commit it"
 
 
-def test_release_contains_no_solution_text():
-    master = nbformat.read(MASTER, 4)
+def assert_blocks_absent_from_release(marker: re.Pattern, expected_blocks: int, min_line: int) -> None:
+    """Every line (of at least ``min_line`` characters) inside the master's marked blocks is absent."""
     release_text = RELEASE.read_text(encoding="utf-8")
-    solutions = [body for c in master.cells for body in SOLUTION.findall(c.source)]
-    assert len(solutions) == 3
-    for body in solutions:
-        for line in filter(None, (l.strip() for l in body.splitlines())):
-            assert json.dumps(line)[1:-1] not in release_text, line
-    assert "BEGIN SOLUTION" not in release_text and "END SOLUTION" not in release_text
+    blocks = [body for c in nbformat.read(MASTER, 4).cells for body in marker.findall(c.source)]
+    assert len(blocks) == expected_blocks
+    for body in blocks:
+        for line in (l.strip() for l in body.splitlines()):
+            if len(line) >= min_line:
+                assert json.dumps(line)[1:-1] not in release_text, line
+
+
+def test_release_contains_no_solution_text():
+    assert_blocks_absent_from_release(SOLUTION, expected_blocks=3, min_line=1)
+    assert "BEGIN SOLUTION" not in RELEASE.read_text(encoding="utf-8")
 
 
 def test_release_contains_no_hidden_test_text():
-    master = nbformat.read(MASTER, 4)
-    release_text = RELEASE.read_text(encoding="utf-8")
-    hidden = [body for c in master.cells for body in HIDDEN.findall(c.source)]
-    assert len(hidden) == 3
-    for body in hidden:
-        for line in filter(None, (l.strip() for l in body.splitlines())):
-            if len(line) > 12:  # short lines such as ")" or "}," occur everywhere
-                assert json.dumps(line)[1:-1] not in release_text, line
-    assert "HIDDEN TESTS" not in release_text
+    # Short lines such as ")" or "}," occur everywhere; every longer hidden line must be gone.
+    assert_blocks_absent_from_release(HIDDEN, expected_blocks=3, min_line=13)
+    assert "HIDDEN TESTS" not in RELEASE.read_text(encoding="utf-8")
 
 
 def test_release_stubs_raise_not_implemented():
