@@ -10,7 +10,7 @@ ASSIGNMENT  := initialization
 SRC         := source/$(ASSIGNMENT)
 HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
-.PHONY: demo test test-quick release venv clean
+.PHONY: demo test test-quick release venv clean exchange link
 
 demo: release
 	python scripts/run_master.py
@@ -38,3 +38,15 @@ $(VENV)/.installed: pyproject.toml
 
 clean:
 	rm -rf $(VENV) gradebook.db autograded/*/ feedback/ reports/
+
+# JupyterHub classes (README): the exchange folder every student and instructor shares.  Sticky and
+# world-writable, like /tmp: anyone may add, nobody may move or delete what another account made.
+EXCHANGE ?= /srv/nbgrader/exchange
+exchange:
+	install -d -m 1777 $(EXCHANGE)
+
+# Print an nbgitpuller link that opens the student notebook, e.g.
+#   make link HUB=https://hub.example.edu REPO=https://github.com/you/weight-init BRANCH=main
+BRANCH ?= main
+link:
+	@$(PYTHON_BOOT) scripts/nbgitpuller_link.py --hub "$(HUB)" --repo "$(REPO)" --branch "$(BRANCH)"

@@ -1,0 +1,56 @@
+"""What a student writes: the code that replaces each stub, a correct version and typical mistakes.
+
+Written out here by hand (not taken from the master notebook) so the tests that use them check the
+course against an independent answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+STUB = "raise NotImplementedError()"
+
+# Lines that replace the stub inside `for l in range(1, len(layers_dims)):` of each exercise.
+CORRECT = {
+    "initialize_parameters_zeros": (
+        'parameters["W" + str(l)] = np.zeros((layers_dims[l], layers_dims[l - 1]))\n'
+        'parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))'
+    ),
+    "initialize_parameters_random": (
+        'parameters["W" + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1]) * 10\n'
+        'parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))'
+    ),
+    "initialize_parameters_he": (
+        'parameters["W" + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1])'
+        " * np.sqrt(2 / layers_dims[l - 1])\n"
+        'parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))'
+    ),
+}
+
+def solved_cell(stub_source: str, body: str, signature: str = "") -> str:
+    """The cell source with the stub line replaced by `body`, indented like the stub.
+
+    `signature` is an optional comment added on the first line of the body, so a test can tell
+    whose work a graded notebook shows.
+    """
+    lines = stub_source.split("\n")
+    (index,) = [i for i, line in enumerate(lines) if line.strip() == STUB]
+    indent = lines[index][: len(lines[index]) - len(lines[index].lstrip())]
+    new = ([f"# {signature}"] if signature else []) + body.split("\n")
+    lines[index:index + 1] = [indent + line for line in new]
+    return "\n".join(lines)
+
+
+def solve_notebook(path: Path, bodies: dict[str, str], signature: str = "") -> None:
+    """Edit the notebook file in place as a student would: fill the solution cells named in `bodies`."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    filled = set()
+    for cell in nb["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in bodies:
+            cell["source"] = solved_cell("".join(cell["source"]), bodies[grade_id], signature)
+            filled.add(grade_id)
+    missing = set(bodies) - filled
+    assert not missing, f"{path} has no solution cells {sorted(missing)}"
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
