@@ -14,6 +14,32 @@ HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
 demo: release
 	python scripts/run_master.py
+	$(AUTOGRADE)
+	$(FEEDBACK)
+	$(REPORT)
+
+# The instructor loop (README: "For instructors"); every step can be rerun.
+.PHONY: grade feedback report demo-class
+AUTOGRADE := python scripts/grade_class.py
+FEEDBACK  := nbgrader generate_feedback $(ASSIGNMENT) --force --log-level=ERROR \
+             && echo "Feedback: feedback/<student>/$(ASSIGNMENT)/$(ASSIGNMENT).html"
+REPORT    := python scripts/class_report.py
+
+# Autograde every submitted/<student>/ with nbgrader (regrades from scratch).
+grade: release
+	$(AUTOGRADE)
+
+# Per-student HTML feedback, hidden tests removed (after `make grade`).
+feedback: venv
+	$(FEEDBACK)
+
+# reports/grades.csv, reports/class_report.html and the grade table (after `make grade`).
+report: venv
+	$(REPORT)
+
+# Rebuild the demo students in submitted/ from the current release.
+demo-class: venv
+	python scripts/make_demo_class.py
 
 test: venv
 	python -m pytest

@@ -30,3 +30,25 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # all three trainings together take a few seconds.
 c.ExecutePreprocessor.timeout = 120
 c.ExecutePreprocessor.interrupt_on_timeout = True
+
+# --- Grading and feedback (README: "For instructors: grading with nbgrader") ---
+
+# Feedback shows which test failed and why, never a hidden test's code or data:
+# HideHiddenTests strips the hidden regions and reduces their errors to one line.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "coursekit.hide_hidden_tests.HideHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
+# nbgrader limits time (above) and output lines (LimitOutput) but not memory.  The
+# grading kernel caps its own address space before any student code runs, so a
+# runaway allocation raises MemoryError in that cell instead of exhausting the
+# machine.  A kernel running this notebook peaks near 1.1 GiB of address space.
+KERNEL_MEMORY_MB = int(os.environ.get("COURSEKIT_KERNEL_MEMORY_MB", "4096"))
+_limit = KERNEL_MEMORY_MB * 2**20
+c.Execute.extra_arguments = [
+    "--HistoryManager.hist_file=:memory:",
+    "--IPKernelApp.exec_lines=__import__('resource').setrlimit("
+    f"__import__('resource').RLIMIT_AS, ({_limit}, {_limit}))",
+]
