@@ -1,0 +1,562 @@
+"""The sandbox's untrusted side: the zygote process and the per-submission child.
+
+This file runs as a script (``python -I _sandbox_child.py ...``), started by
+:class:`coursekit.sandbox.Sandbox`; it imports nothing from coursekit, so the
+zygote's memory holds no grader code or data beyond what this file needs.
+
+The zygote imports NumPy and friends once, builds the isolated view of the
+machine once (mount, network and IPC namespaces, a read-only chroot), then
+serves one request at a time from the grader: fork a child, let it drop to a
+fresh unprivileged uid and run the submission, watch the clock and the
+output, kill everything the child left behind, and hand back the output and
+result files as file descriptors.  The zygote itself never reads submission
+code, output or results, so nothing of one student stays in the memory the
+next student's child inherits.
+
+The wire format of the result file is described in sandbox.py, which decodes
+it; this side only writes it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import gc
+import importlib
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+
+# Shared with sandbox.py (which imports this module for them).
+RECORD_HEADER = struct.Struct("<2sII")  # magic, JSON length, blob length
+RECORD_MAGIC = b"CK"
+RESULT_FD = 3
+SETUP_FAILED_EXIT = 121  # the child could not build its sandbox (our bug, not the student's)
+UID_BASE = 2_000_000_000  # uid = UID_BASE + pid of the child: unique among live processes
+CHROOT_WORKDIR = "/sandbox/work"  # the submission's cwd, as the child sees it
+MAX_DEPTH = 32
+MAX_NODES = 200_000
+ERROR_CHARS = 2000
+
+# Linux constants (not all exposed by the os module on Python 3.11).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+# Files of /etc a Python process may need; everything else in /etc stays out.
+ETC_FILES = ("passwd", "group", "nsswitch.conf", "ld.so.cache", "ld.so.conf", "localtime",
+             "mime.types", "matplotlibrc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _ok(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    _ok(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+        f"mount {source} on {target}")
+
+
+def _bind_readonly(path: str, target: str, *, nodev: bool = True) -> None:
+    _mount(path, target, None, MS_BIND | MS_REC)
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | (MS_NODEV if nodev else 0)
+    _mount(None, target, None, flags)
+
+
+def _mountpoint_for(source: str, target: str) -> None:
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    if os.path.isdir(source):
+        os.makedirs(target, mode=0o755, exist_ok=True)
+    else:
+        open(target, "a").close()
+
+
+# --------------------------------------------------------------------------- zygote
+
+
+class Zygote:
+    """State of the zygote: where the sandbox lives and what isolation it got."""
+
+    def __init__(self, host_dir: str, config: dict) -> None:
+        self.host_dir = host_dir
+        self.config = config
+        self.isolation = {"user": False, "filesystem": False, "network": False, "ipc": False,
+                          "notes": []}
+        self.chroot: str | None = None
+        self.sandbox_dir = os.path.join(host_dir, "sandbox")  # run dirs, as the zygote sees them
+        self.disk_bytes = 0
+        self.release_cache: dict[str, list[str]] = {}
+        self.control = -1  # the socket to the grader
+
+    # -- setup, once per zygote ------------------------------------------------
+
+    def isolate(self) -> None:
+        notes = self.isolation["notes"]
+        if os.geteuid() != 0:
+            notes.append("not running as root: no separate uid, no namespaces, no chroot")
+            os.makedirs(self.sandbox_dir, mode=0o700)
+            return
+        flags = CLONE_NEWNS | CLONE_NEWIPC
+        if _libc.unshare(CLONE_NEWNET) == 0:
+            self.isolation["network"] = True
+        else:
+            notes.append(f"no network namespace: {os.strerror(ctypes.get_errno())}")
+        if _libc.unshare(flags) != 0:
+            notes.append(f"no mount/IPC namespace: {os.strerror(ctypes.get_errno())}")
+            os.makedirs(self.sandbox_dir, mode=0o711)
+            os.chmod(self.host_dir, 0o711)
+            self.isolation["user"] = True
+            return
+        self.isolation["ipc"] = True
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        root = self.host_dir
+        _mount("coursekit-root", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+        for path in self._readonly_paths():
+            target = root + path
+            _mountpoint_for(path, target)
+            _bind_readonly(path, target)
+        for name in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
+            if os.path.islink("/" + name):
+                os.symlink(os.readlink("/" + name), os.path.join(root, name))
+        os.makedirs(root + "/dev", mode=0o755)
+        _mount("coursekit-dev", root + "/dev", "tmpfs", MS_NOSUID, "size=64k,mode=0755")
+        for dev in DEVICES:
+            if os.path.exists("/dev/" + dev):
+                _mountpoint_for("/dev/" + dev, f"{root}/dev/{dev}")
+                _bind_readonly("/dev/" + dev, f"{root}/dev/{dev}", nodev=False)
+        _mount(None, root + "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+        self.sandbox_dir = root + "/sandbox"
+        os.makedirs(self.sandbox_dir, mode=0o711)
+        self._mount_workspace(self.config["disk_bytes"])
+        _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        self.chroot = root
+        self.isolation["user"] = True
+        self.isolation["filesystem"] = True
+
+    def _mount_workspace(self, disk_bytes: int) -> None:
+        """A size-capped tmpfs for the submission's cwd, so it cannot fill the disk."""
+        data = f"size={disk_bytes},nr_inodes=4096,mode=0711"
+        if self.disk_bytes:
+            _mount(None, self.sandbox_dir, None, MS_REMOUNT | MS_NOSUID | MS_NODEV, data)
+        else:
+            _mount("coursekit-work", self.sandbox_dir, "tmpfs", MS_NOSUID | MS_NODEV, data)
+        self.disk_bytes = disk_bytes
+
+    def _readonly_paths(self) -> list[str]:
+        paths = ["/usr"] + [p for p in (f"/etc/{f}" for f in ETC_FILES) if os.path.exists(p)]
+        for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                       *self.config["readonly_paths"]):
+            real = os.path.realpath(prefix)
+            if os.path.exists(real) and not any(real == p or real.startswith(p + "/")
+                                                for p in paths):
+                paths.append(real)
+            if prefix != real and os.path.exists(prefix) and prefix not in paths:
+                paths.append(prefix)  # e.g. a venv reached through a symlink
+        return paths
+
+    # -- one request -------------------------------------------------------------
+
+    def serve(self, request: dict, input_fd: int) -> tuple[dict, list[int]]:
+        limits = request["limits"]
+        if self.chroot and limits["disk_bytes"] != self.disk_bytes:
+            self._mount_workspace(limits["disk_bytes"])
+        workdir = os.path.join(self.sandbox_dir, "work")
+        os.mkdir(workdir, 0o700)
+        out_r, out_w = os.pipe()
+        result_fd = os.memfd_create("coursekit-result", 0)
+        output_fd = os.memfd_create("coursekit-output", 0)
+        pid = -1
+        try:
+            self._copy_release(request["release"], workdir)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                child_main(self, request, workdir, input_fd, out_w, result_fd)  # never returns
+            os.close(out_w)
+            out_w = -1
+            status = supervise(pid, out_r, output_fd, limits, self.control)
+            pid = -1
+            return status, [output_fd, result_fd]
+        finally:
+            if pid > 0:  # interrupted by the grader going away
+                os.kill(pid, signal.SIGKILL)
+                kill_leftovers()
+            for fd in (out_r, out_w):
+                if fd >= 0:
+                    os.close(fd)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _copy_release(self, release: str | None, workdir: str) -> None:
+        if not release:
+            return
+        files = self.release_cache.get(release)
+        if files is None:
+            files = []
+            for dirpath, _dirs, names in os.walk(release):
+                rel = os.path.relpath(dirpath, release)
+                files.extend(os.path.normpath(os.path.join(rel, n)) for n in names)
+            self.release_cache[release] = files
+        for rel in files:
+            target = os.path.join(workdir, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(os.path.join(release, rel), target)
+
+
+def _children() -> list[int]:
+    """Live and zombie children of the zygote (it is a subreaper, so orphans land here)."""
+    tid = os.getpid()
+    try:
+        with open(f"/proc/{tid}/task/{tid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:  # kernel without CONFIG_PROC_CHILDREN: scan /proc
+        kids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == tid:
+                    kids.append(int(entry))
+        return kids
+
+
+def kill_leftovers() -> None:
+    """SIGKILL every remaining descendant, layer by layer, and reap them.
+
+    Orphans (even ones that called setsid) are re-parented to the zygote because
+    it is a child subreaper, so repeating "kill and reap my children" until none
+    are left gets every process the submission created.
+    """
+    while True:
+        kids = _children()
+        if not kids:
+            return
+        for kid in kids:
+            try:
+                os.kill(kid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for kid in kids:
+            try:
+                os.waitpid(kid, 0)
+            except ChildProcessError:
+                pass
+
+
+class GraderGone(Exception):
+    """The grader closed its end of the control socket (or died) while a child was running."""
+
+
+def supervise(pid: int, out_r: int, output_fd: int, limits: dict, control: int) -> dict:
+    """Wait for the child, draining its output into output_fd, until it ends or a limit hits."""
+    started = time.monotonic()
+    deadline = started + limits["wall_seconds"]
+    pidfd = os.pidfd_open(pid)
+    out_open = True
+    copied = 0
+    timed_out = output_exceeded = False
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            watched = [pidfd, control, out_r] if out_open else [pidfd, control]
+            readable, _, _ = select.select(watched, [], [], remaining)
+            if control in readable:
+                raise GraderGone()
+            if out_r in readable:
+                # splice moves the bytes pipe -> memfd inside the kernel: the zygote's memory
+                # never holds the student's output.
+                moved = os.splice(out_r, output_fd, 1 << 16)
+                copied += moved
+                if moved == 0:
+                    out_open = False
+                elif copied > limits["output_bytes"]:
+                    output_exceeded = True
+                    break
+            if pidfd in readable:
+                break
+    finally:
+        os.close(pidfd)
+        try:
+            os.kill(pid, signal.SIGKILL) if (timed_out or output_exceeded) else None
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _, wstatus, usage = os.wait4(pid, 0)
+    kill_leftovers()
+    # Whatever is still in the pipe (the writers are all dead now), up to the cap.
+    os.set_blocking(out_r, False)
+    while not output_exceeded:
+        try:
+            moved = os.splice(out_r, output_fd, 1 << 16)
+        except BlockingIOError:
+            break
+        if moved == 0:
+            break
+        copied += moved
+        output_exceeded = copied > limits["output_bytes"]
+    return {
+        "exit_status": os.waitstatus_to_exitcode(wstatus) if os.WIFEXITED(wstatus) else None,
+        "signal": os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else None,
+        "timed_out": timed_out,
+        "output_exceeded": output_exceeded,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "wall_seconds": time.monotonic() - started,
+    }
+
+
+def zygote_main(argv: list[str]) -> None:
+    host_dir, config_json, sock_fd = argv[1], argv[2], int(argv[3])
+    config = json.loads(config_json)
+    zygote = Zygote(host_dir, config)
+    for name in config["preload"]:
+        try:
+            importlib.import_module(name)
+            if name == "matplotlib":
+                sys.modules["matplotlib"].use("Agg")
+        except ImportError as exc:
+            zygote.isolation["notes"].append(f"could not preload {name}: {exc}")
+    sock = socket.socket(fileno=sock_fd)
+    zygote.control = sock_fd
+    try:
+        zygote.isolate()
+    except OSError as exc:
+        sock.send(json.dumps({"fatal": f"could not build the sandbox: {exc}"}).encode())
+        raise SystemExit(1)
+    _ok(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    # Objects that exist now are shared copy-on-write with every child; keep the
+    # collector from touching (and so copying) them.
+    gc.collect()
+    gc.freeze()
+    sock.send(json.dumps({"isolation": zygote.isolation}).encode())
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
+        except ConnectionResetError:
+            return
+        if not message:
+            return  # the grader closed the connection or went away
+        reply_fds: list[int] = []
+        try:
+            reply, reply_fds = zygote.serve(json.loads(message), fds[0])
+        except GraderGone:
+            return
+        except Exception as exc:  # our bug: report it rather than hang the grader
+            reply = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        try:
+            socket.send_fds(sock, [json.dumps(reply).encode()], reply_fds)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        finally:
+            for fd in reply_fds:
+                os.close(fd)
+
+
+# --------------------------------------------------------------------------- child
+
+
+def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w: int,
+               result_fd: int) -> None:
+    """In the forked child: lock ourselves in, then run the submission. Never returns."""
+    try:
+        limits = request["limits"]
+        os.setsid()
+        with os.fdopen(os.dup(input_fd), "rb") as f:
+            payload = json.loads(f.read())
+        # Move the fds we keep above the low numbers before putting them in place,
+        # so no dup2 below overwrites one we still need.
+        null, out_w, result_fd = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+                                  for fd in (os.open("/dev/null", os.O_RDONLY), out_w, result_fd))
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        os.dup2(result_fd, RESULT_FD)
+        uid = UID_BASE + os.getpid()
+        if zygote.isolation["user"]:
+            for dirpath, dirs, names in os.walk(workdir):
+                for name in (dirpath, *(os.path.join(dirpath, n) for n in dirs + names)):
+                    os.lchown(name, uid, uid)
+        if zygote.chroot:
+            os.chroot(zygote.chroot)
+            workdir = CHROOT_WORKDIR
+        os.chdir(workdir)
+        for res, value in ((resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 1)),
+                           (resource.RLIMIT_AS, (limits["memory_bytes"],) * 2),
+                           (resource.RLIMIT_NOFILE, (limits["open_files"],) * 2),
+                           (resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2),
+                           (resource.RLIMIT_CORE, (0, 0))):
+            resource.setrlimit(res, value)
+        if zygote.isolation["user"]:
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"],) * 2)
+        _ok(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if zygote.isolation["user"]:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+        os.closerange(RESULT_FD + 1, 1 << 20)
+        os.environ.clear()
+        os.environ.update({
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "TMPDIR": os.getcwd(),
+            "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": os.getcwd(),
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        })
+        sys.path[0] = os.getcwd()
+        import numpy as np
+        np.random.seed(np.frombuffer(os.urandom(16), dtype=np.uint32))
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except BaseException:
+        try:
+            os.write(2, ("sandbox setup failed:\n" + traceback.format_exc()).encode())
+        finally:
+            os._exit(SETUP_FAILED_EXIT)
+    try:
+        run_submission(payload, limits)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(0)
+
+
+def run_submission(payload: dict, limits: dict) -> None:
+    import builtins
+    import types
+
+    module = types.ModuleType("__main__")
+    module.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = module
+    namespace = module.__dict__
+    errors = []
+    for index, chunk in enumerate(payload["code"]):
+        try:
+            exec(compile(chunk, f"<submission part {index + 1}>", "exec"), namespace)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: a notebook cell survives it
+            errors.append(f"part {index + 1}: {describe(exc, limits)}")
+    write_record({"kind": "loaded", "errors": errors}, [])
+    for index, (name, args_json) in enumerate(payload["calls"]):
+        arrays: list = []
+        record = {"kind": "call", "index": index, "status": "ok", "value": None, "error": None,
+                  "args_after": None}
+        function = namespace.get(name)
+        if not callable(function):
+            record["status"] = "missing"
+            record["error"] = (f"{name} is not defined by the submission" if function is None
+                               else f"{name} is defined but is not a function")
+        else:
+            args = json.loads(args_json)
+            try:
+                value = function(*args)
+                record["value"] = Encoder(arrays).encode(value)
+            except BaseException as exc:  # noqa: BLE001
+                record["status"] = "error"
+                record["error"] = describe(exc, limits)
+                arrays.clear()
+            try:
+                record["args_after"] = Encoder(arrays).encode(list(args))
+            except BaseException:  # noqa: BLE001 - mutated into something unencodable
+                record["args_after"] = None
+        write_record(record, arrays)
+
+
+def describe(exc: BaseException, limits: dict) -> str:
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        text = f"{type(exc).__name__}: <message could not be rendered>"
+    if isinstance(exc, MemoryError):
+        text += f" (the sandbox memory limit is {limits['memory_bytes'] / 2**30:g} GiB)"
+    return text[:ERROR_CHARS]
+
+
+class ResultTooLarge(Exception):
+    pass
+
+
+class Encoder:
+    """Turn a return value into JSON plus raw array bytes (see sandbox.py for the format)."""
+
+    def __init__(self, arrays: list) -> None:
+        self.arrays = arrays
+        self.nodes = 0
+
+    def encode(self, value, depth: int = 0):
+        import numpy as np
+
+        self.nodes += 1
+        if depth > MAX_DEPTH:
+            raise ResultTooLarge(f"the value is nested deeper than {MAX_DEPTH} levels")
+        if self.nodes > MAX_NODES:
+            raise ResultTooLarge(f"the value has more than {MAX_NODES} parts")
+        if value is None or type(value) in (bool, int, float, str):
+            return value
+        if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+            if value.dtype.kind not in "biuf":
+                return {"$opaque": f"numpy {value.dtype.kind!r} dtype"}
+            # A plain ndarray view: an ndarray subclass's overrides stay behind in the child.
+            self.arrays.append(value.view(np.ndarray) if isinstance(value, np.ndarray)
+                               else np.asarray(value))
+            return {("$nd" if isinstance(value, np.ndarray) else "$np"): len(self.arrays) - 1}
+        if isinstance(value, int):
+            return int.__int__(value)
+        if isinstance(value, float):
+            return float.__float__(value)
+        if isinstance(value, str):
+            return str.__str__(value)
+        if isinstance(value, (list, tuple)):
+            return [self.encode(v, depth + 1) for v in value]
+        if isinstance(value, dict):
+            items = list(dict.items(value))
+            if all(isinstance(k, str) for k, _ in items):
+                return {"$dict": [[str.__str__(k), self.encode(v, depth + 1)] for k, v in items]}
+        return {"$opaque": type(value).__name__[:200]}
+
+
+def write_record(record: dict, arrays: list) -> None:
+    meta = []
+    offset = 0
+    for array in arrays:
+        meta.append([array.dtype.str, list(array.shape), offset, array.nbytes])
+        offset += array.nbytes
+    record["arrays"] = meta
+    head = json.dumps(record).encode()
+    chunks = [RECORD_HEADER.pack(RECORD_MAGIC, len(head), offset), head,
+              *(a.tobytes() for a in arrays)]
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(RESULT_FD, view):]
+
+
+if __name__ == "__main__":
+    zygote_main(sys.argv)

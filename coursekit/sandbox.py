@@ -1,0 +1,514 @@
+"""Run untrusted student code in a separate, locked-down process and get plain data back.
+
+Usage::
+
+    with Sandbox() as box:               # one pre-warmed zygote; one per worker for parallelism
+        result = box.run(code, [Call("initialize_parameters_he", ([2, 4, 1],))],
+                         workdir_files=Path("release/initialization"))
+
+or the module-level :func:`run`, which shares one lazily started zygote.
+
+How it works (threat model and limits: SECURITY.md).  A :class:`Sandbox` starts a
+zygote (coursekit/_sandbox_child.py) that imports NumPy and Matplotlib once and
+moves itself into its own mount, network and IPC namespaces with a read-only
+chroot.  For each run the zygote forks a child, which takes a fresh uid, sets
+its resource limits, executes the code and calls the functions.  The child
+writes its results to a memory file as records of JSON plus raw array bytes;
+this process, never the child, turns them back into Python values and refuses
+anything that is not plain data, oversized or malformed.
+
+Result file format (written by the child, one record per event)::
+
+    record := "CK" u32(json_len) u32(blob_len) json blob          (little-endian)
+    json   := {"kind": "loaded", "errors": [str], "arrays": []}
+            | {"kind": "call", "index": int, "status": "ok"|"error"|"missing",
+               "value": V, "error": str|null, "args_after": V|null,
+               "arrays": [[dtype_str, shape, offset, nbytes], ...]}
+    V      := null | bool | int | float | str | [V, ...]
+            | {"$dict": [[str, V], ...]} | {"$nd": i} | {"$np": i} | {"$opaque": type_name}
+
+``$nd``/``$np`` refer to entry ``i`` of the record's "arrays", whose bytes are in
+the blob; ``$np`` is a NumPy scalar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from coursekit import _sandbox_child as child
+
+__all__ = ["Call", "CallResult", "Isolation", "Limits", "Opaque", "Sandbox", "SandboxResult",
+           "SandboxError", "run"]
+
+DEFAULT_PRELOAD = ("numpy", "matplotlib", "matplotlib.pyplot", "h5py")
+# Only these dtypes come back as arrays: booleans, integers and floats.
+_DTYPE_RE = re.compile(r"[<>|=][biuf](1|2|4|8|16)")
+_MAX_ARRAY_DIMS = 32
+# How long to wait for the zygote beyond the run's own wall-clock limit before
+# deciding that the zygote itself is stuck.
+_SUPERVISOR_GRACE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-run limits. Memory, processes and files are enforced with RLIMITs in the child."""
+
+    wall_seconds: float = 20.0        # the whole run: loading the code and every call
+    cpu_seconds: int = 10             # RLIMIT_CPU
+    memory_bytes: int = 2 * 1024**3   # RLIMIT_AS: address space, including preloaded libraries
+    max_processes: int = 32           # RLIMIT_NPROC; every run has its own uid, so this is per run
+    open_files: int = 64              # RLIMIT_NOFILE
+    output_bytes: int = 1 << 20       # captured stdout+stderr, and the size of the result file
+    file_bytes: int = 16 << 20        # RLIMIT_FSIZE: the largest file the code may write
+    disk_bytes: int = 64 << 20        # size of the tmpfs holding the working directory
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Limits.{f.name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Call:
+    function: str
+    args: tuple = ()  # JSON-able positional arguments; each call gets fresh copies
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """Stands for a returned object that is not plain data (it stayed in the sandbox)."""
+
+    type_name: str
+
+
+@dataclass
+class CallResult:
+    function: str
+    status: str              # "ok" | "error" | "missing" | "not_run"
+    value: object = None     # plain data, only when status == "ok"
+    error: str | None = None
+    args_after: list | None = None
+
+
+@dataclass
+class SandboxResult:
+    calls: list[CallResult]
+    reason: str | None       # None if the run finished; else what stopped it, for an instructor
+    output: str              # stdout + stderr, at most Limits.output_bytes
+    code_errors: list[str] = field(default_factory=list)  # exceptions while executing `code`
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """Which protections the zygote could set up on this machine (see SECURITY.md)."""
+
+    user: bool         # each run under its own unprivileged uid
+    filesystem: bool   # read-only chroot without the course directory
+    network: bool      # empty network namespace
+    ipc: bool          # private System V IPC / POSIX message queues
+    notes: tuple[str, ...]
+
+
+class SandboxError(RuntimeError):
+    """The sandbox machinery itself failed (not the student's code)."""
+
+
+class Sandbox:
+    """One pre-warmed zygote; runs one submission at a time (thread-safe, serialised).
+
+    For N submissions in parallel create N of these (one per worker thread or
+    process).  A Sandbox used after os.fork() starts its own zygote in the new
+    process.
+    """
+
+    def __init__(self, *, preload: Sequence[str] = DEFAULT_PRELOAD,
+                 readonly_paths: Sequence[str | Path] = (), disk_bytes: int = Limits.disk_bytes
+                 ) -> None:
+        self._config = {"preload": list(preload), "disk_bytes": disk_bytes,
+                        "readonly_paths": [str(p) for p in readonly_paths]}
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._host_dir: str | None = None
+        self._owner_pid = -1
+        self._isolation: Isolation | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def isolation(self) -> Isolation:
+        with self._lock:
+            self._ensure_started()
+            assert self._isolation is not None
+            return self._isolation
+
+    def _ensure_started(self) -> None:
+        if self._process is not None and self._owner_pid == os.getpid() \
+                and self._process.poll() is None:
+            return
+        if self._owner_pid == os.getpid():
+            self._stop()
+        else:  # a fresh object, or inherited through fork: the zygote belongs to another process
+            self._process = self._sock = None
+        self._owner_pid = os.getpid()
+        self._host_dir = tempfile.mkdtemp(prefix="coursekit-sandbox-")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg",
+               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        # Matplotlib's font cache lives under HOME; without it every zygote rebuilds it.
+        for name in ("HOME", "MPLCONFIGDIR"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", child.__file__, self._host_dir, json.dumps(self._config),
+                 str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], env=env, cwd="/", stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            theirs.close()
+        self._sock = ours
+        ours.settimeout(120)
+        try:
+            hello = json.loads(ours.recv(1 << 16) or b"{}")
+        except (OSError, ValueError) as exc:
+            self._stop()
+            raise SandboxError(f"the sandbox zygote did not start: {exc}") from exc
+        if "isolation" not in hello:
+            self._stop()
+            raise SandboxError(hello.get("fatal", "the sandbox zygote exited during start-up; "
+                                                  "its error is on stderr"))
+        iso = hello["isolation"]
+        self._isolation = Isolation(iso["user"], iso["filesystem"], iso["network"], iso["ipc"],
+                                    tuple(iso["notes"]))
+
+    def _stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=5)  # it exits when it sees the socket closed
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._host_dir is not None:
+            shutil.rmtree(self._host_dir, ignore_errors=True)
+            self._host_dir = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owner_pid == os.getpid():
+                self._stop()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    # -- running -----------------------------------------------------------------
+
+    def run(self, code: str | Sequence[str], calls: Sequence[Call], *,
+            workdir_files: Path | None, limits: Limits = Limits()) -> SandboxResult:
+        """Execute `code` in a fresh sandbox, then call each function; see the module doc.
+
+        `code` may be a list of parts executed one after another like notebook
+        cells: an exception in one part is recorded in `code_errors` and the
+        next part still runs.
+        """
+        parts = [code] if isinstance(code, str) else list(code)
+        try:
+            encoded_calls = [[c.function, json.dumps(list(c.args), allow_nan=True)] for c in calls]
+        except TypeError as exc:
+            raise ValueError(f"Call arguments must be JSON-able (lists, numbers, strings): {exc}"
+                             ) from exc
+        payload = json.dumps({"code": parts, "calls": encoded_calls}).encode()
+        release = str(Path(workdir_files).resolve()) if workdir_files is not None else None
+        if release is not None and not os.path.isdir(release):
+            raise ValueError(f"workdir_files must be a directory (the release folder): {release}")
+        request = json.dumps({"release": release, "limits": dataclasses.asdict(limits)}).encode()
+        with self._lock:
+            for attempt in (1, 2):
+                self._ensure_started()
+                try:
+                    status, fds = self._exchange(request, payload, limits)
+                    break
+                except (BrokenPipeError, ConnectionResetError, EOFError):
+                    # The zygote died between runs (e.g. killed by an operator): start a
+                    # new one once; if the run itself killed it, report that run as failed.
+                    self._stop()
+                    if attempt == 2:
+                        raise SandboxError("the sandbox zygote died twice in a row") from None
+        try:
+            return _collect(calls, status, fds, limits)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _exchange(self, request: bytes, payload: bytes, limits: Limits) -> tuple[dict, list[int]]:
+        assert self._sock is not None
+        input_fd = os.memfd_create("coursekit-input", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(input_fd, view):]
+            os.lseek(input_fd, 0, os.SEEK_SET)
+            socket.send_fds(self._sock, [request], [input_fd])
+        finally:
+            os.close(input_fd)
+        self._sock.settimeout(limits.wall_seconds + _SUPERVISOR_GRACE_SECONDS)
+        try:
+            message, fds, _, _ = socket.recv_fds(self._sock, 1 << 20, 2)
+        except TimeoutError:
+            self._stop()
+            return {"error": "the sandbox supervisor did not answer in time"}, []
+        if not message:
+            raise EOFError
+        status = json.loads(message)
+        if "error" in status:
+            sys.stderr.write(status.get("trace", ""))
+        return status, fds
+
+
+def _collect(calls: Sequence[Call], status: dict, fds: list[int], limits: Limits
+             ) -> SandboxResult:
+    if "error" in status:
+        return SandboxResult([CallResult(c.function, "not_run") for c in calls],
+                             f"sandbox failure (not the submission's fault): {status['error']}",
+                             "")
+    output_fd, result_fd = fds
+    raw_output = _read_capped(output_fd, limits.output_bytes)
+    output = raw_output.decode("utf-8", errors="replace")
+    reason = _process_reason(status, limits, output)
+    raw_result = _read_capped(result_fd, limits.output_bytes + 1)
+    records: list[dict] = []
+    if len(raw_result) > limits.output_bytes:
+        reason = reason or f"the result is larger than the {_size(limits.output_bytes)} limit"
+    else:
+        try:
+            records = list(_parse_records(raw_result))
+        except ValueError as exc:
+            reason = reason or f"malformed result from the sandbox: {exc}"
+            records = []
+    results: list[CallResult] = []
+    code_errors: list[str] = []
+    loaded = False
+    for record in records:
+        if record["kind"] == "loaded" and not loaded and not results:
+            loaded = True
+            code_errors = record["errors"]
+        elif record["kind"] == "call" and loaded and record["index"] == len(results) \
+                and len(results) < len(calls):
+            results.append(_call_result(calls[len(results)].function, record))
+        else:
+            reason = reason or "malformed result from the sandbox: records out of order"
+            break
+    if len(results) < len(calls):
+        reason = reason or "the process ended before reporting every call"
+        if loaded:  # the call in progress when the process died
+            results.append(CallResult(calls[len(results)].function, "error",
+                                      error=f"the sandbox stopped during this call: {reason}"))
+        results.extend(CallResult(c.function, "not_run") for c in calls[len(results):])
+    return SandboxResult(results, reason, output, list(code_errors))
+
+
+def _call_result(function: str, record: dict) -> CallResult:
+    status = record["status"]
+    return CallResult(function, status,
+                      value=record["value"] if status == "ok" else None,
+                      error=record["error"],
+                      args_after=record["args_after"])
+
+
+def _read_capped(fd: int, cap: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    remaining = cap
+    while remaining > 0:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n:g} bytes"
+
+
+def _process_reason(status: dict, limits: Limits, output: str) -> str | None:
+    if status["timed_out"]:
+        return f"wall-clock timeout after {limits.wall_seconds:g} s"
+    if status["output_exceeded"]:
+        return f"output limit exceeded: printed more than {_size(limits.output_bytes)}"
+    sig = status["signal"]
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL
+                                 and status["cpu_seconds"] >= limits.cpu_seconds):
+        return f"CPU time limit ({limits.cpu_seconds} s) exceeded"
+    if sig is not None:
+        name = signal.Signals(sig).name if sig in signal.Signals.__members__.values() else "?"
+        hint = ""
+        if sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
+            hint = f" (perhaps the memory limit of {_size(limits.memory_bytes)})"
+        return f"killed by signal {sig} ({name}){hint}"
+    code = status["exit_status"]
+    if code == child.SETUP_FAILED_EXIT:
+        return "sandbox failure (not the submission's fault): " + output[-500:]
+    if code != 0:
+        return f"process exited with status {code} before finishing (os._exit?)"
+    return None
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _parse_records(data: bytes):
+    """Yield the decoded records of a result file; ValueError if anything is off."""
+    view = memoryview(data)
+    pos = 0
+    header = child.RECORD_HEADER
+    while pos < len(view):
+        if pos + header.size > len(view):
+            raise ValueError("truncated record header")
+        magic, json_len, blob_len = header.unpack_from(view, pos)
+        if magic != child.RECORD_MAGIC:
+            raise ValueError("bad record marker")
+        start = pos + header.size
+        end = start + json_len + blob_len
+        if end > len(view):
+            raise ValueError("truncated record")
+        try:
+            record = json.loads(bytes(view[start:start + json_len]))
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"record is not valid JSON ({exc})") from None
+        yield _check_record(record, view[start + json_len:end])
+        pos = end
+
+
+def _check_record(record: object, blob: memoryview) -> dict:
+    if not isinstance(record, dict) or record.get("kind") not in ("loaded", "call"):
+        raise ValueError("record without a known kind")
+    if record["kind"] == "loaded":
+        errors = record.get("errors")
+        if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
+            raise ValueError("bad code error list")
+        return {"kind": "loaded", "errors": [e[:child.ERROR_CHARS] for e in errors]}
+    arrays = [_array(meta, blob) for meta in _as_list(record.get("arrays"), "arrays")]
+    status = record.get("status")
+    if status not in ("ok", "error", "missing"):
+        raise ValueError(f"unknown call status {status!r}")
+    index = record.get("index")
+    if type(index) is not int:
+        raise ValueError("call record without an index")
+    error = record.get("error")
+    if error is not None and not isinstance(error, str):
+        raise ValueError("error message is not a string")
+    decoder = _Decoder(arrays)
+    return {"kind": "call", "index": index, "status": status,
+            "value": decoder.decode(record.get("value")),
+            "error": None if error is None else error[:child.ERROR_CHARS],
+            "args_after": _as_list(decoder.decode(record.get("args_after")), "args_after",
+                                   allow_none=True)}
+
+
+def _as_list(value: object, what: str, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, list):
+        raise ValueError(f"{what} is not a list")
+    return value
+
+
+def _array(meta: object, blob: memoryview) -> np.ndarray:
+    if not (isinstance(meta, list) and len(meta) == 4):
+        raise ValueError("bad array description")
+    dtype_str, shape, offset, nbytes = meta
+    if not (isinstance(dtype_str, str) and _DTYPE_RE.fullmatch(dtype_str)):
+        raise ValueError(f"array dtype {dtype_str!r} is not bool/int/float")
+    if not (isinstance(shape, list) and len(shape) <= _MAX_ARRAY_DIMS
+            and all(type(n) is int and n >= 0 for n in shape)):
+        raise ValueError("bad array shape")
+    if not (type(offset) is int and type(nbytes) is int and 0 <= offset
+            and offset + nbytes <= len(blob)):
+        raise ValueError("array bytes out of range")
+    dtype = np.dtype(dtype_str)
+    count = int(np.prod(shape, dtype=object))
+    if count * dtype.itemsize != nbytes:
+        raise ValueError("array size does not match its shape")
+    return np.frombuffer(blob[offset:offset + nbytes], dtype=dtype, count=count).reshape(shape)
+
+
+class _Decoder:
+    def __init__(self, arrays: list[np.ndarray]) -> None:
+        self.arrays = arrays
+        self.nodes = 0
+
+    def decode(self, value: object, depth: int = 0) -> object:
+        self.nodes += 1
+        if depth > child.MAX_DEPTH or self.nodes > child.MAX_NODES:
+            raise ValueError("value nested too deeply or too large")
+        if value is None or type(value) in (bool, int, float, str):
+            return value
+        if type(value) is list:
+            return [self.decode(v, depth + 1) for v in value]
+        if type(value) is dict and len(value) == 1:
+            (tag, inner), = value.items()
+            if tag == "$dict" and type(inner) is list:
+                out = {}
+                for pair in inner:
+                    if not (type(pair) is list and len(pair) == 2 and type(pair[0]) is str):
+                        raise ValueError("bad dict entry")
+                    out[pair[0]] = self.decode(pair[1], depth + 1)
+                return out
+            if tag in ("$nd", "$np") and type(inner) is int and 0 <= inner < len(self.arrays):
+                array = self.arrays[inner].copy()  # writable, owning its memory
+                return array if tag == "$nd" else array[()]
+            if tag == "$opaque" and type(inner) is str:
+                return Opaque(inner[:200])
+        raise ValueError("unknown value encoding")
+
+
+# --------------------------------------------------------------------------- default
+
+
+_default: Sandbox | None = None
+_default_lock = threading.Lock()
+
+
+def run(code: str | Sequence[str], calls: Sequence[Call], *, workdir_files: Path | None,
+        limits: Limits = Limits()) -> SandboxResult:
+    """Run in a module-level Sandbox, started on first use (runs are serialised)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Sandbox()
+        box = _default
+    return box.run(code, calls, workdir_files=workdir_files, limits=limits)
