@@ -1,0 +1,198 @@
+"""Build a class of varied submissions from the release notebook.
+
+    python bench/make_class.py COURSE_DIR [--count 200] [--seed 0]
+
+Writes COURSE_DIR/submitted/<student>/initialization/initialization.ipynb (+ timestamp.txt) and
+COURSE_DIR/class_manifest.json, which lists each student's variant per exercise and the score
+each test cell should get.  The first students cover every variant of every exercise once (the
+others correct); the rest mix variants at random, and some carry harmless extra cells.
+
+A variant is what a student writes in one solution cell: correct in several styles, or one of
+the typical mistakes.  Its `expect` says, per test cell (public, hidden), whether it passes; those
+were worked out by hand from the tests, not by running a grader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from student_work import CORRECT, solved_cell  # noqa: E402  (the hand-written answers the core tests use)
+
+ASSIGNMENT = "initialization"
+RELEASE = ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+TIMESTAMP = "2026-11-20 12:00:00.000000 UTC"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    expect: tuple[bool, bool]  # (public test passes, hidden test passes)
+    edit: Callable[[str], str]  # release cell source -> what the student submits
+
+
+def body(text: str) -> Callable[[str], str]:
+    """Replace the stub line by `text` (indented like the stub)."""
+    return lambda source: solved_cell(source, text)
+
+
+def then(*edits: Callable[[str], str]) -> Callable[[str], str]:
+    def apply(source: str) -> str:
+        for edit in edits:
+            source = edit(source)
+        return source
+    return apply
+
+
+def sub(old: str, new: str) -> Callable[[str], str]:
+    def apply(source: str) -> str:
+        assert old in source, (old, source)
+        return source.replace(old, new)
+    return apply
+
+
+PASS, FAIL = (True, True), (False, False)
+UNTOUCHED = Variant("untouched", FAIL, lambda source: source)
+ZEROS_W = 'parameters["W" + str(l)] = '
+ZEROS = [
+    Variant("correct", PASS, body(CORRECT["initialize_parameters_zeros"])),
+    Variant("correct-fstring", PASS, body('parameters[f"W{l}"] = np.zeros(shape=(layers_dims[l], layers_dims[l-1]))\n'
+                                          'parameters[f"b{l}"] = np.zeros(shape=(layers_dims[l], 1))')),
+    Variant("correct-comprehension", PASS, lambda source: (
+        "def initialize_parameters_zeros(layers_dims):\n"
+        "    L = len(layers_dims)\n"
+        "    weights = {f'W{l}': np.zeros((layers_dims[l], layers_dims[l - 1])) for l in range(1, L)}\n"
+        "    biases = {f'b{l}': np.zeros((layers_dims[l], 1)) for l in range(1, L)}\n"
+        "    return {**weights, **biases}\n")),
+    Variant("layers-dims-1", FAIL, body(ZEROS_W + "np.zeros((layers_dims[1], layers_dims[l - 1]))\n"
+                                        'parameters["b" + str(l)] = np.zeros((layers_dims[1], 1))')),
+    Variant("int-dtype", FAIL, body(ZEROS_W + "np.zeros((layers_dims[l], layers_dims[l - 1]), dtype=int)\n"
+                                    'parameters["b" + str(l)] = np.zeros((layers_dims[l], 1), dtype=int)')),
+    Variant("bias-1d", FAIL, body(ZEROS_W + "np.zeros((layers_dims[l], layers_dims[l - 1]))\n"
+                                  'parameters["b" + str(l)] = np.zeros(layers_dims[l])')),
+    Variant("swapped", FAIL, body(ZEROS_W + "np.zeros((layers_dims[l - 1], layers_dims[l]))\n"
+                                  'parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))')),
+    Variant("no-return", FAIL, then(body(CORRECT["initialize_parameters_zeros"]),
+                                    sub("    return parameters", "    print(parameters)"))),
+    Variant("at-most-4-layers", (True, False), then(body(CORRECT["initialize_parameters_zeros"]),
+                                                    sub("range(1, len(layers_dims))", "range(1, min(len(layers_dims), 5))"))),
+    UNTOUCHED,
+]
+
+RANDOM_W = 'parameters["W" + str(l)] = np.random.'
+RANDOM_B = '\nparameters["b" + str(l)] = np.zeros((layers_dims[l], 1))'
+RANDOM = [
+    Variant("correct", PASS, body(CORRECT["initialize_parameters_random"])),
+    Variant("correct-fstring", PASS, body('parameters[f"W{l}"] = 10 * np.random.randn(layers_dims[l], layers_dims[l-1])\n'
+                                          'parameters[f"b{l}"] = np.zeros((layers_dims[l], 1))')),
+    Variant("correct-normal", PASS, body(
+        "rows, cols = layers_dims[l], layers_dims[l - 1]\n"
+        'parameters["W" + str(l)] = np.random.randn(rows, cols) * 10.0\n'
+        'parameters["b" + str(l)] = np.zeros((rows, 1))')),
+    Variant("no-seed", FAIL, then(body(CORRECT["initialize_parameters_random"]), sub("np.random.seed(3)", "pass"))),
+    Variant("seed-in-loop", FAIL, body("np.random.seed(3)\n" + CORRECT["initialize_parameters_random"])),
+    Variant("rand-uniform", FAIL, body(RANDOM_W + "rand(layers_dims[l], layers_dims[l - 1]) * 10" + RANDOM_B)),
+    Variant("times-0.01", FAIL, body(RANDOM_W + "randn(layers_dims[l], layers_dims[l - 1]) * 0.01" + RANDOM_B)),
+    Variant("nonzero-bias", FAIL, body(RANDOM_W + "randn(layers_dims[l], layers_dims[l - 1]) * 10\n"
+                                       'parameters["b" + str(l)] = np.random.randn(layers_dims[l], 1)')),
+    UNTOUCHED,
+]
+
+HE_W = 'parameters["W" + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1]) * '
+HE = [
+    Variant("correct", PASS, body(CORRECT["initialize_parameters_he"])),
+    Variant("correct-math", PASS, then(body(HE_W + "math.sqrt(2 / layers_dims[l - 1])" + RANDOM_B),
+                                       lambda source: "import math\n\n" + source)),
+    Variant("correct-power", PASS, body(HE_W + "(2 / layers_dims[l - 1]) ** 0.5" + RANDOM_B)),
+    Variant("correct-helper", PASS, then(body(HE_W + "he_scale(layers_dims[l - 1])" + RANDOM_B),
+                                         lambda source: "def he_scale(n_prev):\n    return np.sqrt(2.0 / n_prev)\n\n\n"
+                                                        + source)),
+    Variant("xavier", FAIL, body(HE_W + "np.sqrt(1 / layers_dims[l - 1])" + RANDOM_B)),
+    Variant("divided", FAIL, body(HE_W + "1 / np.sqrt(2 / layers_dims[l - 1])" + RANDOM_B)),
+    Variant("current-layer", FAIL, body(HE_W + "np.sqrt(2 / layers_dims[l])" + RANDOM_B)),
+    Variant("no-seed", FAIL, then(body(CORRECT["initialize_parameters_he"]), sub("np.random.seed(3)", "pass"))),
+    Variant("seed-in-loop", FAIL, body("np.random.seed(3)\n" + CORRECT["initialize_parameters_he"])),
+    UNTOUCHED,
+]
+
+EXERCISES = {
+    "initialize_parameters_zeros": (ZEROS, ("test_zeros_public", "test_zeros_hidden")),
+    "initialize_parameters_random": (RANDOM, ("test_random_public", "test_random_hidden")),
+    "initialize_parameters_he": (HE, ("test_he_public", "test_he_hidden")),
+}
+
+SCRATCH = ("# trying things out\n"
+           "p = initialize_parameters_he([2, 3, 1])\n"
+           "print({k: v.shape for k, v in p.items()})")
+
+
+def choices(count: int, rng: random.Random) -> list[dict[str, str]]:
+    """Every variant once (others correct), then random mixtures."""
+    picks = [{ex: (v.name if ex == exercise else "correct") for ex in EXERCISES}
+             for exercise, (variants, _) in EXERCISES.items() for v in variants if v.name != "correct"]
+    picks.insert(0, {ex: "correct" for ex in EXERCISES})
+    while len(picks) < count:
+        picks.append({ex: rng.choice(variants).name for ex, (variants, _) in EXERCISES.items()})
+    return picks[:count]
+
+
+def make_notebook(release: dict, pick: dict[str, str], scratch: bool) -> dict:
+    nb = json.loads(json.dumps(release))
+    for cell in nb["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in EXERCISES:
+            variants = {v.name: v for v in EXERCISES[grade_id][0]}
+            cell["source"] = variants[pick[grade_id]].edit("".join(cell["source"]))
+    if scratch:
+        nb["cells"].append({"id": "scratch", "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                            "source": SCRATCH})
+    return nb
+
+
+def expected_scores(pick: dict[str, str], points: dict[str, float]) -> dict[str, float]:
+    scores = {}
+    for exercise, (variants, tests) in EXERCISES.items():
+        variant = next(v for v in variants if v.name == pick[exercise])
+        for test, passes in zip(tests, variant.expect):
+            scores[test] = points[test] if passes else 0.0
+    return scores
+
+
+def make_class(course_dir: Path, count: int = 200, seed: int = 0) -> dict[str, dict]:
+    """Write the submissions; return the manifest {student: {"variants", "expected"}}."""
+    release = json.loads(RELEASE.read_text(encoding="utf-8"))
+    points = {c["metadata"]["nbgrader"]["grade_id"]: float(c["metadata"]["nbgrader"]["points"])
+              for c in release["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+    rng = random.Random(seed)
+    manifest = {}
+    for index, pick in enumerate(choices(count, rng)):
+        student = f"s{index:03d}"
+        folder = course_dir / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True, exist_ok=True)
+        nb = make_notebook(release, pick, scratch=index % 3 == 2)
+        (folder / f"{ASSIGNMENT}.ipynb").write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
+        (folder / "timestamp.txt").write_text(TIMESTAMP + "\n")
+        manifest[student] = {"variants": pick, "expected": expected_scores(pick, points)}
+    (course_dir / "class_manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("course_dir", type=Path)
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    manifest = make_class(args.course_dir, args.count, args.seed)
+    print(f"wrote {len(manifest)} submissions under {args.course_dir / 'submitted'}")
+
+
+if __name__ == "__main__":
+    main()

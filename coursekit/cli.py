@@ -1,0 +1,52 @@
+"""Command line: ``coursekit autograde ASSIGNMENT ...``, a drop-in for ``nbgrader autograde``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .read import CourseError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coursekit", description="Fast, sandboxed nbgrader autograding.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    grade = verbs.add_parser(
+        "autograde", help="grade submitted/<student>/ASSIGNMENT into the nbgrader gradebook",
+        description="Grade every submission of ASSIGNMENT (like `nbgrader autograde ASSIGNMENT`): "
+                    "scores go to the course's gradebook, graded notebooks to autograded/.")
+    grade.add_argument("assignment", metavar="ASSIGNMENT")
+    grade.add_argument("--course-dir", type=Path, default=Path("."),
+                       help="folder holding nbgrader_config.py (default: the current folder)")
+    grade.add_argument("--student", nargs="+", action="extend", metavar="ID",
+                       help="grade only these students (repeatable)")
+    grade.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="Dask scheduler (tcp://HOST:PORT) to send the grading tasks to")
+    grade.add_argument("--timeout", type=float, metavar="S",
+                       help="wall-clock seconds per submission in the sandbox (default: 20)")
+    grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
+    grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .pipeline import autograde  # after parsing, so --help stays fast
+
+    if args.workers is not None and args.workers < 1:
+        print("coursekit: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        summary = autograde(assignment=args.assignment, course_dir=args.course_dir, students=args.student,
+                            workers=args.workers, scheduler=args.scheduler, timeout=args.timeout,
+                            force=args.force, json_lines=args.json)
+    except CourseError as error:
+        print(f"coursekit: {error}", file=sys.stderr)
+        return 2
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The grading pipeline, in one place.
+
+Per assignment (once, in the grader's process):
+    extract.plan_assignment -> score.record_calls       master + gradebook -> tests, call plan
+Per submission:
+    read      read.read_bytes / read.parse_notebook    (grader: bytes; worker: notebook)
+    extract   extract.student_code                     (worker)
+    sandbox   sandbox.Sandbox.run                      (worker; student code runs only here)
+    score     score.replay, score.autograded_notebook  (worker, trusted)
+    gradebook gradebook.GradebookWriter.record         (grader)
+    report    report.Reporter                          (grader)
+
+The worker part (`grade_submission`) needs only the plan and the notebook's bytes, so the same
+task runs in a local pool of pre-warmed processes (default) or on a Dask cluster
+(``--scheduler tcp://HOST:PORT``).  The grader process owns the course folder and the gradebook.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, TextIO
+
+import nbformat
+from nbgrader.utils import compute_checksum
+
+from . import extract, read, sandbox, score
+from .gradebook import GradebookWriter, GradedSubmission, claim
+from .report import Reporter
+
+MAX_REASON = 4000
+
+
+# ----------------------------------------------------------------------------- worker side
+
+_WARM: dict[str, tuple[sandbox.Sandbox, Path]] = {}
+_WARM_LOCK = threading.Lock()
+
+
+def _warm(plan: extract.AssignmentPlan) -> tuple[sandbox.Sandbox, Path]:
+    """This process's sandbox (a zygote with NumPy imported) and the release files, made once."""
+    key = score.plan_key(plan)
+    with _WARM_LOCK:
+        if key not in _WARM:
+            folder = Path(tempfile.mkdtemp(prefix=f"coursekit-release-{key}-"))
+            for name, data in plan.release_files.items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(data)
+            score.trusted_namespace(plan)  # import the course's test helpers before the first task
+            _WARM[key] = (sandbox.Sandbox(), folder)
+        return _WARM[key]
+
+
+def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
+                     data: bytes | read.Unreadable, limits: sandbox.Limits) -> GradedSubmission:
+    """read -> extract -> sandbox -> score for one submission; never raises for bad input."""
+    nb = read.parse_notebook(data, f"{submission.notebook}.ipynb") if isinstance(data, bytes) else data
+    if isinstance(nb, read.Unreadable):
+        outcomes = score.failed_outcomes(plan, nb.reason)
+        graded_nb = score.autograded_notebook(None, plan, outcomes)
+        return _result(plan, submission, outcomes, graded_nb, [nb.reason])
+
+    code = extract.student_code(nb, plan)
+    box, release = _warm(plan)
+    result = box.run(list(code.parts), score.planned_calls(plan), workdir_files=release, limits=limits)
+    outcomes = score.replay(plan, result)
+    graded_nb = score.autograded_notebook(nb, plan, outcomes)
+    notes = list(code.notes) + [_name_part(e, code.labels) for e in result.code_errors]
+    if result.reason:
+        notes.append(f"sandbox: {result.reason}")
+    return _result(plan, submission, outcomes, graded_nb, notes)
+
+
+def _name_part(error: str, labels: tuple[str, ...]) -> str:
+    """"part 2: NameError: ..." -> "cell 8: NameError: ..." (the sandbox numbers the parts)."""
+    head, _, rest = error.partition(": ")
+    number = head.removeprefix("part ")
+    if number.isdigit() and 0 < int(number) <= len(labels):
+        return f"{labels[int(number) - 1]}: {rest}"
+    return error
+
+
+def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes: list[score.CellOutcome],
+            graded_nb: nbformat.NotebookNode, notes: list[str]) -> GradedSubmission:
+    failures = [f"{o.grade_id}: {o.message}" for o in outcomes if o.score < o.max_score and o.message]
+    reason = "; ".join(notes + failures)
+    solutions = set(plan.graded.values())
+    unanswered = tuple(dict.fromkeys(
+        c.metadata.nbgrader["grade_id"] for c in graded_nb.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") in solutions
+        and compute_checksum(c) == plan.checksums.get(c.metadata.nbgrader["grade_id"])))
+    return GradedSubmission(
+        submission=submission,
+        scores={o.grade_id: o.score for o in outcomes},
+        max_scores={o.grade_id: o.max_score for o in outcomes},
+        messages={o.grade_id: o.message for o in outcomes},
+        unanswered=unanswered,
+        notebook=nbformat.writes(graded_nb),
+        reason=reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ...",
+    )
+
+
+# ----------------------------------------------------------------------------- grader side
+
+
+@dataclass
+class _Backend:
+    submit: Callable[..., Any]  # (plan, submission, data, limits) -> future
+    wait_first: Callable[[set], set]  # futures -> the done ones (at least one)
+    width: int  # how many tasks to keep in flight
+    close: Callable[[], None]
+
+
+def _local_backend(workers: int) -> _Backend:
+    # fork: workers start with everything this process imported (NumPy, nbgrader) already loaded.
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    return _Backend(submit=lambda *args: pool.submit(grade_submission, *args),
+                    wait_first=lambda fs: cf.wait(fs, return_when=cf.FIRST_COMPLETED).done,
+                    width=2 * workers, close=pool.shutdown)
+
+
+def _dask_backend(address: str) -> _Backend:
+    from distributed import Client, wait
+
+    client = Client(address)
+    scattered: dict[int, Any] = {}
+
+    def submit(plan: extract.AssignmentPlan, *args: Any) -> Any:
+        if id(plan) not in scattered:  # send the plan to every worker once
+            scattered[id(plan)] = client.scatter(plan, broadcast=True, hash=False)
+        return client.submit(grade_submission, scattered[id(plan)], *args, pure=False)
+
+    width = 2 * max(sum(client.nthreads().values()), 1)
+    return _Backend(submit=submit, wait_first=lambda fs: set(wait(fs, return_when="FIRST_COMPLETED").done),
+                    width=width, close=client.close)
+
+
+@dataclass(frozen=True)
+class Summary:
+    graded: int
+    skipped: int
+    failed: int
+    results: list[GradedSubmission]
+
+
+def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterable[str] | None = None,
+              workers: int | None = None, scheduler: str | None = None, timeout: float | None = None,
+              force: bool = False, json_lines: bool = False,
+              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Summary:
+    """Grade every submission of `assignment` (or those of `students`) into the gradebook."""
+    course = read.load_course(Path(course_dir))
+    plans = {}
+    for name in extract.notebooks_of(course, assignment):
+        plans[name] = extract.plan_assignment(course, assignment, name)
+        score.record_calls(plans[name])
+    submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
+    limits = sandbox.Limits() if timeout is None else replace(sandbox.Limits(), wall_seconds=float(timeout))
+    reporter = Reporter(len(submissions), json_lines, out, err)
+    writer = GradebookWriter(course)
+    backend = _dask_backend(scheduler) if scheduler else _local_backend(workers or os.cpu_count() or 1)
+    results: list[GradedSubmission] = []
+    in_flight: dict[Any, tuple[read.Submission, Any]] = {}
+    pending = iter(submissions)
+    try:
+        while True:
+            while len(in_flight) < backend.width:
+                sub = next(pending, None)
+                if sub is None:
+                    break
+                held = claim(course, sub)
+                if held is None:
+                    reporter.skipped_one(sub, "another grader is grading it")
+                elif not force and writer.is_done(sub, plans[sub.notebook]):
+                    held.release()
+                    reporter.skipped_one(sub, "already graded (use --force to grade again)")
+                else:
+                    future = backend.submit(plans[sub.notebook], sub, read.read_bytes(sub.path), limits)
+                    in_flight[future] = (sub, held)
+            if not in_flight:
+                break
+            for future in backend.wait_first(set(in_flight)):
+                sub, held = in_flight.pop(future)
+                try:
+                    result = future.result()
+                    note = writer.record(result, plans[sub.notebook])
+                    if note:
+                        result = replace(result, reason="; ".join(filter(None, [result.reason, note])))
+                    results.append(result)
+                    reporter.graded_one(result)
+                except Exception as error:  # a grader fault: report it, leave it ungraded, go on
+                    reporter.failed_one(sub, f"{type(error).__name__}: {error}")
+                finally:
+                    held.release()
+    finally:
+        for sub, held in in_flight.values():
+            held.release()
+        backend.close()
+        writer.close()
+        reporter.close()
+    return Summary(reporter.graded, reporter.skipped, reporter.failed, results)

@@ -1,0 +1,140 @@
+"""Stage 1, read: the course layout, its nbgrader configuration, and the submitted notebooks.
+
+The course's ``nbgrader_config.py`` is loaded with traitlets, the way nbgrader loads it, into
+nbgrader's own ``CourseDirectory``: so ``root``, ``db_url``, ``directory_structure`` and
+``course_id`` mean exactly what they mean to ``nbgrader autograde``.  A submission that cannot be
+read becomes a `Unreadable` value with a reason, never an exception that stops the batch.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config.loader import PyFileConfigLoader
+
+MAX_NOTEBOOK_BYTES = 50 * 2**20  # a notebook with many plots is a few MiB; 50 MiB is not a notebook
+
+
+class CourseError(Exception):
+    """The course itself is not usable (no config, no master, no gradebook entry): stop and say why."""
+
+
+@dataclass(frozen=True)
+class Course:
+    coursedir: CourseDirectory
+
+    @property
+    def root(self) -> Path:
+        return Path(self.coursedir.root)
+
+    @property
+    def db_url(self) -> str:
+        return self.coursedir.db_url
+
+    @property
+    def course_id(self) -> str:
+        return self.coursedir.course_id
+
+    def folder(self, step: str, student: str, assignment: str) -> Path:
+        """`<root>/<step>/<student>/<assignment>` as nbgrader's directory_structure spells it."""
+        return Path(self.coursedir.format_path(step, student, assignment))
+
+    def source_dir(self, assignment: str) -> Path:
+        return self.folder(self.coursedir.source_directory, ".", assignment)
+
+    def release_dir(self, assignment: str) -> Path:
+        return self.folder(self.coursedir.release_directory, ".", assignment)
+
+    def submitted_dir(self, student: str, assignment: str) -> Path:
+        return self.folder(self.coursedir.submitted_directory, student, assignment)
+
+    def autograded_dir(self, student: str, assignment: str) -> Path:
+        return self.folder(self.coursedir.autograded_directory, student, assignment)
+
+
+def load_course(course_dir: Path) -> Course:
+    """Load `<course_dir>/nbgrader_config.py` into nbgrader's CourseDirectory."""
+    course_dir = Path(course_dir).resolve()
+    config_file = course_dir / "nbgrader_config.py"
+    if not config_file.is_file():
+        raise CourseError(f"{config_file} does not exist: pass the folder that holds the course's "
+                          "nbgrader_config.py with --course-dir")
+    config = PyFileConfigLoader(config_file.name, path=str(course_dir)).load_config()
+    coursedir = CourseDirectory(config=config)
+    if "root" not in config.get("CourseDirectory", {}):
+        coursedir.root = str(course_dir)  # nbgrader's default root is the working directory
+    return Course(coursedir)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One notebook a student submitted (the file may be missing or broken)."""
+
+    student: str
+    assignment: str
+    notebook: str  # name without .ipynb
+    path: Path
+
+
+def find_submissions(course: Course, assignment: str, notebooks: list[str],
+                     students: list[str] | None = None) -> list[Submission]:
+    """Every (student, notebook) pair under submitted/, or for the given students only."""
+    if students is None:
+        pattern = Path(course.coursedir.format_path(course.coursedir.submitted_directory, "*", assignment))
+        position = pattern.parts.index("*")
+        students = sorted({Path(p).parts[position] for p in glob.glob(str(pattern)) if os.path.isdir(p)})
+    return [Submission(student, assignment, name, course.submitted_dir(student, assignment) / f"{name}.ipynb")
+            for student in students for name in notebooks]
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    reason: str
+
+
+def read_bytes(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes | Unreadable:
+    """The file's bytes, or why they cannot be used (missing, too large, not a file)."""
+    try:
+        size = os.stat(path).st_size
+        if not path.is_file():
+            return Unreadable(f"{path.name} is not a regular file")
+        if size > limit:
+            return Unreadable(f"{path.name} is {size / 2**20:.0f} MiB, larger than the "
+                              f"{limit / 2**20:.0f} MiB a notebook may be; clear its outputs and resubmit")
+        with open(path, "rb") as fh:
+            return fh.read(limit + 1)
+    except FileNotFoundError:
+        return Unreadable(f"no submitted file {path.name}")
+    except OSError as err:
+        return Unreadable(f"cannot read {path.name}: {err.strerror}")
+
+
+def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.NotebookNode | Unreadable:
+    """A notebook (nbformat 4) from raw bytes, or why it is not one."""
+    if not data.strip():
+        return Unreadable(f"{name} is empty")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return Unreadable(f"{name} is not UTF-8 text (byte {err.start}); save it from Jupyter and resubmit")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        return Unreadable(f"{name} is not JSON ({err.msg} at line {err.lineno}); "
+                          "it was probably edited outside Jupyter")
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        return Unreadable(f"{name} is JSON but not a notebook (no list of cells)")
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as err:  # nbformat raises many kinds on odd versions and shapes
+        return Unreadable(f"{name} is not a notebook nbformat can read: {type(err).__name__}: {err}")
+    for cell in nb.cells:
+        if not isinstance(cell.get("source", ""), str) or not isinstance(cell.get("metadata", {}), dict):
+            return Unreadable(f"{name} has a malformed cell")
+    return nb

@@ -1,0 +1,77 @@
+"""Stage 6, report: a progress bar on a terminal, or one JSON object per submission."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+from .gradebook import GradedSubmission
+from .read import Submission
+
+
+def as_json(result: GradedSubmission) -> dict:
+    sub = result.submission
+    return {
+        "status": "graded",
+        "student": sub.student,
+        "assignment": sub.assignment,
+        "notebook": sub.notebook,
+        "score": result.score,
+        "max_score": result.max_score,
+        "cells": {gid: {"score": result.scores[gid], "max_score": result.max_scores[gid],
+                        "message": result.messages[gid]} for gid in result.scores},
+        "reason": result.reason,
+    }
+
+
+class Reporter:
+    def __init__(self, total: int, json_lines: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.total, self.json_lines, self.out, self.err = total, json_lines, out, err
+        self.bar = err.isatty()
+        self.start = time.monotonic()
+        self.graded = self.skipped = self.failed = 0
+
+    def _emit(self, obj: dict) -> None:
+        if self.json_lines:
+            self.out.write(json.dumps(obj) + "\n")
+            self.out.flush()
+        self._progress()
+
+    def graded_one(self, result: GradedSubmission) -> None:
+        self.graded += 1
+        self._emit(as_json(result))
+
+    def skipped_one(self, submission: Submission, why: str) -> None:
+        self.skipped += 1
+        self._emit({"status": "skipped", "student": submission.student, "assignment": submission.assignment,
+                    "notebook": submission.notebook, "reason": why})
+
+    def failed_one(self, submission: Submission, why: str) -> None:
+        """The grader itself failed on this submission: nothing was recorded, a re-run retries it."""
+        self.failed += 1
+        self.err.write(f"\ncoursekit: could not grade {submission.student}/{submission.notebook}: {why}\n")
+        self._emit({"status": "error", "student": submission.student, "assignment": submission.assignment,
+                    "notebook": submission.notebook, "reason": why})
+
+    @property
+    def rate(self) -> float:
+        return self.graded / max(time.monotonic() - self.start, 1e-9)
+
+    def _progress(self) -> None:
+        if not self.bar:
+            return
+        done = self.graded + self.skipped + self.failed
+        width = 30
+        filled = width * done // max(self.total, 1)
+        self.err.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                       f"{self.rate:5.1f} submissions/s")
+        self.err.flush()
+
+    def close(self) -> None:
+        if self.bar:
+            self.err.write("\n")
+        self.err.write(f"coursekit: graded {self.graded}, skipped {self.skipped}, failed {self.failed} "
+                       f"in {time.monotonic() - self.start:.1f} s ({self.rate:.1f} submissions/s)\n")
+        self.err.flush()

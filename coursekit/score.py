@@ -1,0 +1,300 @@
+"""Stage 4, score: grading by replay.
+
+1. Once per assignment, in the grader's (trusted) process, every master test cell runs with
+   the graded names bound to the master's solutions wrapped in a recorder.  That yields the
+   call plan: which graded function each test cell calls, in order, with which arguments.
+2. Per submission, the sandbox makes all planned calls on the student's code in one run and
+   returns plain data (`coursekit.sandbox`).
+3. Here again, each master test cell runs once more with the graded names bound to replay
+   stubs that hand back the sandbox's recorded results in order (reproducing mutation of the
+   arguments, re-raising the student's exceptions).  A cell earns its points under nbgrader's
+   own rule (`nbgrader.utils.determine_grade`: full points unless it raised or wrote to stderr).
+
+Student code never runs in this process; the comparisons run with this process's NumPy and the
+course's own public_tests.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import copy
+import hashlib
+import io
+import json
+import re
+import sys
+import tempfile
+import threading
+import traceback
+import warnings
+from collections import deque
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import nbformat
+from nbformat.corpus.words import generate_corpus_id
+from nbformat.v4 import new_code_cell, new_output
+from nbgrader.utils import determine_grade
+
+from . import sandbox
+from .extract import AssignmentPlan, PlanError
+from .names import strip_magics
+
+# Test cells print through sys.stdout, which is one per process: replay one cell at a time
+# even when a Dask worker runs several tasks in threads.
+_REPLAY_LOCK = threading.Lock()
+_NAMESPACES: dict[str, dict] = {}
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    grade_id: str
+    score: float
+    max_score: float
+    outputs: list  # nbformat outputs, as Jupyter would show them
+    message: str | None  # the failure, e.g. "AssertionError: W1 has shape (3, 2) ..."
+
+
+def plan_key(plan: AssignmentPlan) -> str:
+    digest = hashlib.sha256()
+    for cell in plan.cells:
+        digest.update(cell.source.encode())
+    for name, data in sorted(plan.trusted_files.items()):
+        digest.update(name.encode() + data)
+    return digest.hexdigest()[:16]
+
+
+def trusted_namespace(plan: AssignmentPlan) -> dict:
+    """The globals the test cells start from: the needed locked cells (e.g. setup), executed
+    here with the course's own modules (public_tests.py from the master folder)."""
+    key = plan_key(plan)
+    if key not in _NAMESPACES:
+        folder = Path(tempfile.mkdtemp(prefix=f"coursekit-trusted-{key}-"))
+        for name, data in plan.trusted_files.items():
+            (folder / name).write_bytes(data)
+        for module in (Path(name).stem for name in plan.trusted_files):
+            sys.modules.pop(module, None)  # never reuse a module of the same name from elsewhere
+        sys.path.insert(0, str(folder))
+        namespace: dict = {"__name__": "__main__"}
+        for grade_id in plan.trusted:
+            _run_cell(plan.cell(grade_id).source, namespace, f"<{grade_id}>")
+        _NAMESPACES[key] = namespace
+    return dict(_NAMESPACES[key])
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def record_calls(plan: AssignmentPlan) -> None:
+    """Fill `plan.calls` by running the master's tests against the master's solutions."""
+    namespace = trusted_namespace(plan)
+    for grade_id in dict.fromkeys(plan.graded.values()):
+        exec(compile(strip_magics(plan.cell(grade_id).solution), f"<{grade_id}>", "exec"), namespace)
+    current: list[sandbox.Call] = []
+
+    def recorder(function: str, solution: Callable) -> Callable:
+        def record(*args: Any, **kwargs: Any) -> Any:
+            if kwargs:
+                raise PlanError(f"a test calls {function} with keyword arguments; the call plan "
+                                "supports positional arguments only")
+            try:
+                snapshot = _jsonable(args)
+            except (TypeError, ValueError):
+                raise PlanError(f"a test calls {function}{args!r} with arguments that are not plain "
+                                "JSON data; the sandbox cannot receive them") from None
+            current.append(sandbox.Call(function, tuple(snapshot)))
+            return solution(*args)
+        record.__name__ = record.__qualname__ = function
+        return record
+
+    for function in plan.graded:
+        namespace[function] = recorder(function, namespace[function])
+    for test in plan.tests:
+        current.clear()
+        outputs = _run_cell(test.source, namespace, f"<{test.grade_id}>")
+        failed = [o for o in outputs if o.output_type == "error"]
+        if failed:
+            raise PlanError(f"master test cell {test.grade_id} fails with the master's solution: "
+                            f"{failed[0].ename}: {failed[0].evalue}")
+        plan.calls[test.grade_id] = list(current)
+
+
+def planned_calls(plan: AssignmentPlan) -> list[sandbox.Call]:
+    return [call for test in plan.tests for call in plan.calls[test.grade_id]]
+
+
+class _Opaque:
+    """Stands for a returned object that is not plain data: it equals nothing and is no dict."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __ne__(self, other: object) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name} object (not plain data, not compared)>"
+
+
+def _trusted(value: Any) -> Any:
+    if isinstance(value, sandbox.Opaque):
+        return _Opaque(getattr(value, "type_name", "unknown"))
+    if isinstance(value, dict):
+        return {k: _trusted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_trusted(v) for v in value]
+    return value
+
+
+def _exception(error: str | None) -> Exception:
+    """Rebuild the student's exception: a builtin type by name, else a same-named stand-in."""
+    name, _, message = (error or "Exception: (no message)").partition(": ")
+    cls = getattr(builtins, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = type(name if re.fullmatch(r"[A-Za-z_]\w*", name) else "StudentError", (Exception,), {})
+    return cls(message)
+
+
+def _replay_stub(function: str, queue: deque, reason: str | None) -> Callable:
+    def replay(*args: Any, **kwargs: Any) -> Any:
+        if kwargs or not queue:
+            raise AssertionError(f"coursekit: the test called {function}{args!r} in a way the call plan "
+                                 "recorded with the master solution did not foresee")
+        planned, result = queue.popleft()
+        if planned.function != function or _jsonable(args) != _jsonable(list(planned.args)):
+            raise AssertionError(f"coursekit: the test called {function}{args!r}, but the plan expected "
+                                 f"{planned.function}{tuple(planned.args)!r}")
+        for passed, after in zip(args, result.args_after or ()):
+            if isinstance(passed, list) and isinstance(after, list) and passed != after:
+                passed[:] = after  # the student's function changed its argument in place
+        if result.status == "ok":
+            return _trusted(result.value)
+        if result.status == "error":
+            raise _exception(result.error)
+        if result.status == "missing":
+            raise NameError(f"name {function!r} is not defined")
+        raise RuntimeError(f"{function} did not run: {reason or 'the sandbox stopped before this call'}")
+    replay.__name__ = replay.__qualname__ = function
+    return replay
+
+
+def replay(plan: AssignmentPlan, result: sandbox.SandboxResult) -> list[CellOutcome]:
+    """Score every test cell from the sandbox's recorded results."""
+    namespace = trusted_namespace(plan)
+    results = iter(result.calls)
+    outcomes = []
+    with _REPLAY_LOCK:
+        for test in plan.tests:
+            queue = deque((call, next(results)) for call in plan.calls[test.grade_id])
+            for function in plan.graded:
+                namespace[function] = _replay_stub(function, queue, result.reason)
+            outputs = _run_cell(test.source, namespace, f"<{test.grade_id}>")
+            outcomes.append(_outcome(test.grade_id, test.nbgrader, test.points or 0.0, outputs))
+    return outcomes
+
+
+def failed_outcomes(plan: AssignmentPlan, reason: str) -> list[CellOutcome]:
+    """Every test cell at zero, with the same reason (the notebook could not be read)."""
+    error = new_output("error", ename="CoursekitError", evalue=reason, traceback=[f"CoursekitError: {reason}"])
+    return [_outcome(t.grade_id, t.nbgrader, t.points or 0.0, [error]) for t in plan.tests]
+
+
+def _outcome(grade_id: str, metadata: dict, points: float, outputs: list) -> CellOutcome:
+    cell = new_code_cell(metadata={"nbgrader": dict(metadata, points=points)})
+    cell.outputs = outputs
+    score, max_score = determine_grade(cell)
+    message = None
+    for output in outputs:
+        if output.output_type == "error":
+            message = f"{output.ename}: {output.evalue}"
+        elif output.output_type == "stream" and output.name == "stderr" and message is None:
+            message = f"wrote to stderr: {output.text.strip()[:300]}"
+    return CellOutcome(grade_id, float(score or 0.0), float(max_score), outputs, message)
+
+
+def _run_cell(source: str, namespace: dict, label: str) -> list:
+    """Run trusted cell code as a kernel would; return the outputs Jupyter would show."""
+    tree = ast.parse(strip_magics(source))
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    stdout, stderr = io.StringIO(), io.StringIO()
+    error = value = None
+    with redirect_stdout(stdout), redirect_stderr(stderr), warnings.catch_warnings():
+        warnings.simplefilter("default")
+        try:
+            exec(compile(tree, label, "exec"), namespace)
+            if last is not None:
+                value = eval(compile(ast.Expression(last.value), label, "eval"), namespace)
+        except Exception as exc:  # the cell fails; its error is an output, as in Jupyter
+            error = exc
+    outputs = [new_output("stream", name=name, text=buffer.getvalue())
+               for name, buffer in (("stdout", stdout), ("stderr", stderr)) if buffer.getvalue()]
+    if value is not None:
+        outputs.append(new_output("execute_result", data={"text/plain": repr(value)}, execution_count=None))
+    if error is not None:
+        frames = [f for f in traceback.extract_tb(error.__traceback__)
+                  if f.filename == label or f.filename.endswith("public_tests.py")]
+        lines = traceback.format_list(frames) + traceback.format_exception_only(type(error), error)
+        outputs.append(new_output("error", ename=type(error).__name__, evalue=str(error),
+                                  traceback=["Traceback (most recent call last):"] + [l.rstrip("\n") for l in lines]))
+    return outputs
+
+
+def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
+                        outcomes: list[CellOutcome]) -> nbformat.NotebookNode:
+    """The student's notebook as graded: outputs cleared, locked and test cells restored from
+    the gradebook with nbgrader metadata, each test cell showing its replayed outputs.
+    Without a readable notebook, the master's layout with the solution cells left as stubs."""
+    by_id = {o.grade_id: o for o in outcomes}
+    if nb is None:
+        nb = nbformat.v4.new_notebook(cells=[_master_cell(c, None, plan.checksums.get(c.grade_id)) for c in plan.cells])
+    else:
+        nb = copy.deepcopy(nb)
+    seen: set[str] = set()
+    known = {c.grade_id: c for c in plan.cells if c.grade_id}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id is None:
+            continue
+        if grade_id in seen or grade_id not in known:  # as nbgrader's DeduplicateIds / OverwriteCells
+            del cell.metadata["nbgrader"]
+            continue
+        seen.add(grade_id)
+        master = known[grade_id]
+        if master.nbgrader.get("locked"):
+            nb.cells[index] = _master_cell(master, by_id.get(grade_id), plan.checksums.get(grade_id))
+        else:
+            cell.metadata["nbgrader"] = dict(master.nbgrader, checksum=plan.checksums.get(grade_id))
+    # Test cells the student deleted come back after the cell that precedes them in the master.
+    for test in plan.tests:
+        if test.grade_id in seen:
+            continue
+        before = [c.grade_id for c in plan.cells[:test.index] if c.grade_id in seen]
+        ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells]
+        at = ids.index(before[-1]) + 1 if before else len(nb.cells)
+        nb.cells.insert(at, _master_cell(test, by_id.get(test.grade_id), plan.checksums.get(test.grade_id)))
+        seen.add(test.grade_id)
+    if (nb.nbformat, nb.nbformat_minor) >= (4, 5):  # cell ids are required from nbformat 4.5 on
+        for cell in nb.cells:
+            cell.setdefault("id", generate_corpus_id())
+    return nb
+
+
+def _master_cell(master: Any, outcome: CellOutcome | None, checksum: str | None) -> nbformat.NotebookNode:
+    """A master cell as nbgrader restores it (the gradebook's source, so solutions stay stubs)."""
+    meta = {"nbgrader": dict(master.nbgrader, checksum=checksum)}
+    if master.cell_type != "code":
+        return nbformat.v4.new_markdown_cell(master.source, metadata=meta)
+    cell = new_code_cell(master.source, metadata=meta)
+    cell.outputs = outcome.outputs if outcome else []
+    return cell
