@@ -25,6 +25,7 @@ import gc
 import importlib
 import json
 import os
+import py_compile
 import resource
 import select
 import shutil
@@ -42,6 +43,7 @@ RESULT_FD = 3
 SETUP_FAILED_EXIT = 121  # the child could not build its sandbox (our bug, not the student's)
 UID_BASE = 2_000_000_000  # uid = UID_BASE + pid of the child: unique among live processes
 CHROOT_WORKDIR = "/sandbox/work"  # the submission's cwd, as the child sees it
+CHROOT_PYCACHE = "/pycache"  # sys.pycache_prefix of the child, read-only for it
 MAX_DEPTH = 32
 MAX_NODES = 200_000
 ERROR_CHARS = 2000
@@ -108,6 +110,7 @@ class Zygote:
                           "notes": []}
         self.chroot: str | None = None
         self.sandbox_dir = os.path.join(host_dir, "sandbox")  # run dirs, as the zygote sees them
+        self.pycache_dir = os.path.join(host_dir, "pycache")  # compiled release modules
         self.disk_bytes = 0
         self.release_cache: dict[str, list[str]] = {}
         self.control = -1  # the socket to the grader
@@ -116,6 +119,7 @@ class Zygote:
 
     def isolate(self) -> None:
         notes = self.isolation["notes"]
+        os.makedirs(self.pycache_dir, mode=0o755)
         if os.geteuid() != 0:
             notes.append("not running as root: no separate uid, no namespaces, no chroot")
             os.makedirs(self.sandbox_dir, mode=0o700)
@@ -152,6 +156,10 @@ class Zygote:
         self.sandbox_dir = root + "/sandbox"
         os.makedirs(self.sandbox_dir, mode=0o711)
         self._mount_workspace(self.config["disk_bytes"])
+        self.pycache_dir = root + CHROOT_PYCACHE
+        os.makedirs(self.pycache_dir, mode=0o755)
+        _mount("coursekit-pycache", self.pycache_dir, "tmpfs", MS_NOSUID | MS_NODEV,
+               "size=64m,mode=0755")
         _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
         self.chroot = root
         self.isolation["user"] = True
@@ -211,6 +219,12 @@ class Zygote:
                     os.close(fd)
             shutil.rmtree(workdir, ignore_errors=True)
 
+    def child_paths(self, workdir: str) -> tuple[str, str]:
+        """The child's cwd and pycache prefix, as the child sees them."""
+        if self.chroot:
+            return CHROOT_WORKDIR, CHROOT_PYCACHE
+        return workdir, self.pycache_dir
+
     def _copy_release(self, release: str | None, workdir: str) -> None:
         if not release:
             return
@@ -221,10 +235,33 @@ class Zygote:
                 rel = os.path.relpath(dirpath, release)
                 files.extend(os.path.normpath(os.path.join(rel, n)) for n in names)
             self.release_cache[release] = files
+            self._compile(release, files, workdir)
         for rel in files:
             target = os.path.join(workdir, rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copyfile(os.path.join(release, rel), target)
+
+
+    def _compile(self, release: str, files: list[str], workdir: str) -> None:
+        """Byte-compile the release's modules once, for the path the child imports them from.
+
+        The .pyc files are hash-checked against the source, so a child that edits
+        its copy of a module simply recompiles it (and cannot write the cache).
+        """
+        child_workdir, _ = self.child_paths(workdir)
+        for rel in files:
+            if not rel.endswith(".py"):
+                continue
+            source_as_child_sees_it = os.path.join(child_workdir, rel)
+            stem = os.path.basename(rel)[:-3]
+            cfile = os.path.join(self.pycache_dir + os.path.dirname(source_as_child_sees_it),
+                                 f"{stem}.{sys.implementation.cache_tag}.pyc")
+            try:
+                py_compile.compile(os.path.join(release, rel), cfile=cfile,
+                                   dfile=source_as_child_sees_it, doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+            except py_compile.PyCompileError:
+                pass  # the child reports the SyntaxError when it imports the module
 
 
 def _children() -> list[int]:
@@ -408,9 +445,9 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
             for dirpath, dirs, names in os.walk(workdir):
                 for name in (dirpath, *(os.path.join(dirpath, n) for n in dirs + names)):
                     os.lchown(name, uid, uid)
+        workdir, pycache = zygote.child_paths(workdir)
         if zygote.chroot:
             os.chroot(zygote.chroot)
-            workdir = CHROOT_WORKDIR
         os.chdir(workdir)
         for res, value in ((resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 1)),
                            (resource.RLIMIT_AS, (limits["memory_bytes"],) * 2),
@@ -425,7 +462,7 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
-        os.closerange(RESULT_FD + 1, 1 << 20)
+        _close_from(RESULT_FD + 1)
         os.environ.clear()
         os.environ.update({
             "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "TMPDIR": os.getcwd(),
@@ -433,6 +470,7 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
             "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
         })
         sys.path[0] = os.getcwd()
+        sys.pycache_prefix = pycache
         import numpy as np
         np.random.seed(np.frombuffer(os.urandom(16), dtype=np.uint32))
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -447,6 +485,12 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
         sys.stderr.flush()
     finally:
         os._exit(0)
+
+
+def _close_from(lowest: int) -> None:
+    """Close every fd >= lowest (close_range(2): one syscall, and no /proc needed)."""
+    if _libc.close_range(ctypes.c_uint(lowest), ctypes.c_uint(0xFFFFFFFF), 0) != 0:
+        os.closerange(lowest, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
 
 def run_submission(payload: dict, limits: dict) -> None:

@@ -55,7 +55,8 @@ from coursekit import _sandbox_child as child
 __all__ = ["Call", "CallResult", "Isolation", "Limits", "Opaque", "Sandbox", "SandboxResult",
            "SandboxError", "run"]
 
-DEFAULT_PRELOAD = ("numpy", "matplotlib", "matplotlib.pyplot", "h5py")
+DEFAULT_PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing", "matplotlib",
+                   "matplotlib.pyplot", "h5py")
 # Only these dtypes come back as arrays: booleans, integers and floats.
 _DTYPE_RE = re.compile(r"[<>|=][biuf](1|2|4|8|16)")
 _MAX_ARRAY_DIMS = 32
@@ -157,6 +158,14 @@ class Sandbox:
             self._ensure_started()
             assert self._isolation is not None
             return self._isolation
+
+    @property
+    def zygote_pid(self) -> int:
+        """Process id of the zygote (started if needed); its children run the submissions."""
+        with self._lock:
+            self._ensure_started()
+            assert self._process is not None
+            return self._process.pid
 
     def _ensure_started(self) -> None:
         if self._process is not None and self._owner_pid == os.getpid() \
