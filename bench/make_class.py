@@ -134,10 +134,11 @@ SCRATCH = ("# trying things out\n"
 
 
 def choices(count: int, rng: random.Random) -> list[dict[str, str]]:
-    """Every variant once (others correct), then random mixtures."""
-    picks = [{ex: (v.name if ex == exercise else "correct") for ex in EXERCISES}
-             for exercise, (variants, _) in EXERCISES.items() for v in variants if v.name != "correct"]
-    picks.insert(0, {ex: "correct" for ex in EXERCISES})
+    """First a cover: student i takes variant i (cycling) of every exercise, so the first
+    max(#variants) students hold every variant of every exercise; then random mixtures."""
+    width = max(len(variants) for variants, _ in EXERCISES.values())
+    picks = [{ex: variants[i % len(variants)].name for ex, (variants, _) in EXERCISES.items()}
+             for i in range(width)]
     while len(picks) < count:
         picks.append({ex: rng.choice(variants).name for ex, (variants, _) in EXERCISES.items()})
     return picks[:count]

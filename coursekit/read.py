@@ -11,10 +11,12 @@ from __future__ import annotations
 import glob
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbformat.warnings import MissingIDFieldWarning
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -131,7 +133,9 @@ def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.Notebook
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         return Unreadable(f"{name} is JSON but not a notebook (no list of cells)")
     try:
-        nb = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():  # cells without ids are common and get ids when written
+            warnings.simplefilter("ignore", MissingIDFieldWarning)
+            nb = nbformat.reads(text, as_version=4)
     except Exception as err:  # nbformat raises many kinds on odd versions and shapes
         return Unreadable(f"{name} is not a notebook nbformat can read: {type(err).__name__}: {err}")
     for cell in nb.cells:

@@ -274,6 +274,9 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
         if master.nbgrader.get("locked"):
             nb.cells[index] = _master_cell(master, by_id.get(grade_id), plan.checksums.get(grade_id))
         else:
+            if cell.cell_type != master.cell_type:  # e.g. a solution cell turned into markdown
+                make = new_code_cell if master.cell_type == "code" else nbformat.v4.new_markdown_cell
+                nb.cells[index] = cell = make(cell.source, metadata=cell.metadata)
             cell.metadata["nbgrader"] = dict(master.nbgrader, checksum=plan.checksums.get(grade_id))
     # Test cells the student deleted come back after the cell that precedes them in the master.
     for test in plan.tests:

@@ -1,0 +1,111 @@
+"""coursekit gives the same per-cell scores as `nbgrader autograde`, and leaves a gradebook the
+rest of nbgrader (export, feedback) works with.
+
+One generated class of 16 submissions holds every variant of every exercise (correct in
+several styles, each typical mistake, untouched stubs, mixtures, extra scratch cells).  Stock
+nbgrader grades one copy of the course (about 6 s per notebook), coursekit another.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from coursekit_course import (ASSIGNMENT, build_template, copy_course, course_env, coursekit, expected_scores,
+                              gradebook_scores, make_class)
+
+# The module's first test waits for stock nbgrader to grade the whole sample.
+pytestmark = pytest.mark.timeout(1800)
+
+SAMPLE = 16
+TESTS = ["test_zeros_public", "test_zeros_hidden", "test_random_public", "test_random_hidden",
+         "test_he_public", "test_he_hidden"]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("agreement")
+    template = build_template(base / "template")
+    manifest = make_class.make_class(template, SAMPLE)
+    stock, fast = copy_course(template, base / "stock"), copy_course(template, base / "coursekit")
+    subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--log-level=WARN"],
+                   cwd=stock, env=course_env(), check=True, timeout=1800)
+    results = coursekit(fast)
+    return stock, fast, manifest, results
+
+
+def test_the_sample_holds_every_variant_of_every_exercise(graded):
+    _, _, manifest, _ = graded
+    for exercise, (variants, _) in make_class.EXERCISES.items():
+        used = {entry["variants"][exercise] for entry in manifest.values()}
+        assert used == {v.name for v in variants}, exercise
+
+
+def test_per_cell_scores_equal_those_of_nbgrader_autograde(graded):
+    stock, fast, _, _ = graded
+    stock_scores = gradebook_scores(stock)
+    assert len(stock_scores) == SAMPLE * len(TESTS)
+    assert gradebook_scores(fast) == stock_scores
+
+
+def test_scores_are_the_ones_worked_out_by_hand_for_each_variant(graded):
+    _, fast, manifest, _ = graded
+    assert gradebook_scores(fast) == expected_scores(manifest)
+
+
+def test_json_report_has_one_object_per_submission_with_cells_and_reason(graded):
+    _, _, manifest, results = graded
+    assert sorted(r["student"] for r in results) == sorted(manifest)
+    for result in results:
+        assert result["status"] == "graded" and result["notebook"] == ASSIGNMENT
+        assert result["max_score"] == 9.0
+        assert set(result["cells"]) == set(TESTS)
+        assert result["score"] == sum(cell["score"] for cell in result["cells"].values())
+    # s004 used Xavier's sqrt(1/n) for He: the reason carries the public test's diagnosis.
+    s004 = next(r for r in results if r["student"] == "s004")
+    assert manifest["s004"]["variants"]["initialize_parameters_he"] == "xavier"
+    assert "Xavier" in s004["cells"]["test_he_public"]["message"]
+    assert "test_he_public" in s004["reason"]
+
+
+def test_autograded_notebook_shows_master_tests_with_their_replayed_outputs(graded):
+    _, fast, manifest, _ = graded
+    nb = nbformat.read(fast / "autograded" / "s004" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    hidden = cells["test_he_hidden"]
+    assert "### BEGIN HIDDEN TESTS" in hidden.source  # the gradebook's test, not the release's
+    assert hidden.metadata.nbgrader["points"] == 2 and hidden.metadata.nbgrader["checksum"]
+    assert [o.output_type for o in cells["test_he_public"].outputs][-1] == "error"
+    assert "All tests passed." in "".join(o.get("text", "") for o in cells["test_zeros_public"].outputs)
+    assert (fast / "autograded" / "s004" / ASSIGNMENT / "timestamp.txt").is_file()
+
+
+def test_nbgrader_export_and_generate_feedback_work_on_a_coursekit_gradebook(graded):
+    _, fast, manifest, _ = graded
+    subprocess.run([sys.executable, "-m", "nbgrader", "export", "--log-level=WARN"], cwd=fast,
+                   env=course_env(), check=True, timeout=300)
+    with open(fast / "grades.csv", newline="") as fh:
+        rows = {row["student_id"]: row for row in csv.DictReader(fh)}
+    for student, entry in manifest.items():
+        assert float(rows[student]["raw_score"]) == sum(entry["expected"].values())
+    subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT, "--student", "s004",
+                    "--log-level=WARN"], cwd=fast, env=course_env(), check=True, timeout=300)
+    html = (fast / "feedback" / "s004" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    expected = sum(manifest["s004"]["expected"].values())
+    assert f"Score: {expected:g}" in html or f"{expected:g} / 9" in html or f"({expected:g} / 9" in html
+
+
+def test_a_second_run_skips_what_is_graded_and_force_grades_again(graded):
+    _, fast, manifest, _ = graded
+    again = coursekit(fast)
+    assert {r["status"] for r in again} == {"skipped"} and len(again) == len(manifest)
+    before = gradebook_scores(fast)
+    forced = coursekit(fast, "--force", "--student", "s000", "s004")
+    assert [r["status"] for r in forced] == ["graded", "graded"]
+    assert gradebook_scores(fast) == before
+    assert json.loads(json.dumps(forced[1]["cells"]))["test_he_public"]["score"] == 0.0
