@@ -35,12 +35,33 @@ import struct
 import sys
 import time
 import traceback
+import types
+# The submission runs in the child's own interpreter and may rebind builtins or
+# patch modules.  The reporting code uses these module-level references, which
+# are looked up before builtins, so such patches only break the submission.
+from builtins import (BaseException, Exception, MemoryError, all, callable, compile, dict,  # noqa: A004
+                      enumerate, exec, float, int, isinstance, len, list, memoryview, str, tuple,
+                      type)
+import builtins
+
+import numpy
+
+_ndarray, _generic, _asarray = numpy.ndarray, numpy.generic, numpy.asarray
+_write = os.write
+# json.dumps has Python-level parts that consult builtins; the C encoder does not.
+_c_encoder = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None,
+                                         ":", ",", False, False, True)
+
+
+def _dumps(record: dict) -> str:
+    return "".join(_c_encoder(record, 0))
 
 # Shared with sandbox.py (which imports this module for them).
 RECORD_HEADER = struct.Struct("<2sII")  # magic, JSON length, blob length
 RECORD_MAGIC = b"CK"
 RESULT_FD = 3
 SETUP_FAILED_EXIT = 121  # the child could not build its sandbox (our bug, not the student's)
+REPORT_FAILED_EXIT = 122  # the submission broke the child's reporting code
 UID_BASE = 2_000_000_000  # uid = UID_BASE + pid of the child: unique among live processes
 CHROOT_WORKDIR = "/sandbox/work"  # the submission's cwd, as the child sees it
 CHROOT_PYCACHE = "/pycache"  # sys.pycache_prefix of the child, read-only for it
@@ -432,6 +453,9 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
         os.setsid()
         with os.fdopen(os.dup(input_fd), "rb") as f:
             payload = json.loads(f.read())
+        # Decode every call's arguments now, before the submission can touch json:
+        # each call gets its own objects, so calls cannot see each other's mutations.
+        payload["calls"] = [(name, json.loads(args)) for name, args in payload["calls"]]
         # Move the fds we keep above the low numbers before putting them in place,
         # so no dup2 below overwrites one we still need.
         null, out_w, result_fd = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
@@ -471,8 +495,7 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
         })
         sys.path[0] = os.getcwd()
         sys.pycache_prefix = pycache
-        import numpy as np
-        np.random.seed(np.frombuffer(os.urandom(16), dtype=np.uint32))
+        numpy.random.seed(numpy.frombuffer(os.urandom(16), dtype=numpy.uint32))
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except BaseException:
         try:
@@ -481,10 +504,17 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
             os._exit(SETUP_FAILED_EXIT)
     try:
         run_submission(payload, limits)
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        os._exit(0)
+    except BaseException as exc:  # noqa: BLE001 - the submission broke the reporting code
+        try:
+            _write(2, f"\ncoursekit sandbox: could not report the results: {exc!r}\n".encode())
+        finally:
+            os._exit(REPORT_FAILED_EXIT)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - e.g. replaced by the submission
+            pass
+    os._exit(0)
 
 
 def _close_from(lowest: int) -> None:
@@ -494,9 +524,6 @@ def _close_from(lowest: int) -> None:
 
 
 def run_submission(payload: dict, limits: dict) -> None:
-    import builtins
-    import types
-
     module = types.ModuleType("__main__")
     module.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = module
@@ -508,24 +535,23 @@ def run_submission(payload: dict, limits: dict) -> None:
         except BaseException as exc:  # noqa: BLE001 - SystemExit too: a notebook cell survives it
             errors.append(f"part {index + 1}: {describe(exc, limits)}")
     write_record({"kind": "loaded", "errors": errors}, [])
-    for index, (name, args_json) in enumerate(payload["calls"]):
+    for index, (name, args) in enumerate(payload["calls"]):
         arrays: list = []
         record = {"kind": "call", "index": index, "status": "ok", "value": None, "error": None,
                   "args_after": None}
-        function = namespace.get(name)
+        function = dict.get(namespace, name)
         if not callable(function):
             record["status"] = "missing"
             record["error"] = (f"{name} is not defined by the submission" if function is None
                                else f"{name} is defined but is not a function")
         else:
-            args = json.loads(args_json)
             try:
                 value = function(*args)
                 record["value"] = Encoder(arrays).encode(value)
             except BaseException as exc:  # noqa: BLE001
                 record["status"] = "error"
                 record["error"] = describe(exc, limits)
-                arrays.clear()
+                list.clear(arrays)
             try:
                 record["args_after"] = Encoder(arrays).encode(list(args))
             except BaseException:  # noqa: BLE001 - mutated into something unencodable
@@ -534,10 +560,11 @@ def run_submission(payload: dict, limits: dict) -> None:
 
 
 def describe(exc: BaseException, limits: dict) -> str:
+    name = type.__getattribute__(type(exc), "__name__")
     try:
-        text = f"{type(exc).__name__}: {exc}"
+        text = f"{name}: {exc}"
     except BaseException:  # noqa: BLE001 - a hostile __str__
-        text = f"{type(exc).__name__}: <message could not be rendered>"
+        text = f"{name}: <message could not be rendered>"
     if isinstance(exc, MemoryError):
         text += f" (the sandbox memory limit is {limits['memory_bytes'] / 2**30:g} GiB)"
     return text[:ERROR_CHARS]
@@ -548,29 +575,32 @@ class ResultTooLarge(Exception):
 
 
 class Encoder:
-    """Turn a return value into JSON plus raw array bytes (see sandbox.py for the format)."""
+    """Turn a return value into JSON plus raw array bytes (see sandbox.py for the format).
+
+    Methods are called on the base types (ndarray.view, dict.items, ...) so that
+    overrides in subclasses the submission defines are never consulted.
+    """
 
     def __init__(self, arrays: list) -> None:
         self.arrays = arrays
         self.nodes = 0
 
     def encode(self, value, depth: int = 0):
-        import numpy as np
-
         self.nodes += 1
         if depth > MAX_DEPTH:
             raise ResultTooLarge(f"the value is nested deeper than {MAX_DEPTH} levels")
         if self.nodes > MAX_NODES:
             raise ResultTooLarge(f"the value has more than {MAX_NODES} parts")
-        if value is None or type(value) in (bool, int, float, str):
+        kind = type(value)
+        if value is None or kind is bool or kind is int or kind is float or kind is str:
             return value
-        if isinstance(value, np.ndarray) or isinstance(value, np.generic):
-            if value.dtype.kind not in "biuf":
-                return {"$opaque": f"numpy {value.dtype.kind!r} dtype"}
-            # A plain ndarray view: an ndarray subclass's overrides stay behind in the child.
-            self.arrays.append(value.view(np.ndarray) if isinstance(value, np.ndarray)
-                               else np.asarray(value))
-            return {("$nd" if isinstance(value, np.ndarray) else "$np"): len(self.arrays) - 1}
+        if isinstance(value, (_ndarray, _generic)):
+            base = _ndarray.view(value if isinstance(value, _ndarray) else _asarray(value),
+                                 _ndarray)
+            if base.dtype.kind not in "biuf":
+                return {"$opaque": f"numpy array of dtype {base.dtype.str}"}
+            list.append(self.arrays, base)
+            return {("$nd" if isinstance(value, _ndarray) else "$np"): len(self.arrays) - 1}
         if isinstance(value, int):
             return int.__int__(value)
         if isinstance(value, float):
@@ -578,12 +608,13 @@ class Encoder:
         if isinstance(value, str):
             return str.__str__(value)
         if isinstance(value, (list, tuple)):
-            return [self.encode(v, depth + 1) for v in value]
+            items = list.copy(value) if isinstance(value, list) else tuple.__iter__(value)
+            return [self.encode(v, depth + 1) for v in items]
         if isinstance(value, dict):
             items = list(dict.items(value))
-            if all(isinstance(k, str) for k, _ in items):
+            if all(type(k) is str or isinstance(k, str) for k, _ in items):
                 return {"$dict": [[str.__str__(k), self.encode(v, depth + 1)] for k, v in items]}
-        return {"$opaque": type(value).__name__[:200]}
+        return {"$opaque": str.__str__(type.__getattribute__(kind, "__name__"))[:200]}
 
 
 def write_record(record: dict, arrays: list) -> None:
@@ -593,13 +624,13 @@ def write_record(record: dict, arrays: list) -> None:
         meta.append([array.dtype.str, list(array.shape), offset, array.nbytes])
         offset += array.nbytes
     record["arrays"] = meta
-    head = json.dumps(record).encode()
+    head = _dumps(record).encode()
     chunks = [RECORD_HEADER.pack(RECORD_MAGIC, len(head), offset), head,
-              *(a.tobytes() for a in arrays)]
+              *(_ndarray.tobytes(a) for a in arrays)]
     for chunk in chunks:
         view = memoryview(chunk)
         while view:
-            view = view[os.write(RESULT_FD, view):]
+            view = view[_write(RESULT_FD, view):]
 
 
 if __name__ == "__main__":

@@ -391,6 +391,9 @@ def _process_reason(status: dict, limits: Limits, output: str) -> str | None:
     code = status["exit_status"]
     if code == child.SETUP_FAILED_EXIT:
         return "sandbox failure (not the submission's fault): " + output[-500:]
+    if code == child.REPORT_FAILED_EXIT:
+        last = output.rstrip().rsplit("\n", 1)[-1]
+        return f"the submission broke the sandbox's result reporting ({last[:300]})"
     if code != 0:
         return f"process exited with status {code} before finishing (os._exit?)"
     return None

@@ -1,0 +1,545 @@
+"""The sandbox against hostile submissions: real processes, no mocks.
+
+Every attack must leave the batch able to go on (the same Sandbox runs the next
+submission) and must come back as an honest SandboxResult: a readable reason,
+and no value that a grader could mistake for a correct answer.  Expected values
+are computed here with NumPy directly, never by the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coursekit._sandbox_child import UID_BASE
+from coursekit.sandbox import Call, Limits, Opaque, Sandbox, SandboxResult
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "release" / "initialization"
+SECRET = "s3cr3t-hidden-test-answer-4242"
+QUICK = Limits(wall_seconds=5, cpu_seconds=3)
+
+HE = """
+import numpy as np
+def initialize_parameters_he(layers_dims):
+    np.random.seed(3)
+    parameters = {}
+    for l in range(1, len(layers_dims)):
+        parameters["W" + str(l)] = (np.random.randn(layers_dims[l], layers_dims[l - 1])
+                                    * np.sqrt(2 / layers_dims[l - 1]))
+        parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))
+    return parameters
+"""
+
+
+def expected_he(dims: list[int]) -> dict[str, np.ndarray]:
+    """The right answer, computed in the test process with NumPy's seeded generator."""
+    rng = np.random.RandomState(3)
+    out = {}
+    for layer in range(1, len(dims)):
+        out[f"W{layer}"] = rng.randn(dims[layer], dims[layer - 1]) * np.sqrt(2 / dims[layer - 1])
+        out[f"b{layer}"] = np.zeros((dims[layer], 1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def box():
+    with Sandbox() as sandbox:
+        yield sandbox
+
+
+def run(box: Sandbox, code: str | list[str], *calls: Call, limits: Limits = QUICK,
+        release: Path | None = RELEASE) -> SandboxResult:
+    parts = [code] if isinstance(code, str) else code
+    return box.run([textwrap.dedent(part) for part in parts], list(calls), workdir_files=release,
+                   limits=limits)
+
+
+def assert_batch_goes_on(box: Sandbox) -> None:
+    """After an attack, the same sandbox still grades an honest submission correctly."""
+    result = run(box, HE, Call("initialize_parameters_he", ([2, 4, 1],)))
+    assert result.reason is None, result.reason
+    value = result.calls[0].value
+    assert set(value) == {"W1", "b1", "W2", "b2"}
+    for key, array in expected_he([2, 4, 1]).items():
+        np.testing.assert_array_equal(value[key], array)
+
+
+def sandbox_processes() -> list[int]:
+    """Pids of live processes running under a sandbox uid."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                uid = os.stat(f"/proc/{entry}").st_uid
+            except FileNotFoundError:
+                continue
+            if uid >= UID_BASE:
+                pids.append(int(entry))
+    return pids
+
+
+def requires_isolation(box: Sandbox, what: str) -> None:
+    if not getattr(box.isolation, what):
+        pytest.skip(f"this machine does not allow {what} isolation: {box.isolation.notes}")
+
+
+# --------------------------------------------------------------------------- honest code
+
+
+def test_a_correct_function_returns_exactly_the_right_arrays(box):
+    result = run(box, HE, Call("initialize_parameters_he", ([2, 4, 1],)),
+                 Call("initialize_parameters_he", ([3, 2, 2, 1],)))
+    assert result.reason is None
+    for call, dims in zip(result.calls, ([2, 4, 1], [3, 2, 2, 1])):
+        assert call.status == "ok" and call.error is None
+        assert call.args_after == [dims]
+        expected = expected_he(dims)
+        assert list(call.value) == list(expected)
+        for key, array in expected.items():
+            assert type(call.value[key]) is np.ndarray
+            assert call.value[key].dtype == np.float64
+            np.testing.assert_array_equal(call.value[key], array)
+
+
+def test_plain_values_keep_their_type_and_dtype(box):
+    result = run(box, """
+        import numpy as np
+        def values():
+            return {"i": 7, "f": 0.5, "nan": float("nan"), "s": "text", "none": None,
+                    "flag": True, "tuple": (1, 2), "i32": np.arange(3, dtype=np.int32),
+                    "mask": np.array([True, False]), "f32": np.float32(1.5),
+                    "empty": np.zeros((0, 3)), "scalar": np.float64(2.25)}
+        """, Call("values"))
+    value = result.calls[0].value
+    assert value["i"] == 7 and type(value["i"]) is int
+    assert value["f"] == 0.5 and np.isnan(value["nan"])
+    assert value["s"] == "text" and value["none"] is None and value["flag"] is True
+    assert value["tuple"] == [1, 2]
+    assert value["i32"].dtype == np.int32 and value["i32"].tolist() == [0, 1, 2]
+    assert value["mask"].dtype == np.bool_ and value["mask"].tolist() == [True, False]
+    assert type(value["f32"]) is np.float32 and value["f32"] == 1.5
+    assert value["empty"].shape == (0, 3)
+    assert type(value["scalar"]) is np.float64 and value["scalar"] == 2.25
+
+
+def test_an_exception_in_a_call_is_an_error_with_its_message_and_the_next_call_runs(box):
+    result = run(box, [HE, """
+        def initialize_parameters_zeros(layers_dims):
+            raise NotImplementedError()
+        def initialize_parameters_random(layers_dims):
+            return layers_dims[10]
+        """], Call("initialize_parameters_zeros", ([2, 1],)),
+        Call("initialize_parameters_random", ([2, 1],)),
+        Call("initialize_parameters_he", ([2, 1],)))
+    assert result.reason is None
+    zeros, random, he = result.calls
+    assert (zeros.status, zeros.error, zeros.value) == ("error", "NotImplementedError: ", None)
+    assert (random.status, random.error) == ("error", "IndexError: list index out of range")
+    assert he.status == "ok"
+
+
+def test_a_missing_function_is_reported_missing(box):
+    result = run(box, HE, Call("initialize_parameters_zeros", ([2, 1],)))
+    assert result.reason is None
+    assert result.calls[0].status == "missing" and result.calls[0].value is None
+
+
+def test_a_broken_code_part_is_reported_and_later_parts_still_run(box):
+    result = box.run(["def f(:\n    pass", "x = 1 / 0", HE],
+                     [Call("initialize_parameters_he", ([2, 1],))],
+                     workdir_files=RELEASE, limits=QUICK)
+    assert result.reason is None
+    assert result.code_errors[0].startswith("part 1: SyntaxError")
+    assert result.code_errors[1] == "part 2: ZeroDivisionError: division by zero"
+    assert result.calls[0].status == "ok"
+
+
+def test_each_call_gets_fresh_arguments_and_mutation_is_visible(box):
+    result = run(box, """
+        def grab(dims):
+            dims.append(99)
+            return len(dims)
+        """, Call("grab", ([1, 2],)), Call("grab", ([1, 2],)))
+    assert [c.value for c in result.calls] == [3, 3]
+    assert [c.args_after for c in result.calls] == [[[1, 2, 99]], [[1, 2, 99]]]
+
+
+def test_the_working_directory_is_fresh_and_holds_only_the_release_files(box):
+    code = """
+        import os
+        def look():
+            found = sorted(os.path.relpath(os.path.join(d, n), ".")
+                           for d, _, names in os.walk(".") for n in names)
+            open("left_behind.txt", "w").write("from an earlier student")
+            return found
+        """
+    first, second = (run(box, code, Call("look")).calls[0].value for _ in range(2))
+    expected = sorted(str(p.relative_to(RELEASE)) for p in RELEASE.rglob("*") if p.is_file())
+    assert first == second == expected
+
+
+def test_unseeded_numpy_randomness_differs_between_runs(box):
+    code = "import numpy as np\ndef draw():\n    return np.random.rand(4)\n"
+    draws = [run(box, code, Call("draw")).calls[0].value.tolist() for _ in range(3)]
+    assert draws[0] != draws[1] != draws[2] != draws[0]
+
+
+# --------------------------------------------------------------------------- cheating values
+
+
+def test_monkeypatching_numpy_and_builtins_stays_inside_the_sandbox(box):
+    original_allclose, original_assert = np.allclose, np.testing.assert_allclose
+    result = run(box, """
+        import builtins, numpy as np
+        np.allclose = lambda *a, **k: True
+        np.array_equal = lambda *a, **k: True
+        np.testing.assert_allclose = lambda *a, **k: None
+        builtins.isinstance = lambda *a: True
+        builtins.AssertionError = type("Never", (Exception,), {})
+        def initialize_parameters_he(layers_dims):
+            return {"W1": np.ones((4, 2)), "b1": np.ones((4, 1)),
+                    "W2": np.ones((1, 4)), "b2": np.ones((1, 1))}
+        """, Call("initialize_parameters_he", ([2, 4, 1],)))
+    assert np.allclose is original_allclose and np.testing.assert_allclose is original_assert
+    value = result.calls[0].value
+    expected = expected_he([2, 4, 1])
+    assert not np.allclose(value["W1"], expected["W1"])
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(value["W1"], expected["W1"])
+    assert_batch_goes_on(box)
+
+
+def test_an_object_equal_to_everything_comes_back_opaque(box):
+    result = run(box, """
+        class AlwaysEqual(dict):
+            pass
+        class Anything:
+            def __eq__(self, other): return True
+            def __ne__(self, other): return False
+            __hash__ = object.__hash__
+        def initialize_parameters_he(layers_dims):
+            return Anything()
+        def nested(layers_dims):
+            return {"W1": Anything(), "b1": 3}
+        """, Call("initialize_parameters_he", ([2, 4, 1],)), Call("nested", ([2, 4, 1],)))
+    whole, nested = result.calls
+    assert whole.value == Opaque("Anything")
+    assert whole.value != expected_he([2, 4, 1])
+    assert nested.value == {"W1": Opaque("Anything"), "b1": 3}
+
+
+def test_an_ndarray_subclass_that_lies_about_equality_comes_back_as_a_plain_array(box):
+    result = run(box, """
+        import numpy as np
+        class Liar(np.ndarray):
+            def __eq__(self, other): return np.ones(np.shape(other), dtype=bool)
+            def __array_function__(self, func, types, args, kwargs): return True
+            def __array_ufunc__(self, *args, **kwargs): return np.zeros(0)
+        class Float(float):
+            def __eq__(self, other): return True
+        def initialize_parameters_he(layers_dims):
+            return {"W1": np.zeros((4, 2)).view(Liar), "b1": Float(0.25)}
+        """, Call("initialize_parameters_he", ([2, 4, 1],)))
+    value = result.calls[0].value
+    assert type(value["W1"]) is np.ndarray
+    assert not np.allclose(value["W1"], expected_he([2, 4, 1])["W1"])
+    assert type(value["b1"]) is float and value["b1"] == 0.25 and value["b1"] != 0.5
+
+
+def test_forged_result_bytes_are_refused_not_unpickled(box):
+    # A record claiming an object-dtype array (what a pickle would need): refused.
+    result = run(box, """
+        import json, os, struct
+        head = json.dumps({"kind": "loaded", "errors": []}).encode()
+        os.write(3, struct.pack("<2sII", b"CK", len(head), 0) + head)
+        head = json.dumps({"kind": "call", "index": 0, "status": "ok", "value": {"$nd": 0},
+                           "error": None, "args_after": None,
+                           "arrays": [["|O8", [1], 0, 8]]}).encode()
+        os.write(3, struct.pack("<2sII", b"CK", len(head), 8) + head + b"\\x80\\x04N." + b"\\0" * 4)
+        os._exit(0)
+        """, Call("initialize_parameters_he", ([2, 4, 1],)))
+    assert result.reason.startswith("malformed result from the sandbox")
+    assert [c.status for c in result.calls] == ["not_run"]
+    assert result.calls[0].value is None
+
+
+def test_garbage_and_oversized_results_are_a_failed_run_with_a_reason(box):
+    garbage = run(box, "import os\nos.write(3, b'not a record')\n", Call("f"))
+    assert garbage.reason.startswith("malformed result from the sandbox")
+    huge = run(box, "import os\nos.ftruncate(3, 10 << 20)\n", Call("f"))
+    assert huge.reason == "the result is larger than the 1 MiB limit"
+    assert [c.status for c in garbage.calls + huge.calls] == ["not_run", "not_run"]
+    assert_batch_goes_on(box)
+
+
+# --------------------------------------------------------------------------- killing the process
+
+
+def test_os_exit_in_a_call_stops_the_run_with_a_reason(box):
+    result = run(box, [HE, """
+        import os
+        def quit_now(layers_dims):
+            os._exit(3)
+        """], Call("initialize_parameters_he", ([2, 4, 1],)), Call("quit_now", ([1],)),
+        Call("initialize_parameters_he", ([2, 4, 1],)))
+    assert result.reason == "process exited with status 3 before finishing (os._exit?)"
+    assert [c.status for c in result.calls] == ["ok", "error", "not_run"]
+    assert result.calls[1].error == f"the sandbox stopped during this call: {result.reason}"
+    assert_batch_goes_on(box)
+
+
+def test_sys_exit_in_a_call_is_an_error_like_in_a_notebook_cell(box):
+    result = run(box, [HE, """
+        import sys
+        def quit_now(layers_dims):
+            sys.exit(3)
+        """], Call("quit_now", ([1],)), Call("initialize_parameters_he", ([2, 4, 1],)))
+    assert result.reason is None
+    assert (result.calls[0].status, result.calls[0].error) == ("error", "SystemExit: 3")
+    assert result.calls[1].status == "ok"
+
+
+def test_killing_itself_with_sigkill_is_reported(box):
+    result = run(box, """
+        import os
+        os.kill(os.getpid(), 9)
+        """, Call("initialize_parameters_he", ([2, 4, 1],)))
+    assert result.reason == "killed by signal 9 (SIGKILL)"
+    assert [c.status for c in result.calls] == ["not_run"]
+    assert_batch_goes_on(box)
+
+
+def test_an_endless_sleep_hits_the_wall_clock_timeout(box):
+    result = run(box, [HE, """
+        import time
+        def initialize_parameters_zeros(layers_dims):
+            time.sleep(1000)
+        """], Call("initialize_parameters_he", ([2, 1],)), Call("initialize_parameters_zeros", ([2],)),
+        limits=Limits(wall_seconds=1.5))
+    assert result.reason == "wall-clock timeout after 1.5 s"
+    assert [c.status for c in result.calls] == ["ok", "error"]
+    assert_batch_goes_on(box)
+
+
+def test_an_infinite_loop_hits_the_cpu_limit(box):
+    result = run(box, """
+        def initialize_parameters_zeros(layers_dims):
+            while True:
+                pass
+        """, Call("initialize_parameters_zeros", ([2],)), limits=Limits(cpu_seconds=1))
+    assert result.reason == "CPU time limit (1 s) exceeded"
+    assert result.calls[0].status == "error"
+    assert_batch_goes_on(box)
+
+
+def test_a_fork_bomb_is_contained_and_leaves_no_process_behind(box):
+    requires_isolation(box, "user")
+    result = run(box, """
+        import os
+        def initialize_parameters_zeros(layers_dims):
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    pass
+        """, Call("initialize_parameters_zeros", ([2],)), limits=Limits(wall_seconds=2))
+    assert result.reason in ("wall-clock timeout after 2 s", "CPU time limit (10 s) exceeded")
+    assert result.calls[0].status == "error"
+    assert sandbox_processes() == []
+    assert_batch_goes_on(box)
+
+
+def test_grandchildren_that_detach_are_killed_when_the_run_ends(box):
+    result = run(box, """
+        import os, time
+        def spawn():
+            pids = []
+            for _ in range(3):
+                r, w = os.pipe()
+                if os.fork() == 0:          # child: detach, fork again, and hide
+                    os.setsid()
+                    if os.fork() == 0:
+                        os.write(w, str(os.getpid()).encode())
+                        os.close(w)
+                        for fd in range(64):
+                            try: os.close(fd)
+                            except OSError: pass
+                        time.sleep(1000)
+                    os._exit(0)
+                os.close(w)
+                pids.append(int(os.read(r, 20)))
+            return pids
+        """, Call("spawn"))
+    assert result.reason is None
+    pids = result.calls[0].value
+    assert len(pids) == 3
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert sandbox_processes() == []
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def test_allocating_30_gb_is_a_memory_error_mentioning_the_limit(box):
+    result = run(box, [HE, """
+        import numpy as np
+        def initialize_parameters_zeros(layers_dims):
+            return np.ones(30 * 2**30 // 8)
+        def grow(layers_dims):
+            chunks = []
+            while True:
+                chunks.append(np.zeros(100 << 17))  # 100 MiB each, not touched
+        """], Call("initialize_parameters_zeros", ([2],)), Call("grow", ([2],)),
+        Call("initialize_parameters_he", ([2, 1],)))
+    zeros, grow, he = result.calls
+    assert zeros.status == grow.status == "error"
+    assert zeros.error.startswith("MemoryError") and "memory limit is 2 GiB" in zeros.error
+    assert grow.error.startswith("MemoryError")
+    assert he.status == "ok"
+
+
+def test_printing_gigabytes_stops_at_the_output_limit(box):
+    result = run(box, """
+        import sys
+        def initialize_parameters_zeros(layers_dims):
+            while True:
+                sys.stdout.write("x" * (1 << 20))
+        """, Call("initialize_parameters_zeros", ([2],)))
+    assert result.reason == "output limit exceeded: printed more than 1 MiB"
+    assert 0 < len(result.output) <= 1 << 20
+    assert result.calls[0].status == "error"
+    assert_batch_goes_on(box)
+
+
+def test_filling_the_disk_stops_at_the_workspace_size(box):
+    result = run(box, """
+        def fill():
+            written = 0
+            for i in range(1000):
+                with open(f"junk{i}", "wb") as f:
+                    f.write(b"x" * (8 << 20))
+                written += 8
+            return written
+        """, Call("fill"), limits=Limits(disk_bytes=32 << 20))
+    assert result.calls[0].status == "error"
+    assert "No space left on device" in result.calls[0].error
+    assert_batch_goes_on(box)
+
+
+# --------------------------------------------------------------------------- what the code can see
+
+
+@pytest.fixture()
+def fake_course():
+    """A course directory whose secrets are world-readable: only the sandbox hides them."""
+    course = Path(tempfile.mkdtemp(prefix="coursekit-fake-course-"))
+    try:
+        course.chmod(0o755)
+        (course / "source" / "initialization").mkdir(parents=True)
+        (course / "source" / "initialization" / "solution.py").write_text(SECRET)
+        (course / "gradebook.db").write_text(SECRET)
+        (course / "submitted" / "other-student").mkdir(parents=True)
+        (course / "submitted" / "other-student" / "answer.py").write_text(SECRET)
+        shutil.copytree(RELEASE, course / "release" / "initialization")
+        for path in course.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield course
+    finally:
+        shutil.rmtree(course)
+
+
+READ_ANYTHING = """
+import os
+def read(path):
+    try:
+        with open(path) as f:
+            return "READ: " + f.read()
+    except Exception as exc:
+        return type(exc).__name__
+"""
+
+
+def test_secrets_in_the_course_directory_are_out_of_reach(box, fake_course):
+    requires_isolation(box, "filesystem")
+    targets = [fake_course / "source" / "initialization" / "solution.py",
+               fake_course / "gradebook.db",
+               fake_course / "submitted" / "other-student" / "answer.py",
+               "../../gradebook.db", "../../../gradebook.db",
+               ROOT / "gradebook.db", ROOT / "source" / "initialization" / "initialization.ipynb",
+               "/etc/shadow", f"/proc/{os.getpid()}/environ"]
+    result = box.run(READ_ANYTHING, [Call("read", (str(t),)) for t in targets],
+                     workdir_files=fake_course / "release" / "initialization", limits=QUICK)
+    assert result.reason is None
+    for target, call in zip(targets, result.calls):
+        assert call.status == "ok"
+        assert call.value in ("FileNotFoundError", "PermissionError"), (target, call.value)
+    assert SECRET not in result.output
+
+
+def test_the_code_runs_as_an_unprivileged_user_with_a_scrubbed_environment(box, monkeypatch):
+    requires_isolation(box, "user")
+    monkeypatch.setenv("COURSEKIT_GRADEBOOK", f"postgresql://grader:{SECRET}@db/course")
+    with Sandbox() as fresh:  # started after the secret entered the grader's environment
+        result = fresh.run("""
+import os
+def who():
+    return [os.getuid(), os.geteuid(), os.getgid(), os.getgroups(), dict(os.environ)]
+""", [Call("who")], workdir_files=RELEASE, limits=QUICK)
+    uid, euid, gid, groups, environ = result.calls[0].value
+    assert uid == euid == gid and uid >= UID_BASE and groups == []
+    assert set(environ) <= {"PATH", "HOME", "TMPDIR", "LANG", "MPLBACKEND", "MPLCONFIGDIR",
+                            "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+    assert SECRET not in repr(environ)
+
+
+def test_no_network_not_even_to_a_listening_socket_on_localhost(box):
+    requires_isolation(box, "network")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+        result = run(box, """
+            import socket
+            def connect(host, port):
+                try:
+                    socket.create_connection((host, port), timeout=2).sendall(b"answers?")
+                    return "connected"
+                except OSError as exc:
+                    return type(exc).__name__
+            """, Call("connect", ("127.0.0.1", port)), Call("connect", ("1.1.1.1", 80)))
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    assert [c.value for c in result.calls] == ["OSError", "OSError"]
+
+
+def test_parallel_sandboxes_run_under_different_uids(box):
+    requires_isolation(box, "user")
+    code = "import os, time\ndef who():\n    time.sleep(0.3)\n    return os.getuid()\n"
+    uids: list[int] = []
+    with Sandbox() as other:
+        threads = [threading.Thread(target=lambda b=b: uids.append(
+            run(b, code, Call("who")).calls[0].value)) for b in (box, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(uids) == 2 and uids[0] != uids[1]
+
+
+def test_a_dead_zygote_is_replaced_and_the_batch_goes_on():
+    with Sandbox() as sandbox:
+        os.kill(sandbox.zygote_pid, signal.SIGKILL)
+        assert_batch_goes_on(sandbox)
