@@ -67,14 +67,43 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
         return _result(plan, submission, outcomes, graded_nb, [nb.reason])
 
     code = extract.student_code(nb, plan)
-    box, release = _warm(plan)
-    result = box.run(list(code.parts), score.planned_calls(plan), workdir_files=release, limits=limits)
+    result = _run_calls(plan, list(code.parts), limits)
     outcomes = score.replay(plan, result)
     graded_nb = score.autograded_notebook(nb, plan, outcomes)
     notes = list(code.notes) + [_name_part(e, code.labels) for e in result.code_errors]
     if result.reason:
         notes.append(f"sandbox: {result.reason}")
     return _result(plan, submission, outcomes, graded_nb, notes)
+
+
+def _run_calls(plan: extract.AssignmentPlan, parts: list[str], limits: sandbox.Limits) -> sandbox.SandboxResult:
+    """All planned calls in one sandbox run.  If the run dies in a call (exit, crash, timeout,
+    memory), the rest of that function's calls fail with the reason and the other functions'
+    calls run again in a fresh sandbox: one broken function costs only its own exercise."""
+    box, release = _warm(plan)
+    calls = score.planned_calls(plan)
+    results: list[sandbox.CallResult | None] = [None] * len(calls)
+    reasons: list[str] = []
+    first: sandbox.SandboxResult | None = None
+    while None in results:
+        pending = [i for i, r in enumerate(results) if r is None]
+        run = box.run(parts, [calls[i] for i in pending], workdir_files=release, limits=limits)
+        first = first or run
+        done = [(i, r) for i, r in zip(pending, run.calls) if r.status != "not_run"]
+        for i, r in done:
+            results[i] = r
+        if run.reason:
+            reasons.append(run.reason)
+        if len(done) == len(pending):
+            break
+        # The last call that reported is the one the run died in; without one, loading died.
+        broken = {done[-1][1].function} if done else {calls[i].function for i in pending}
+        for i in pending:
+            if results[i] is None and calls[i].function in broken:
+                results[i] = sandbox.CallResult(calls[i].function, "error",
+                                                error=f"SandboxStopped: {run.reason or 'the run ended early'}")
+    return sandbox.SandboxResult(list(results), "; ".join(dict.fromkeys(reasons)) or None,
+                                 first.output if first else "", first.code_errors if first else [])
 
 
 def _name_part(error: str, labels: tuple[str, ...]) -> str:
