@@ -16,7 +16,9 @@ nbgrader_config.py).  For every cell that holds a hidden-test region it
   plus a note that the test's code is not shown (no traceback, no full message).
 
 Cells the student added have their outputs removed: they run after the hidden
-tests were restored and could print what those tests defined.
+tests were restored and could print what those tests defined.  Printed text is
+cut to ``max_output_chars`` per cell: nbgrader's LimitOutput counts lines, so a
+single enormous line would otherwise go into the feedback page whole.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class HideHiddenTests(ClearHiddenTests):
         200, help="Longest error message kept for a failed hidden test, in characters."
     ).tag(config=True)
 
+    max_output_chars = Integer(
+        20_000, help="Printed text kept per cell in feedback, in characters."
+    ).tag(config=True)
+
     def preprocess_cell(
         self, cell: NotebookNode, resources: ResourcesDict, cell_index: int
     ) -> tuple[NotebookNode, ResourcesDict]:
@@ -58,7 +64,17 @@ class HideHiddenTests(ClearHiddenTests):
             return cell, resources
         if self._remove_hidden_test_region(cell):
             cell.outputs = [self._summarise(o) if o.output_type == "error" else o for o in cell.outputs]
+        self._cut_streams(cell)
         return cell, resources
+
+    def _cut_streams(self, cell: NotebookNode) -> None:
+        budget = self.max_output_chars
+        for output in cell.outputs:
+            if output.output_type == "stream":
+                if len(output.text) > budget:
+                    hidden = len(output.text) - budget
+                    output.text = output.text[:budget] + f"\n... {hidden} more characters not shown ...\n"
+                budget = max(budget - len(output.text), 0)
 
     def _summarise(self, error: NotebookNode) -> NotebookNode:
         message = first_line(error.get("evalue", ""), self.max_message)

@@ -45,6 +45,12 @@ REPORT_HTML = REPORTS / "class_report.html"
 # Test cells are named test_<exercise>_<public|hidden> in the master notebook.
 TEST_CELL = re.compile(r"^test_(?P<exercise>\w+)_(?P<kind>public|hidden)$")
 TOP_MESSAGES = 5
+# What an error without a message means in this notebook.
+SILENT_ERRORS = {
+    "NotImplementedError": "the stub raise NotImplementedError() is still there",
+    "CellTimeoutError": "the cell ran past the time limit (an endless loop?)",
+    "KeyboardInterrupt": "interrupted",
+}
 
 __all__ = ["ASSIGNMENT", "ROOT", "STATUS_FILE", "Gradebook", "gradebook_url"]
 
@@ -72,7 +78,7 @@ class TestResult:
 class StudentResult:
     student: str
     graded: bool
-    reason: str
+    note: str  # why it was not graded, or which test cells were tampered with
     tests: list[TestResult] = field(default_factory=list)
 
     @property
@@ -97,15 +103,20 @@ def test_cells(gb: Gradebook) -> list[tuple[str, str, str, float]]:
 
 
 def error_messages(notebook: Path) -> dict[str, str]:
-    """grade_id -> "Error: first line of the message" for test cells that raised."""
+    """grade_id -> "Error: first line of the message" for test cells that raised.
+
+    The last error of a cell counts: after a timeout, nbgrader appends CellTimeoutError
+    to the KeyboardInterrupt the kernel reported.
+    """
     nb = nbformat.read(notebook, as_version=4)
     messages = {}
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
         if grade_id and errors:
-            message = first_line(errors[0].get("evalue", ""), 300)
-            messages[grade_id] = f"{errors[0].ename}: {message}" if message else errors[0].ename
+            error = errors[-1]
+            message = first_line(error.get("evalue", ""), 300) or SILENT_ERRORS.get(error.ename, "")
+            messages[grade_id] = f"{error.ename}: {message}" if message else error.ename
     return messages
 
 
@@ -118,10 +129,10 @@ def load_results() -> tuple[list[StudentResult], list[tuple[str, str, str, float
         for student in sorted(s.id for s in gb.students):
             notebook = ROOT / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
             graded = notebook.exists()
-            reason = status.get(student, {}).get("reason") or (
+            note = status.get(student, {}).get("note") or (
                 "" if graded else "not graded, scored 0: no autograded notebook (see the nbgrader log)")
             messages = error_messages(notebook) if graded else {}
-            result = StudentResult(student, graded, reason)
+            result = StudentResult(student, graded, note)
             for grade_id, exercise, kind, points in cells:
                 try:
                     score = gb.find_grade(grade_id, ASSIGNMENT, ASSIGNMENT, student).score
@@ -147,7 +158,7 @@ def format_table(results: list[StudentResult], cells: list[tuple[str, str, str, 
     rows = [header, "-" * len(header)]
     for r in results:
         row = f"{r.student:<{width}}" + "".join(f"{r.exercise_score(e):>6g}/{points[e]:g}" for e in names)
-        rows.append(f"{row}{r.total:>6g}/{total:g}  {r.reason}".rstrip())
+        rows.append(f"{row}{r.total:>6g}/{total:g}  {r.note}".rstrip())
     return "\n".join(rows)
 
 
@@ -171,9 +182,9 @@ def plot_pass_rate(results: list[StudentResult], cells: list[tuple[str, str, str
         rates = [100 * sum(t.passed for r in results for t in r.tests if t.exercise == e and t.kind == kind)
                  / max(len(results), 1) for e in names]
         ax.bar([i + offset for i in range(len(names))], rates, width=0.4, label=f"{kind} test", color=colour)
-    ax.set(xticks=range(len(names)), xticklabels=names, ylabel="students passing (%)", ylim=(0, 100),
-           title="Pass rate of each test")
-    ax.legend(loc="lower right")
+    ax.set(xticks=range(len(names)), xticklabels=names, ylabel="students passing (%)", ylim=(0, 125),
+           yticks=range(0, 101, 20), title="Pass rate of each test")
+    ax.legend(loc="upper center", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -227,7 +238,7 @@ def write_report(results: list[StudentResult], cells: list[tuple[str, str, str, 
     for r in results:
         parts.append(f"<tr><td>{esc(r.student)}</td>"
                      + "".join(f"<td>{r.exercise_score(e):g}</td>" for e in names)
-                     + f"<td>{r.total:g}</td><td>{esc(r.reason)}</td></tr>")
+                     + f"<td>{r.total:g}</td><td>{esc(r.note)}</td></tr>")
     parts.append("</table>")
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}")

@@ -7,13 +7,14 @@ folder in submitted/ (or only the students named), prints one progress line per
 student with the score or the reason it could not be graded, and writes:
 
     reports/logs/autograde-<student>.log   nbgrader's full log for that student
-    reports/autograde-status.json          graded or not, the reason, seconds taken
+    reports/autograde-status.json          graded or not, a note on what went wrong, seconds taken
 
 One nbgrader call per student keeps a broken submission from hiding the others'
 progress; --force regrades from scratch, so a second run gives the same grades
 (nbgrader updates the student's rows in the gradebook, it never adds new ones).
 Exits 0 even when some submissions could not be graded: they get zero, and the
-class report lists why.
+class report lists why.  Test cells a student deleted or edited are noted too:
+nbgrader grades edited ones with the release's code, and deleted ones score 0.
 """
 
 from __future__ import annotations
@@ -26,11 +27,20 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
+
 from class_report import ASSIGNMENT, ROOT, STATUS_FILE, Gradebook, gradebook_url
 
 LOG_DIR = ROOT / "reports" / "logs"
 # The last "SomeError: message" line of a traceback in nbgrader's log.
 EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
+# What the usual failures mean, keyed by a name in the exception line.
+KNOWN_FAILURES = {
+    "NotJSONError": "the file is not a notebook (empty, cut off or not JSON); ask for a resubmission",
+    "UnicodeDecodeError": "the file is not UTF-8 text, so not a notebook; ask for a resubmission",
+    "DeadKernelError": "the kernel died while running it (os._exit, a crash or the OOM killer); grade it by hand",
+}
+RELEASE = ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 
 
 def failure_reason(log: str) -> str:
@@ -39,8 +49,30 @@ def failure_reason(log: str) -> str:
     if not matches:
         return "nbgrader stopped without an exception message"
     name, message = matches[-1].groups()
-    message = message if len(message) <= 160 else message[:159] + "…"
-    return f"{name}: {message}" if message else name
+    message = message if len(message) <= 120 else message[:119] + "…"
+    exception = f"{name}: {message}" if message else name
+    meaning = next((text for key, text in KNOWN_FAILURES.items() if key in name), "")
+    return f"{meaning} [{exception}]" if meaning else exception
+
+
+def test_cell_sources(path: Path) -> dict[str, str]:
+    """grade_id -> source of every autograded test cell in a notebook."""
+    nb = nbformat.read(path, as_version=4)
+    return {c.metadata.nbgrader.grade_id: c.source for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def tampering_note(submitted: Path) -> str:
+    """Which test cells the student deleted or edited, compared with the release."""
+    released, handed_in = test_cell_sources(RELEASE), test_cell_sources(submitted)
+    deleted = [g for g in released if g not in handed_in]
+    edited = [g for g in released if g in handed_in and handed_in[g] != released[g]]
+    notes = []
+    if deleted:
+        notes.append(f"test cells deleted, scored 0: {', '.join(deleted)}")
+    if edited:
+        notes.append(f"test cells edited, graded with the original code: {', '.join(edited)}")
+    return "; ".join(notes)
 
 
 def autograde(student: str) -> dict:
@@ -56,10 +88,12 @@ def autograde(student: str) -> dict:
     log_path.write_text(proc.stdout + proc.stderr, encoding="utf-8")
     notebook = ROOT / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     graded = proc.returncode == 0 and notebook.exists()
-    reason = "" if graded else (
-        f"not graded, scored 0: {failure_reason(proc.stdout + proc.stderr)} "
-        f"(nbgrader log: {log_path.relative_to(ROOT)})")
-    return {"graded": graded, "reason": reason, "seconds": seconds}
+    if graded:
+        note = tampering_note(ROOT / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    else:
+        note = (f"not graded, scored 0: {failure_reason(proc.stdout + proc.stderr)} "
+                f"(log: {log_path.relative_to(ROOT)})")
+    return {"graded": graded, "note": note, "seconds": seconds}
 
 
 def main() -> int:
@@ -79,8 +113,9 @@ def main() -> int:
         STATUS_FILE.write_text(json.dumps(status, indent=2, sort_keys=True) + "\n")
         with Gradebook(gradebook_url()) as gb:
             submission = gb.find_submission(ASSIGNMENT, student)
-            outcome = f"{submission.score:g}/{submission.max_score:g}" if result["graded"] else result["reason"]
-        print(f"[{i}/{len(students)}] {student:<28} {outcome}  ({result['seconds']} s)", flush=True)
+            score = f"{submission.score:g}/{submission.max_score:g}"
+        print(f"[{i}/{len(students)}] {student:<28} {score:>5}  ({result['seconds']:>4} s)  {result['note']}".rstrip(),
+              flush=True)
     return 0
 
 
