@@ -82,6 +82,9 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+CLONE_THREAD = 0x00010000
 
 # Files of /etc a Python process may need; everything else in /etc stays out.
 ETC_FILES = ("passwd", "group", "nsswitch.conf", "ld.so.cache", "ld.so.conf", "localtime",
@@ -118,6 +121,79 @@ def _mountpoint_for(source: str, target: str) -> None:
         open(target, "a").close()
 
 
+# --------------------------------------------------------------------------- seccomp
+
+# x86_64 system call numbers the submission never needs.  Denying them keeps
+# runs from talking to each other (System V IPC, message queues), from leaving
+# the sandbox's namespaces, and shrinks the kernel surface it can reach.
+_DENIED_SYSCALLS_X86_64 = {
+    "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66,
+    "shmdt": 67, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "ptrace": 101,
+    "pivot_root": 155, "chroot": 161, "mount": 165, "umount2": 166, "semtimedop": 220,
+    "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243,
+    "mq_notify": 244, "mq_getsetattr": 245, "add_key": 248, "request_key": 249, "keyctl": 250,
+    "unshare": 272, "perf_event_open": 298, "name_to_handle_at": 303,
+    "open_by_handle_at": 304, "setns": 308, "process_vm_readv": 310, "process_vm_writev": 311,
+    "kcmp": 312, "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
+    "io_uring_register": 427,
+}
+_FORK_SYSCALLS_X86_64 = {"fork": 57, "vfork": 58}
+_CLONE, _CLONE3 = 56, 435
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_SYSCALL_BIT = 0x40000000
+_RET_ALLOW, _RET_KILL_PROCESS = 0x7FFF0000, 0x80000000
+_RET_EPERM, _RET_ENOSYS = 0x00050000 | 1, 0x00050000 | 38
+# classic BPF opcodes
+_LD_W_ABS, _JEQ_K, _JSET_K, _JGE_K, _RET_K = 0x20, 0x15, 0x45, 0x35, 0x06
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def seccomp_program(allow_fork: bool) -> _SockFprog | None:
+    """A seccomp filter denying the calls above and, unless allowed, new processes.
+
+    Threads stay possible: clone() with CLONE_THREAD is allowed, and clone3()
+    answers ENOSYS so that glibc falls back to clone().  None on machines other
+    than x86_64 (the sandbox then runs without the filter and says so).
+    """
+    if os.uname().machine != "x86_64":
+        return None
+    denied = sorted(_DENIED_SYSCALLS_X86_64.values())
+    if not allow_fork:
+        denied += sorted(_FORK_SYSCALLS_X86_64.values())
+    prog = [
+        (_LD_W_ABS, 0, 0, 4),                          # A = seccomp_data.arch
+        (_JEQ_K, 1, 0, _AUDIT_ARCH_X86_64),
+        (_RET_K, 0, 0, _RET_KILL_PROCESS),             # i386/x32 entry points: not allowed
+        (_LD_W_ABS, 0, 0, 0),                          # A = seccomp_data.nr
+        (_JGE_K, 0, 1, _X32_SYSCALL_BIT),
+        (_RET_K, 0, 0, _RET_EPERM),
+        (_JEQ_K, 0, 1, _CLONE3),
+        (_RET_K, 0, 0, _RET_ENOSYS),
+    ]
+    for nr in denied:
+        prog += [(_JEQ_K, 0, 1, nr), (_RET_K, 0, 0, _RET_EPERM)]
+    if not allow_fork:
+        prog += [
+            (_JEQ_K, 0, 3, _CLONE),
+            (_LD_W_ABS, 0, 0, 16),                     # A = low 32 bits of clone's flags
+            (_JSET_K, 1, 0, CLONE_THREAD),
+            (_RET_K, 0, 0, _RET_EPERM),
+        ]
+    prog.append((_RET_K, 0, 0, _RET_ALLOW))
+    filters = (_SockFilter * len(prog))(*(_SockFilter(*insn) for insn in prog))
+    fprog = _SockFprog(len(prog), filters)
+    fprog._keep = filters  # the array must outlive the struct that points to it
+    return fprog
+
+
 # --------------------------------------------------------------------------- zygote
 
 
@@ -135,6 +211,10 @@ class Zygote:
         self.disk_bytes = 0
         self.release_cache: dict[str, list[str]] = {}
         self.control = -1  # the socket to the grader
+        self.seccomp = {allow: seccomp_program(allow) for allow in (False, True)}
+        self.isolation["seccomp"] = self.seccomp[False] is not None
+        if self.seccomp[False] is None:
+            self.isolation["notes"].append("no seccomp filter on this architecture")
 
     # -- setup, once per zygote ------------------------------------------------
 
@@ -495,6 +575,10 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
         })
         sys.path[0] = os.getcwd()
         sys.pycache_prefix = pycache
+        program = zygote.seccomp[bool(limits["allow_fork"])]
+        if program is not None:
+            _ok(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0),
+                "prctl(PR_SET_SECCOMP)")
         numpy.random.seed(numpy.frombuffer(os.urandom(16), dtype=numpy.uint32))
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except BaseException:

@@ -72,7 +72,8 @@ class Limits:
     wall_seconds: float = 20.0        # the whole run: loading the code and every call
     cpu_seconds: int = 10             # RLIMIT_CPU
     memory_bytes: int = 2 * 1024**3   # RLIMIT_AS: address space, including preloaded libraries
-    max_processes: int = 32           # RLIMIT_NPROC; every run has its own uid, so this is per run
+    max_processes: int = 16           # RLIMIT_NPROC (processes + threads); each run has its own uid
+    allow_fork: bool = False          # False: seccomp refuses new processes (threads still work)
     open_files: int = 64              # RLIMIT_NOFILE
     output_bytes: int = 1 << 20       # captured stdout+stderr, and the size of the result file
     file_bytes: int = 16 << 20        # RLIMIT_FSIZE: the largest file the code may write
@@ -81,7 +82,10 @@ class Limits:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            if f.name == "allow_fork":
+                if not isinstance(value, bool):
+                    raise ValueError(f"Limits.allow_fork must be True or False, got {value!r}")
+            elif not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Limits.{f.name} must be a positive number, got {value!r}")
 
 
@@ -123,6 +127,7 @@ class Isolation:
     filesystem: bool   # read-only chroot without the course directory
     network: bool      # empty network namespace
     ipc: bool          # private System V IPC / POSIX message queues
+    seccomp: bool      # system call filter (no new processes unless Limits.allow_fork)
     notes: tuple[str, ...]
 
 
@@ -205,7 +210,7 @@ class Sandbox:
                                                   "its error is on stderr"))
         iso = hello["isolation"]
         self._isolation = Isolation(iso["user"], iso["filesystem"], iso["network"], iso["ipc"],
-                                    tuple(iso["notes"]))
+                                    iso["seccomp"], tuple(iso["notes"]))
 
     def _stop(self) -> None:
         if self._sock is not None:

@@ -342,17 +342,50 @@ def test_an_infinite_loop_hits_the_cpu_limit(box):
     assert_batch_goes_on(box)
 
 
-def test_a_fork_bomb_is_contained_and_leaves_no_process_behind(box):
-    requires_isolation(box, "user")
+FORK_BOMB = """
+    import os
+    def initialize_parameters_zeros(layers_dims):
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """
+
+
+def test_by_default_a_submission_cannot_start_processes_but_can_use_threads(box):
+    requires_isolation(box, "seccomp")
     result = run(box, """
-        import os
-        def initialize_parameters_zeros(layers_dims):
-            while True:
-                try:
-                    os.fork()
-                except OSError:
-                    pass
-        """, Call("initialize_parameters_zeros", ([2],)), limits=Limits(wall_seconds=2))
+        import os, subprocess, threading
+        def spawn():
+            try:
+                subprocess.run(["true"])
+            except OSError as exc:
+                return type(exc).__name__
+        def thread():
+            seen = []
+            worker = threading.Thread(target=seen.append, args=(1,))
+            worker.start()
+            worker.join()
+            return seen
+        """, Call("spawn"), Call("thread"))
+    assert [c.value for c in result.calls] == ["PermissionError", [1]]
+
+
+def test_a_fork_bomb_is_refused_by_default(box):
+    requires_isolation(box, "seccomp")
+    result = run(box, FORK_BOMB, Call("initialize_parameters_zeros", ([2],)),
+                 limits=Limits(wall_seconds=1))
+    assert result.reason == "wall-clock timeout after 1 s"  # it spins, alone
+    assert result.calls[0].status == "error"
+    assert sandbox_processes() == []
+    assert_batch_goes_on(box)
+
+
+def test_a_fork_bomb_allowed_to_fork_is_contained_and_leaves_no_process_behind(box):
+    requires_isolation(box, "user")
+    result = run(box, FORK_BOMB, Call("initialize_parameters_zeros", ([2],)),
+                 limits=Limits(wall_seconds=2, allow_fork=True, max_processes=8))
     assert result.reason in ("wall-clock timeout after 2 s", "CPU time limit (10 s) exceeded")
     assert result.calls[0].status == "error"
     assert sandbox_processes() == []
@@ -379,7 +412,7 @@ def test_grandchildren_that_detach_are_killed_when_the_run_ends(box):
                 os.close(w)
                 pids.append(int(os.read(r, 20)))
             return pids
-        """, Call("spawn"))
+        """, Call("spawn"), limits=Limits(allow_fork=True))
     assert result.reason is None
     pids = result.calls[0].value
     assert len(pids) == 3
