@@ -294,6 +294,8 @@ class Zygote:
         if self.chroot and limits["disk_bytes"] != self.disk_bytes:
             self._mount_workspace(limits["disk_bytes"])
         workdir = os.path.join(self.sandbox_dir, "work")
+        if os.path.lexists(workdir):  # left over if an earlier clean-up failed
+            shutil.rmtree(workdir)
         os.mkdir(workdir, 0o700)
         out_r, out_w = os.pipe()
         result_fd = os.memfd_create("coursekit-result", 0)

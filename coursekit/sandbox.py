@@ -272,11 +272,10 @@ class Sandbox:
                     status, fds = self._exchange(request, payload, limits)
                     break
                 except (BrokenPipeError, ConnectionResetError, EOFError):
-                    # The zygote died between runs (e.g. killed by an operator): start a
-                    # new one once; if the run itself killed it, report that run as failed.
+                    # The zygote died (killed by an operator or the OOM killer): start a new
+                    # one and try once more; a second death fails this run, not the batch.
                     self._stop()
-                    if attempt == 2:
-                        raise SandboxError("the sandbox zygote died twice in a row") from None
+                    status, fds = {"error": "the sandbox zygote died twice during this run"}, []
         try:
             return _collect(calls, status, fds, limits)
         finally:

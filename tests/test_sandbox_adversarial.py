@@ -12,9 +12,12 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,18 +77,20 @@ def assert_batch_goes_on(box: Sandbox) -> None:
         np.testing.assert_array_equal(value[key], array)
 
 
-def sandbox_processes() -> list[int]:
-    """Pids of live processes running under a sandbox uid."""
+def processes_of(uid: int) -> list[int]:
+    """Pids of live processes running under `uid` (each sandbox run has its own)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                uid = os.stat(f"/proc/{entry}").st_uid
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
             except FileNotFoundError:
                 continue
-            if uid >= UID_BASE:
-                pids.append(int(entry))
     return pids
+
+
+WHOAMI = "import os\ndef whoami():\n    return os.getuid()\n"
 
 
 def requires_isolation(box: Sandbox, what: str) -> None:
@@ -374,21 +379,23 @@ def test_by_default_a_submission_cannot_start_processes_but_can_use_threads(box)
 
 def test_a_fork_bomb_is_refused_by_default(box):
     requires_isolation(box, "seccomp")
-    result = run(box, FORK_BOMB, Call("initialize_parameters_zeros", ([2],)),
-                 limits=Limits(wall_seconds=1))
+    result = run(box, [WHOAMI, FORK_BOMB], Call("whoami"),
+                 Call("initialize_parameters_zeros", ([2],)), limits=Limits(wall_seconds=1))
     assert result.reason == "wall-clock timeout after 1 s"  # it spins, alone
-    assert result.calls[0].status == "error"
-    assert sandbox_processes() == []
+    assert result.calls[1].status == "error"
+    assert processes_of(result.calls[0].value) == []
     assert_batch_goes_on(box)
 
 
 def test_a_fork_bomb_allowed_to_fork_is_contained_and_leaves_no_process_behind(box):
     requires_isolation(box, "user")
-    result = run(box, FORK_BOMB, Call("initialize_parameters_zeros", ([2],)),
+    result = run(box, [WHOAMI, FORK_BOMB], Call("whoami"),
+                 Call("initialize_parameters_zeros", ([2],)),
                  limits=Limits(wall_seconds=2, allow_fork=True, max_processes=8))
     assert result.reason in ("wall-clock timeout after 2 s", "CPU time limit (10 s) exceeded")
-    assert result.calls[0].status == "error"
-    assert sandbox_processes() == []
+    assert result.calls[1].status == "error"
+    uid = result.calls[0].value
+    assert uid >= UID_BASE and processes_of(uid) == []
     assert_batch_goes_on(box)
 
 
@@ -419,7 +426,6 @@ def test_grandchildren_that_detach_are_killed_when_the_run_ends(box):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert sandbox_processes() == []
 
 
 # --------------------------------------------------------------------------- resources
@@ -454,6 +460,24 @@ def test_printing_gigabytes_stops_at_the_output_limit(box):
     assert 0 < len(result.output) <= 1 << 20
     assert result.calls[0].status == "error"
     assert_batch_goes_on(box)
+
+
+def test_a_file_larger_than_file_bytes_cannot_be_written(box):
+    result = run(box, """
+        def write():
+            with open("big", "wb") as f:
+                f.write(b"x" * (2 << 20))
+        """, Call("write"), limits=Limits(file_bytes=1 << 20))
+    assert result.reason is None
+    assert result.calls[0].error == "OSError: [Errno 27] File too large"
+
+
+def test_opening_too_many_files_fails_inside_the_call(box):
+    result = run(box, """
+        def hoard():
+            return [open("/dev/null") for _ in range(100)]
+        """, Call("hoard"), limits=Limits(open_files=32))
+    assert result.calls[0].error == "OSError: [Errno 24] Too many open files: '/dev/null'"
 
 
 def test_filling_the_disk_stops_at_the_workspace_size(box):
@@ -551,11 +575,11 @@ def test_no_network_not_even_to_a_listening_socket_on_localhost(box):
                     socket.create_connection((host, port), timeout=2).sendall(b"answers?")
                     return "connected"
                 except OSError as exc:
-                    return type(exc).__name__
+                    return str(exc)
             """, Call("connect", ("127.0.0.1", port)), Call("connect", ("1.1.1.1", 80)))
         with pytest.raises(TimeoutError):
             listener.accept()
-    assert [c.value for c in result.calls] == ["OSError", "OSError"]
+    assert [c.value for c in result.calls] == ["[Errno 101] Network is unreachable"] * 2
 
 
 def test_parallel_sandboxes_run_under_different_uids(box):
@@ -570,6 +594,42 @@ def test_parallel_sandboxes_run_under_different_uids(box):
         for t in threads:
             t.join()
     assert len(uids) == 2 and uids[0] != uids[1]
+
+
+GRADER_KILLED_MID_RUN = """
+import sys
+from coursekit.sandbox import Call, Limits, Sandbox
+box = Sandbox()
+print(box.zygote_pid, flush=True)
+box.run("import time\\ndef f():\\n    time.sleep(600)\\n", [Call("f")], workdir_files=None,
+        limits=Limits(wall_seconds=600, allow_fork=True))
+"""
+
+
+def test_when_the_grader_is_killed_mid_run_the_submission_dies_too(tmp_path):
+    grader = subprocess.Popen([sys.executable, "-c", GRADER_KILLED_MID_RUN], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        zygote = int(grader.stdout.readline())
+        children = f"/proc/{zygote}/task/{zygote}/children"
+        child = wait_for(lambda: open(children).read().split())[0]
+        uid = UID_BASE + int(child)
+        wait_for(lambda: processes_of(uid))
+    finally:
+        grader.kill()
+        grader.wait()
+    wait_for(lambda: not os.path.exists(f"/proc/{zygote}") and not processes_of(uid))
+
+
+def wait_for(condition, timeout: float = 30.0):
+    """Poll until condition() is truthy (a process-table condition), failing after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_a_dead_zygote_is_replaced_and_the_batch_goes_on():
