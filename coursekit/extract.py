@@ -18,6 +18,8 @@ whatever happened to the cell metadata, plus the top-level statements it needs (
 from __future__ import annotations
 
 import ast
+import functools
+import hashlib
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from .names import Names, analyze, analyze_source, strip_magics
+from .names import DYNAMIC_CALLS, Names, analyze, analyze_source, strip_magics
 from .read import Course, CourseError
 
 
@@ -62,6 +64,16 @@ class AssignmentPlan:
     calls: dict[str, list] = field(default_factory=dict)  # test grade id -> planned sandbox calls
     release_files: dict[str, bytes] = field(default_factory=dict)  # the sandbox's working folder
     trusted_files: dict[str, bytes] = field(default_factory=dict)  # course modules the tests import
+
+    @functools.cached_property
+    def key(self) -> str:
+        """Identifies the plan's content; workers cache what they derive from a plan under it."""
+        digest = hashlib.sha256()
+        for cell in self.cells:
+            digest.update(cell.source.encode() + (cell.solution or "").encode())
+        for name, data in sorted(self.trusted_files.items()) + sorted(self.release_files.items()):
+            digest.update(name.encode() + data)
+        return digest.hexdigest()[:16]
 
     def cell(self, grade_id: str) -> MasterCell:
         return next(c for c in self.cells if c.grade_id == grade_id)
@@ -208,7 +220,6 @@ def _markdown_code(source: str) -> str:
 
 def student_code(nb: nbformat.NotebookNode, plan: AssignmentPlan) -> StudentCode:
     notes: list[str] = []
-    statements: list[_Statement] = []
     ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells]
     position = {gid: i for i, gid in reversed(list(enumerate(ids))) if gid}  # first cell with each id
 
@@ -225,23 +236,16 @@ def student_code(nb: nbformat.NotebookNode, plan: AssignmentPlan) -> StudentCode
         notes.append("no cell has nbgrader metadata (copied into a new notebook, jupyter/nbgrader#1398); "
                      "functions were found by name")
 
-    overwritten: list[_Statement] = []  # statements of locked cells, which nbgrader restores
     instructor_ids = {c.grade_id for c in plan.cells if c.kind in ("locked", "test")}
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        try:
-            (overwritten if ids[index] in instructor_ids else statements).extend(_statements(index, cell.source))
-        except SyntaxError as err:
-            defines = sorted(f for f in plan.graded if f"def {f}" in cell.source)
-            notes.append(f"cell {index + 1} has a syntax error (line {err.lineno}: {err.msg}) and was skipped"
-                         + (f"; it held {', '.join(defines)}" if defines else ""))
+    code_cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    student = _StudentCells([(i, src) for i, src in code_cells if ids[i] not in instructor_ids], plan, notes)
+    overwritten = _StudentCells([(i, src) for i, src in code_cells if ids[i] in instructor_ids], plan, notes)
 
     chosen: dict[str, _Statement] = {}
     for function, solution_id in plan.graded.items():
-        candidates = [s for s in statements if _binds(s, function)]
+        candidates = student.binders(function)
         if not candidates:
-            candidates = [s for s in overwritten if _binds(s, function)]
+            candidates = overwritten.binders(function)
             if candidates:
                 notes.append(f"{function} was found only in cell {candidates[-1].cell + 1}, a locked cell that "
                              "nbgrader would overwrite with the master's version; graded it anyway")
@@ -264,7 +268,7 @@ def student_code(nb: nbformat.NotebookNode, plan: AssignmentPlan) -> StudentCode
             notes.append(f"the solution cell {solution_id} lost its nbgrader metadata or was deleted; "
                          f"{function} was found by name in cell {chosen[function].cell + 1}")
 
-    included, master_statements = _closure(statements, chosen, plan)
+    included, master_statements = _closure(student, chosen, plan)
     chunks = [(gid, "\n".join(s.text for _, s in group))
               for gid, group in itertools.groupby(master_statements, key=lambda item: item[0])]
     by_cell: dict[int, list[str]] = {}
@@ -276,6 +280,32 @@ def student_code(nb: nbformat.NotebookNode, plan: AssignmentPlan) -> StudentCode
         notes.append(f"the student code reads names from demo cells {', '.join(skipped_demo)}; they ran in the sandbox")
     return StudentCode(tuple(text for _, text in chunks), tuple(label for label, _ in chunks),
                        {f: f in chosen for f in plan.graded}, tuple(notes))
+
+
+class _StudentCells:
+    """Code cells of a submission, each parsed only when a name being looked for appears in its
+    text (a cell cannot bind a name it does not spell, unless it star-imports or calls exec)."""
+
+    def __init__(self, cells: list[tuple[int, str]], plan: AssignmentPlan, notes: list[str]) -> None:
+        self.cells, self.plan, self.notes = cells, plan, notes
+        self.parsed: dict[int, list[_Statement]] = {}
+
+    def statements(self, index: int, source: str) -> list[_Statement]:
+        if index not in self.parsed:
+            try:
+                self.parsed[index] = _statements(index, source)
+            except SyntaxError as err:
+                defines = sorted(f for f in self.plan.graded if f"def {f}" in source)
+                self.notes.append(f"cell {index + 1} has a syntax error (line {err.lineno}: {err.msg}) and "
+                                  "was skipped" + (f"; it held {', '.join(defines)}" if defines else ""))
+                self.parsed[index] = []
+        return self.parsed[index]
+
+    def binders(self, name: str) -> list[_Statement]:
+        """Top-level statements that may bind `name`, in notebook order."""
+        return [s for index, source in self.cells
+                if name in source or "import *" in source or any(f"{c}(" in source for c in DYNAMIC_CALLS)
+                for s in self.statements(index, source) if _binds(s, name)]
 
 
 def _binds(statement: _Statement, name: str) -> bool:
@@ -294,12 +324,22 @@ def _from_text_cells(nb: nbformat.NotebookNode, function: str) -> list[_Statemen
     return found
 
 
-def _closure(statements: list[_Statement], chosen: dict[str, _Statement],
+_MASTER_STATEMENTS: dict[str, list[tuple[str, _Statement]]] = {}
+
+
+def _master_statements(plan: AssignmentPlan) -> list[tuple[str, _Statement]]:
+    """The locked cells' statements, parsed once per plan object (per worker process)."""
+    if plan.key not in _MASTER_STATEMENTS:
+        _MASTER_STATEMENTS[plan.key] = [(c.grade_id or f"cell {c.index}", s) for c in plan.cells
+                                        if c.kind == "locked" for s in _statements(c.index, c.source)]
+    return _MASTER_STATEMENTS[plan.key]
+
+
+def _closure(student: _StudentCells, chosen: dict[str, _Statement],
              plan: AssignmentPlan) -> tuple[list[_Statement], list[tuple[str, _Statement]]]:
     """The student statements, then the master's locked-cell statements, the chosen definitions
     may read (transitively).  The student's own binding of a name wins, as it would in a kernel."""
-    master = [(c.grade_id or f"cell {c.index}", s) for c in plan.cells if c.kind == "locked"
-              for s in _statements(c.index, c.source)]
+    master = _master_statements(plan)
     included: dict[int, _Statement] = {id(s): s for s in chosen.values()}
     from_master: dict[int, tuple[str, _Statement]] = {}
     todo = [n for s in chosen.values() for n in s.names.reads]
@@ -309,7 +349,7 @@ def _closure(statements: list[_Statement], chosen: dict[str, _Statement],
         if name in seen:
             continue
         seen.add(name)
-        binders = [s for s in statements if _binds(s, name)]
+        binders = student.binders(name)
         pool, found = (included, [(None, s) for s in binders]) if binders else \
             (from_master, [(gid, s) for gid, s in master if _binds(s, name)])
         for gid, s in found:

@@ -170,13 +170,15 @@ class GradebookWriter:
             self.gb.update_or_create_student(sub.student)
             self.gb.update_or_create_submission(sub.assignment, sub.student,
                                                 **({"timestamp": timestamp} if timestamp else {}))
-            for grade_id, score in result.scores.items():
-                grade = self.gb.find_grade(grade_id, sub.notebook, sub.assignment, sub.student)
-                grade.auto_score = score
-                grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-            for grade_id in dict.fromkeys(plan.graded.values()):
-                comment = self.gb.find_comment(grade_id, sub.notebook, sub.assignment, sub.student)
-                comment.auto_comment = "No response." if grade_id in result.unanswered else None
+            graded = self.gb.find_submission_notebook(sub.notebook, sub.assignment, sub.student)
+            for grade in graded.grades:
+                if grade.name in result.scores:
+                    grade.auto_score = result.scores[grade.name]
+                    # as SaveAutoGrades: a manual score, or no auto score, needs a human look
+                    grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+            for comment in graded.comments:
+                if comment.name in plan.graded.values():
+                    comment.auto_comment = "No response." if comment.name in result.unanswered else None
             self.gb.db.commit()
         return note
 
@@ -184,10 +186,8 @@ class GradebookWriter:
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:  # no fsync: the rename is what makes a kill harmless
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -18,6 +18,7 @@ task runs in a local pool of pre-warmed processes (default) or on a Dask cluster
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import multiprocessing
 import os
 import sys
@@ -39,22 +40,36 @@ MAX_REASON = 4000
 
 # ----------------------------------------------------------------------------- worker side
 
-_WARM: dict[str, tuple[sandbox.Sandbox, Path]] = {}
+_WARM: dict[str, Path] = {}
 _WARM_LOCK = threading.Lock()
 
 
-def _warm(plan: extract.AssignmentPlan) -> tuple[sandbox.Sandbox, Path]:
-    """This process's sandbox (a zygote with NumPy imported) and the release files, made once."""
-    key = score.plan_key(plan)
+_BOX: sandbox.Sandbox | None = None
+
+
+def start_sandbox() -> sandbox.Sandbox:
+    """This process's sandbox: a zygote with NumPy imported, started now rather than on the
+    first submission (a local pool's workers call this as they start)."""
+    global _BOX
     with _WARM_LOCK:
-        if key not in _WARM:
-            folder = Path(tempfile.mkdtemp(prefix=f"coursekit-release-{key}-"))
+        if _BOX is None:
+            _BOX = sandbox.Sandbox()
+            _BOX.isolation  # starts the zygote
+        return _BOX
+
+
+def _warm(plan: extract.AssignmentPlan) -> tuple[sandbox.Sandbox, Path]:
+    """The sandbox and this plan's release files on local disk, made once per process."""
+    box = start_sandbox()
+    with _WARM_LOCK:
+        if plan.key not in _WARM:
+            folder = Path(tempfile.mkdtemp(prefix=f"coursekit-release-{plan.key}-"))
             for name, data in plan.release_files.items():
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 (folder / name).write_bytes(data)
-            score.trusted_namespace(plan)  # import the course's test helpers before the first task
-            _WARM[key] = (sandbox.Sandbox(), folder)
-        return _WARM[key]
+            _WARM[plan.key] = folder
+    score.trusted_namespace(plan)  # import the course's test helpers before the first task
+    return box, _WARM[plan.key]
 
 
 def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
@@ -130,7 +145,7 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
         max_scores={o.grade_id: o.max_score for o in outcomes},
         messages={o.grade_id: o.message for o in outcomes},
         unanswered=unanswered,
-        notebook=nbformat.writes(graded_nb),
+        notebook=json.dumps(graded_nb, indent=1, ensure_ascii=False) + "\n",
         reason=reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ...",
     )
 
@@ -148,10 +163,11 @@ class _Backend:
 
 def _local_backend(workers: int) -> _Backend:
     # fork: workers start with everything this process imported (NumPy, nbgrader) already loaded.
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                  initializer=start_sandbox)
     return _Backend(submit=lambda *args: pool.submit(grade_submission, *args),
                     wait_first=lambda fs: cf.wait(fs, return_when=cf.FIRST_COMPLETED).done,
-                    width=2 * workers, close=pool.shutdown)
+                    width=8 * workers, close=pool.shutdown)
 
 
 def _dask_backend(address: str) -> _Backend:
@@ -190,9 +206,9 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
         score.record_calls(plans[name])
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
     limits = sandbox.Limits() if timeout is None else replace(sandbox.Limits(), wall_seconds=float(timeout))
+    backend = _dask_backend(scheduler) if scheduler else _local_backend(workers or os.cpu_count() or 1)
     reporter = Reporter(len(submissions), json_lines, out, err)
     writer = GradebookWriter(course)
-    backend = _dask_backend(scheduler) if scheduler else _local_backend(workers or os.cpu_count() or 1)
     results: list[GradedSubmission] = []
     in_flight: dict[Any, tuple[read.Submission, Any]] = {}
     pending = iter(submissions)

@@ -132,13 +132,21 @@ def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.Notebook
                           "it was probably edited outside Jupyter")
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         return Unreadable(f"{name} is JSON but not a notebook (no list of cells)")
-    try:
-        with warnings.catch_warnings():  # cells without ids are common and get ids when written
-            warnings.simplefilter("ignore", MissingIDFieldWarning)
-            nb = nbformat.reads(text, as_version=4)
-    except Exception as err:  # nbformat raises many kinds on odd versions and shapes
-        return Unreadable(f"{name} is not a notebook nbformat can read: {type(err).__name__}: {err}")
-    for cell in nb.cells:
-        if not isinstance(cell.get("source", ""), str) or not isinstance(cell.get("metadata", {}), dict):
-            return Unreadable(f"{name} has a malformed cell")
-    return nb
+    if raw.get("nbformat") != 4:  # older formats: let nbformat convert them
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MissingIDFieldWarning)
+                return nbformat.reads(text, as_version=4)
+        except Exception as err:  # nbformat raises many kinds on odd versions and shapes
+            return Unreadable(f"{name} is not a notebook nbformat can read: {type(err).__name__}: {err}")
+    # Version 4: check only what grading relies on; full schema validation costs more than grading.
+    for cell in raw["cells"]:
+        if not (isinstance(cell, dict) and isinstance(cell.get("cell_type"), str)
+                and isinstance(cell.get("source", ""), (str, list))
+                and isinstance(cell.setdefault("metadata", {}), dict)):
+            return Unreadable(f"{name} has a malformed cell (a cell needs a type, a source and metadata)")
+        if isinstance(cell.get("source"), list):
+            cell["source"] = "".join(map(str, cell["source"]))
+        cell.setdefault("source", "")
+    raw.setdefault("metadata", {})
+    return nbformat.from_dict(raw)

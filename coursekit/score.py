@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-import copy
-import hashlib
+import functools
 import io
 import json
 import re
@@ -36,7 +35,6 @@ from typing import Any, Callable
 
 import nbformat
 from nbformat.corpus.words import generate_corpus_id
-from nbformat.v4 import new_code_cell, new_output
 from nbgrader.utils import determine_grade
 
 from . import sandbox
@@ -58,19 +56,10 @@ class CellOutcome:
     message: str | None  # the failure, e.g. "AssertionError: W1 has shape (3, 2) ..."
 
 
-def plan_key(plan: AssignmentPlan) -> str:
-    digest = hashlib.sha256()
-    for cell in plan.cells:
-        digest.update(cell.source.encode())
-    for name, data in sorted(plan.trusted_files.items()):
-        digest.update(name.encode() + data)
-    return digest.hexdigest()[:16]
-
-
 def trusted_namespace(plan: AssignmentPlan) -> dict:
     """The globals the test cells start from: the needed locked cells (e.g. setup), executed
     here with the course's own modules (public_tests.py from the master folder)."""
-    key = plan_key(plan)
+    key = plan.key
     if key not in _NAMESPACES:
         folder = Path(tempfile.mkdtemp(prefix=f"coursekit-trusted-{key}-"))
         for name, data in plan.trusted_files.items():
@@ -208,8 +197,22 @@ def failed_outcomes(plan: AssignmentPlan, reason: str) -> list[CellOutcome]:
     return [_outcome(t.grade_id, t.nbgrader, t.points or 0.0, [error]) for t in plan.tests]
 
 
+def new_output(output_type: str, **fields: Any) -> nbformat.NotebookNode:
+    """An output as nbformat would make it, without its per-object schema validation (hot path)."""
+    if output_type == "execute_result":
+        fields.setdefault("metadata", {})
+    return nbformat.from_dict({"output_type": output_type, **fields})
+
+
+def new_cell(cell_type: str, source: str = "", metadata: dict | None = None) -> nbformat.NotebookNode:
+    cell = {"cell_type": cell_type, "metadata": metadata or {}, "source": source}
+    if cell_type == "code":
+        cell.update(outputs=[], execution_count=None)
+    return nbformat.from_dict(cell)
+
+
 def _outcome(grade_id: str, metadata: dict, points: float, outputs: list) -> CellOutcome:
-    cell = new_code_cell(metadata={"nbgrader": dict(metadata, points=points)})
+    cell = new_cell("code", metadata={"nbgrader": dict(metadata, points=points)})
     cell.outputs = outputs
     score, max_score = determine_grade(cell)
     message = None
@@ -221,18 +224,26 @@ def _outcome(grade_id: str, metadata: dict, points: float, outputs: list) -> Cel
     return CellOutcome(grade_id, float(score or 0.0), float(max_score), outputs, message)
 
 
-def _run_cell(source: str, namespace: dict, label: str) -> list:
-    """Run trusted cell code as a kernel would; return the outputs Jupyter would show."""
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str, label: str) -> tuple[Any, Any]:
+    """A cell compiled once: its statements, and its last expression (shown like Jupyter does)."""
     tree = ast.parse(strip_magics(source))
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    return (compile(tree, label, "exec"),
+            compile(ast.Expression(last.value), label, "eval") if last is not None else None)
+
+
+def _run_cell(source: str, namespace: dict, label: str) -> list:
+    """Run trusted cell code as a kernel would; return the outputs Jupyter would show."""
+    body, last = _compiled(source, label)
     stdout, stderr = io.StringIO(), io.StringIO()
     error = value = None
     with redirect_stdout(stdout), redirect_stderr(stderr), warnings.catch_warnings():
         warnings.simplefilter("default")
         try:
-            exec(compile(tree, label, "exec"), namespace)
+            exec(body, namespace)
             if last is not None:
-                value = eval(compile(ast.Expression(last.value), label, "eval"), namespace)
+                value = eval(last, namespace)
         except Exception as exc:  # the cell fails; its error is an output, as in Jupyter
             error = exc
     outputs = [new_output("stream", name=name, text=buffer.getvalue())
@@ -250,14 +261,12 @@ def _run_cell(source: str, namespace: dict, label: str) -> list:
 
 def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
                         outcomes: list[CellOutcome]) -> nbformat.NotebookNode:
-    """The student's notebook as graded: outputs cleared, locked and test cells restored from
+    """The student's notebook (changed in place) as graded: outputs cleared, locked and test cells restored from
     the gradebook with nbgrader metadata, each test cell showing its replayed outputs.
     Without a readable notebook, the master's layout with the solution cells left as stubs."""
     by_id = {o.grade_id: o for o in outcomes}
     if nb is None:
         nb = nbformat.v4.new_notebook(cells=[_master_cell(c, None, plan.checksums.get(c.grade_id)) for c in plan.cells])
-    else:
-        nb = copy.deepcopy(nb)
     seen: set[str] = set()
     known = {c.grade_id: c for c in plan.cells if c.grade_id}
     for index, cell in enumerate(nb.cells):
@@ -275,8 +284,7 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
             nb.cells[index] = _master_cell(master, by_id.get(grade_id), plan.checksums.get(grade_id))
         else:
             if cell.cell_type != master.cell_type:  # e.g. a solution cell turned into markdown
-                make = new_code_cell if master.cell_type == "code" else nbformat.v4.new_markdown_cell
-                nb.cells[index] = cell = make(cell.source, metadata=cell.metadata)
+                nb.cells[index] = cell = new_cell(master.cell_type, cell.source, cell.metadata)
             cell.metadata["nbgrader"] = dict(master.nbgrader, checksum=plan.checksums.get(grade_id))
     # Test cells the student deleted come back after the cell that precedes them in the master.
     for test in plan.tests:
@@ -296,8 +304,7 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
 def _master_cell(master: Any, outcome: CellOutcome | None, checksum: str | None) -> nbformat.NotebookNode:
     """A master cell as nbgrader restores it (the gradebook's source, so solutions stay stubs)."""
     meta = {"nbgrader": dict(master.nbgrader, checksum=checksum)}
-    if master.cell_type != "code":
-        return nbformat.v4.new_markdown_cell(master.source, metadata=meta)
-    cell = new_code_cell(master.source, metadata=meta)
-    cell.outputs = outcome.outputs if outcome else []
+    cell = new_cell(master.cell_type, master.source, meta)
+    if master.cell_type == "code" and outcome:
+        cell.outputs = outcome.outputs
     return cell
