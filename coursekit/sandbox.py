@@ -34,7 +34,9 @@ the blob; ``$np`` is a NumPy scalar.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import os
 import re
 import shutil
@@ -475,11 +477,16 @@ def _array(meta: object, blob: memoryview) -> np.ndarray:
     if not (type(offset) is int and type(nbytes) is int and 0 <= offset
             and offset + nbytes <= len(blob)):
         raise ValueError("array bytes out of range")
-    dtype = np.dtype(dtype_str)
-    count = int(np.prod(shape, dtype=object))
+    dtype = _dtype(dtype_str)
+    count = math.prod(shape)
     if count * dtype.itemsize != nbytes:
         raise ValueError("array size does not match its shape")
     return np.frombuffer(blob[offset:offset + nbytes], dtype=dtype, count=count).reshape(shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(dtype_str: str) -> np.dtype:
+    return np.dtype(dtype_str)
 
 
 class _Decoder:
