@@ -209,7 +209,8 @@ class Zygote:
         self.sandbox_dir = os.path.join(host_dir, "sandbox")  # run dirs, as the zygote sees them
         self.pycache_dir = os.path.join(host_dir, "pycache")  # compiled release modules
         self.disk_bytes = 0
-        self.release_cache: dict[str, list[str]] = {}
+        self.release_cache: dict[str, list[str]] = {}  # release folder -> its files
+        self.release_paths: dict[str, list[str]] = {}  # release folder -> its files and folders
         self.control = -1  # the socket to the grader
         self.seccomp = {allow: seccomp_program(allow) for allow in (False, True)}
         self.isolation["seccomp"] = self.seccomp[False] is not None
@@ -293,7 +294,7 @@ class Zygote:
         limits = request["limits"]
         if self.chroot and limits["disk_bytes"] != self.disk_bytes:
             self._mount_workspace(limits["disk_bytes"])
-        workdir = os.path.join(self.sandbox_dir, "work")
+        workdir = self.workdir
         if os.path.lexists(workdir):  # left over if an earlier clean-up failed
             shutil.rmtree(workdir)
         os.mkdir(workdir, 0o700)
@@ -322,6 +323,11 @@ class Zygote:
                     os.close(fd)
             shutil.rmtree(workdir, ignore_errors=True)
 
+    @property
+    def workdir(self) -> str:
+        """The submission's working directory, as the zygote sees it (the same for every run)."""
+        return os.path.join(self.sandbox_dir, "work")
+
     def child_paths(self, workdir: str) -> tuple[str, str]:
         """The child's cwd and pycache prefix, as the child sees them."""
         if self.chroot:
@@ -333,11 +339,13 @@ class Zygote:
             return
         files = self.release_cache.get(release)
         if files is None:
-            files = []
-            for dirpath, _dirs, names in os.walk(release):
+            files, paths = [], []
+            for dirpath, dirs, names in os.walk(release):
                 rel = os.path.relpath(dirpath, release)
                 files.extend(os.path.normpath(os.path.join(rel, n)) for n in names)
+                paths.extend(os.path.normpath(os.path.join(rel, n)) for n in dirs + names)
             self.release_cache[release] = files
+            self.release_paths[release] = paths
             self._compile(release, files, workdir)
         for rel in files:
             target = os.path.join(workdir, rel)
@@ -493,6 +501,15 @@ def zygote_main(argv: list[str]) -> None:
         sock.send(json.dumps({"fatal": f"could not build the sandbox: {exc}"}).encode())
         raise SystemExit(1)
     _ok(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    # The children's environment, set once here (the preloaded modules have read theirs).
+    # The working directory has the same path in every run.
+    workdir, _ = zygote.child_paths(zygote.workdir)
+    os.environ.clear()
+    os.environ.update({
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
+        "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": workdir,
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    })
     # Objects that exist now are shared copy-on-write with every child; keep the
     # collector from touching (and so copying) them.
     gc.collect()
@@ -547,10 +564,9 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
         os.dup2(out_w, 2)
         os.dup2(result_fd, RESULT_FD)
         uid = UID_BASE + os.getpid()
-        if zygote.isolation["user"]:
-            for dirpath, dirs, names in os.walk(workdir):
-                for name in (dirpath, *(os.path.join(dirpath, n) for n in dirs + names)):
-                    os.lchown(name, uid, uid)
+        if zygote.isolation["user"]:  # the copy of the release files becomes the student's own
+            for rel in (".", *zygote.release_paths.get(request["release"], ())):
+                os.lchown(os.path.join(workdir, rel), uid, uid)
         workdir, pycache = zygote.child_paths(workdir)
         if zygote.chroot:
             os.chroot(zygote.chroot)
@@ -569,19 +585,14 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
         _close_from(RESULT_FD + 1)
-        os.environ.clear()
-        os.environ.update({
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "TMPDIR": os.getcwd(),
-            "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": os.getcwd(),
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        })
         sys.path[0] = os.getcwd()
         sys.pycache_prefix = pycache
         program = zygote.seccomp[bool(limits["allow_fork"])]
         if program is not None:
             _ok(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0),
                 "prctl(PR_SET_SECCOMP)")
-        numpy.random.seed(numpy.frombuffer(os.urandom(16), dtype=numpy.uint32))
+        # A fresh, unpredictable generator state for code that forgets to seed.
+        numpy.random.set_state(("MT19937", numpy.frombuffer(os.urandom(2496), numpy.uint32), 624))
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except BaseException:
         try:
