@@ -321,7 +321,10 @@ class Zygote:
             for fd in (out_r, out_w):
                 if fd >= 0:
                     os.close(fd)
-            shutil.rmtree(workdir, ignore_errors=True)
+
+    def clean(self) -> None:
+        """Delete the last run's working directory (after replying: the grader need not wait)."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
     def workdir(self) -> str:
@@ -539,6 +542,7 @@ def zygote_main(argv: list[str]) -> None:
         finally:
             for fd in reply_fds:
                 os.close(fd)
+        zygote.clean()
 
 
 # --------------------------------------------------------------------------- child
