@@ -65,6 +65,7 @@ _MAX_ARRAY_DIMS = 32
 # How long to wait for the zygote beyond the run's own wall-clock limit before
 # deciding that the zygote itself is stuck.
 _SUPERVISOR_GRACE_SECONDS = 15.0
+_MIN_MEMORY_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,14 @@ class Limits:
             if f.name == "allow_fork":
                 if not isinstance(value, bool):
                     raise ValueError(f"Limits.allow_fork must be True or False, got {value!r}")
-            elif not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Limits.{f.name} must be a positive number, got {value!r}")
+                continue
+            kinds = (int, float) if f.name == "wall_seconds" else (int,)
+            if not isinstance(value, kinds) or isinstance(value, bool) or value <= 0:
+                kind = "number" if f.name == "wall_seconds" else "whole number"
+                raise ValueError(f"Limits.{f.name} must be a positive {kind}, got {value!r}")
+        if self.memory_bytes < _MIN_MEMORY_BYTES:
+            raise ValueError(f"Limits.memory_bytes must be at least {_size(_MIN_MEMORY_BYTES)}: "
+                             "the preloaded Python, NumPy and Matplotlib alone map about 170 MB")
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,29 @@ def test_an_exception_in_a_call_is_an_error_with_its_message_and_the_next_call_r
     assert he.status == "ok"
 
 
+def test_the_release_data_set_and_plotting_work_inside_the_sandbox(box):
+    result = run(box, """
+        import matplotlib.pyplot as plt
+        from init_utils import load_dataset, plot_dataset
+        def data():
+            train_X, train_Y, test_X, test_Y = load_dataset()
+            plot_dataset(train_X, train_Y)
+            plt.savefig("plot.png")
+            return [train_X.shape, train_Y.shape, test_X.shape, test_Y.shape]
+        """, Call("data"))
+    assert result.reason is None and result.calls[0].error is None
+    assert result.calls[0].value == [[2, 300], [1, 300], [2, 100], [1, 100]]
+
+
+def test_limits_refuse_values_that_cannot_work():
+    with pytest.raises(ValueError, match="cpu_seconds must be a positive whole number"):
+        Limits(cpu_seconds=2.5)
+    with pytest.raises(ValueError, match="memory_bytes must be at least 512 MiB"):
+        Limits(memory_bytes=100 << 20)
+    with pytest.raises(ValueError, match="allow_fork must be True or False"):
+        Limits(allow_fork=1)
+
+
 def test_a_missing_function_is_reported_missing(box):
     result = run(box, HE, Call("initialize_parameters_zeros", ([2, 1],)))
     assert result.reason is None
