@@ -67,6 +67,7 @@ CHROOT_WORKDIR = "/sandbox/work"  # the submission's cwd, as the child sees it
 CHROOT_PYCACHE = "/pycache"  # sys.pycache_prefix of the child, read-only for it
 MAX_DEPTH = 32
 MAX_NODES = 200_000
+MAX_INT_BITS = 14_000  # about 4200 decimal digits
 ERROR_CHARS = 2000
 
 # Linux constants (not all exposed by the os module on Python 3.11).
@@ -693,7 +694,11 @@ class Encoder:
         if self.nodes > MAX_NODES:
             raise ResultTooLarge(f"the value has more than {MAX_NODES} parts")
         kind = type(value)
-        if value is None or kind is bool or kind is int or kind is float or kind is str:
+        if kind is int or (kind is not bool and isinstance(value, int)):
+            value = int.__int__(value)
+            # JSON readers refuse integers of more than 4300 digits; say so instead.
+            return value if value.bit_length() <= MAX_INT_BITS else {"$opaque": "int (too large)"}
+        if value is None or kind is bool or kind is float or kind is str:
             return value
         if isinstance(value, (_ndarray, _generic)):
             base = _ndarray.view(value if isinstance(value, _ndarray) else _asarray(value),
@@ -702,8 +707,6 @@ class Encoder:
                 return {"$opaque": f"numpy array of dtype {base.dtype.str}"}
             list.append(self.arrays, base)
             return {("$nd" if isinstance(value, _ndarray) else "$np"): len(self.arrays) - 1}
-        if isinstance(value, int):
-            return int.__int__(value)
         if isinstance(value, float):
             return float.__float__(value)
         if isinstance(value, str):

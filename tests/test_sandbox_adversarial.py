@@ -123,7 +123,8 @@ def test_plain_values_keep_their_type_and_dtype(box):
             return {"i": 7, "f": 0.5, "nan": float("nan"), "s": "text", "none": None,
                     "flag": True, "tuple": (1, 2), "i32": np.arange(3, dtype=np.int32),
                     "mask": np.array([True, False]), "f32": np.float32(1.5),
-                    "empty": np.zeros((0, 3)), "scalar": np.float64(2.25)}
+                    "empty": np.zeros((0, 3)), "scalar": np.float64(2.25),
+                    "big": 10 ** 5000, "true_int": 2 ** 64}
         """, Call("values"))
     value = result.calls[0].value
     assert value["i"] == 7 and type(value["i"]) is int
@@ -135,6 +136,7 @@ def test_plain_values_keep_their_type_and_dtype(box):
     assert type(value["f32"]) is np.float32 and value["f32"] == 1.5
     assert value["empty"].shape == (0, 3)
     assert type(value["scalar"]) is np.float64 and value["scalar"] == 2.25
+    assert value["big"] == Opaque("int (too large)") and value["true_int"] == 18446744073709551616
 
 
 def test_an_exception_in_a_call_is_an_error_with_its_message_and_the_next_call_runs(box):
