@@ -76,3 +76,11 @@ exchange:
 BRANCH ?= main
 link:
 	@$(PYTHON_BOOT) scripts/nbgitpuller_link.py --hub "$(HUB)" --repo "$(REPO)" --branch "$(BRANCH)"
+
+# Grade one generated class with both nbgrader and coursekit; print both throughputs, the ratio
+# and whether the grades agree.  Stock nbgrader takes ~6 s per notebook, so the default (all 200)
+# runs ~20 minutes; `make bench BENCH_ARGS="--stock-sample 20"` lets nbgrader grade only 20.
+.PHONY: bench
+BENCH_ARGS ?=
+bench: venv
+	python bench/bench.py $(BENCH_ARGS)

@@ -158,9 +158,10 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
 def _needed_cells(cells: list[MasterCell], graded: dict[str, str]) -> set[int]:
     """Indices of the locked cells the test cells need, following reads back to binders."""
     needed: set[int] = set()
-    todo = [(c, name) for c in cells if c.kind == "test" for name in c.names.reads]
+    # (test cell the chain started from, cell that reads, name it reads)
+    todo = [(c.grade_id, c, name) for c in cells if c.kind == "test" for name in c.names.reads]
     while todo:
-        reader, name = todo.pop()
+        test, reader, name = todo.pop()
         for cell in cells[:reader.index]:
             if cell.names is None or not (name in cell.names.binds or cell.names.dynamic):
                 continue
@@ -171,13 +172,14 @@ def _needed_cells(cells: list[MasterCell], graded: dict[str, str]) -> set[int]:
                 continue
             student_names = sorted(set(cell.names.reads) & set(graded))
             if student_names:
+                via = f" via {reader.grade_id}" if reader.grade_id != test else ""
                 raise PlanError(
-                    f"test cell {reader.grade_id} depends on locked cell {cell.grade_id} (through "
-                    f"{name!r}), which calls student code ({', '.join(student_names)}); replay grading "
-                    "cannot reproduce that: move what the test needs into the test cell, "
-                    "or grade with `nbgrader autograde`")
+                    f"test cell {test} depends{via} on the locked cell {cell.grade_id} (through {name!r}), "
+                    f"which runs student code ({', '.join(student_names)}); replay grading cannot "
+                    "reproduce that: make the test compute what it needs itself, or grade with "
+                    "`nbgrader autograde`")
             needed.add(cell.index)
-            todo.extend((cell, n) for n in cell.names.reads)
+            todo.extend((test, cell, n) for n in cell.names.reads)
     return needed
 
 

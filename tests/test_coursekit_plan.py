@@ -1,0 +1,152 @@
+"""What coursekit decides once per assignment (which cells the tests need, which calls they
+make), the static analysis behind it, and the command line."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pty
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from coursekit_course import (ASSIGNMENT, ROOT, build_template, copy_course, course_env, make_class)
+from coursekit.extract import PlanError, plan_assignment
+from coursekit.names import analyze, strip_magics
+from coursekit.read import load_course
+from coursekit.score import record_calls
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return build_template(tmp_path_factory.mktemp("plan") / "template")
+
+
+def names_of(source: str):
+    return analyze(ast.parse(source))
+
+
+def test_a_for_loop_variable_is_bound_inside_its_body():
+    names = names_of("for dims in cases:\n    print(dims)\n")
+    assert names.reads == {"cases", "print"} and "dims" in names.binds
+
+
+def test_a_name_bound_only_under_an_if_still_counts_as_read_afterwards():
+    assert "x" in names_of("if flag:\n    x = 1\nprint(x)\n").reads
+
+
+def test_function_locals_and_parameters_are_not_reads_but_its_globals_are():
+    names = names_of("def f(a):\n    b = a + 1\n    return np.sum(b) + helper(a)\n")
+    assert names.reads == {"np", "helper"} and names.binds == {"f"}
+
+
+def test_comprehension_variables_stay_inside_the_comprehension():
+    assert names_of("y = [k for k in keys if k]\nprint(k)\n").reads == {"keys", "print", "k"}
+
+
+def test_star_imports_and_exec_make_a_cell_dynamic():
+    assert names_of("from numpy import *\n").dynamic
+    assert names_of("exec('x = 1')\n").dynamic
+
+
+def test_magics_become_pass_statements_on_the_same_lines():
+    assert strip_magics("%matplotlib inline\nx = 1\n  !ls") == "pass  # matplotlib inline\nx = 1\n  pass  # ls"
+    assert strip_magics("%%time\nx = 1") == ""
+
+
+def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skipped(template):
+    plan = plan_assignment(load_course(template), ASSIGNMENT, ASSIGNMENT)
+    assert plan.trusted == ["setup"]
+    assert plan.skipped == ["load_data", "model", "train_zeros", "plot_zeros", "symmetry_demo", "train_random",
+                            "plot_random", "saturation_demo", "train_he", "plot_he", "results_table"]
+    assert plan.graded == {f: f for f in ("initialize_parameters_zeros", "initialize_parameters_random",
+                                          "initialize_parameters_he")}
+    assert plan.max_score == 9.0
+
+
+def test_the_call_plan_lists_the_calls_each_test_cell_makes(template):
+    plan = plan_assignment(load_course(template), ASSIGNMENT, ASSIGNMENT)
+    record_calls(plan)
+    he = [(c.function, list(c.args)) for c in plan.calls["test_he_public"]]
+    # The cell's own call, then public_tests: each case once, and again to check repeatability.
+    assert he == [("initialize_parameters_he", [dims]) for dims in
+                  ([2, 4, 1], [3, 2, 1], [3, 2, 1], [2, 4, 1], [2, 4, 1], [4, 3, 2, 1], [4, 3, 2, 1])]
+    assert [list(c.args) for c in plan.calls["test_he_hidden"]] == [[[5, 3, 4, 2]], [[7, 1]]]
+    assert [list(c.args) for c in plan.calls["test_zeros_hidden"]] == [[[6, 5, 4, 3, 2, 1]], [[7, 1]], [[1, 9, 2]]]
+
+
+def test_a_test_that_reads_a_training_result_makes_planning_fail_loudly(template, tmp_path):
+    course = tmp_path / "course"
+    course.mkdir()
+    for name in ("nbgrader_config.py", "source"):
+        (subprocess.run(["cp", "-r", str(template / name), str(course)], check=True))
+    master = course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = nbformat.read(master, as_version=4)
+    test = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_he_hidden")
+    test.source += "\nassert costs_random[0] > 0\n"  # the large-random training ran above this test
+    nbformat.write(nb, master)
+    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--log-level=ERROR"],
+                   cwd=course, env=course_env(), check=True)
+    with pytest.raises(PlanError, match=r"test cell test_he_hidden depends via train_random on the locked cell model"):
+        plan_assignment(load_course(course), ASSIGNMENT, ASSIGNMENT)
+
+
+def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    coursekit = os.path.join(os.path.dirname(sys.executable), "coursekit")
+    return subprocess.run([coursekit, *args], cwd=cwd, env=course_env(), capture_output=True, text=True, timeout=300)
+
+
+def test_the_console_script_offers_the_options_of_a_drop_in_for_nbgrader_autograde():
+    out = run_cli("autograde", "--help").stdout
+    for option in ("ASSIGNMENT", "--course-dir", "--student", "--workers", "--scheduler", "--timeout",
+                   "--force", "--json"):
+        assert option in out
+
+
+def test_a_folder_without_nbgrader_config_is_refused_with_what_to_do(tmp_path):
+    proc = run_cli("autograde", ASSIGNMENT, "--course-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "nbgrader_config.py" in proc.stderr and "--course-dir" in proc.stderr
+
+
+def test_an_unknown_assignment_is_refused_with_a_reason(template):
+    proc = run_cli("autograde", "no-such-assignment", "--course-dir", str(template))
+    assert proc.returncode == 2 and "no master notebook" in proc.stderr
+
+
+def test_on_a_terminal_a_progress_bar_is_drawn_on_stderr(template, tmp_path):
+    course = copy_course(template, tmp_path / "course")
+    make_class.make_class(course, 3)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT], cwd=course,
+                            env=course_env(), stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the grader exits
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=300)
+    text = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert "\r[" in text and "3/3" in text and "submissions/s" in text
+    assert "graded 3, skipped 0, failed 0" in text
+
+
+def test_json_output_is_one_object_per_line_with_the_documented_fields(template, tmp_path):
+    course = copy_course(template, tmp_path / "course")
+    make_class.make_class(course, 2)
+    proc = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"], cwd=course,
+                          env=course_env(), capture_output=True, text=True, timeout=300)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 2
+    for line in lines:
+        assert {"student", "notebook", "score", "max_score", "cells", "reason"} <= set(line)
+    assert lines[0]["score"] == 9.0  # s000 is correct everywhere
