@@ -48,7 +48,6 @@ c.GenerateFeedback.preprocessors = [
 KERNEL_MEMORY_MB = int(os.environ.get("COURSEKIT_KERNEL_MEMORY_MB", "4096"))
 _limit = KERNEL_MEMORY_MB * 2**20
 c.Execute.extra_arguments = [
-    "--HistoryManager.hist_file=:memory:",
     "--IPKernelApp.exec_lines=__import__('resource').setrlimit("
     f"__import__('resource').RLIMIT_AS, ({_limit}, {_limit}))",
 ]

@@ -48,10 +48,13 @@ def failure_reason(log: str) -> str:
     matches = [m for m in map(EXCEPTION_LINE.match, log.splitlines()) if m]
     if not matches:
         return "nbgrader stopped without an exception message"
-    name, message = matches[-1].groups()
+    # A chained traceback prints the root cause first: it says most (e.g. where the JSON breaks).
+    name, message = matches[0].groups()
+    name = name.rsplit(".", 1)[-1]
     message = message if len(message) <= 120 else message[:119] + "…"
     exception = f"{name}: {message}" if message else name
-    meaning = next((text for key, text in KNOWN_FAILURES.items() if key in name), "")
+    names = " ".join(m.group(1) for m in matches)
+    meaning = next((text for key, text in KNOWN_FAILURES.items() if key in names), "")
     return f"{meaning} [{exception}]" if meaning else exception
 
 

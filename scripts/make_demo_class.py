@@ -105,6 +105,12 @@ def initialize_parameters_random(layers_dims):
         parameters["W" + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1]) * 10
         parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))
     return parameters'''}),
+    "demo-copied-public-answers": DemoStudent(
+        "random returns the public test's expected arrays: passes the public test, not the hidden one",
+        stub={**CORRECT, "initialize_parameters_random": """\
+from public_tests import EXPECTED_RANDOM  # the answers the public test wants
+parameters["W" + str(l)] = np.array(EXPECTED_RANDOM[tuple(layers_dims)]["W" + str(l)])
+parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))"""}),
     "demo-untouched": DemoStudent("handed in the release without changing anything"),
     "demo-not-json": DemoStudent("the file was cut off while saving: not valid JSON", not_json=True),
 }

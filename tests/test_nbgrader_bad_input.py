@@ -20,9 +20,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, ROOT
+from conftest import ASSIGNMENT
 from scripts.make_demo_class import CORRECT, STUDENTS, DemoStudent, student_notebook
-from test_nbgrader_workflow import CELL_POINTS, EXERCISES, cell_scores, copy_course, course_environment, run
+from test_nbgrader_workflow import (CELL_POINTS, EXERCISES, cell_scores, copy_course, course_environment,
+                                    leaked_hidden_text, run)
+
+# About two minutes of stock nbgrader on ten notebooks: `make test` runs it, `make test-quick` skips it.
+pytestmark = pytest.mark.slow
 
 SAFETY_NET = 8 * 2**30
 KERNEL_LIMIT_GIB = 4
@@ -45,6 +49,15 @@ def with_tests_replaced_by_pass() -> nbformat.NotebookNode:
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("grade"):
             cell.source = "pass  # all tests pass now"
+    return nb
+
+
+def with_cell_printing_hidden_data() -> nbformat.NotebookNode:
+    """A correct notebook plus a cell of the student's own, after the hidden random test."""
+    nb = student_notebook(STUDENTS["demo-all-correct"])
+    (index,) = [i for i, c in enumerate(nb.cells)
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "test_random_hidden"]
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell("print(expected_random)"))
     return nb
 
 
@@ -75,6 +88,7 @@ SUBMISSIONS: dict[str, nbformat.NotebookNode | bytes] = {
         "initialize_parameters_random",
         'print("spam " * 100_000)\nfor i in range(20_000):\n    print(i)\n' + CORRECT["initialize_parameters_random"]),
     "bad-memory-hog": with_body("initialize_parameters_he", MEMORY_HOG),
+    "bad-prints-hidden-data": with_cell_printing_hidden_data(),
     "zz-correct-after-all-that": student_notebook(STUDENTS["demo-all-correct"]),
 }
 EXPECTED = {  # student: (zeros, random, he) or None when nbgrader cannot grade it at all
@@ -87,6 +101,7 @@ EXPECTED = {  # student: (zeros, random, he) or None when nbgrader cannot grade 
     "bad-kernel-exit": None,
     "bad-megabytes-of-print": (3, 3, 3),
     "bad-memory-hog": (3, 3, 0),
+    "bad-prints-hidden-data": (3, 3, 3),
     "zz-correct-after-all-that": (3, 3, 3),
 }
 NOTES = {  # what the grading note (progress line, status file, report) must say
@@ -193,3 +208,14 @@ def test_megabytes_of_print_stay_out_of_feedback(bad_class):
     assert "more characters not shown" in text
     # A feedback page is ~0.65 MB (plots included); the autograded notebook holds ~2.5 MB of prints.
     assert page.stat().st_size < 1_000_000
+
+
+def test_a_cell_the_student_added_cannot_leak_hidden_test_data_into_feedback(bad_class):
+    course, _, _ = bad_class
+    nb = nbformat.read(course / "autograded" / "bad-prints-hidden-data" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
+    (added,) = [c for c in nb.cells if c.source == "print(expected_random)"]
+    assert leaked_hidden_text(added.outputs[0].text) != []  # when grading, it did print them
+    page = course / "feedback" / "bad-prints-hidden-data" / ASSIGNMENT / f"{ASSIGNMENT}.html"
+    text = page.read_text(encoding="utf-8")
+    assert leaked_hidden_text(text) == []
+    assert "(Outputs of cells you added are not included in feedback.)" in text

@@ -25,14 +25,15 @@ from conftest import ASSIGNMENT, MASTER, ROOT
 from coursekit_course import gradebook_scores
 
 EXERCISES = ("zeros", "random", "he")
-# Points of (public, hidden) test cell for an exercise scored 0 or 3 in total.
-CELL_POINTS = {0: (0, 0), 3: (1, 2)}
+# Points of the (public, hidden) test cells of an exercise, by its total.
+CELL_POINTS = {0: (0, 0), 1: (1, 0), 3: (1, 2)}
 EXPECTED = {  # student: (zeros, random, he)
     "demo-all-correct": (3, 3, 3),
     "demo-different-style": (3, 3, 3),
     "demo-zeros-layers-dims-1": (0, 3, 3),
     "demo-he-xavier": (3, 3, 0),
     "demo-random-no-seed": (3, 0, 3),
+    "demo-copied-public-answers": (3, 1, 3),
     "demo-untouched": (0, 0, 0),
     "demo-not-json": (0, 0, 0),
 }
@@ -136,7 +137,7 @@ def test_grading_prints_one_progress_line_per_student_with_the_score(demo):
     _, first, _ = demo
     lines = [line for line in first.grade_output.splitlines() if line.startswith("[")]
     assert [line.split()[1] for line in lines] == sorted(EXPECTED)
-    assert all(line.startswith(f"[{i}/7] ") for i, line in enumerate(lines, 1))
+    assert all(line.startswith(f"[{i}/{len(EXPECTED)}] ") for i, line in enumerate(lines, 1))
     by_student = {line.split()[1]: line for line in lines}
     assert " 9/9 " in by_student["demo-all-correct"]
     assert "not a notebook" in by_student["demo-not-json"] and "0/9" in by_student["demo-not-json"]
@@ -161,6 +162,7 @@ def test_class_report_groups_the_public_test_messages_by_exercise(demo):
     assert "values look like Xavier scaling" in he
     random = report[report.index("<h3>random</h3>"):report.index("<h3>he</h3>")]
     assert "must set np.random.seed(3) itself" in random
+    assert "1 passed the public test but failed the hidden one: demo-copied-public-answers." in random
     assert "the stub raise NotImplementedError() is still there" in random
     assert "the file is not a notebook" in report  # demo-not-json's row says why it has 0
 
