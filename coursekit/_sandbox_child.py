@@ -1,4 +1,4 @@
-"""The sandbox's untrusted side: the zygote process and the per-submission child.
+"""The sandbox's processes: the zygote (trusted) and the per-submission child (untrusted).
 
 This file runs as a script (``python -I _sandbox_child.py ...``), started by
 :class:`coursekit.sandbox.Sandbox`; it imports nothing from coursekit, so the
@@ -36,6 +36,9 @@ import sys
 import time
 import traceback
 import types
+
+import numpy
+
 # The submission runs in the child's own interpreter and may rebind builtins or
 # patch modules.  The reporting code uses these module-level references, which
 # are looked up before builtins, so such patches only break the submission.
@@ -44,17 +47,11 @@ from builtins import (BaseException, Exception, MemoryError, all, callable, comp
                       type)
 import builtins
 
-import numpy
-
 _ndarray, _generic, _asarray = numpy.ndarray, numpy.generic, numpy.asarray
 _write = os.write
 # json.dumps has Python-level parts that consult builtins; the C encoder does not.
 _c_encoder = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None,
                                          ":", ",", False, False, True)
-
-
-def _dumps(record: dict) -> str:
-    return "".join(_c_encoder(record, 0))
 
 # Shared with sandbox.py (which imports this module for them).
 RECORD_HEADER = struct.Struct("<2sII")  # magic, JSON length, blob length
@@ -295,33 +292,32 @@ class Zygote:
         limits = request["limits"]
         if self.chroot and limits["disk_bytes"] != self.disk_bytes:
             self._mount_workspace(limits["disk_bytes"])
-        workdir = self.workdir
-        if os.path.lexists(workdir):  # left over if an earlier clean-up failed
-            shutil.rmtree(workdir)
-        os.mkdir(workdir, 0o700)
+        if os.path.lexists(self.workdir):  # left over if an earlier clean-up failed
+            shutil.rmtree(self.workdir)
+        os.mkdir(self.workdir, 0o700)
+        self._copy_release(request["release"])
         out_r, out_w = os.pipe()
         result_fd = os.memfd_create("coursekit-result", 0)
         output_fd = os.memfd_create("coursekit-output", 0)
-        pid = -1
         try:
-            self._copy_release(request["release"], workdir)
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                child_main(self, request, workdir, input_fd, out_w, result_fd)  # never returns
+                child_main(self, request, input_fd, out_w, result_fd)  # never returns
             os.close(out_w)
             out_w = -1
             status = supervise(pid, out_r, output_fd, limits, self.control)
-            pid = -1
-            return status, [output_fd, result_fd]
+        except BaseException:
+            kill_leftovers()  # e.g. the grader went away mid-run: nothing may outlive the run
+            os.close(output_fd)
+            os.close(result_fd)
+            raise
         finally:
-            if pid > 0:  # interrupted by the grader going away
-                os.kill(pid, signal.SIGKILL)
-                kill_leftovers()
-            for fd in (out_r, out_w):
-                if fd >= 0:
-                    os.close(fd)
+            os.close(out_r)
+            if out_w >= 0:
+                os.close(out_w)
+        return status, [output_fd, result_fd]
 
     def clean(self) -> None:
         """Delete the last run's working directory (after replying: the grader need not wait)."""
@@ -332,13 +328,13 @@ class Zygote:
         """The submission's working directory, as the zygote sees it (the same for every run)."""
         return os.path.join(self.sandbox_dir, "work")
 
-    def child_paths(self, workdir: str) -> tuple[str, str]:
+    def child_paths(self) -> tuple[str, str]:
         """The child's cwd and pycache prefix, as the child sees them."""
         if self.chroot:
             return CHROOT_WORKDIR, CHROOT_PYCACHE
-        return workdir, self.pycache_dir
+        return self.workdir, self.pycache_dir
 
-    def _copy_release(self, release: str | None, workdir: str) -> None:
+    def _copy_release(self, release: str | None) -> None:
         if not release:
             return
         files = self.release_cache.get(release)
@@ -350,20 +346,19 @@ class Zygote:
                 paths.extend(os.path.normpath(os.path.join(rel, n)) for n in dirs + names)
             self.release_cache[release] = files
             self.release_paths[release] = paths
-            self._compile(release, files, workdir)
+            self._compile(release, files)
         for rel in files:
-            target = os.path.join(workdir, rel)
+            target = os.path.join(self.workdir, rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copyfile(os.path.join(release, rel), target)
 
-
-    def _compile(self, release: str, files: list[str], workdir: str) -> None:
+    def _compile(self, release: str, files: list[str]) -> None:
         """Byte-compile the release's modules once, for the path the child imports them from.
 
         The .pyc files are hash-checked against the source, so a child that edits
         its copy of a module simply recompiles it (and cannot write the cache).
         """
-        child_workdir, _ = self.child_paths(workdir)
+        child_workdir, _ = self.child_paths()
         for rel in files:
             if not rel.endswith(".py"):
                 continue
@@ -458,10 +453,12 @@ def supervise(pid: int, out_r: int, output_fd: int, limits: dict, control: int) 
                 break
     finally:
         os.close(pidfd)
+        # The child is not reaped yet, so its pid (and process group id) cannot be reused.
+        if timed_out or output_exceeded:
+            os.kill(pid, signal.SIGKILL)
         try:
-            os.kill(pid, signal.SIGKILL) if (timed_out or output_exceeded) else None
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except ProcessLookupError:  # the group is empty: the child has exited
             pass
     _, wstatus, usage = os.wait4(pid, 0)
     kill_leftovers()
@@ -507,7 +504,7 @@ def zygote_main(argv: list[str]) -> None:
     _ok(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
     # The children's environment, set once here (the preloaded modules have read theirs).
     # The working directory has the same path in every run.
-    workdir, _ = zygote.child_paths(zygote.workdir)
+    workdir, _ = zygote.child_paths()
     os.environ.clear()
     os.environ.update({
         "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
@@ -549,8 +546,8 @@ def zygote_main(argv: list[str]) -> None:
 # --------------------------------------------------------------------------- child
 
 
-def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w: int,
-               result_fd: int) -> None:
+def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_fd: int
+               ) -> None:
     """In the forked child: lock ourselves in, then run the submission. Never returns."""
     try:
         limits = request["limits"]
@@ -571,8 +568,8 @@ def child_main(zygote: Zygote, request: dict, workdir: str, input_fd: int, out_w
         uid = UID_BASE + os.getpid()
         if zygote.isolation["user"]:  # the copy of the release files becomes the student's own
             for rel in (".", *zygote.release_paths.get(request["release"], ())):
-                os.lchown(os.path.join(workdir, rel), uid, uid)
-        workdir, pycache = zygote.child_paths(workdir)
+                os.lchown(os.path.join(zygote.workdir, rel), uid, uid)
+        workdir, pycache = zygote.child_paths()
         if zygote.chroot:
             os.chroot(zygote.chroot)
         os.chdir(workdir)
@@ -719,6 +716,10 @@ class Encoder:
             if all(type(k) is str or isinstance(k, str) for k, _ in items):
                 return {"$dict": [[str.__str__(k), self.encode(v, depth + 1)] for k, v in items]}
         return {"$opaque": str.__str__(type.__getattribute__(kind, "__name__"))[:200]}
+
+
+def _dumps(record: dict) -> str:
+    return "".join(_c_encoder(record, 0))
 
 
 def write_record(record: dict, arrays: list) -> None:
