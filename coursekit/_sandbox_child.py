@@ -569,6 +569,9 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
         if zygote.isolation["user"]:  # the copy of the release files becomes the student's own
             for rel in (".", *zygote.release_paths.get(request["release"], ())):
                 os.lchown(os.path.join(zygote.workdir, rel), uid, uid)
+        # If the machine runs out of memory, the kernel kills submissions first.
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
         workdir, pycache = zygote.child_paths()
         if zygote.chroot:
             os.chroot(zygote.chroot)

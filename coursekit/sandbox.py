@@ -153,9 +153,12 @@ class Sandbox:
     """
 
     def __init__(self, *, preload: Sequence[str] = DEFAULT_PRELOAD,
-                 readonly_paths: Sequence[str | Path] = (), disk_bytes: int = Limits.disk_bytes
-                 ) -> None:
-        self._config = {"preload": list(preload), "disk_bytes": disk_bytes,
+                 readonly_paths: Sequence[str | Path] = ()) -> None:
+        """`preload`: modules the zygote imports once, so that runs need not (importing
+        Matplotlib in every run would cost about 200 ms).  `readonly_paths`: extra
+        directories the submission may read, e.g. a data folder outside the Python
+        installation (the release folder is copied in anyway)."""
+        self._config = {"preload": list(preload), "disk_bytes": Limits.disk_bytes,
                         "readonly_paths": [str(p) for p in readonly_paths]}
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
@@ -188,7 +191,7 @@ class Sandbox:
         if self._owner_pid == os.getpid():
             self._stop()
         else:  # a fresh object, or inherited through fork: the zygote belongs to another process
-            self._process = self._sock = None
+            self._process = self._sock = self._host_dir = None
         self._owner_pid = os.getpid()
         self._host_dir = tempfile.mkdtemp(prefix="coursekit-sandbox-")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -265,7 +268,7 @@ class Sandbox:
         """
         parts = [code] if isinstance(code, str) else list(code)
         try:
-            encoded_calls = [[c.function, json.dumps(list(c.args), allow_nan=True)] for c in calls]
+            encoded_calls = [[c.function, json.dumps(list(c.args))] for c in calls]
         except TypeError as exc:
             raise ValueError(f"Call arguments must be JSON-able (lists, numbers, strings): {exc}"
                              ) from exc
@@ -275,16 +278,17 @@ class Sandbox:
             raise ValueError(f"workdir_files must be a directory (the release folder): {release}")
         request = json.dumps({"release": release, "limits": dataclasses.asdict(limits)}).encode()
         with self._lock:
-            for attempt in (1, 2):
+            # If the zygote died (killed by an operator, say), start a new one and try once
+            # more; a second death fails this run, not the batch.
+            for _attempt in (1, 2):
                 self._ensure_started()
                 try:
                     status, fds = self._exchange(request, payload, limits)
                     break
                 except (BrokenPipeError, ConnectionResetError, EOFError):
-                    # The zygote died (killed by an operator or the OOM killer): start a new
-                    # one and try once more; a second death fails this run, not the batch.
                     self._stop()
-                    status, fds = {"error": "the sandbox zygote died twice during this run"}, []
+            else:
+                status, fds = {"error": "the sandbox zygote died twice during this run"}, []
         try:
             return _collect(calls, status, fds, limits)
         finally:
