@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is not None and args.workers < 1:
         print("coursekit: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.timeout is not None and not args.timeout > 0:
+        print("coursekit: --timeout must be a positive number of seconds", file=sys.stderr)
+        return 2
     try:
         summary = autograde(assignment=args.assignment, course_dir=args.course_dir, students=args.student,
                             workers=args.workers, scheduler=args.scheduler, timeout=args.timeout,

@@ -203,8 +203,13 @@ class StudentCode:
     notes: tuple[str, ...]  # every workaround, in words, for the reason
 
 
+# What parsing and analysing hostile source may raise: null bytes give ValueError, absurd
+# nesting RecursionError or MemoryError.
+UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
+
+
 def _statements(cell_index: int, source: str) -> list[_Statement]:
-    """Top-level statements of a cell; raises SyntaxError."""
+    """Top-level statements of a cell, analysed; raises one of UNPARSABLE."""
     text = strip_magics(source)
     tree = ast.parse(text)
     lines = text.split("\n")
@@ -296,10 +301,13 @@ class _StudentCells:
         if index not in self.parsed:
             try:
                 self.parsed[index] = _statements(index, source)
-            except SyntaxError as err:
+            except UNPARSABLE as err:
                 defines = sorted(f for f in self.plan.graded if f"def {f}" in source)
-                self.notes.append(f"cell {index + 1} has a syntax error (line {err.lineno}: {err.msg}) and "
-                                  "was skipped" + (f"; it held {', '.join(defines)}" if defines else ""))
+                where = f"line {err.lineno}: " if getattr(err, "lineno", None) else ""
+                what = (f"has a syntax error ({where}{err.msg})" if isinstance(err, SyntaxError)
+                        else f"cannot be parsed ({type(err).__name__})")
+                self.notes.append(f"cell {index + 1} {what} and was skipped"
+                                  + (f"; it held {', '.join(defines)}" if defines else ""))
                 self.parsed[index] = []
         return self.parsed[index]
 
@@ -321,7 +329,7 @@ def _from_text_cells(nb: nbformat.NotebookNode, function: str) -> list[_Statemen
         if cell.cell_type != "code" and f"def {function}" in cell.source:
             try:
                 found += [s for s in _statements(index, _markdown_code(cell.source)) if function in s.names.binds]
-            except SyntaxError:
+            except UNPARSABLE:
                 continue
     return found
 

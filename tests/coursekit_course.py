@@ -40,6 +40,16 @@ def build_template(folder: Path) -> Path:
     return folder
 
 
+_TEMPLATE: list[Path] = []
+
+
+def shared_template(tmp_path_factory) -> Path:
+    """One template course for the whole test session (generate_assignment takes seconds)."""
+    if not _TEMPLATE:
+        _TEMPLATE.append(build_template(tmp_path_factory.mktemp("coursekit") / "template"))
+    return _TEMPLATE[0]
+
+
 def copy_course(template: Path, dest: Path) -> Path:
     shutil.copytree(template, dest)
     return dest

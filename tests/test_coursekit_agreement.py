@@ -16,7 +16,7 @@ import sys
 import nbformat
 import pytest
 
-from coursekit_course import (ASSIGNMENT, build_template, copy_course, course_env, coursekit, expected_scores,
+from coursekit_course import (ASSIGNMENT, copy_course, shared_template, course_env, coursekit, expected_scores,
                               gradebook_scores, make_class)
 
 # The module's first test waits for stock nbgrader to grade the whole sample.
@@ -30,7 +30,7 @@ TESTS = ["test_zeros_public", "test_zeros_hidden", "test_random_public", "test_r
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("agreement")
-    template = build_template(base / "template")
+    template = copy_course(shared_template(tmp_path_factory), base / "template")
     manifest = make_class.make_class(template, SAMPLE)
     stock, fast = copy_course(template, base / "stock"), copy_course(template, base / "coursekit")
     subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--log-level=WARN"],

@@ -13,7 +13,7 @@ import json
 import nbformat
 import pytest
 
-from coursekit_course import (ASSIGNMENT, build_template, copy_course, coursekit, gradebook_scores,
+from coursekit_course import (ASSIGNMENT, copy_course, shared_template, coursekit, gradebook_scores,
                               release_notebook, submit)
 from student_work import CORRECT, solved_cell
 
@@ -79,6 +79,17 @@ def syntax_error_in_random() -> dict:
     return nb
 
 
+def unparsable_zeros() -> dict:
+    """A null byte in one cell and absurdly deep nesting in a scratch cell: hostile to the parser."""
+    nb = solved()
+    cell = nb["cells"][index_of(nb, "initialize_parameters_zeros")]
+    cell["source"] += "\x00"
+    # Both spell "np", a name the functions read, so coursekit has to parse them.
+    nb["cells"].append(nbformat.v4.new_code_cell("np = " + "(" * 300 + ")" * 300))
+    nb["cells"].append(nbformat.v4.new_code_cell("np = " + "+".join(["1"] * 30000)))
+    return nb
+
+
 def he_deleted() -> dict:
     nb = solved()
     del nb["cells"][index_of(nb, "initialize_parameters_he")]
@@ -108,6 +119,7 @@ CASES = {
     "markdown-solution": (solution_in_markdown, FULL, "#1941"),
     "no-metadata": (lost_metadata, FULL, "#1398"),
     "syntax-error": (syntax_error_in_random, dict(FULL, random=0.0), "syntax error"),
+    "unparsable": (unparsable_zeros, dict(FULL, zeros=0.0), "held initialize_parameters_zeros"),
     "he-deleted": (he_deleted, dict(FULL, he=0.0), "no definition of initialize_parameters_he"),
     "scratch-after-tests": (scratch_after_tests, FULL, "defined 2 times"),
     "magics": (magics, FULL, None),
@@ -125,7 +137,7 @@ BAD = {
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     base = tmp_path_factory.mktemp("mangled")
-    course = copy_course(build_template(base / "template"), base / "course")
+    course = copy_course(shared_template(tmp_path_factory), base / "course")
     for student, (make, _, _) in CASES.items():
         submit(course, student, make())
     for student, (data, _) in BAD.items():

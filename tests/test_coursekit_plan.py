@@ -13,7 +13,7 @@ import sys
 import nbformat
 import pytest
 
-from coursekit_course import (ASSIGNMENT, ROOT, build_template, copy_course, course_env, make_class)
+from coursekit_course import (ASSIGNMENT, ROOT, copy_course, course_env, make_class, shared_template)
 from coursekit.extract import PlanError, plan_assignment
 from coursekit.names import analyze, strip_magics
 from coursekit.read import load_course
@@ -22,7 +22,7 @@ from coursekit.score import record_calls
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    return build_template(tmp_path_factory.mktemp("plan") / "template")
+    return shared_template(tmp_path_factory)
 
 
 def names_of(source: str):

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from coursekit_course import (ASSIGNMENT, build_template, copy_course, course_env, coursekit, expected_scores,
+from coursekit_course import (ASSIGNMENT, copy_course, shared_template, course_env, coursekit, expected_scores,
                               gradebook_scores, make_class)
 
 CLASS = 80
@@ -22,7 +22,7 @@ CLASS = 80
 @pytest.fixture(scope="module")
 def class_template(tmp_path_factory):
     base = tmp_path_factory.mktemp("reliability")
-    template = build_template(base / "template")
+    template = copy_course(shared_template(tmp_path_factory), base / "template")
     manifest = make_class.make_class(template, CLASS)
     return base, template, manifest
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from coursekit_course import build_template, copy_course, coursekit, submit
+from coursekit_course import copy_course, shared_template, coursekit, submit
 from student_work import CORRECT, solved_cell
 from test_coursekit_mangled import FULL, exercise_scores, grade_id, solved
 
@@ -72,7 +72,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     base = tmp_path_factory.mktemp("unfoolable")
-    course = copy_course(build_template(base / "template"), base / "course")
+    course = copy_course(shared_template(tmp_path_factory), base / "course")
     for student, (make, _) in CASES.items():
         submit(course, student, make())
     return {r["student"]: r for r in coursekit(course, "--timeout", "4")}
