@@ -327,39 +327,39 @@ def _collect(calls: Sequence[Call], status: dict, fds: list[int], limits: Limits
                              f"sandbox failure (not the submission's fault): {status['error']}",
                              "")
     output_fd, result_fd = fds
-    raw_output = _read_capped(output_fd, limits.output_bytes)
-    output = raw_output.decode("utf-8", errors="replace")
+    output = _read_capped(output_fd, limits.output_bytes).decode("utf-8", errors="replace")
     reason = _process_reason(status, limits, output)
     raw_result = _read_capped(result_fd, limits.output_bytes + 1)
-    records: list[dict] = []
+    # Anything wrong with the result file voids all of it: a run is never half-trusted.
+    loaded, code_errors, results = False, [], []
     if len(raw_result) > limits.output_bytes:
         reason = reason or f"the result is larger than the {_size(limits.output_bytes)} limit"
     else:
         try:
-            records = list(_parse_records(raw_result))
+            loaded, code_errors, results = _read_results(raw_result, calls)
         except ValueError as exc:
             reason = reason or f"malformed result from the sandbox: {exc}"
-            records = []
-    results: list[CallResult] = []
-    code_errors: list[str] = []
-    loaded = False
-    for record in records:
-        if record["kind"] == "loaded" and not loaded and not results:
-            loaded = True
-            code_errors = record["errors"]
-        elif record["kind"] == "call" and loaded and record["index"] == len(results) \
-                and len(results) < len(calls):
-            results.append(_call_result(calls[len(results)].function, record))
-        else:
-            reason = reason or "malformed result from the sandbox: records out of order"
-            break
     if len(results) < len(calls):
         reason = reason or "the process ended before reporting every call"
         if loaded:  # the call in progress when the process died
             results.append(CallResult(calls[len(results)].function, "error",
                                       error=f"the sandbox stopped during this call: {reason}"))
         results.extend(CallResult(c.function, "not_run") for c in calls[len(results):])
-    return SandboxResult(results, reason, output, list(code_errors))
+    return SandboxResult(results, reason, output, code_errors)
+
+
+def _read_results(data: bytes, calls: Sequence[Call]
+                  ) -> tuple[bool, list[str], list[CallResult]]:
+    """(code loaded?, code errors, one result per reported call); ValueError if malformed."""
+    loaded, code_errors, results = False, [], []
+    for record in _parse_records(data):
+        if record["kind"] == "loaded" and not loaded:
+            loaded, code_errors = True, record["errors"]
+        elif record["kind"] == "call" and loaded and record["index"] == len(results) < len(calls):
+            results.append(_call_result(calls[len(results)].function, record))
+        else:
+            raise ValueError("records out of order")
+    return loaded, code_errors, results
 
 
 def _call_result(function: str, record: dict) -> CallResult:
@@ -420,20 +420,18 @@ def _process_reason(status: dict, limits: Limits, output: str) -> str | None:
 
 
 def _parse_records(data: bytes):
-    """Yield the decoded records of a result file; ValueError if anything is off."""
+    """Yield the complete records of a result file; ValueError if anything is off."""
     view = memoryview(data)
     pos = 0
     header = child.RECORD_HEADER
-    while pos < len(view):
-        if pos + header.size > len(view):
-            raise ValueError("truncated record header")
+    while pos + header.size <= len(view):
         magic, json_len, blob_len = header.unpack_from(view, pos)
         if magic != child.RECORD_MAGIC:
             raise ValueError("bad record marker")
         start = pos + header.size
         end = start + json_len + blob_len
         if end > len(view):
-            raise ValueError("truncated record")
+            return  # cut off mid-write when the process died: the reason says why
         try:
             record = json.loads(bytes(view[start:start + json_len]))
         except (ValueError, RecursionError) as exc:

@@ -303,6 +303,19 @@ def test_forged_result_bytes_are_refused_not_unpickled(box):
     assert result.calls[0].value is None
 
 
+def test_forged_records_void_the_whole_result_even_the_honest_calls(box):
+    result = run(box, [HE, """
+        import json, os, struct
+        def forge(layers_dims):
+            head = json.dumps({"kind": "call", "index": 5, "status": "ok", "value": 1,
+                               "error": None, "args_after": None, "arrays": []}).encode()
+            os.write(3, struct.pack("<2sII", b"CK", len(head), 0) + head)
+            return 0
+        """], Call("initialize_parameters_he", ([2, 4, 1],)), Call("forge", ([1],)))
+    assert result.reason == "malformed result from the sandbox: records out of order"
+    assert [(c.status, c.value) for c in result.calls] == [("not_run", None)] * 2
+
+
 def test_garbage_and_oversized_results_are_a_failed_run_with_a_reason(box):
     garbage = run(box, "import os\nos.write(3, b'not a record')\n", Call("f"))
     assert garbage.reason.startswith("malformed result from the sandbox")
