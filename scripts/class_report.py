@@ -129,8 +129,12 @@ def load_results() -> tuple[list[StudentResult], list[tuple[str, str, str, float
         for student in sorted(s.id for s in gb.students):
             notebook = ROOT / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
             graded = notebook.exists()
-            note = status.get(student, {}).get("note") or (
-                "" if graded else "not graded, scored 0: no autograded notebook (see the nbgrader log)")
+            if graded or student in status:
+                note = status.get(student, {}).get("note", "")
+            elif (ROOT / "submitted" / student / ASSIGNMENT).exists():
+                note = "not graded, scored 0: no autograded notebook (run `make grade`)"
+            else:
+                note = "no submission in submitted/"
             messages = error_messages(notebook) if graded else {}
             result = StudentResult(student, graded, note)
             for grade_id, exercise, kind, points in cells:
