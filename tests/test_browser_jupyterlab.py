@@ -1,0 +1,196 @@
+"""What a student sees in JupyterLab: a real `jupyter lab` server on a copy of the release, driven
+through Debian's Chromium by Playwright.
+
+The tests run in order on one page, as one student session: open the notebook and run it with the
+stubs, type the three solutions into the editor, run again, validate with nbgrader's button.
+Screenshots go to test-artifacts/; the one of the solved He exercise is also docs/jupyterlab.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ASSIGNMENT, RELEASE, ROOT
+from student_work import CORRECT, solved_cell
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOT_FOR_README = ROOT / "docs" / "jupyterlab.png"
+RUN_TIMEOUT_MS = 180_000  # the three trainings take seconds; a busy 2-core machine may be slower
+# JupyterLab settings for a test: render every cell (not only those in view), no news pop-up.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+}
+
+NOTEBOOK_CELLS = json.loads(RELEASE.read_text(encoding="utf-8"))["cells"]
+GRADE_IDS = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in NOTEBOOK_CELLS]
+PUBLIC_TESTS = ["test_zeros_public", "test_random_public", "test_he_public"]
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"jupyter lab did not answer {url} within {timeout} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, course_env) -> Iterator[str]:
+    """A JupyterLab server on a fresh copy of the release; yields the notebook's URL."""
+    base = tmp_path_factory.mktemp("lab")
+    shutil.copytree(RELEASE.parent, base / "home" / ASSIGNMENT)
+    for name, values in LAB_SETTINGS.items():
+        path = base / "settings" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    (base / "workspaces").mkdir()
+    env = {k: v for k, v in course_env.items() if not k.startswith(("JUPYTER", "XDG_"))}
+    env.update(HOME=str(base / "home"), JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"))
+    token, port = secrets.token_hex(16), free_port()
+    log = base / "jupyter-lab.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            ["jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'home'}",
+             "--ServerApp.allow_root=True"],  # CI runs as root; a hub never would
+            cwd=base / "home", env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/api/status?token={token}", server, log)
+        yield f"http://127.0.0.1:{port}/lab/tree/{ASSIGNMENT}/{ASSIGNMENT}.ipynb?token={token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(lab)
+        page.locator(".jp-Notebook .jp-Cell").nth(len(NOTEBOOK_CELLS) - 1).wait_for()
+        wait_for_kernel_idle(page)
+        yield page
+        browser.close()
+
+
+def cell(page, grade_id: str):
+    return page.locator(".jp-Notebook .jp-Cell").nth(GRADE_IDS.index(grade_id))
+
+
+def wait_for_kernel_idle(page) -> None:
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=RUN_TIMEOUT_MS)
+
+
+def run_all(page) -> None:
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+    page.locator("[data-command='runmenu:run-all']").click()
+
+
+def wait_for_run_to_finish(page, last_output_cell: str, text: str) -> None:
+    """Wait for `text` in the output of the last cell expected to run, then for no cell to be queued."""
+    cell(page, last_output_cell).locator(".jp-OutputArea", has_text=text).wait_for(timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+        ".some(p => p.textContent.includes('*'))", timeout=RUN_TIMEOUT_MS)
+    wait_for_kernel_idle(page)
+
+
+def png_images(locator) -> int:
+    return locator.locator("img[src^='data:image/png']").count()
+
+
+def test_the_notebook_opens_with_nbgraders_validate_button(page):
+    assert page.locator(".jp-NotebookPanel-toolbar .validate-button").is_visible()
+    page.screenshot(path=ARTIFACTS / "1-opened.png")
+
+
+def test_running_the_stubs_stops_at_the_first_exercise_with_not_implemented_error(page):
+    run_all(page)
+    wait_for_run_to_finish(page, "test_zeros_public", "NotImplementedError")
+    assert png_images(cell(page, "load_data")) == 1, "the data set plot renders as an image"
+    cell(page, "test_zeros_public").scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "2-stubs.png")
+
+
+def test_validating_the_unsolved_notebook_reports_failures(page):
+    validate(page)
+    dialog = page.locator(".jp-Dialog")
+    assert "Success!" not in dialog.inner_text()
+    assert "NotImplementedError" in dialog.inner_text()
+    page.screenshot(path=ARTIFACTS / "3-validate-stubs.png")
+    close_dialog(page)
+
+
+def test_typed_solutions_pass_the_public_tests_and_every_plot_renders(page):
+    for grade_id, body in CORRECT.items():
+        stub = "".join(NOTEBOOK_CELLS[GRADE_IDS.index(grade_id)]["source"])
+        cell(page, grade_id).locator(".cm-content").click()
+        page.keyboard.press("Control+a")  # the whole cell: the student retypes it with the solution
+        page.keyboard.insert_text(solved_cell(stub, body))
+    run_all(page)
+    wait_for_run_to_finish(page, "results_table", "recommended for ReLU")
+    for grade_id in PUBLIC_TESTS:
+        assert "All tests passed." in cell(page, grade_id).locator(".jp-OutputArea").inner_text(), grade_id
+    assert page.locator(".jp-Notebook .jp-OutputArea-output[data-mime-type*='error']").count() == 0
+    # one data set plot, then per initialization a cost curve and a decision boundary
+    assert png_images(page.locator(".jp-Notebook")) == 7
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # no cursor in the shot
+    cell(page, "initialize_parameters_he").evaluate("c => c.scrollIntoView({block: 'start'})")
+    page.screenshot(path=ARTIFACTS / "4-solved.png")
+    shutil.copy(ARTIFACTS / "4-solved.png", SCREENSHOT_FOR_README)
+
+
+def test_validating_the_solved_notebook_succeeds(page):
+    validate(page)
+    assert "Success! Your notebook passes all the tests." in page.locator(".jp-Dialog").inner_text()
+    page.screenshot(path=ARTIFACTS / "5-validate-solved.png")
+    close_dialog(page)
+
+
+def validate(page) -> None:
+    """Click nbgrader's Validate button (it saves first) and wait for its verdict."""
+    page.locator(".jp-NotebookPanel-toolbar .validate-button").click()
+    page.locator(".jp-Dialog .jp-Dialog-content").wait_for(timeout=RUN_TIMEOUT_MS)
+
+
+def close_dialog(page) -> None:
+    page.locator(".jp-Dialog .jp-Dialog-button").first.click()
+    page.locator(".jp-Dialog").wait_for(state="detached")
