@@ -60,10 +60,11 @@ def box():
         yield sandbox
 
 
-def run(box: Sandbox, code: str | list[str], *calls: Call, limits: Limits = QUICK,
-        release: Path | None = RELEASE) -> SandboxResult:
+def run(box: Sandbox, code: str | list[str], *calls: Call, limits: Limits = QUICK
+        ) -> SandboxResult:
+    """Run code parts (dedented, so tests can indent them) with the course's release files."""
     parts = [code] if isinstance(code, str) else code
-    return box.run([textwrap.dedent(part) for part in parts], list(calls), workdir_files=release,
+    return box.run([textwrap.dedent(part) for part in parts], list(calls), workdir_files=RELEASE,
                    limits=limits)
 
 
@@ -90,9 +91,6 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
-WHOAMI = "import os\ndef whoami():\n    return os.getuid()\n"
-
-
 def requires_isolation(box: Sandbox, what: str) -> None:
     if not getattr(box.isolation, what):
         pytest.skip(f"this machine does not allow {what} isolation: {box.isolation.notes}")
@@ -114,6 +112,8 @@ def test_a_correct_function_returns_exactly_the_right_arrays(box):
             assert type(call.value[key]) is np.ndarray
             assert call.value[key].dtype == np.float64
             np.testing.assert_array_equal(call.value[key], array)
+    # The first draw of NumPy's generator seeded with 3, times sqrt(2 / 2).
+    assert result.calls[0].value["W1"][0, 0] == pytest.approx(1.78862847)
 
 
 def test_plain_values_keep_their_type_and_dtype(box):
@@ -251,8 +251,6 @@ def test_monkeypatching_numpy_and_builtins_stays_inside_the_sandbox(box):
 
 def test_an_object_equal_to_everything_comes_back_opaque(box):
     result = run(box, """
-        class AlwaysEqual(dict):
-            pass
         class Anything:
             def __eq__(self, other): return True
             def __ne__(self, other): return False
@@ -385,6 +383,7 @@ def test_an_infinite_loop_hits_the_cpu_limit(box):
     assert_batch_goes_on(box)
 
 
+WHOAMI = "import os\ndef whoami():\n    return os.getuid()\n"
 FORK_BOMB = """
     import os
     def initialize_parameters_zeros(layers_dims):
