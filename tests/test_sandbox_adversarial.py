@@ -669,6 +669,30 @@ def wait_for(condition, timeout: float = 30.0):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def test_signalling_every_reachable_process_hits_no_other_sandbox(box):
+    requires_isolation(box, "user")
+    honest: list[SandboxResult] = []
+    with Sandbox() as other:
+        neighbour = threading.Thread(target=lambda: honest.append(run(other, """
+            import time
+            def work():
+                time.sleep(1)
+                return "alive"
+            """, Call("work"))))
+        neighbour.start()
+        time.sleep(0.3)  # let the neighbour's run start
+        attack = run(box, """
+            import os, signal
+            def kill_everything():
+                os.kill(-1, signal.SIGKILL)
+                return "only myself to signal, and kill(-1) spares the caller"
+            """, Call("kill_everything"))
+        neighbour.join()
+    assert attack.calls[0].status == "ok"
+    assert (honest[0].reason, honest[0].calls[0].value) == (None, "alive")
+    assert_batch_goes_on(box)
+
+
 def test_a_dead_zygote_is_replaced_and_the_batch_goes_on():
     with Sandbox() as sandbox:
         os.kill(sandbox.zygote_pid, signal.SIGKILL)
