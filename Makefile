@@ -10,7 +10,7 @@ ASSIGNMENT  := initialization
 SRC         := source/$(ASSIGNMENT)
 HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
-.PHONY: demo test test-quick release venv clean exchange link
+.PHONY: demo test test-quick release venv clean exchange link screenshot
 
 demo: release
 	python scripts/run_master.py
@@ -84,3 +84,7 @@ link:
 BENCH_ARGS ?=
 bench: venv
 	python bench/bench.py $(BENCH_ARGS)
+
+# Rerun the JupyterLab browser test and keep its screenshot of the solved notebook for README.
+screenshot: venv
+	COURSEKIT_UPDATE_SCREENSHOT=1 python -m pytest tests/test_browser_jupyterlab.py
