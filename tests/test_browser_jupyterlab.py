@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from conftest import ASSIGNMENT, RELEASE, ROOT
 from student_work import CORRECT, solved_cell
@@ -42,8 +43,6 @@ LAB_SETTINGS = {
 NOTEBOOK_CELLS = json.loads(RELEASE.read_text(encoding="utf-8"))["cells"]
 GRADE_IDS = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in NOTEBOOK_CELLS]
 PUBLIC_TESTS = ["test_zeros_public", "test_random_public", "test_he_public"]
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 
 def free_port() -> int:
@@ -101,7 +100,7 @@ def lab(tmp_path_factory, course_env) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def page(lab):
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_sync.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
@@ -143,12 +142,22 @@ def test_the_notebook_opens_with_nbgraders_validate_button(page):
     page.screenshot(path=ARTIFACTS / "1-opened.png")
 
 
-def test_running_the_stubs_stops_at_the_first_exercise_with_not_implemented_error(page):
+def test_running_all_with_the_stubs_stops_at_the_first_exercise_with_not_implemented_error(page):
     run_all(page)
     wait_for_run_to_finish(page, "test_zeros_public", "NotImplementedError")
     assert png_images(cell(page, "load_data")) == 1, "the data set plot renders as an image"
     cell(page, "test_zeros_public").scroll_into_view_if_needed()
     page.screenshot(path=ARTIFACTS / "2-stubs.png")
+
+
+@pytest.mark.parametrize("exercise", ["random", "he"])
+def test_the_later_stubs_fail_with_not_implemented_error_when_run_one_by_one(page, exercise):
+    for grade_id in [f"initialize_parameters_{exercise}", f"test_{exercise}_public"]:
+        cell(page, grade_id).locator(".cm-content").click()
+        page.keyboard.press("Control+Enter")
+    output = cell(page, f"test_{exercise}_public").locator(".jp-OutputArea")
+    output.filter(has_text="NotImplementedError").wait_for(timeout=RUN_TIMEOUT_MS)
+    wait_for_kernel_idle(page)
 
 
 def test_validating_the_unsolved_notebook_reports_failures(page):
