@@ -109,7 +109,7 @@ def main() -> int:
         return 1
 
     status = json.loads(STATUS_FILE.read_text()) if STATUS_FILE.exists() else {}
-    print(f"Autograding {len(students)} submission(s) with nbgrader (about 6 s each)...", flush=True)
+    print(f"Autograding {len(students)} submission(s) with nbgrader (5-10 s each).", flush=True)
     for i, student in enumerate(students, 1):
         result = autograde(student)
         status[student] = result
