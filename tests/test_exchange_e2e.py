@@ -33,6 +33,8 @@ from student_work import CORRECT, solve_notebook
 
 COURSE_ID = "weight-init"
 STUDENTS = ["ada", "ben", "cy", "dee"]
+pytestmark = pytest.mark.slow  # about a minute of the real nbgrader CLI; `make test-quick` skips it
+
 NOBODY = 65534  # an unprivileged account that is neither instructor nor any student
 # Environment that would make a student read someone else's Jupyter folders.
 PERSONAL_VARS = ["JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "XDG_DATA_HOME",
