@@ -78,6 +78,7 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
@@ -549,6 +550,7 @@ def zygote_main(argv: list[str]) -> None:
 def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_fd: int
                ) -> None:
     """In the forked child: lock ourselves in, then run the submission. Never returns."""
+    zygote_pid = os.getppid()
     try:
         limits = request["limits"]
         os.setsid()
@@ -589,6 +591,10 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
+        # Die with the zygote, should it be killed (set after the uid change, which clears it).
+        _ok(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+        if os.getppid() != zygote_pid:
+            os._exit(SETUP_FAILED_EXIT)  # it died before we asked
         _close_from(RESULT_FD + 1)
         sys.path[0] = os.getcwd()
         sys.pycache_prefix = pycache

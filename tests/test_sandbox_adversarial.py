@@ -79,15 +79,19 @@ def assert_batch_goes_on(box: Sandbox) -> None:
 
 
 def processes_of(uid: int) -> list[int]:
-    """Pids of live processes running under `uid` (each sandbox run has its own)."""
+    """Pids of live (not zombie) processes running under `uid` (each sandbox run has its own)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    pids.append(int(entry))
+                if os.stat(f"/proc/{entry}").st_uid != uid:
+                    continue
+                with open(f"/proc/{entry}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
             except FileNotFoundError:
                 continue
+            if state != "Z":
+                pids.append(int(entry))
     return pids
 
 
@@ -691,6 +695,24 @@ def test_signalling_every_reachable_process_hits_no_other_sandbox(box):
     assert attack.calls[0].status == "ok"
     assert (honest[0].reason, honest[0].calls[0].value) == (None, "alive")
     assert_batch_goes_on(box)
+
+
+def test_if_the_zygote_is_killed_mid_run_its_child_dies_too_and_the_run_is_retried():
+    results: list[SandboxResult] = []
+    with Sandbox() as sandbox:
+        zygote = sandbox.zygote_pid
+        runner = threading.Thread(target=lambda: results.append(run(
+            sandbox, "import time\ndef stay():\n    time.sleep(600)\n", Call("stay"),
+            limits=Limits(wall_seconds=5))))
+        runner.start()
+        children = f"/proc/{zygote}/task/{zygote}/children"
+        uid = UID_BASE + int(wait_for(lambda: open(children).read().split())[0])
+        wait_for(lambda: processes_of(uid))  # the child has switched to its own uid
+        os.kill(zygote, signal.SIGKILL)
+        wait_for(lambda: not processes_of(uid))
+        runner.join()
+    # The retry in a new zygote ran the same submission, which slept until the timeout.
+    assert results[0].reason == "wall-clock timeout after 5 s"
 
 
 def test_a_dead_zygote_is_replaced_and_the_batch_goes_on():
