@@ -76,11 +76,11 @@ class Limits:
     cpu_seconds: int = 10             # RLIMIT_CPU
     memory_bytes: int = 2 * 1024**3   # RLIMIT_AS: address space, including preloaded libraries
     max_processes: int = 16           # RLIMIT_NPROC (processes + threads); each run has its own uid
-    allow_fork: bool = False          # False: seccomp refuses new processes (threads still work)
     open_files: int = 64              # RLIMIT_NOFILE
     output_bytes: int = 1 << 20       # captured stdout+stderr, and the size of the result file
     file_bytes: int = 16 << 20        # RLIMIT_FSIZE: the largest file the code may write
     disk_bytes: int = 64 << 20        # size of the tmpfs holding the working directory
+    allow_fork: bool = False          # False: seccomp refuses new processes (threads still work)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
