@@ -57,6 +57,7 @@ _c_encoder = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestr
 RECORD_HEADER = struct.Struct("<2sII")  # magic, JSON length, blob length
 RECORD_MAGIC = b"CK"
 RESULT_FD = 3
+READY_FD = 4  # in the child until the submission starts; see Zygote.serve
 SETUP_FAILED_EXIT = 121  # the child could not build its sandbox (our bug, not the student's)
 REPORT_FAILED_EXIT = 122  # the submission broke the child's reporting code
 UID_BASE = 2_000_000_000  # uid = UID_BASE + pid of the child: unique among live processes
@@ -298,6 +299,9 @@ class Zygote:
         os.mkdir(self.workdir, 0o700)
         self._copy_release(request["release"])
         out_r, out_w = os.pipe()
+        # The child writes one byte here once its sandbox is complete, just before the
+        # submission runs: exits before that byte are the sandbox's failures, not the student's.
+        ready_r, ready_w = os.pipe()
         result_fd = os.memfd_create("coursekit-result", 0)
         output_fd = os.memfd_create("coursekit-output", 0)
         try:
@@ -305,19 +309,25 @@ class Zygote:
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                child_main(self, request, input_fd, out_w, result_fd)  # never returns
-            os.close(out_w)
-            out_w = -1
+                child_main(self, request, input_fd, out_w, result_fd, ready_w)  # never returns
+            for fd in (out_w, ready_w):
+                os.close(fd)
+            out_w = ready_w = -1
             status = supervise(pid, out_r, output_fd, limits, self.control)
+            os.set_blocking(ready_r, False)
+            try:
+                status["setup_ok"] = os.read(ready_r, 1) == b"1"
+            except BlockingIOError:
+                status["setup_ok"] = False
         except BaseException:
             kill_leftovers()  # e.g. the grader went away mid-run: nothing may outlive the run
             os.close(output_fd)
             os.close(result_fd)
             raise
         finally:
-            os.close(out_r)
-            if out_w >= 0:
-                os.close(out_w)
+            for fd in (out_r, out_w, ready_r, ready_w):
+                if fd >= 0:
+                    os.close(fd)
         return status, [output_fd, result_fd]
 
     def clean(self) -> None:
@@ -547,8 +557,8 @@ def zygote_main(argv: list[str]) -> None:
 # --------------------------------------------------------------------------- child
 
 
-def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_fd: int
-               ) -> None:
+def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_fd: int,
+               ready_w: int) -> None:
     """In the forked child: lock ourselves in, then run the submission. Never returns."""
     zygote_pid = os.getppid()
     try:
@@ -561,12 +571,14 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
         payload["calls"] = [(name, json.loads(args)) for name, args in payload["calls"]]
         # Move the fds we keep above the low numbers before putting them in place,
         # so no dup2 below overwrites one we still need.
-        null, out_w, result_fd = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
-                                  for fd in (os.open("/dev/null", os.O_RDONLY), out_w, result_fd))
+        null, out_w, result_fd, ready_w = (
+            fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+            for fd in (os.open("/dev/null", os.O_RDONLY), out_w, result_fd, ready_w))
         os.dup2(null, 0)
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
         os.dup2(result_fd, RESULT_FD)
+        os.dup2(ready_w, READY_FD)
         uid = UID_BASE + os.getpid()
         if zygote.isolation["user"]:  # the copy of the release files becomes the student's own
             for rel in (".", *zygote.release_paths.get(request["release"], ())):
@@ -595,7 +607,7 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
         _ok(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
         if os.getppid() != zygote_pid:
             os._exit(SETUP_FAILED_EXIT)  # it died before we asked
-        _close_from(RESULT_FD + 1)
+        _close_from(READY_FD + 1)
         sys.path[0] = os.getcwd()
         sys.pycache_prefix = pycache
         program = zygote.seccomp[bool(limits["allow_fork"])]
@@ -604,7 +616,8 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
                 "prctl(PR_SET_SECCOMP)")
         # A fresh, unpredictable generator state for code that forgets to seed.
         numpy.random.set_state(("MT19937", numpy.frombuffer(os.urandom(2496), numpy.uint32), 624))
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.write(READY_FD, b"1")
+        os.close(READY_FD)
     except BaseException:
         try:
             os.write(2, ("sandbox setup failed:\n" + traceback.format_exc()).encode())

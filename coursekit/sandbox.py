@@ -396,6 +396,9 @@ def _process_reason(status: dict, limits: Limits, output: str) -> str | None:
     if status["output_exceeded"]:
         return f"output limit exceeded: printed more than {_size(limits.output_bytes)}"
     sig = status["signal"]
+    if not status["setup_ok"]:
+        detail = f"killed by signal {sig}" if sig is not None else output[-500:]
+        return f"sandbox failure (not the submission's fault): {detail}"
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL
                                  and status["cpu_seconds"] >= limits.cpu_seconds):
         return f"CPU time limit ({limits.cpu_seconds} s) exceeded"
@@ -406,8 +409,6 @@ def _process_reason(status: dict, limits: Limits, output: str) -> str | None:
             hint = f" (perhaps the memory limit of {_size(limits.memory_bytes)})"
         return f"killed by signal {sig} ({name}){hint}"
     code = status["exit_status"]
-    if code == child.SETUP_FAILED_EXIT:
-        return "sandbox failure (not the submission's fault): " + output[-500:]
     if code == child.REPORT_FAILED_EXIT:
         last = output.rstrip().rsplit("\n", 1)[-1]
         return f"the submission broke the sandbox's result reporting ({last[:300]})"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coursekit._sandbox_child import UID_BASE
+from coursekit._sandbox_child import SETUP_FAILED_EXIT, UID_BASE
 from coursekit.sandbox import Call, Limits, Opaque, Sandbox, SandboxResult
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,6 +341,13 @@ def test_os_exit_in_a_call_stops_the_run_with_a_reason(box):
     assert [c.status for c in result.calls] == ["ok", "error", "not_run"]
     assert result.calls[1].error == f"the sandbox stopped during this call: {result.reason}"
     assert_batch_goes_on(box)
+
+
+def test_a_submission_cannot_pass_its_exit_off_as_a_sandbox_failure(box):
+    result = run(box, f"import os\nos._exit({SETUP_FAILED_EXIT})\n",
+                 Call("initialize_parameters_he", ([2],)))
+    assert result.reason == (f"process exited with status {SETUP_FAILED_EXIT} before finishing"
+                             " (os._exit?)")
 
 
 def test_sys_exit_in_a_call_is_an_error_like_in_a_notebook_cell(box):
