@@ -79,6 +79,7 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -221,10 +222,10 @@ class Zygote:
 
     def isolate(self) -> None:
         notes = self.isolation["notes"]
-        os.makedirs(self.pycache_dir, mode=0o755)
         if os.geteuid() != 0:
             notes.append("not running as root: no separate uid, no namespaces, no chroot")
             os.makedirs(self.sandbox_dir, mode=0o700)
+            os.makedirs(self.pycache_dir, mode=0o755)
             return
         flags = CLONE_NEWNS | CLONE_NEWIPC
         if _libc.unshare(CLONE_NEWNET) == 0:
@@ -234,6 +235,7 @@ class Zygote:
         if _libc.unshare(flags) != 0:
             notes.append(f"no mount/IPC namespace: {os.strerror(ctypes.get_errno())}")
             os.makedirs(self.sandbox_dir, mode=0o711)
+            os.makedirs(self.pycache_dir, mode=0o755)
             os.chmod(self.host_dir, 0o711)
             self.isolation["user"] = True
             return
@@ -329,6 +331,13 @@ class Zygote:
                 if fd >= 0:
                     os.close(fd)
         return status, [output_fd, result_fd]
+
+    def remove(self) -> None:
+        """On the way out: take down the chroot and delete the grader's (empty) mount point."""
+        if not self.chroot:
+            shutil.rmtree(self.host_dir, ignore_errors=True)
+        elif _libc.umount2(self.chroot.encode(), MNT_DETACH) == 0:
+            os.rmdir(self.host_dir)  # never rmtree here: the chroot holds bind mounts of the host
 
     def clean(self) -> None:
         """Delete the last run's working directory (after replying: the grader need not wait)."""
@@ -527,6 +536,14 @@ def zygote_main(argv: list[str]) -> None:
     gc.collect()
     gc.freeze()
     sock.send(json.dumps({"isolation": zygote.isolation}).encode())
+    try:
+        serve_forever(zygote, sock)
+    finally:
+        zygote.remove()
+
+
+def serve_forever(zygote: Zygote, sock: socket.socket) -> None:
+    """Answer the grader's requests until it closes the connection or goes away."""
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)

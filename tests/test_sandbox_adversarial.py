@@ -648,17 +648,18 @@ GRADER_KILLED_MID_RUN = """
 import sys
 from coursekit.sandbox import Call, Limits, Sandbox
 box = Sandbox()
-print(box.zygote_pid, flush=True)
+print(box.zygote_pid, box._host_dir, flush=True)  # the zygote's mount point, for the clean-up check
 box.run("import time\\ndef f():\\n    time.sleep(600)\\n", [Call("f")], workdir_files=None,
         limits=Limits(wall_seconds=600, allow_fork=True))
 """
 
 
-def test_when_the_grader_is_killed_mid_run_the_submission_dies_too(tmp_path):
+def test_when_the_grader_is_killed_mid_run_the_submission_dies_and_nothing_is_left():
     grader = subprocess.Popen([sys.executable, "-c", GRADER_KILLED_MID_RUN], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
-        zygote = int(grader.stdout.readline())
+        pid, host_dir = grader.stdout.readline().split()
+        zygote = int(pid)
         children = f"/proc/{zygote}/task/{zygote}/children"
         child = wait_for(lambda: open(children).read().split())[0]
         uid = UID_BASE + int(child)
@@ -667,6 +668,7 @@ def test_when_the_grader_is_killed_mid_run_the_submission_dies_too(tmp_path):
         grader.kill()
         grader.wait()
     wait_for(lambda: not os.path.exists(f"/proc/{zygote}") and not processes_of(uid))
+    assert not os.path.exists(host_dir)
 
 
 def wait_for(condition, timeout: float = 30.0):
