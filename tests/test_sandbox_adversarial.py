@@ -593,6 +593,25 @@ def test_secrets_in_the_course_directory_are_out_of_reach(box, fake_course):
     assert SECRET not in result.output
 
 
+def test_the_course_directory_shows_nothing_but_the_python_environment(box):
+    requires_isolation(box, "filesystem")
+    result = run(box, """
+        import os
+        def ls(path):
+            try:
+                return sorted(os.listdir(path))
+            except OSError as exc:
+                return type(exc).__name__
+        """, Call("ls", (str(ROOT),)), Call("ls", ("/",)), Call("ls", ("/proc",)))
+    course, root, proc = (c.value for c in result.calls)
+    assert set(course) <= {".venv"}  # present only when the virtual environment lives there
+    assert set(root) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "sbin", "usr",
+                         "pycache", "sandbox",  # plus the top folders of the Python installation:
+                         *(Path(p).parts[1] for p in (sys.prefix, sys.base_prefix)),
+                         *(Path(p).resolve().parts[1] for p in (sys.prefix, sys.base_prefix))}
+    assert proc == "FileNotFoundError"
+
+
 def test_the_code_runs_as_an_unprivileged_user_with_a_scrubbed_environment(box, monkeypatch):
     requires_isolation(box, "user")
     monkeypatch.setenv("COURSEKIT_GRADEBOOK", f"postgresql://grader:{SECRET}@db/course")
