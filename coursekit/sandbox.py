@@ -244,6 +244,10 @@ class Sandbox:
             if self._owner_pid == os.getpid():
                 self._stop()
 
+    def __getstate__(self) -> None:
+        raise TypeError("a Sandbox owns a local process and cannot be sent to another process; "
+                        "create one inside each worker instead")
+
     def __enter__(self) -> Sandbox:
         return self
 
