@@ -752,7 +752,7 @@ class Encoder:
             return [self.encode(v, depth + 1) for v in items]
         if isinstance(value, dict):
             items = list(dict.items(value))
-            if all(type(k) is str or isinstance(k, str) for k, _ in items):
+            if all(isinstance(k, str) for k, _ in items):
                 return {"$dict": [[str.__str__(k), self.encode(v, depth + 1)] for k, v in items]}
         return {"$opaque": str.__str__(type.__getattribute__(kind, "__name__"))[:200]}
 
