@@ -79,7 +79,7 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
     if isinstance(nb, read.Unreadable):
         outcomes = score.failed_outcomes(plan, nb.reason)
         graded_nb = score.autograded_notebook(None, plan, outcomes)
-        return _result(plan, submission, outcomes, graded_nb, [nb.reason])
+        return _result(plan, submission, outcomes, graded_nb, [nb.reason], cell_failures=False)
 
     code = extract.student_code(nb, plan)
     result = _run_calls(plan, list(code.parts), limits)
@@ -131,8 +131,9 @@ def _name_part(error: str, labels: tuple[str, ...]) -> str:
 
 
 def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes: list[score.CellOutcome],
-            graded_nb: nbformat.NotebookNode, notes: list[str]) -> GradedSubmission:
-    failures = [f"{o.grade_id}: {o.message}" for o in outcomes if o.score < o.max_score and o.message]
+            graded_nb: nbformat.NotebookNode, notes: list[str], cell_failures: bool = True) -> GradedSubmission:
+    failures = [f"{o.grade_id}: {o.message}" for o in outcomes
+                if cell_failures and o.score < o.max_score and o.message]
     reason = "; ".join(notes + failures)
     solutions = set(plan.graded.values())
     unanswered = tuple(dict.fromkeys(

@@ -218,7 +218,7 @@ def _outcome(grade_id: str, metadata: dict, points: float, outputs: list) -> Cel
     message = None
     for output in outputs:
         if output.output_type == "error":
-            message = f"{output.ename}: {output.evalue}"
+            message = f"{output.ename}: {output.evalue}" if output.evalue else output.ename
         elif output.output_type == "stream" and output.name == "stderr" and message is None:
             message = f"wrote to stderr: {output.text.strip()[:300]}"
     return CellOutcome(grade_id, float(score or 0.0), float(max_score), outputs, message)
@@ -266,7 +266,8 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
     Without a readable notebook, the master's layout with the solution cells left as stubs."""
     by_id = {o.grade_id: o for o in outcomes}
     if nb is None:
-        nb = nbformat.v4.new_notebook(cells=[_master_cell(c, None, plan.checksums.get(c.grade_id)) for c in plan.cells])
+        nb = nbformat.from_dict({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                                 "cells": [_master_cell(c, None, plan.checksums.get(c.grade_id)) for c in plan.cells]})
     seen: set[str] = set()
     known = {c.grade_id: c for c in plan.cells if c.grade_id}
     for index, cell in enumerate(nb.cells):
