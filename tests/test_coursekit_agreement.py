@@ -19,8 +19,9 @@ import pytest
 from coursekit_course import (ASSIGNMENT, copy_course, shared_template, course_env, coursekit, expected_scores,
                               gradebook_scores, make_class)
 
-# The module's first test waits for stock nbgrader to grade the whole sample.
-pytestmark = pytest.mark.timeout(1800)
+# The module's first test waits for stock nbgrader to grade the whole sample (about 90 s):
+# `make test` runs it, `make test-quick` skips it.
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.slow]
 
 SAMPLE = 16
 TESTS = ["test_zeros_public", "test_zeros_hidden", "test_random_public", "test_random_hidden",
