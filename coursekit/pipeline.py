@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import threading
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
@@ -212,22 +213,34 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     writer = GradebookWriter(course)
     results: list[GradedSubmission] = []
     in_flight: dict[Any, tuple[read.Submission, Any]] = {}
+    retry: list[tuple[read.Submission, Any]] = []  # claimed, but their worker process died
+    retried: set[read.Submission] = set()
     pending = iter(submissions)
+
+    def next_task() -> tuple[read.Submission, Any] | None:
+        while retry or (sub := next(pending, None)) is not None:
+            if retry:
+                return retry.pop()
+            held = claim(course, sub)
+            if held is None:
+                reporter.skipped_one(sub, "another grader is grading it")
+            elif not force and writer.is_done(sub, plans[sub.notebook]):
+                held.release()
+                reporter.skipped_one(sub, "already graded (use --force to grade again)")
+            else:
+                return sub, held
+        return None
+
     try:
         while True:
-            while len(in_flight) < backend.width:
-                sub = next(pending, None)
-                if sub is None:
-                    break
-                held = claim(course, sub)
-                if held is None:
-                    reporter.skipped_one(sub, "another grader is grading it")
-                elif not force and writer.is_done(sub, plans[sub.notebook]):
-                    held.release()
-                    reporter.skipped_one(sub, "already graded (use --force to grade again)")
-                else:
+            while len(in_flight) < backend.width and (task := next_task()) is not None:
+                sub, held = task
+                try:
                     future = backend.submit(plans[sub.notebook], sub, read.read_bytes(sub.path), limits)
-                    in_flight[future] = (sub, held)
+                except BrokenProcessPool:  # the pool broke since: retry once it is rebuilt
+                    retry.append(task)
+                    break
+                in_flight[future] = (sub, held)
             if not in_flight:
                 break
             for future in backend.wait_first(set(in_flight)):
@@ -239,12 +252,25 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
                         result = replace(result, reason="; ".join(filter(None, [result.reason, note])))
                     results.append(result)
                     reporter.graded_one(result)
+                except BrokenProcessPool:
+                    # A worker process died (not a sandbox: those die alone), e.g. at the OOM
+                    # killer's hand. Its submissions get one more try in a new pool.
+                    if sub in retried:
+                        reporter.failed_one(sub, "the worker process grading it died twice")
+                        held.release()
+                    else:
+                        retried.add(sub)
+                        retry.append((sub, held))
+                    continue
                 except Exception as error:  # a grader fault: report it, leave it ungraded, go on
                     reporter.failed_one(sub, f"{type(error).__name__}: {error}")
-                finally:
-                    held.release()
+                held.release()
+            if retry and not scheduler and not in_flight:
+                reporter.note(f"a worker process died; {len(retry)} submissions go to a new pool")
+                backend.close()
+                backend = _local_backend(workers or os.cpu_count() or 1)
     finally:
-        for sub, held in in_flight.values():
+        for sub, held in list(in_flight.values()) + retry:
             held.release()
         backend.close()
         writer.close()

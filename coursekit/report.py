@@ -55,6 +55,11 @@ class Reporter:
         self._emit({"status": "error", "student": submission.student, "assignment": submission.assignment,
                     "notebook": submission.notebook, "reason": why})
 
+    def note(self, message: str) -> None:
+        """Something the operator should know that is about no single submission."""
+        self.err.write(f"\ncoursekit: {message}\n")
+        self.err.flush()
+
     @property
     def rate(self) -> float:
         return self.graded / max(time.monotonic() - self.start, 1e-9)

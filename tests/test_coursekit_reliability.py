@@ -98,3 +98,21 @@ def test_grading_through_a_dask_cluster_gives_the_same_grades_as_the_local_pool(
     assert {r["status"] for r in results} == {"graded"} and len(results) == CLASS
     assert gradebook_scores(remote) == gradebook_scores(local)
     assert_consistent(remote, manifest)
+
+
+def test_a_worker_process_killed_mid_batch_costs_no_submission(class_template, tmp_path):
+    base, template, manifest = class_template
+    course = copy_course(template, tmp_path / "course")
+    grader = start(course)
+    first = json.loads(grader.stdout.readline())  # workers are up and grading
+    assert first["status"] == "graded"
+    workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(grader.pid)], capture_output=True,
+                             text=True).stdout.split()
+    assert workers
+    os.kill(int(workers[0]), signal.SIGKILL)
+    out, err = grader.communicate(timeout=600)
+    assert grader.returncode == 0, err[-2000:]
+    assert "a worker process died" in err
+    statuses = [first["status"]] + [json.loads(line)["status"] for line in out.splitlines()]
+    assert statuses == ["graded"] * CLASS
+    assert_consistent(course, manifest)
