@@ -57,7 +57,7 @@ class AssignmentPlan:
     notebook: str
     cells: list[MasterCell]
     graded: dict[str, str]  # graded function -> grade id of its solution cell
-    trusted: list[str]  # locked cells the tests need; run in the grader before the tests
+    trusted: list[int]  # indices of the locked cells the tests need; run in the grader before the tests
     skipped: list[str]  # locked code cells no test needs (trainings, plots, demos)
     tests_of: dict[str, list[str]]  # graded function -> test cells that read it
     checksums: dict[str, str] = field(default_factory=dict)  # grade id -> gradebook checksum
@@ -143,16 +143,15 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
         cells.append(MasterCell(index, grade_id, "code", kind, source, meta, points.get(grade_id), names, solution))
 
     trusted = _needed_cells(cells, graded)
-    plan = AssignmentPlan(
+    return AssignmentPlan(
         assignment=assignment, notebook=notebook, cells=cells, graded=graded,
-        trusted=[c.grade_id for c in cells if c.index in trusted],
+        trusted=sorted(trusted),
         skipped=[c.grade_id or f"cell {c.index}" for c in cells if c.kind == "locked" and c.index not in trusted],
         tests_of={f: [c.grade_id for c in cells if c.kind == "test" and f in c.names.reads] for f in graded},
         checksums={name: checksum for name, (_, checksum) in sources.items() if checksum},
         release_files=_files(course.release_dir(assignment), "**/*"),
         trusted_files=_files(course.source_dir(assignment), "*.py"),
     )
-    return plan
 
 
 def _needed_cells(cells: list[MasterCell], graded: dict[str, str]) -> set[int]:

@@ -68,8 +68,13 @@ def trusted_namespace(plan: AssignmentPlan) -> dict:
             sys.modules.pop(module, None)  # never reuse a module of the same name from elsewhere
         sys.path.insert(0, str(folder))
         namespace: dict = {"__name__": "__main__"}
-        for grade_id in plan.trusted:
-            _run_cell(plan.cell(grade_id).source, namespace, f"<{grade_id}>")
+        for index in plan.trusted:
+            cell = plan.cells[index]
+            label = cell.grade_id or f"cell {index + 1}"
+            errors = [o for o in _run_cell(cell.source, namespace, f"<{label}>") if o.output_type == "error"]
+            if errors:  # every test would fail with a NameError: say why once, here
+                raise PlanError(f"the locked cell {label} fails in the grader: {errors[0].ename}: "
+                                f"{errors[0].evalue}; the tests need it")
         _NAMESPACES[key] = namespace
     return dict(_NAMESPACES[key])
 
