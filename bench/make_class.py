@@ -25,6 +25,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from student_work import CORRECT, solved_cell  # noqa: E402  (the hand-written answers the core tests use)
+from scripts.student_edits import edit_cells  # noqa: E402  (student_work put the repo root on sys.path)
 
 ASSIGNMENT = "initialization"
 RELEASE = ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -146,11 +147,8 @@ def choices(count: int, rng: random.Random) -> list[dict[str, str]]:
 
 def make_notebook(release: dict, pick: dict[str, str], scratch: bool) -> dict:
     nb = json.loads(json.dumps(release))
-    for cell in nb["cells"]:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id in EXERCISES:
-            variants = {v.name: v for v in EXERCISES[grade_id][0]}
-            cell["source"] = variants[pick[grade_id]].edit("".join(cell["source"]))
+    edit_cells(nb, {exercise: {v.name: v for v in variants}[pick[exercise]].edit
+                    for exercise, (variants, _) in EXERCISES.items()})
     if scratch:
         nb["cells"].append({"id": "scratch", "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
                             "source": SCRATCH})

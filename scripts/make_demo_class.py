@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import shutil
 import sys
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scripts.student_edits import edit_cells, fill_stub  # noqa: E402  (run as a script, not a package)
+
 ASSIGNMENT = "initialization"
 RELEASE = ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 SUBMITTED = ROOT / "submitted"
-STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 
 
 @dataclass
@@ -116,26 +117,13 @@ parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))"""}),
 }
 
 
-def fill_stub(source: str, code: str) -> str:
-    """Replace the stub lines in ``source`` by ``code``, indented like the stub."""
-    lines = source.split("\n")
-    first = STUB.split("\n")[0]
-    for i, line in enumerate(lines):
-        if line.strip() == first:
-            indent = line[: len(line) - len(line.lstrip())]
-            return "\n".join(lines[:i] + textwrap.indent(code, indent).split("\n") + lines[i + 2:])
-    raise ValueError(f"no '{first}' stub in cell:\n{source}")
-
-
 def student_notebook(student: DemoStudent) -> nbformat.NotebookNode:
     """The release notebook with this student's edits applied."""
     nb = nbformat.read(RELEASE, as_version=4)
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in student.cell:
-            cell.source = student.cell[grade_id]
-        elif grade_id in student.stub:
-            cell.source = fill_stub(cell.source, student.stub[grade_id])
+    stubs = {grade_id: lambda source, code=code: fill_stub(source, code, keep_comment=False)
+             for grade_id, code in student.stub.items()}
+    rewrites = {grade_id: lambda source, code=code: code for grade_id, code in student.cell.items()}
+    edit_cells(nb, {**stubs, **rewrites})  # a rewritten cell replaces the stub filling
     return nb
 
 

@@ -7,9 +7,11 @@ course against an independent answer.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-STUB = "raise NotImplementedError()"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.student_edits import edit_cells, fill_stub  # noqa: E402  (bench/ imports this module too)
 
 # Lines that replace the stub inside `for l in range(1, len(layers_dims)):` of each exercise.
 CORRECT = {
@@ -34,23 +36,14 @@ def solved_cell(stub_source: str, body: str, signature: str = "") -> str:
     `signature` is an optional comment added on the first line of the body, so a test can tell
     whose work a graded notebook shows.
     """
-    lines = stub_source.split("\n")
-    (index,) = [i for i, line in enumerate(lines) if line.strip() == STUB]
-    indent = lines[index][: len(lines[index]) - len(lines[index].lstrip())]
-    new = ([f"# {signature}"] if signature else []) + body.split("\n")
-    lines[index:index + 1] = [indent + line for line in new]
-    return "\n".join(lines)
+    return fill_stub(stub_source, (f"# {signature}\n" if signature else "") + body)
 
 
 def solve_notebook(path: Path, bodies: dict[str, str], signature: str = "") -> None:
     """Edit the notebook file in place as a student would: fill the solution cells named in `bodies`."""
     nb = json.loads(path.read_text(encoding="utf-8"))
-    filled = set()
-    for cell in nb["cells"]:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id in bodies:
-            cell["source"] = solved_cell("".join(cell["source"]), bodies[grade_id], signature)
-            filled.add(grade_id)
+    filled = edit_cells(nb, {grade_id: lambda source, body=body: solved_cell(source, body, signature)
+                             for grade_id, body in bodies.items()})
     missing = set(bodies) - filled
     assert not missing, f"{path} has no solution cells {sorted(missing)}"
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
