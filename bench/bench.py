@@ -24,13 +24,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from coursekit_course import (ASSIGNMENT, build_template, copy_course, course_env, expected_scores,  # noqa: E402
-                              gradebook_scores, make_class)
+from course_copy import copy_course, nbgrader_env  # noqa: E402
+from coursekit_course import (ASSIGNMENT, build_template, expected_scores, gradebook_scores,  # noqa: E402
+                              make_class)
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=course_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=nbgrader_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode:
         sys.exit(f"{' '.join(cmd[1:4])} failed:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - start

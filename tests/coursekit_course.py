@@ -7,36 +7,21 @@ A template course (config, master, release, a fresh gradebook made by the real
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from nbgrader.api import Gradebook
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSIGNMENT = "initialization"
+from course_copy import ASSIGNMENT, ROOT, generate_assignment, nbgrader_env, new_course
+
 sys.path.insert(0, str(ROOT / "bench"))
 import make_class  # noqa: E402  (the class generator under test is also the tests' supplier of work)
 
 
-def course_env() -> dict[str, str]:
-    """nbgrader needs the venv's bin/ on PATH; the course's own gradebook, not an override."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("COURSEKIT_GRADEBOOK", None)
-    env.pop("COURSEKIT_EXCHANGE", None)
-    return env
-
-
 def build_template(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    shutil.copy(ROOT / "nbgrader_config.py", folder)
-    shutil.copytree(ROOT / "source" / ASSIGNMENT, folder / "source" / ASSIGNMENT,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force",
-                    "--log-level=WARN"], cwd=folder, env=course_env(), check=True)
+    """A course with config, master, release and a fresh gradebook, by the real generate_assignment."""
+    generate_assignment(new_course(folder), "--force", "--log-level=WARN")
     return folder
 
 
@@ -48,11 +33,6 @@ def shared_template(tmp_path_factory) -> Path:
     if not _TEMPLATE:
         _TEMPLATE.append(build_template(tmp_path_factory.mktemp("coursekit") / "template"))
     return _TEMPLATE[0]
-
-
-def copy_course(template: Path, dest: Path) -> Path:
-    shutil.copytree(template, dest)
-    return dest
 
 
 def submit(course: Path, student: str, notebook: dict | bytes, timestamp: str | None = make_class.TIMESTAMP) -> Path:
@@ -73,7 +53,7 @@ def release_notebook() -> dict:
 def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600) -> list[dict]:
     """Run the real CLI (`python -m coursekit autograde initialization --json ...`); its JSON lines."""
     proc = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json", *args],
-                          cwd=course, env=course_env(), capture_output=True, text=True, timeout=timeout)
+                          cwd=course, env=nbgrader_env(), capture_output=True, text=True, timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]

@@ -16,8 +16,8 @@ import sys
 import nbformat
 import pytest
 
-from coursekit_course import (ASSIGNMENT, copy_course, shared_template, course_env, coursekit, expected_scores,
-                              gradebook_scores, make_class)
+from course_copy import copy_course, nbgrader_env
+from coursekit_course import ASSIGNMENT, coursekit, expected_scores, gradebook_scores, make_class, shared_template
 
 # The module's first test waits for stock nbgrader to grade the whole sample (about 90 s):
 # `make test` runs it, `make test-quick` skips it.
@@ -35,7 +35,7 @@ def graded(tmp_path_factory):
     manifest = make_class.make_class(template, SAMPLE)
     stock, fast = copy_course(template, base / "stock"), copy_course(template, base / "coursekit")
     subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--log-level=WARN"],
-                   cwd=stock, env=course_env(), check=True, timeout=1800)
+                   cwd=stock, env=nbgrader_env(), check=True, timeout=1800)
     results = coursekit(fast)
     return stock, fast, manifest, results
 
@@ -92,13 +92,13 @@ def test_autograded_notebook_shows_master_tests_with_their_replayed_outputs(grad
 def test_nbgrader_export_and_generate_feedback_work_on_a_coursekit_gradebook(graded):
     _, fast, manifest, _ = graded
     subprocess.run([sys.executable, "-m", "nbgrader", "export", "--log-level=WARN"], cwd=fast,
-                   env=course_env(), check=True, timeout=300)
+                   env=nbgrader_env(), check=True, timeout=300)
     with open(fast / "grades.csv", newline="") as fh:
         rows = {row["student_id"]: row for row in csv.DictReader(fh)}
     for student, entry in manifest.items():
         assert float(rows[student]["raw_score"]) == sum(entry["expected"].values())
     subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT, "--student", "s004",
-                    "--log-level=WARN"], cwd=fast, env=course_env(), check=True, timeout=300)
+                    "--log-level=WARN"], cwd=fast, env=nbgrader_env(), check=True, timeout=300)
     html = (fast / "feedback" / "s004" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
     expected = sum(manifest["s004"]["expected"].values())
     assert f"Score: {expected:g}" in html or f"{expected:g} / 9" in html or f"({expected:g} / 9" in html

@@ -13,8 +13,9 @@ import json
 import nbformat
 import pytest
 
-from coursekit_course import (ASSIGNMENT, copy_course, shared_template, coursekit, gradebook_scores,
-                              release_notebook, submit)
+from course_copy import copy_course
+from coursekit_course import (ASSIGNMENT, coursekit, gradebook_scores, release_notebook, shared_template,
+                              submit)
 from student_work import CORRECT, solved_cell
 
 FULL = {"zeros": 3.0, "random": 3.0, "he": 3.0}

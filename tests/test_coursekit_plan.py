@@ -13,7 +13,8 @@ import sys
 import nbformat
 import pytest
 
-from coursekit_course import (ASSIGNMENT, ROOT, copy_course, course_env, make_class, shared_template)
+from course_copy import ASSIGNMENT, ROOT, copy_course, generate_assignment, nbgrader_env, new_course
+from coursekit_course import make_class, shared_template
 from coursekit.extract import PlanError, plan_assignment
 from coursekit.names import analyze, strip_magics
 from coursekit.read import load_course
@@ -79,24 +80,20 @@ def test_the_call_plan_lists_the_calls_each_test_cell_makes(template):
 
 
 def test_a_test_that_reads_a_training_result_makes_planning_fail_loudly(template, tmp_path):
-    course = tmp_path / "course"
-    course.mkdir()
-    for name in ("nbgrader_config.py", "source"):
-        (subprocess.run(["cp", "-r", str(template / name), str(course)], check=True))
+    course = new_course(tmp_path / "course", origin=template)
     master = course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     nb = nbformat.read(master, as_version=4)
     test = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_he_hidden")
     test.source += "\nassert costs_random[0] > 0\n"  # the large-random training ran above this test
     nbformat.write(nb, master)
-    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--log-level=ERROR"],
-                   cwd=course, env=course_env(), check=True)
+    generate_assignment(course, "--log-level=ERROR")
     with pytest.raises(PlanError, match=r"test cell test_he_hidden depends via train_random on the locked cell model"):
         plan_assignment(load_course(course), ASSIGNMENT, ASSIGNMENT)
 
 
 def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     coursekit = os.path.join(os.path.dirname(sys.executable), "coursekit")
-    return subprocess.run([coursekit, *args], cwd=cwd, env=course_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run([coursekit, *args], cwd=cwd, env=nbgrader_env(), capture_output=True, text=True, timeout=300)
 
 
 def test_the_console_script_offers_the_options_of_a_drop_in_for_nbgrader_autograde():
@@ -122,7 +119,7 @@ def test_on_a_terminal_a_progress_bar_is_drawn_on_stderr(template, tmp_path):
     make_class.make_class(course, 3)
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT], cwd=course,
-                            env=course_env(), stdout=subprocess.PIPE, stderr=follower)
+                            env=nbgrader_env(), stdout=subprocess.PIPE, stderr=follower)
     os.close(follower)
     chunks = []
     while True:
@@ -144,7 +141,7 @@ def test_json_output_is_one_object_per_line_with_the_documented_fields(template,
     course = copy_course(template, tmp_path / "course")
     make_class.make_class(course, 2)
     proc = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"], cwd=course,
-                          env=course_env(), capture_output=True, text=True, timeout=300)
+                          env=nbgrader_env(), capture_output=True, text=True, timeout=300)
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) == 2
     for line in lines:

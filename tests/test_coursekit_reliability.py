@@ -13,8 +13,8 @@ import threading
 
 import pytest
 
-from coursekit_course import (ASSIGNMENT, copy_course, shared_template, course_env, coursekit, expected_scores,
-                              gradebook_scores, make_class)
+from course_copy import copy_course, nbgrader_env
+from coursekit_course import ASSIGNMENT, coursekit, expected_scores, gradebook_scores, make_class, shared_template
 
 CLASS = 80
 
@@ -29,7 +29,7 @@ def class_template(tmp_path_factory):
 
 def start(course, *args):
     return subprocess.Popen([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json", *args],
-                            cwd=course, env=course_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=course, env=nbgrader_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
 
 

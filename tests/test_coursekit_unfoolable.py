@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from coursekit_course import copy_course, shared_template, coursekit, submit
+from course_copy import copy_course
+from coursekit_course import coursekit, shared_template, submit
 from student_work import CORRECT, solved_cell
 from test_coursekit_mangled import FULL, exercise_scores, grade_id, solved
 

@@ -29,6 +29,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENT, ROOT
+from course_copy import new_course
 from student_work import CORRECT, solve_notebook
 
 COURSE_ID = "weight-init"
@@ -102,8 +103,7 @@ def world(course_env) -> Iterator[World]:
 def build_class(w: World) -> World:
     """Run the semester: every step of the exchange, in the order a class goes through it."""
     subprocess.run(["make", "-s", "-C", str(ROOT), "exchange", f"EXCHANGE={w.exchange}"], check=True)
-    shutil.copytree(ROOT / "source", w.course / "source")
-    shutil.copy(ROOT / "nbgrader_config.py", w.course)
+    new_course(w.course)
     w.instructor("generate_assignment", ASSIGNMENT)
     w.instructor("release_assignment", ASSIGNMENT)
 

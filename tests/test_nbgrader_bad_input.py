@@ -21,8 +21,9 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT
+from course_copy import generate_assignment, new_course
 from scripts.make_demo_class import CORRECT, STUDENTS, DemoStudent, student_notebook
-from test_nbgrader_workflow import (CELL_POINTS, EXERCISES, cell_scores, copy_course, course_environment,
+from test_nbgrader_workflow import (CELL_POINTS, COURSE_FILES, EXERCISES, cell_scores,
                                     leaked_hidden_text, run)
 
 # About two minutes of stock nbgrader on ten notebooks: `make test` runs it, `make test-quick` skips it.
@@ -120,18 +121,17 @@ def limit_address_space() -> None:
 
 @pytest.fixture(scope="module")
 def bad_class(tmp_path_factory, course_env):
-    course = copy_course(tmp_path_factory.mktemp("bad") / "course")
+    course = new_course(tmp_path_factory.mktemp("bad") / "course", COURSE_FILES)
     with open(course / "nbgrader_config.py", "a") as config:
         config.write("\nc.ExecutePreprocessor.timeout = 5\n")
     for student, content in SUBMISSIONS.items():
         path = course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         path.parent.mkdir(parents=True)
         path.write_bytes(content if isinstance(content, bytes) else nbformat.writes(content).encode())
-    env = course_environment(course_env)
-    run(course, env, "nbgrader", "generate_assignment", ASSIGNMENT, "--force", "--log-level=ERROR")
-    graded = run(course, env, sys.executable, "scripts/grade_class.py", preexec_fn=limit_address_space)
-    run(course, env, "nbgrader", "generate_feedback", ASSIGNMENT, "--force", "--log-level=ERROR")
-    report = run(course, env, sys.executable, "scripts/class_report.py")
+    generate_assignment(course, "--force", "--log-level=ERROR", env=course_env)
+    graded = run(course, course_env, sys.executable, "scripts/grade_class.py", preexec_fn=limit_address_space)
+    run(course, course_env, "nbgrader", "generate_feedback", ASSIGNMENT, "--force", "--log-level=ERROR")
+    report = run(course, course_env, sys.executable, "scripts/class_report.py")
     return course, graded, report
 
 

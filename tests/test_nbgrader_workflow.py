@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import html
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, MASTER, ROOT
+from course_copy import generate_assignment, new_course
 from coursekit_course import gradebook_scores
 
 EXERCISES = ("zeros", "random", "he")
@@ -39,21 +39,8 @@ EXPECTED = {  # student: (zeros, random, he)
 }
 NOT_GRADED = {"demo-not-json"}
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
-COURSE_FILES = ["nbgrader_config.py", "init_utils.py", "public_tests.py", "datasets", "source", "scripts"]
-
-
-def copy_course(dest: Path) -> Path:
-    dest.mkdir()
-    for name in COURSE_FILES:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
-    return dest
-
-
-def course_environment(course_env: dict[str, str]) -> dict[str, str]:
-    env = dict(course_env)
-    env.pop("COURSEKIT_GRADEBOOK", None)  # nbgrader_config.py then uses <course>/gradebook.db
-    return env
+# The scripts of `make grade feedback report` run inside the course copy, with the helpers they import.
+COURSE_FILES = ("nbgrader_config.py", "init_utils.py", "public_tests.py", "datasets", "source", "scripts")
 
 
 def run(course: Path, env: dict[str, str], *args: str, **kwargs) -> str:
@@ -100,12 +87,11 @@ def cell_scores(course: Path) -> dict[tuple[str, str], float]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, course_env):
     """The demo class graded twice: (course folder, first run, second run)."""
-    course = copy_course(tmp_path_factory.mktemp("demo") / "course")
-    env = course_environment(course_env)
-    run(course, env, "nbgrader", "generate_assignment", ASSIGNMENT, "--force", "--log-level=ERROR")
-    run(course, env, sys.executable, "scripts/make_demo_class.py")
-    first = snapshot(course, *grade_feedback_report(course, env))
-    second = snapshot(course, *grade_feedback_report(course, env))
+    course = new_course(tmp_path_factory.mktemp("demo") / "course", COURSE_FILES)
+    generate_assignment(course, "--force", "--log-level=ERROR", env=course_env)
+    run(course, course_env, sys.executable, "scripts/make_demo_class.py")
+    first = snapshot(course, *grade_feedback_report(course, course_env))
+    second = snapshot(course, *grade_feedback_report(course, course_env))
     return course, first, second
 
 

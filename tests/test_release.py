@@ -12,6 +12,7 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, MASTER, RELEASE, ROOT
+from course_copy import generate_assignment, new_course
 from scripts.run_master import cells_by_id, execute
 
 HELPERS = ["init_utils.py", "public_tests.py", "datasets/circles.h5"]
@@ -34,12 +35,8 @@ def normalized(path: Path) -> dict:
 
 
 def test_release_is_what_nbgrader_generates_from_source(tmp_path, course_env):
-    course = tmp_path / "course"
-    shutil.copytree(ROOT / "source", course / "source")
-    shutil.copy(ROOT / "nbgrader_config.py", course)
-    env = dict(course_env, COURSEKIT_GRADEBOOK=f"sqlite:///{course / 'gradebook.db'}")
-    subprocess.run(["nbgrader", "generate_assignment", ASSIGNMENT, "--log-level=WARN"],
-                   cwd=course, env=env, check=True, capture_output=True)
+    course = new_course(tmp_path / "course")
+    generate_assignment(course, "--log-level=WARN", env=course_env)
     assert normalized(course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb") == normalized(RELEASE), \
         "release/ is out of date: run `make release` and commit it"
 
