@@ -2,53 +2,35 @@
 
     python bench/sandbox_bench.py [--runs 200] [--workers 2]
 
-Each run executes the setup imports plus the three initializers and makes 30
-small calls, as the grader does for one submission.
+Each run executes the setup imports plus the release's three initializers, solved as in
+tests/student_work.py, and makes 30 small calls, as the grader does for one submission.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import sys
 import threading
 import time
 from pathlib import Path
 
 from coursekit.sandbox import Call, Sandbox
 
-RELEASE = Path(__file__).resolve().parent.parent / "release" / "initialization"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from student_work import CORRECT, solve  # noqa: E402  (the hand-written answers the core tests use)
+
+RELEASE = ROOT / "release" / "initialization"
+SOLVED = solve(json.loads((RELEASE / "initialization.ipynb").read_text(encoding="utf-8")), CORRECT)
 CODE = [
     "import numpy as np\nimport matplotlib.pyplot as plt\n"
     "from init_utils import sigmoid, relu, forward_propagation, compute_loss\n"
     "from public_tests import initialize_parameters_he_test\n",
-    """
-def initialize_parameters_zeros(layers_dims):
-    parameters = {}
-    for l in range(1, len(layers_dims)):
-        parameters["W" + str(l)] = np.zeros((layers_dims[l], layers_dims[l - 1]))
-        parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))
-    return parameters
-""",
-    """
-def initialize_parameters_random(layers_dims):
-    np.random.seed(3)
-    parameters = {}
-    for l in range(1, len(layers_dims)):
-        parameters["W" + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1]) * 10
-        parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))
-    return parameters
-""",
-    """
-def initialize_parameters_he(layers_dims):
-    np.random.seed(3)
-    parameters = {}
-    for l in range(1, len(layers_dims)):
-        parameters["W" + str(l)] = (np.random.randn(layers_dims[l], layers_dims[l - 1])
-                                    * np.sqrt(2 / layers_dims[l - 1]))
-        parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))
-    return parameters
-""",
+    *(cell["source"] for cell in SOLVED["cells"]
+      if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") in CORRECT),
 ]
 CALLS = [Call(name, (dims,))
          for name in ("initialize_parameters_zeros", "initialize_parameters_random",

@@ -39,11 +39,16 @@ def solved_cell(stub_source: str, body: str, signature: str = "") -> str:
     return fill_stub(stub_source, (f"# {signature}\n" if signature else "") + body)
 
 
-def solve_notebook(path: Path, bodies: dict[str, str], signature: str = "") -> None:
-    """Edit the notebook file in place as a student would: fill the solution cells named in `bodies`."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
+def solve(nb: dict, bodies: dict[str, str], signature: str = "") -> dict:
+    """Fill the solution cells named in `bodies` of the notebook (JSON), as a student would; it, edited."""
     filled = edit_cells(nb, {grade_id: lambda source, body=body: solved_cell(source, body, signature)
                              for grade_id, body in bodies.items()})
     missing = set(bodies) - filled
-    assert not missing, f"{path} has no solution cells {sorted(missing)}"
+    assert not missing, f"the notebook has no solution cells {sorted(missing)}"
+    return nb
+
+
+def solve_notebook(path: Path, bodies: dict[str, str], signature: str = "") -> None:
+    """Edit the notebook file in place as a student would: fill the solution cells named in `bodies`."""
+    nb = solve(json.loads(path.read_text(encoding="utf-8")), bodies, signature)
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
