@@ -32,6 +32,10 @@ def make_split(seed: int, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
     return X.T.copy(), y.reshape(1, -1).astype(np.int64)
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def write(path: Path) -> str:
     """Write the four arrays to ``path`` and return the file's SHA-256."""
     train_X, train_Y = make_split(seed=1, n_samples=300)
@@ -42,7 +46,7 @@ def write(path: Path) -> str:
                            ("test_X", test_X), ("test_Y", test_Y)]:
             f.create_dataset(name, data=data, track_times=False)
         f.attrs["source"] = "sklearn.datasets.make_circles, noise=0.05; train seed 1 (300), test seed 2 (100)"
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256(path)
 
 
 def main() -> int:
@@ -55,7 +59,7 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         rebuilt = write(Path(tmp) / "circles.h5")
-    shipped = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    shipped = sha256(SHIPPED)
     print(f"shipped {shipped}\nrebuilt {rebuilt}")
     if rebuilt != shipped:
         print("MISMATCH: the rebuilt file differs from datasets/circles.h5", file=sys.stderr)
