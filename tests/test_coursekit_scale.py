@@ -1,0 +1,133 @@
+"""coursekit's own gradebook tables and grading at class scale.
+
+coursekit stores each submission's reason and per-cell results in tables beside nbgrader's, in
+the same transaction as the grades; nbgrader's own commands must keep working on that gradebook.
+The claim lock is per notebook.  At scale, a generated class is graded through SQLite and through
+a real PostgreSQL server, and every grade must be the one worked out by hand (no time checks).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from coursekit import extract, read
+from coursekit.gradebook import GradebookWriter, GradedSubmission, claim, read_results
+from course_copy import copy_course, nbgrader_env
+from coursekit_course import (ASSIGNMENT, coursekit, expected_scores, gradebook_scores, make_class,
+                              release_notebook, shared_template, submit)
+
+SMALL = 12
+
+
+@pytest.fixture(scope="module")
+def small_class(tmp_path_factory):
+    base = tmp_path_factory.mktemp("scale-small")
+    template = copy_course(shared_template(tmp_path_factory), base / "template")
+    manifest = make_class.make_class(template, SMALL)
+    return template, manifest
+
+
+def nbgrader(course, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=nbgrader_env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def db_url(course) -> str:
+    return f"sqlite:///{course / 'gradebook.db'}"
+
+
+def test_reasons_and_cell_messages_are_stored_with_the_grades(small_class, tmp_path):
+    template, manifest = small_class
+    course = copy_course(template, tmp_path / "course")
+    printed = {r["student"]: r for r in coursekit(course)}
+    stored = read_results(db_url(course), ASSIGNMENT)
+
+    assert [r.student for r in stored] == sorted(manifest)
+    for result in stored:
+        shown = printed[result.student]
+        assert result.notebook == ASSIGNMENT and result.current
+        assert result.reason == shown["reason"]
+        assert {c.grade_id: (c.score, c.max_score, c.message) for c in result.cells} == {
+            gid: (cell["score"], cell["max_score"], cell["message"]) for gid, cell in shown["cells"].items()}
+        assert {c.mode for c in result.cells} == {"replay"}
+        assert {c.grade_id: c.score for c in result.cells} == manifest[result.student]["expected"]
+    # the failing cells say why; a student with everything right has no message at all
+    assert any(c.message for r in stored for c in r.cells)
+    perfect = [r for r in stored if all(c.score == c.max_score for c in r.cells)]
+    assert perfect and all(c.message is None for r in perfect for c in r.cells)
+
+
+def test_nbgrader_commands_and_stock_autograde_work_on_a_gradebook_coursekit_wrote(small_class, tmp_path):
+    template, manifest = small_class
+    course = copy_course(template, tmp_path / "course")
+    coursekit(course)
+    for command in (["db", "student", "list"], ["db", "assignment", "list"], ["db", "upgrade"]):
+        done = nbgrader(course, *command)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+    assert "s000" in nbgrader(course, "db", "student", "list").stdout
+
+    # s001 resubmits the untouched release; stock nbgrader regrades it on the same gradebook
+    student = "s001"
+    submit(course, student, release_notebook(), timestamp="2026-11-21 12:00:00.000000 UTC")
+    done = nbgrader(course, "autograde", ASSIGNMENT, "--student", student, "--force", "--log-level=ERROR")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(gradebook_scores(course)[(student, cell)] == 0 for cell in manifest[student]["expected"])
+    stale = {r.student: r.current for r in read_results(db_url(course), ASSIGNMENT)}
+    assert stale.pop(student) is False  # the stored reason describes the older grading
+    assert all(stale.values())
+
+    # coursekit grades it again: the stored result is today's again
+    coursekit(course, "--student", student, "--force")
+    again = {r.student: r for r in read_results(db_url(course), ASSIGNMENT)}[student]
+    assert again.current and all(c.score == 0 and c.message for c in again.cells)
+
+
+def test_a_failed_write_stores_neither_grades_nor_reasons(small_class, tmp_path):
+    template, _ = small_class
+    course = copy_course(template, tmp_path / "course")
+    coursekit(course, "--student", "s000")
+    loaded = read.load_course(course)
+    plan = extract.plan_assignment(loaded, ASSIGNMENT, ASSIGNMENT)
+    submission = read.find_submissions(loaded, ASSIGNMENT, [ASSIGNMENT], ["s001"])[0]
+    scores_before, stored_before = gradebook_scores(course), read_results(db_url(course), ASSIGNMENT)
+    result = GradedSubmission(
+        submission=submission, scores={c.grade_id: c.points for c in plan.tests},
+        max_scores={c.grade_id: c.points for c in plan.tests}, messages={c.grade_id: None for c in plan.tests},
+        unanswered=(), notebook=json.dumps(release_notebook()), reason="",
+        modes={"test_zeros_public": None})  # NOT NULL in coursekit_cell_result: the last insert fails
+
+    with GradebookWriter(loaded) as writer:
+        with pytest.raises(IntegrityError):
+            writer.record(result, plan)
+        assert not writer.is_done(submission, plan)
+    assert gradebook_scores(course) == scores_before  # none of s001's auto scores was committed
+    assert read_results(db_url(course), ASSIGNMENT) == stored_before
+
+    with GradebookWriter(loaded) as writer:  # the same submission, well formed, goes through
+        writer.record(replace(result, modes={}), plan)
+    assert [r.student for r in read_results(db_url(course), ASSIGNMENT)] == ["s000", "s001"]
+
+
+def test_the_claim_lock_is_per_notebook(small_class, tmp_path):
+    template, _ = small_class
+    course = read.load_course(copy_course(template, tmp_path / "course"))
+    first, second = (read.Submission("s000", ASSIGNMENT, name, course.submitted_dir("s000", ASSIGNMENT) / f"{name}.ipynb")
+                     for name in (ASSIGNMENT, "part2"))
+    held = claim(course, first)
+    assert held is not None
+    try:
+        assert claim(course, first) is None  # another grader holds this notebook
+        other = claim(course, second)  # the student's other notebook is free
+        assert other is not None
+        other.release()
+    finally:
+        held.release()
+    again = claim(course, first)
+    assert again is not None
+    again.release()
