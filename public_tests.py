@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 Initializer = Callable[[list], dict]
-Scale = Callable[[int, int], float]  # (n_prev, n_cur) -> standard deviation
+Scale = Callable[[Sequence[int], int], float]  # (layers_dims, l) -> factor of layer l
 
 # Expected weights for the large-random initializer (randn * 10).
 EXPECTED_RANDOM = {
@@ -72,32 +72,58 @@ ZEROS_CASES = [(3, 2, 1), (2, 4, 1), (4, 3, 2, 1), (5, 7, 7, 3, 1)]
 
 RTOL, ATOL = 1e-7, 1e-12
 
-# Scalings students commonly use by mistake, with what to say about each.
-# Each maps (n_prev, n_cur) to the standard deviation the mistake produces.
+# np.random.seed(3); np.random.rand(20): the uniform draws on [0, 1) that np.random.rand and
+# np.random.uniform give after the seed.  Only used to recognise uniform weights and say so.
+UNIFORM_DRAWS = [
+    0.5507979025745755, 0.7081478226181048, 0.2909047389129443, 0.510827605197663,
+    0.8929469543476547, 0.8962930889334381, 0.12558531046383625, 0.20724287813818676,
+    0.05146720330082988, 0.44080984365063647, 0.029876210878566956, 0.4568332243947111,
+    0.6491440476147607, 0.2784872826479753, 0.6762549019801313, 0.5908628174163508,
+    0.023981882377165364, 0.558854087990882, 0.2592524469074654, 0.41510119701006964,
+]
+
+# Scalings students commonly use by mistake, with what to say about each.  Each maps
+# (layers_dims, l) to the factor the mistake multiplies layer l's np.random.randn(...) by.
 SCALE_MISTAKES: list[tuple[str, Scale, str]] = [
-    ("he", lambda n_prev, n_cur: math.sqrt(2 / n_prev),
+    ("he", lambda d, l: math.sqrt(2 / d[l - 1]),
      "values look like He scaling sqrt(2/n); this exercise multiplies np.random.randn(...) by 10"),
-    ("xavier", lambda n_prev, n_cur: math.sqrt(1 / n_prev),
+    ("xavier", lambda d, l: math.sqrt(1 / d[l - 1]),
      "values look like Xavier scaling sqrt(1/n); He uses sqrt(2/n), with n = layers_dims[l-1]"),
-    ("he-divided", lambda n_prev, n_cur: 1 / math.sqrt(2 / n_prev),
+    ("glorot", lambda d, l: math.sqrt(2 / (d[l - 1] + d[l])),
+     "values look like Glorot scaling sqrt(2/(n_in + n_out)); He uses only the layer's inputs: "
+     "np.sqrt(2 / layers_dims[l-1])"),
+    ("variance", lambda d, l: 2 / d[l - 1],
+     "you multiplied by the variance 2/n; np.random.randn(...) has standard deviation 1, so multiply "
+     "it by the standard deviation, np.sqrt(2 / layers_dims[l-1])"),
+    ("integer-division", lambda d, l: math.sqrt(2 // d[l - 1]),
+     "2 // n is integer division (2 // 3 is 0); write 2 / layers_dims[l-1]"),
+    ("root-of-two-over-n", lambda d, l: math.sqrt(2) / d[l - 1],
+     "np.sqrt(2) / n takes the square root of 2 only; He takes the root of the whole fraction: "
+     "np.sqrt(2 / layers_dims[l-1])"),
+    ("input-size-everywhere", lambda d, l: math.sqrt(2 / d[0]),
+     "every layer is scaled by layers_dims[0]; layer l must use the size of the layer before it, "
+     "np.sqrt(2 / layers_dims[l-1])"),
+    ("he-divided", lambda d, l: 1 / math.sqrt(2 / d[l - 1]),
      "you divided by sqrt(2/n); He *multiplies* np.random.randn(...) by np.sqrt(2 / layers_dims[l-1])"),
-    ("he-current-layer", lambda n_prev, n_cur: math.sqrt(2 / n_cur),
+    ("he-current-layer", lambda d, l: math.sqrt(2 / d[l]),
      "you scaled by the size of the current layer; He uses the previous one: np.sqrt(2 / layers_dims[l-1])"),
-    ("unscaled", lambda n_prev, n_cur: 1.0,
+    ("unscaled", lambda d, l: 1.0,
      "values look like plain np.random.randn(...) without any scaling factor"),
-    ("times-ten", lambda n_prev, n_cur: 10.0,
+    ("times-ten", lambda d, l: 10.0,
      "values look like np.random.randn(...) * 10, the large-random scaling; He uses np.sqrt(2 / layers_dims[l-1])"),
-    ("times-0.01", lambda n_prev, n_cur: 0.01,
+    ("times-0.01", lambda d, l: 0.01,
      "values look like np.random.randn(...) * 0.01; this exercise asks for the scaling given in its instructions"),
 ]
 
 
 def _fail(call: str, message: str) -> None:
+    __tracebackhide__ = True  # pytest and IPython show the student's line, not this helper
     raise AssertionError(f"{call}: {message}")
 
 
 def _call(target: Initializer, dims: Sequence[int]) -> tuple[str, dict]:
     """Call ``target`` on a fresh list and check that it leaves the list alone."""
+    __tracebackhide__ = True
     layers_dims = list(dims)
     call = f"{getattr(target, '__name__', 'your function')}({layers_dims})"
     parameters = target(layers_dims)
@@ -109,6 +135,7 @@ def _call(target: Initializer, dims: Sequence[int]) -> tuple[str, dict]:
 
 def _check_structure(call: str, parameters: object, dims: Sequence[int]) -> None:
     """Keys, types, shapes and dtypes: everything except the values."""
+    __tracebackhide__ = True
     if not isinstance(parameters, dict):
         _fail(call, f"returned {type(parameters).__name__}, expected a dict: "
                     "did you forget `return parameters`?")
@@ -149,42 +176,128 @@ def _shape_hint(name: str, got: tuple, expected: tuple, dims: Sequence[int]) -> 
 
 
 def _check_zero_biases(call: str, parameters: dict, n_layers: int) -> None:
+    __tracebackhide__ = True
     for l in range(1, n_layers + 1):
         if np.any(parameters[f"b{l}"] != 0):
             _fail(call, f"b{l} is not all zeros: biases start at zero, use np.zeros((layers_dims[l], 1))")
 
 
+def _names(names: list[str]) -> str:
+    """'W1', 'W1 and W2', 'W1, W2 and W3'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _check_seeded_weights(call: str, parameters: dict, dims: Sequence[int],
                           expected: dict, method: str) -> None:
-    """Compare W1..WL with the literal expected values and explain a mismatch."""
+    """Compare W1..WL with the literal expected values and explain a mismatch.
+
+    The message names the mismatched matrices, says what went wrong, then shows the first of them
+    as returned and as expected for this same layers_dims, so the student compares like with like.
+    """
+    __tracebackhide__ = True
     mismatched = [name for name, values in expected.items()
                   if not np.allclose(parameters[name], values, rtol=RTOL, atol=ATOL)]
     if mismatched:
-        _fail(call, f"{', '.join(mismatched)} differ from the expected values: "
-                    + _diagnose_weights(parameters, dims, expected, method))
+        verb = "differs" if len(mismatched) == 1 else "differ"
+        first = mismatched[0]
+        with np.printoptions(precision=4, suppress=True, floatmode="maxprec"):
+            shown = (f"\nyour {first} for layers_dims = {list(dims)}:\n{np.asarray(parameters[first])}"
+                     f"\nexpected:\n{np.asarray(expected[first])}")
+        _fail(call, f"{_names(mismatched)} {verb} from the expected values: "
+                    + _diagnose_weights(parameters, dims, expected, method) + shown)
+
+
+def _expected_factor(method: str, n_prev: int) -> tuple[float, str]:
+    """What the exercise multiplies np.random.randn(...) by, and how a message says it ({value})."""
+    if method == "he":
+        return math.sqrt(2 / n_prev), f"He expects sqrt(2/{n_prev}) = {{value}}"
+    return 10.0, "this exercise expects ×{value}"
+
+
+def _number(value: float, other: float) -> str:
+    """``value`` with the fewest significant digits (at least 2) that tell it from ``other``."""
+    for digits in range(2, 9):
+        text = f"{value:.{digits}g}"
+        if text != f"{other:.{digits}g}":
+            return text
+    return text
+
+
+def _factor(got: np.ndarray, unit: np.ndarray) -> float | None:
+    """c if ``got`` is ``c * unit`` (the right draws times one constant), else None."""
+    got = np.asarray(got, dtype=float).ravel()
+    unit = np.asarray(unit, dtype=float).ravel()
+    with np.errstate(all="ignore"):
+        c = float(got @ unit / (unit @ unit))
+        return c if np.allclose(got, c * unit, rtol=1e-6, atol=ATOL) else None
+
+
+def _uniform_range(got: np.ndarray, uniform: np.ndarray) -> tuple[float, float] | None:
+    """(low, high) if ``got`` is ``low + (high - low) * uniform``, else None."""
+    got = np.asarray(got, dtype=float).ravel()
+    if got.size < 2 or not np.all(np.isfinite(got)):
+        return None
+    slope, low = np.polyfit(uniform, got, 1)
+    if slope > 0 and np.allclose(got, low + slope * uniform, rtol=1e-6, atol=ATOL):
+        return float(low), float(low + slope)
+    return None
+
+
+def _wrong_factors(dims: Sequence[int], factors: dict[int, float], method: str) -> str:
+    """'layer 1 uses ×0.58, He expects sqrt(2/3) = 0.82', for every layer with a wrong factor."""
+    parts = []
+    for l, used in factors.items():
+        expected, says = _expected_factor(method, dims[l - 1])
+        if not math.isclose(used, expected, rel_tol=1e-6):
+            parts.append(f"layer {l} uses ×{_number(used, expected)}, "
+                         + says.format(value=_number(expected, used)))
+    return "; ".join(parts)
+
+
+def _named_mistake(dims: Sequence[int], factors: dict[int, float], method: str) -> str | None:
+    """The one known mistake whose factors match every layer, if exactly one does."""
+    matches = [message for key, scale, message in SCALE_MISTAKES
+               if key != method and all(math.isclose(factors[l], scale(dims, l), rel_tol=1e-6, abs_tol=1e-12)
+                                        for l in factors)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _diagnose_weights(parameters: dict, dims: Sequence[int], expected: dict, method: str) -> str:
-    """Guess the mistake by testing each known wrong scaling against every layer."""
-    correct = {"random": lambda n_prev, n_cur: 10.0,
-               "he": lambda n_prev, n_cur: math.sqrt(2 / n_prev)}[method]
+    """Guess the mistake: right draws with wrong factors, the seed inside the loop, uniform draws."""
+    __tracebackhide__ = True
     layers = range(1, len(dims))
     # The standard-normal draws that the expected values were scaled from.
-    unit = {l: np.asarray(expected[f"W{l}"]) / correct(dims[l - 1], dims[l]) for l in layers}
-
-    for key, scale, message in SCALE_MISTAKES:
-        if key == method:
-            continue
-        if all(np.allclose(parameters[f"W{l}"], unit[l] * scale(dims[l - 1], dims[l]),
-                           rtol=1e-6, atol=ATOL) for l in layers):
-            return message
-
+    unit = {l: np.asarray(expected[f"W{l}"]) / _expected_factor(method, dims[l - 1])[0] for l in layers}
     first_draws = np.concatenate([unit[l].ravel() for l in layers])
-    for l in layers:
-        got_unit = np.asarray(parameters[f"W{l}"], dtype=float) / correct(dims[l - 1], dims[l])
-        if l > 1 and np.allclose(got_unit.ravel(), first_draws[:got_unit.size], rtol=1e-6, atol=ATOL):
-            return ("every layer starts from the same random numbers: call np.random.seed(3) once, "
-                    "before the loop, not inside it")
+
+    factors = {l: _factor(parameters[f"W{l}"], unit[l]) for l in layers}
+    wrong = _wrong_factors(dims, factors, method) if None not in factors.values() else ""
+    if wrong:
+        named = _named_mistake(dims, factors, method)
+        return (f"{named}. Your" if named else "your") + f" random numbers are right, only the scale is wrong: {wrong}"
+
+    # Seed set inside the loop: every layer restarts from the first draws, maybe scaled wrongly too.
+    restarted = {l: _factor(parameters[f"W{l}"], first_draws[:unit[l].size]) for l in layers}
+    if len(dims) > 2 and None not in restarted.values():
+        wrong = _wrong_factors(dims, restarted, method)
+        named = _named_mistake(dims, restarted, method)
+        too = "; ".join(part for part in (named, wrong) if part)
+        return ("every layer starts from the same random numbers: call np.random.seed(3) once, "
+                "before the loop, not inside it" + (f". The scale is wrong too: {too}" if too else ""))
+
+    uniform = np.asarray(UNIFORM_DRAWS)
+    offsets = np.cumsum([0] + [unit[l].size for l in layers])
+    ranges = {l: _uniform_range(parameters[f"W{l}"], uniform[offsets[l - 1]:offsets[l]]) for l in layers}
+    if all(r is not None for r in ranges.values()):
+        low, high = ranges[1]
+        kaiming = all(math.isclose(high, math.sqrt(6 / dims[l - 1]), rel_tol=1e-6)
+                      and math.isclose(low, -high, rel_tol=1e-6) for l, (low, high) in ranges.items())
+        return ((f"your weights are uniform on [{low:.2g}, {high:.2g}] in layer 1"
+                 + (", Kaiming-uniform (He's rule for uniform draws, limit sqrt(6/n))" if kaiming else "")
+                 + ": this exercise draws normal numbers with np.random.randn, not np.random.rand or "
+                 "np.random.uniform, then multiplies them by "
+                 + ("np.sqrt(2 / layers_dims[l-1])" if method == "he" else "10")))
+
     if all(np.all(parameters[f"W{l}"] >= 0) for l in layers):
         return ("all weights are positive: use np.random.randn (normal distribution), "
                 "not np.random.rand (uniform on [0, 1))")
@@ -194,6 +307,7 @@ def _diagnose_weights(parameters: dict, dims: Sequence[int], expected: dict, met
 
 
 def _check_repeatable(target: Initializer, dims: Sequence[int], first: dict) -> None:
+    __tracebackhide__ = True
     call, second = _call(target, dims)
     for name in first:
         if not np.array_equal(first[name], second[name]):
@@ -203,6 +317,7 @@ def _check_repeatable(target: Initializer, dims: Sequence[int], first: dict) -> 
 
 def initialize_parameters_zeros_test(target: Initializer) -> None:
     """Check an ``initialize_parameters_zeros`` implementation."""
+    __tracebackhide__ = True
     for dims in ZEROS_CASES:
         call, parameters = _call(target, dims)
         _check_structure(call, parameters, dims)
@@ -214,6 +329,7 @@ def initialize_parameters_zeros_test(target: Initializer) -> None:
 
 
 def _seeded_test(target: Initializer, expected_by_dims: dict, method: str) -> None:
+    __tracebackhide__ = True
     for dims, expected in expected_by_dims.items():
         call, parameters = _call(target, dims)
         _check_structure(call, parameters, dims)
@@ -225,9 +341,11 @@ def _seeded_test(target: Initializer, expected_by_dims: dict, method: str) -> No
 
 def initialize_parameters_random_test(target: Initializer) -> None:
     """Check an ``initialize_parameters_random`` implementation (seed 3, weights x 10)."""
+    __tracebackhide__ = True
     _seeded_test(target, EXPECTED_RANDOM, "random")
 
 
 def initialize_parameters_he_test(target: Initializer) -> None:
     """Check an ``initialize_parameters_he`` implementation (seed 3, weights x sqrt(2/n_prev))."""
+    __tracebackhide__ = True
     _seeded_test(target, EXPECTED_HE, "he")

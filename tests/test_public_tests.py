@@ -8,10 +8,15 @@ styles (loops, comprehensions, keyword arguments, np.random.normal) and must all
 from __future__ import annotations
 
 import math
+import re
+import shutil
 
+import nbclient
+import nbformat
 import numpy as np
 import pytest
 
+from course_copy import ROOT
 from public_tests import (initialize_parameters_he_test, initialize_parameters_random_test,
                           initialize_parameters_zeros_test)
 
@@ -290,3 +295,151 @@ def test_public_tests_ship_no_reference_solution():
     random_calls = [ast.unparse(node.func) for node in ast.walk(tree)
                     if isinstance(node, ast.Call) and "random" in ast.unparse(node.func)]
     assert random_calls == []
+
+
+# --- wrong scale, right random numbers: the message gives the factor used and the one expected ---
+
+def he_with(factor):
+    """He with the right draws but another factor per layer; factor(layers_dims, l)."""
+    return seeded_by_layer(factor)
+
+
+def seeded_by_layer(factor, seed_inside_loop=False):
+    def initialize(layers_dims):
+        np.random.seed(3)
+        parameters = {}
+        for l in range(1, len(layers_dims)):
+            if seed_inside_loop:
+                np.random.seed(3)
+            parameters["W" + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1]) * factor(layers_dims, l)
+            parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))
+        return parameters
+    return initialize
+
+
+def he_kaiming_uniform(layers_dims):
+    np.random.seed(3)
+    parameters = {}
+    for l in range(1, len(layers_dims)):
+        limit = np.sqrt(6 / layers_dims[l - 1])
+        parameters["W" + str(l)] = np.random.uniform(-limit, limit, (layers_dims[l], layers_dims[l - 1]))
+        parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))
+    return parameters
+
+
+def he_failure(initializer) -> str:
+    with pytest.raises(AssertionError) as failure:
+        initialize_parameters_he_test(initializer)
+    return str(failure.value)
+
+
+def test_he_glorot_scaling_is_named_with_both_factors():
+    message = he_failure(he_with(lambda d, l: np.sqrt(2 / (d[l - 1] + d[l]))))
+    assert "Glorot scaling sqrt(2/(n_in + n_out))" in message
+    assert "random numbers are right" in message and "seed" not in message
+    assert "layer 1 uses ×0.63, He expects sqrt(2/3) = 0.82; layer 2 uses ×0.82, He expects sqrt(2/2) = 1" in message
+
+
+def test_he_variance_instead_of_std_is_named_with_both_factors():
+    message = he_failure(he_with(lambda d, l: 2 / d[l - 1]))
+    assert "you multiplied by the variance 2/n" in message and "seed" not in message
+    # layer 2 of [3, 2, 1] has 2/2 = 1 = sqrt(2/2): only layer 1 is wrong, and only it is named
+    assert "only the scale is wrong: layer 1 uses ×0.67, He expects sqrt(2/3) = 0.82\n" in message
+    assert message.startswith("initialize([3, 2, 1]): W1 differs from the expected values:")
+
+
+def test_he_integer_division_is_named_with_the_zero_factor():
+    message = he_failure(he_with(lambda d, l: np.sqrt(2 // d[l - 1])))
+    assert "2 // n is integer division" in message and "seed" not in message
+    assert "layer 1 uses ×0, He expects sqrt(2/3) = 0.82" in message
+
+
+def test_he_root_of_two_over_n_is_named_with_both_factors():
+    message = he_failure(he_with(lambda d, l: np.sqrt(2) / d[l - 1]))
+    assert "np.sqrt(2) / n takes the square root of 2 only" in message and "seed" not in message
+    assert "layer 1 uses ×0.47, He expects sqrt(2/3) = 0.82; layer 2 uses ×0.71, He expects sqrt(2/2) = 1" in message
+
+
+def test_he_kaiming_uniform_is_recognised_as_uniform_draws():
+    message = he_failure(he_kaiming_uniform)
+    assert "your weights are uniform on [-1.4, 1.4] in layer 1, Kaiming-uniform" in message
+    assert "np.random.randn, not np.random.rand or np.random.uniform" in message
+    assert "seed" not in message
+
+
+def test_he_input_size_for_every_layer_is_named_on_the_layer_it_breaks():
+    message = he_failure(he_with(lambda d, l: np.sqrt(2 / d[0])))
+    assert "every layer is scaled by layers_dims[0]" in message and "seed" not in message
+    assert "W2 differs from the expected values" in message
+    assert "layer 2 uses ×0.82, He expects sqrt(2/2) = 1" in message and "layer 1 uses" not in message
+
+
+def test_he_xavier_with_seed_inside_loop_names_both_mistakes():
+    message = he_failure(seeded_by_layer(lambda d, l: np.sqrt(1 / d[l - 1]), seed_inside_loop=True))
+    assert "call np.random.seed(3) once, before the loop, not inside it" in message
+    assert "The scale is wrong too: values look like Xavier scaling" in message
+    assert "layer 1 uses ×0.58, He expects sqrt(2/3) = 0.82" in message
+
+
+def test_random_with_a_wrong_factor_says_the_exercise_expects_ten():
+    with pytest.raises(AssertionError) as failure:
+        initialize_parameters_random_test(seeded(lambda n: 5))
+    assert "layer 1 uses ×5, this exercise expects ×10; layer 2 uses ×5, this exercise expects ×10" in str(failure.value)
+
+
+def test_an_unknown_factor_gets_the_factors_without_a_guess():
+    message = he_failure(he_with(lambda d, l: 0.5))
+    assert "W1 and W2 differ from the expected values: your random numbers are right, only the scale is wrong: " \
+           "layer 1 uses ×0.5, He expects sqrt(2/3) = 0.82; layer 2 uses ×0.5, He expects sqrt(2/2) = 1" in message
+
+
+def test_factors_get_the_digits_that_tell_them_apart():
+    # 0.81650 (He for n = 3) against 0.81658: two digits would print 0.82 twice
+    message = he_failure(he_with(lambda d, l: np.sqrt(2 / d[l - 1]) * 1.0001))
+    assert "layer 1 uses ×0.817, He expects sqrt(2/3) = 0.816;" in message
+
+
+def test_one_mismatched_matrix_differs_in_the_singular():
+    message = he_failure(he_with(lambda d, l: np.sqrt(2 / d[0])))
+    assert "W2 differs from" in message and "differ from the expected values" not in message.replace("W2 differs", "")
+
+
+def test_failure_shows_the_weights_of_the_layers_dims_it_names():
+    message = he_failure(he_with(lambda d, l: 1.0))
+    first_line, *shown = message.splitlines()
+    assert first_line.startswith("initialize([3, 2, 1]): W1 differs")  # W2 = randn * 1 = sqrt(2/2) is right
+    assert shown[0] == "your W1 for layers_dims = [3, 2, 1]:"
+    assert shown[1].split() == ["[[", "1.7886", "0.4365", "0.0965]"]  # the unscaled draws
+    assert shown[3] == "expected:" and shown[4].split() == ["[[", "1.4604", "0.3564", "0.0788]"]
+
+
+def test_a_failure_in_a_kernel_shows_the_message_and_the_students_line_not_the_helpers(tmp_path):
+    """Run in a real IPython kernel: the helpers' frames are hidden (``__tracebackhide__``)."""
+    shutil.copy(ROOT / "public_tests.py", tmp_path)
+    student = ("import numpy as np\n"
+               "from public_tests import initialize_parameters_he_test\n"
+               "def initialize_parameters_he(layers_dims):\n"
+               "    np.random.seed(3)\n"
+               "    parameters = {}\n"
+               "    for l in range(1, len(layers_dims)):\n"
+               "        parameters['W' + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1]) * np.sqrt(1 / layers_dims[l - 1])\n"
+               "        parameters['b' + str(l)] = np.zeros((layers_dims[l], 1))\n"
+               "    return parameters\n")
+    crashing = "def initialize_parameters_zeros(layers_dims):\n    return {'W1': 1 / 0}\n"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(student),
+        nbformat.v4.new_code_cell("initialize_parameters_he_test(initialize_parameters_he)"),
+        nbformat.v4.new_code_cell(crashing + "from public_tests import initialize_parameters_zeros_test\n"
+                                  "initialize_parameters_zeros_test(initialize_parameters_zeros)")])
+    nbclient.NotebookClient(nb, allow_errors=True, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(nb.cells[i].outputs[0].traceback)) for i in (1, 2)]
+
+    wrong_scale, student_crash = plain
+    assert "----> 1 initialize_parameters_he_test(initialize_parameters_he)" in wrong_scale
+    assert "values look like Xavier scaling" in wrong_scale
+    # IPython always prints the frame that raised (a three-line _fail); every other helper is hidden
+    shown_frames = re.findall(r"public_tests\.py:\d+, in (\w+)", wrong_scale)
+    assert shown_frames == ["_fail"] and "skipping hidden" in wrong_scale
+    # the student's own line is where the error shows, not public_tests.py
+    assert "----> 2     return {'W1': 1 / 0}" in student_crash
+    assert "public_tests.py" not in student_crash
