@@ -39,7 +39,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -236,7 +235,10 @@ class Sandbox:
                 self._process.wait()
             self._process = None
         if self._host_dir is not None:
-            shutil.rmtree(self._host_dir, ignore_errors=True)
+            try:  # normally the zygote has removed it; not if it was killed
+                child.remove_tree(self._host_dir)
+            except OSError:
+                pass
             self._host_dir = None
 
     def close(self) -> None:
@@ -343,6 +345,13 @@ def _collect(calls: Sequence[Call], status: dict, fds: list[int], limits: Limits
             loaded, code_errors, results = _read_results(raw_result, calls)
         except ValueError as exc:
             reason = reason or f"malformed result from the sandbox: {exc}"
+    if loaded and len(results) == len(calls) and not status["finished"] \
+            and not status["output_exceeded"]:
+        # Every call reported, yet the child did not end the way the sandbox ends it: the
+        # submission broke the exit path (a hang, or a closed signal pipe).  Fail closed.
+        reason = (f"the submission interfered with the sandbox's exit after its last call "
+                  f"({reason or 'no end signal'}); its results are discarded")
+        results = [CallResult(c.function, "error", error=reason) for c in calls]
     if len(results) < len(calls):
         reason = reason or "the process ended before reporting every call"
         if loaded:  # the call in progress when the process died
@@ -399,6 +408,8 @@ def _process_reason(status: dict, limits: Limits, output: str) -> str | None:
         return f"wall-clock timeout after {limits.wall_seconds:g} s"
     if status["output_exceeded"]:
         return f"output limit exceeded: printed more than {_size(limits.output_bytes)}"
+    if status["finished"]:
+        return None  # the child signalled its end; the zygote then killed it
     sig = status["signal"]
     if not status["setup_ok"]:
         detail = f"killed by signal {sig}" if sig is not None else output[-500:]

@@ -543,6 +543,144 @@ def test_filling_the_disk_stops_at_the_workspace_size(box):
     assert_batch_goes_on(box)
 
 
+# --------------------------------------------------------------------------- failing closed
+
+
+def test_only_unix_and_internet_sockets_can_be_created(box):
+    requires_isolation(box, "seccomp")
+    result = run(box, """
+        import socket
+        def make(family, kind):
+            try:
+                socket.socket(family, kind).close()
+                return "created"
+            except OSError as exc:
+                return exc.errno
+        def pair():
+            a, b = socket.socketpair()
+            a.sendall(b"ok")
+            return b.recv(2).decode()
+        """, *(Call("make", (family, kind)) for family, kind in (
+            (socket.AF_UNIX, socket.SOCK_STREAM), (socket.AF_INET, socket.SOCK_STREAM),
+            (socket.AF_INET6, socket.SOCK_DGRAM),
+            (socket.AF_VSOCK, socket.SOCK_STREAM),  # reaches the VM's host: no namespace covers it
+            (socket.AF_NETLINK, socket.SOCK_RAW), (socket.AF_PACKET, socket.SOCK_RAW),
+            (socket.AF_ALG, socket.SOCK_SEQPACKET), (socket.AF_CAN, socket.SOCK_RAW))),
+        Call("pair"))
+    # EPERM is the filter's answer; a family the kernel lacks would give EAFNOSUPPORT (97).
+    assert [c.value for c in result.calls] == ["created"] * 3 + [1] * 5 + ["ok"]
+
+
+def test_memory_cannot_be_hoarded_in_memfds_outside_the_memory_limit(box):
+    requires_isolation(box, "seccomp")
+    # Pages written into a memfd are not address space: without the filter, 16 MiB memfds
+    # handed over a socket and closed add up past RLIMIT_AS.
+    result = run(box, """
+        import os, socket
+        def hoard():
+            keep, give = socket.socketpair()
+            held = 0
+            for _ in range(48):  # 768 MiB, beyond the 512 MiB limit
+                fd = os.memfd_create("hoard")
+                os.write(fd, b"x" * (16 << 20))
+                socket.send_fds(give, [b"."], [fd])
+                os.close(fd)
+                held += 16 << 20
+            return held
+        """, Call("hoard"), limits=Limits(memory_bytes=512 << 20, wall_seconds=5))
+    assert result.calls[0].status == "error"
+    assert result.calls[0].error == "PermissionError: [Errno 1] Operation not permitted"
+
+
+def test_a_submission_that_replaces_its_exit_path_ends_at_once_and_keeps_its_results(box):
+    result = run(box, [HE, """
+        import os, sys, time
+        class Stuck:
+            def write(self, text): return len(text)
+            def flush(self): time.sleep(1000)
+        def hang_in_exit(frame, event, arg):
+            if event == "c_call" and arg is os._exit:
+                time.sleep(1000)
+        os._exit = sys.exit = lambda *args: time.sleep(1000)
+        sys.stdout = sys.stderr = Stuck()
+        sys.setprofile(hang_in_exit)
+        """], Call("initialize_parameters_he", ([2, 4, 1],)), limits=Limits(wall_seconds=3))
+    assert result.reason is None  # not "wall-clock timeout after 3 s"
+    np.testing.assert_array_equal(result.calls[0].value["W1"], expected_he([2, 4, 1])["W1"])
+
+
+def test_a_submission_that_silences_the_end_signal_loses_its_results(box):
+    result = run(box, [HE, "import os\nos.close(4)  # the pipe the child signals its end on\n"],
+                 Call("initialize_parameters_he", ([2, 4, 1],)))
+    assert result.reason.startswith("the submission interfered with the sandbox's exit after its "
+                                    "last call")
+    assert [(c.status, c.value) for c in result.calls] == [("error", None)]
+    assert_batch_goes_on(box)
+
+
+def test_a_submission_that_hangs_its_own_exit_is_stopped_by_the_timeout_without_its_results(box):
+    result = run(box, [HE, """
+        import sys, time
+        def hang_before_the_end(frame, event, arg):  # the child flushes its streams, then ends
+            if event == "c_call" and getattr(arg, "__name__", "") == "flush":
+                time.sleep(1000)
+        sys.setprofile(hang_before_the_end)
+        """], Call("initialize_parameters_he", ([2, 4, 1],)), limits=Limits(wall_seconds=2))
+    assert result.reason == ("the submission interfered with the sandbox's exit after its last "
+                             "call (wall-clock timeout after 2 s); its results are discarded")
+    assert [(c.status, c.value) for c in result.calls] == [("error", None)]
+
+
+def test_a_1500_deep_directory_tree_is_removed_without_following_links(box, tmp_path):
+    keep = tmp_path / "outside"
+    keep.mkdir()
+    (keep / "precious.txt").write_text("must survive the clean-up")
+    zygote = box.zygote_pid
+    result = run(box, """
+        import os
+        def dig(outside):
+            os.symlink(outside, "link")  # the clean-up runs outside the chroot: never follow
+            for depth in range(1500):
+                os.mkdir("d")
+                os.chdir("d")
+                if depth % 500 == 0:
+                    os.symlink(outside, "link")
+                    open("file", "w").close()
+            return depth + 1
+        """, Call("dig", (str(keep),)))
+    assert result.calls[0].value == 1500
+    assert (keep / "precious.txt").read_text() == "must survive the clean-up"
+    listing = run(box, "import os\ndef ls():\n    return sorted(os.listdir('.'))\n", Call("ls"))
+    assert listing.calls[0].value == sorted(p.name for p in RELEASE.iterdir())
+    assert box.zygote_pid == zygote  # the same zygote: its clean-up did not crash
+    assert_batch_goes_on(box)
+
+
+LOOK_FOR_THE_PREVIOUS_RUN = """
+import gc, sys
+def look():
+    status_key, earlier_limit = "exit_" + "status", str(4321 / 1000)  # not in this code's text
+    found = []
+    frame = sys._getframe(1)  # the frames below this function: the sandbox's
+    while frame is not None:
+        for name, value in frame.f_locals.items():
+            if status_key in repr(value) or earlier_limit in repr(value):
+                found.append(f"{frame.f_code.co_name}: {name}")
+        frame = frame.f_back
+    found += [repr(o)[:200] for o in gc.get_objects() if isinstance(o, dict)
+              and (status_key in o or str(o.get("wall_seconds")) == earlier_limit)]
+    return found
+"""
+
+
+def test_the_next_child_finds_nothing_of_the_previous_run(box):
+    earlier = run(box, "import os\ndef f():\n    os._exit(77)\n", Call("f"),
+                  limits=Limits(wall_seconds=4.321))
+    assert earlier.reason == "process exited with status 77 before finishing (os._exit?)"
+    result = run(box, LOOK_FOR_THE_PREVIOUS_RUN, Call("look"))
+    assert result.calls[0].value == []
+
+
 # --------------------------------------------------------------------------- what the code can see
 
 
