@@ -31,6 +31,21 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.ExecutePreprocessor.timeout = 120
 c.ExecutePreprocessor.interrupt_on_timeout = True
 
+# --- coursekit (`coursekit config` lists every setting with its help) ---
+
+# The instructor's modules the test cells import; coursekit runs them, from the master
+# folder, in the grader's own process.  Only public_tests.py's lines appear in a failing
+# test's traceback (students read its explanations, not init_utils' internals).
+c.CourseKit.trusted_modules = ["public_tests.py", "init_utils.py"]
+c.CourseKit.traceback_modules = ["public_tests.py"]
+# The release's init_utils imports these; importing them once per sandbox, not per
+# submission, saves about 200 ms each.
+c.CourseKit.sandbox_preload = ["numpy", "numpy.random", "numpy.linalg", "numpy.testing",
+                               "matplotlib", "matplotlib.pyplot", "h5py"]
+# Per submission, in the sandbox: the three initializers take milliseconds.
+c.CourseKit.timeout = 20
+c.CourseKit.memory_mb = 2048
+
 # --- Grading and feedback (README: "For instructors: grading with nbgrader") ---
 
 # Feedback shows which test failed and why, never a hidden test's code or data:

@@ -1,1 +1,52 @@
-"""coursekit: a fast, sandboxed drop-in for `nbgrader autograde`."""
+"""coursekit: a fast, sandboxed drop-in for ``nbgrader autograde``.
+
+The Python API, for scripts and notebooks that grade without the command line::
+
+    from coursekit import autograde
+    summary = autograde(assignment="initialization", course_dir="path/to/course")
+    print(summary.graded, summary.failed)
+
+Names are imported on first use (PEP 562), so ``import coursekit`` and ``coursekit --version``
+stay fast; the grader's modules load NumPy and nbgrader only when something is graded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "autograde": "pipeline",
+    "Summary": "pipeline",
+    "GradedSubmission": "gradebook",
+    "CourseError": "read",
+    "PlanError": "extract",
+    "SandboxError": "sandbox",
+    "CourseKit": "config",
+    "Settings": "config",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from .config import CourseKit, Settings
+    from .extract import PlanError
+    from .gradebook import GradedSubmission
+    from .pipeline import Summary, autograde
+    from .read import CourseError
+    from .sandbox import SandboxError
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'coursekit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

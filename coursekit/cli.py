@@ -1,16 +1,24 @@
-"""Command line: ``coursekit autograde ASSIGNMENT ...``, a drop-in for ``nbgrader autograde``."""
+"""Command line: ``coursekit autograde ASSIGNMENT ...``, a drop-in for ``nbgrader autograde``.
+
+    coursekit autograde ASSIGNMENT   grade every submission into the nbgrader gradebook
+    coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
+    coursekit --version
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
-from .read import CourseError
+from . import __version__
+from .read import CourseError, course_config, load_course
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coursekit", description="Fast, sandboxed nbgrader autograding.")
+    parser.add_argument("--version", action="version", version=f"coursekit {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
     grade = verbs.add_parser(
         "autograde", help="grade submitted/<student>/ASSIGNMENT into the nbgrader gradebook",
@@ -28,11 +36,39 @@ def _parser() -> argparse.ArgumentParser:
                        help="wall-clock seconds per submission in the sandbox (default: 20)")
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
+    config = verbs.add_parser(
+        "config", help="show coursekit's settings for a course, with what each one means",
+        description="Print every c.CourseKit.* setting with its help and the value the course's "
+                    "nbgrader_config.py gives it.")
+    config.add_argument("--course-dir", type=Path, default=Path("."),
+                        help="folder holding nbgrader_config.py (default: the current folder)")
     return parser
+
+
+def show_config(course_dir: Path) -> str:
+    """Each c.CourseKit setting: its value for the course at `course_dir`, then its help."""
+    from .config import CourseKit
+
+    settings = load_course(course_dir).settings  # checks the values, as grading would
+    kit = CourseKit(config=course_config(course_dir))
+    lines = [f"# coursekit {__version__}: settings of the course in {course_dir.resolve()}",
+             "# (set them in nbgrader_config.py as c.CourseKit.<name> = <value>)", ""]
+    for name, trait in sorted(kit.class_traits(config=True).items()):
+        lines.append(f"c.CourseKit.{name} = {getattr(kit, name)!r}")
+        lines += [f"    {line}" for line in textwrap.wrap(" ".join((trait.help or "").split()), 92)]
+    lines.append(f"\n# sandbox limits in effect: {settings.limits}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.verb == "config":
+        try:
+            print(show_config(args.course_dir))
+        except CourseError as error:
+            print(f"coursekit: {error}", file=sys.stderr)
+            return 2
+        return 0
     from .pipeline import autograde  # after parsing, so --help stays fast
 
     if args.workers is not None and args.workers < 1:

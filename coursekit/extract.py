@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
+from .config import DEFAULTS, Settings
 from .names import DYNAMIC_CALLS, Names, analyze, analyze_source, strip_magics
 from .read import Course, CourseError
 
@@ -64,6 +65,7 @@ class AssignmentPlan:
     calls: dict[str, list] = field(default_factory=dict)  # test grade id -> planned sandbox calls
     release_files: dict[str, bytes] = field(default_factory=dict)  # the sandbox's working folder
     trusted_files: dict[str, bytes] = field(default_factory=dict)  # course modules the tests import
+    settings: Settings = DEFAULTS  # the course's c.CourseKit.* (preloads, limits, traceback filter)
 
     @functools.cached_property
     def key(self) -> str:
@@ -150,7 +152,9 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
         tests_of={f: [c.grade_id for c in cells if c.kind == "test" and f in c.names.reads] for f in graded},
         checksums={name: checksum for name, (_, checksum) in sources.items() if checksum},
         release_files=_files(course.release_dir(assignment), "**/*"),
-        trusted_files=_files(course.source_dir(assignment), "*.py"),
+        trusted_files={name: data for pattern in course.settings.trusted_modules
+                       for name, data in _files(course.source_dir(assignment), pattern).items()},
+        settings=course.settings,
     )
 
 

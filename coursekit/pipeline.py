@@ -48,20 +48,21 @@ _WARM_LOCK = threading.Lock()
 _BOX: sandbox.Sandbox | None = None
 
 
-def start_sandbox() -> sandbox.Sandbox:
-    """This process's sandbox: a zygote with NumPy imported, started now rather than on the
-    first submission (a local pool's workers call this as they start)."""
+def start_sandbox(preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD) -> sandbox.Sandbox:
+    """This process's sandbox: a zygote with the course's preloads (c.CourseKit.sandbox_preload)
+    imported, started now rather than on the first submission (a local pool's workers call this
+    as they start)."""
     global _BOX
     with _WARM_LOCK:
         if _BOX is None:
-            _BOX = sandbox.Sandbox()
+            _BOX = sandbox.Sandbox(preload=preload)
             _BOX.isolation  # starts the zygote
         return _BOX
 
 
 def _warm(plan: extract.AssignmentPlan) -> tuple[sandbox.Sandbox, Path]:
     """The sandbox and this plan's release files on local disk, made once per process."""
-    box = start_sandbox()
+    box = start_sandbox(plan.settings.sandbox_preload)
     with _WARM_LOCK:
         if plan.key not in _WARM:
             folder = Path(tempfile.mkdtemp(prefix=f"coursekit-release-{plan.key}-"))
@@ -163,10 +164,10 @@ class _Backend:
     close: Callable[[], None]
 
 
-def _local_backend(workers: int) -> _Backend:
+def _local_backend(workers: int, preload: tuple[str, ...]) -> _Backend:
     # fork: workers start with everything this process imported (NumPy, nbgrader) already loaded.
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                  initializer=start_sandbox)
+                                  initializer=start_sandbox, initargs=(preload,))
     return _Backend(submit=lambda *args: pool.submit(grade_submission, *args),
                     wait_first=lambda fs: cf.wait(fs, return_when=cf.FIRST_COMPLETED).done,
                     width=8 * workers, close=pool.shutdown)
@@ -207,8 +208,12 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
         plans[name] = extract.plan_assignment(course, assignment, name)
         score.record_calls(plans[name])
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
-    limits = sandbox.Limits() if timeout is None else replace(sandbox.Limits(), wall_seconds=float(timeout))
-    backend = _dask_backend(scheduler) if scheduler else _local_backend(workers or os.cpu_count() or 1)
+    limits = course.settings.limits
+    if timeout is not None:
+        limits = replace(limits, wall_seconds=float(timeout))
+    local_workers = workers or os.cpu_count() or 1
+    preload = course.settings.sandbox_preload
+    backend = _dask_backend(scheduler) if scheduler else _local_backend(local_workers, preload)
     reporter = Reporter(len(submissions), json_lines, out, err)
     writer = GradebookWriter(course)
     results: list[GradedSubmission] = []
@@ -236,7 +241,8 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
             while len(in_flight) < backend.width and (task := next_task()) is not None:
                 sub, held = task
                 try:
-                    future = backend.submit(plans[sub.notebook], sub, read.read_bytes(sub.path), limits)
+                    data = read.read_bytes(sub.path, course.settings.max_notebook_bytes)
+                    future = backend.submit(plans[sub.notebook], sub, data, limits)
                 except BrokenProcessPool:  # the pool broke since: retry once it is rebuilt
                     retry.append(task)
                     break
@@ -268,7 +274,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
             if retry and not scheduler and not in_flight:
                 reporter.note(f"a worker process died; {len(retry)} submissions go to a new pool")
                 backend.close()
-                backend = _local_backend(workers or os.cpu_count() or 1)
+                backend = _local_backend(local_workers, preload)
     finally:
         for sub, held in list(in_flight.values()) + retry:
             held.release()

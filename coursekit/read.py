@@ -2,7 +2,8 @@
 
 The course's ``nbgrader_config.py`` is loaded with traitlets, the way nbgrader loads it, into
 nbgrader's own ``CourseDirectory``: so ``root``, ``db_url``, ``directory_structure`` and
-``course_id`` mean exactly what they mean to ``nbgrader autograde``.  A submission that cannot be
+``course_id`` mean exactly what they mean to ``nbgrader autograde``.  The same file holds
+coursekit's course-specific settings (``c.CourseKit.*``, `coursekit.config`).  A submission that cannot be
 read becomes a `Unreadable` value with a reason, never an exception that stops the batch.
 """
 
@@ -18,9 +19,12 @@ from pathlib import Path
 import nbformat
 from nbformat.warnings import MissingIDFieldWarning
 from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-MAX_NOTEBOOK_BYTES = 50 * 2**20  # a notebook with many plots is a few MiB; 50 MiB is not a notebook
+from .config import DEFAULTS, Settings, settings_from
+
+MAX_NOTEBOOK_BYTES = DEFAULTS.max_notebook_bytes  # c.CourseKit.max_notebook_mb changes it per course
 
 
 class CourseError(Exception):
@@ -30,6 +34,7 @@ class CourseError(Exception):
 @dataclass(frozen=True)
 class Course:
     coursedir: CourseDirectory
+    settings: Settings = DEFAULTS  # c.CourseKit.* from nbgrader_config.py
 
     @property
     def root(self) -> Path:
@@ -60,18 +65,27 @@ class Course:
         return self.folder(self.coursedir.autograded_directory, student, assignment)
 
 
-def load_course(course_dir: Path) -> Course:
-    """Load `<course_dir>/nbgrader_config.py` into nbgrader's CourseDirectory."""
-    course_dir = Path(course_dir).resolve()
-    config_file = course_dir / "nbgrader_config.py"
+def course_config(course_dir: Path) -> Config:
+    """`<course_dir>/nbgrader_config.py`, loaded as nbgrader loads it."""
+    config_file = Path(course_dir).resolve() / "nbgrader_config.py"
     if not config_file.is_file():
         raise CourseError(f"{config_file} does not exist: pass the folder that holds the course's "
                           "nbgrader_config.py with --course-dir")
-    config = PyFileConfigLoader(config_file.name, path=str(course_dir)).load_config()
+    return PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
+
+
+def load_course(course_dir: Path) -> Course:
+    """Load `<course_dir>/nbgrader_config.py` into nbgrader's CourseDirectory and coursekit's settings."""
+    course_dir = Path(course_dir).resolve()
+    config = course_config(course_dir)
     coursedir = CourseDirectory(config=config)
     if "root" not in config.get("CourseDirectory", {}):
         coursedir.root = str(course_dir)  # nbgrader's default root is the working directory
-    return Course(coursedir)
+    try:
+        settings = settings_from(config)
+    except ValueError as error:
+        raise CourseError(f"{course_dir / 'nbgrader_config.py'}: {error}") from None
+    return Course(coursedir, settings)
 
 
 @dataclass(frozen=True)

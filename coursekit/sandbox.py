@@ -56,8 +56,8 @@ from coursekit import _sandbox_child as child
 __all__ = ["Call", "CallResult", "Isolation", "Limits", "Opaque", "Sandbox", "SandboxResult",
            "SandboxError", "run"]
 
-DEFAULT_PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing", "matplotlib",
-                   "matplotlib.pyplot", "h5py")
+# A course preloads more with c.CourseKit.sandbox_preload (coursekit/config.py).
+DEFAULT_PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing")
 # Only these dtypes come back as arrays: booleans, integers and floats.
 _DTYPE_RE = re.compile(r"[<>|=][biuf](1|2|4|8|16)")
 _MAX_ARRAY_DIMS = 32

@@ -11,7 +11,7 @@
    own rule (`nbgrader.utils.determine_grade`: full points unless it raised or wrote to stderr).
 
 Student code never runs in this process; the comparisons run with this process's NumPy and the
-course's own public_tests.py.
+course's own trusted helper modules (``c.CourseKit.trusted_modules``, e.g. public_tests.py).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class CellOutcome:
 
 def trusted_namespace(plan: AssignmentPlan) -> dict:
     """The globals the test cells start from: the needed locked cells (e.g. setup), executed
-    here with the course's own modules (public_tests.py from the master folder)."""
+    here with the course's own trusted modules (from the master folder)."""
     key = plan.key
     if key not in _NAMESPACES:
         folder = Path(tempfile.mkdtemp(prefix=f"coursekit-trusted-{key}-"))
@@ -71,7 +71,8 @@ def trusted_namespace(plan: AssignmentPlan) -> dict:
         for index in plan.trusted:
             cell = plan.cells[index]
             label = cell.grade_id or f"cell {index + 1}"
-            errors = [o for o in _run_cell(cell.source, namespace, f"<{label}>") if o.output_type == "error"]
+            errors = [o for o in _run_cell(cell.source, namespace, f"<{label}>", _traceback_files(plan))
+                      if o.output_type == "error"]
             if errors:  # every test would fail with a NameError: say why once, here
                 raise PlanError(f"the locked cell {label} fails in the grader: {errors[0].ename}: "
                                 f"{errors[0].evalue}; the tests need it")
@@ -109,7 +110,7 @@ def record_calls(plan: AssignmentPlan) -> None:
         namespace[function] = recorder(function, namespace[function])
     for test in plan.tests:
         current.clear()
-        outputs = _run_cell(test.source, namespace, f"<{test.grade_id}>")
+        outputs = _run_cell(test.source, namespace, f"<{test.grade_id}>", _traceback_files(plan))
         failed = [o for o in outputs if o.output_type == "error"]
         if failed:
             raise PlanError(f"master test cell {test.grade_id} fails with the master's solution: "
@@ -191,7 +192,7 @@ def replay(plan: AssignmentPlan, result: sandbox.SandboxResult) -> list[CellOutc
             queue = deque((call, next(results)) for call in plan.calls[test.grade_id])
             for function in plan.graded:
                 namespace[function] = _replay_stub(function, queue, result.reason)
-            outputs = _run_cell(test.source, namespace, f"<{test.grade_id}>")
+            outputs = _run_cell(test.source, namespace, f"<{test.grade_id}>", _traceback_files(plan))
             outcomes.append(_outcome(test.grade_id, test.nbgrader, test.points or 0.0, outputs))
     return outcomes
 
@@ -238,8 +239,14 @@ def _compiled(source: str, label: str) -> tuple[Any, Any]:
             compile(ast.Expression(last.value), label, "eval") if last is not None else None)
 
 
-def _run_cell(source: str, namespace: dict, label: str) -> list:
-    """Run trusted cell code as a kernel would; return the outputs Jupyter would show."""
+def _traceback_files(plan: AssignmentPlan) -> frozenset[str]:
+    """The trusted helper files whose frames a failing test's traceback shows."""
+    return frozenset(name for name in plan.trusted_files if plan.settings.shows_frames_of(name))
+
+
+def _run_cell(source: str, namespace: dict, label: str, shown: frozenset[str]) -> list:
+    """Run trusted cell code as a kernel would; return the outputs Jupyter would show.  A
+    traceback shows the cell's own lines and those of the trusted helper files in ``shown``."""
     body, last = _compiled(source, label)
     stdout, stderr = io.StringIO(), io.StringIO()
     error = value = None
@@ -257,7 +264,7 @@ def _run_cell(source: str, namespace: dict, label: str) -> list:
         outputs.append(new_output("execute_result", data={"text/plain": repr(value)}, execution_count=None))
     if error is not None:
         frames = [f for f in traceback.extract_tb(error.__traceback__)
-                  if f.filename == label or f.filename.endswith("public_tests.py")]
+                  if f.filename == label or Path(f.filename).name in shown]
         lines = traceback.format_list(frames) + traceback.format_exception_only(type(error), error)
         outputs.append(new_output("error", ename=type(error).__name__, evalue=str(error),
                                   traceback=["Traceback (most recent call last):"] + [l.rstrip("\n") for l in lines]))

@@ -1,0 +1,124 @@
+"""Course-specific settings, read from the course's ``nbgrader_config.py``.
+
+coursekit grades any nbgrader assignment whose tests call functions students write.  What
+differs from course to course -- which of the instructor's helper modules the tests may import,
+what the sandbox imports ahead of time, which frames a failing test's traceback shows, how long
+and how big a submission may run -- is configured the way nbgrader configures its own
+preprocessors: traits of a ``Configurable`` (`CourseKit`), set in the course's
+``nbgrader_config.py`` next to nbgrader's settings::
+
+    c.CourseKit.trusted_modules = ["public_tests.py", "init_utils.py"]
+    c.CourseKit.sandbox_preload = ["numpy", "matplotlib.pyplot", "h5py"]
+    c.CourseKit.timeout = 20
+
+``coursekit config`` prints every setting with its help and its value for a course.
+
+`CourseKit` reads and checks the values once, in the grader's process; `Settings` is the
+result as plain frozen data, because it travels with each assignment plan to local and Dask
+workers.  The defaults suit any course: every ``*.py`` of the master folder is trusted, the
+sandbox preloads NumPy only, and the limits are `coursekit.sandbox.Limits`'s.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+
+from traitlets import Float, Integer, List, TraitError, Unicode, validate
+from traitlets.config import Config, Configurable
+
+from .sandbox import DEFAULT_PRELOAD, Limits
+
+__all__ = ["DEFAULTS", "CourseKit", "Settings", "settings_from"]
+
+_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """coursekit's settings for one course, as plain data (see `CourseKit` for their meaning)."""
+
+    trusted_modules: tuple[str, ...] = ("*.py",)
+    traceback_modules: tuple[str, ...] = ("*.py",)
+    sandbox_preload: tuple[str, ...] = DEFAULT_PRELOAD
+    limits: Limits = field(default_factory=Limits)
+    max_notebook_bytes: int = 50 * 2**20  # a notebook with many plots is a few MiB; 50 MiB is not one
+
+    def shows_frames_of(self, filename: str) -> bool:
+        """Whether a failing test's traceback shows frames of this trusted helper file."""
+        return any(fnmatch.fnmatch(filename, pattern) for pattern in self.traceback_modules)
+
+
+DEFAULTS = Settings()
+
+
+class CourseKit(Configurable):
+    """coursekit's course-specific settings: ``c.CourseKit.<name>`` in nbgrader_config.py."""
+
+    trusted_modules = List(Unicode(), default_value=list(DEFAULTS.trusted_modules), help="""
+        The instructor's helper modules the test cells may import, as file name patterns in the
+        assignment's source (master) folder, e.g. ["public_tests.py"].  coursekit runs them
+        in the grader's own process when it replays the tests -- they are trusted code, read
+        from the master folder and never from a submission -- and copies them to the workers
+        with the assignment's plan.""").tag(config=True)
+
+    traceback_modules = List(Unicode(), default_value=list(DEFAULTS.traceback_modules), help="""
+        Which of the trusted helper modules appear in the traceback of a failing test cell,
+        as file name patterns, e.g. ["public_tests.py"].  The test cell's own lines always
+        appear; frames of other modules (NumPy, the standard library, helpers not listed
+        here) are left out, so students read the test's message rather than its machinery.
+        """).tag(config=True)
+
+    sandbox_preload = List(Unicode(), default_value=list(DEFAULTS.sandbox_preload), help="""
+        Modules the sandbox imports once, before any submission runs, so that a submission
+        importing them does not pay for it every time (Matplotlib costs about 200 ms).  A
+        module that cannot be imported is left out with a note.""").tag(config=True)
+
+    timeout = Float(_LIMITS.wall_seconds, help="""
+        Wall-clock seconds one submission may run in the sandbox: loading the student's code
+        and every call the tests make.  `coursekit autograde --timeout` overrides it.
+        """).tag(config=True)
+
+    cpu_seconds = Integer(_LIMITS.cpu_seconds, help="CPU seconds one submission may use in the "
+                          "sandbox (RLIMIT_CPU).").tag(config=True)
+
+    memory_mb = Integer(_LIMITS.memory_bytes >> 20, help="""
+        Address space of one submission's sandbox process in MiB (RLIMIT_AS), preloaded
+        libraries included; at least 512.""").tag(config=True)
+
+    output_bytes = Integer(_LIMITS.output_bytes, help="Bytes of printed output (and of results) "
+                           "kept from one submission's sandbox run.").tag(config=True)
+
+    max_notebook_mb = Integer(DEFAULTS.max_notebook_bytes >> 20, help="""
+        Largest submitted notebook coursekit reads, in MiB; a larger file scores zero with a
+        note asking the student to clear its outputs.""").tag(config=True)
+
+    @validate("timeout", "cpu_seconds", "memory_mb", "output_bytes", "max_notebook_mb")
+    def _positive(self, proposal: dict) -> float:
+        if not proposal["value"] > 0:
+            raise TraitError(f"c.CourseKit.{proposal['trait'].name} must be positive, "
+                             f"got {proposal['value']!r}")
+        return proposal["value"]
+
+    def settings(self) -> Settings:
+        """The values as plain data; raises ValueError with the setting's name if they clash."""
+        try:
+            limits = replace(_LIMITS, wall_seconds=float(self.timeout), cpu_seconds=self.cpu_seconds,
+                             memory_bytes=self.memory_mb << 20, output_bytes=self.output_bytes)
+        except ValueError as error:  # e.g. too little memory for Python and NumPy
+            raise ValueError(f"c.CourseKit: {error}") from None
+        return Settings(trusted_modules=tuple(self.trusted_modules),
+                        traceback_modules=tuple(self.traceback_modules),
+                        sandbox_preload=tuple(self.sandbox_preload), limits=limits,
+                        max_notebook_bytes=self.max_notebook_mb << 20)
+
+
+def settings_from(config: Config) -> Settings:
+    """coursekit's settings from a loaded nbgrader configuration.
+
+    Raises ValueError naming the setting when a value is wrong (a negative timeout, a string
+    where a list belongs), so the grader stops before grading anything."""
+    try:
+        return CourseKit(config=config).settings()
+    except TraitError as error:
+        raise ValueError(str(error)) from None

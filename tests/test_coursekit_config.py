@@ -1,0 +1,123 @@
+"""coursekit's course-specific settings: read from the course's nbgrader_config.py (c.CourseKit.*)
+and acted on by the real grader, plus the package's public face (API names, version)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import coursekit
+from course_copy import ASSIGNMENT, ROOT, copy_course, nbgrader_env
+from coursekit.config import DEFAULTS
+from coursekit.read import CourseError, load_course
+from coursekit_course import coursekit as run_coursekit
+from coursekit_course import release_notebook, shared_template, submit
+from student_work import CORRECT, solve
+
+WRONG_ZEROS = CORRECT["initialize_parameters_zeros"].replace("layers_dims[l - 1]", "layers_dims[1]")
+# A student function that scores only where the sandbox preloaded matplotlib.pyplot.
+PROBE_PRELOAD = ('import sys\nassert "matplotlib.pyplot" in sys.modules, "not preloaded"\n'
+                 + CORRECT["initialize_parameters_random"])
+ENDLESS = "while True:\n    pass"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return shared_template(tmp_path_factory)
+
+
+def with_config(template: Path, dest: Path, lines: str) -> Path:
+    course = copy_course(template, dest)
+    with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
+        config.write("\n" + lines + "\n")
+    return course
+
+
+def test_the_course_sets_its_own_values_in_nbgrader_config():
+    settings = load_course(ROOT).settings
+    assert settings.trusted_modules == ("public_tests.py", "init_utils.py")
+    assert settings.traceback_modules == ("public_tests.py",)
+    assert {"matplotlib.pyplot", "h5py"} <= set(settings.sandbox_preload)
+    assert settings.limits.wall_seconds == 20 and settings.limits.memory_bytes == 2048 << 20
+
+
+def test_a_course_that_sets_nothing_gets_general_defaults(tmp_path):
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    settings = load_course(tmp_path).settings
+    assert settings == DEFAULTS
+    assert settings.trusted_modules == ("*.py",)
+    assert not {"matplotlib", "matplotlib.pyplot", "h5py"} & set(settings.sandbox_preload)
+
+
+@pytest.mark.parametrize("line, words", [
+    ("c.CourseKit.timeout = -1", "c.CourseKit.timeout must be positive"),
+    ("c.CourseKit.memory_mb = 100", "memory_bytes must be at least"),
+    ("c.CourseKit.timeout = 'long'", "'timeout' trait of a CourseKit instance expected a float"),
+])
+def test_a_wrong_value_stops_grading_with_the_settings_name(tmp_path, line, words):
+    (tmp_path / "nbgrader_config.py").write_text(f"c = get_config()\n{line}\n")
+    with pytest.raises(CourseError, match="nbgrader_config.py") as caught:
+        load_course(tmp_path)
+    assert words in str(caught.value)
+
+
+def test_coursekit_config_prints_each_setting_with_its_value_and_help():
+    proc = subprocess.run([sys.executable, "-m", "coursekit", "config", "--course-dir", str(ROOT)],
+                          env=nbgrader_env(), capture_output=True, text=True, check=True)
+    assert "c.CourseKit.traceback_modules = ['public_tests.py']" in proc.stdout
+    assert "c.CourseKit.timeout = 20.0" in proc.stdout
+    assert "--timeout` overrides it" in proc.stdout  # the help text follows the value
+
+
+def graded_cells(result: dict) -> dict[str, float]:
+    return {grade_id: cell["score"] for grade_id, cell in result["cells"].items()}
+
+
+def autograded_traceback(course: Path, student: str, grade_id: str) -> str:
+    nb = nbformat.read(course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    return "\n".join(line for o in cell.outputs if o.output_type == "error" for line in o.traceback)
+
+
+def test_the_grader_uses_the_courses_traceback_filter_and_preloads(template, tmp_path):
+    course = copy_course(template, tmp_path / "course")
+    submit(course, "s1", solve(release_notebook(), {**CORRECT, "initialize_parameters_zeros": WRONG_ZEROS,
+                                                     "initialize_parameters_random": PROBE_PRELOAD}))
+    (result,) = run_coursekit(course)
+    assert graded_cells(result)["test_random_public"] == 1  # matplotlib.pyplot was preloaded
+    shown = autograded_traceback(course, "s1", "test_zeros_public")
+    assert "public_tests.py" in shown and "has shape (2, 2), expected (2, 3)" in shown
+    assert "numpy" not in shown  # frames outside the listed helper modules stay out
+
+
+def test_other_settings_change_what_the_grader_does(template, tmp_path):
+    course = with_config(template, tmp_path / "course", "\n".join([
+        "c.CourseKit.traceback_modules = []",
+        "c.CourseKit.sandbox_preload = ['numpy']",
+        "c.CourseKit.timeout = 2",
+    ]))
+    submit(course, "s1", solve(release_notebook(), {**CORRECT, "initialize_parameters_zeros": WRONG_ZEROS,
+                                                     "initialize_parameters_random": PROBE_PRELOAD,
+                                                     "initialize_parameters_he": ENDLESS}))
+    (result,) = run_coursekit(course)
+    cells = graded_cells(result)
+    assert cells["test_random_public"] == 0  # nothing but NumPy preloaded now
+    assert "not preloaded" in result["cells"]["test_random_public"]["message"]
+    assert cells["test_he_public"] == 0 and "timeout after 2 s" in result["reason"]
+    shown = autograded_traceback(course, "s1", "test_zeros_public")
+    assert "public_tests.py" not in shown and "has shape (2, 2), expected (2, 3)" in shown
+
+
+def test_the_package_exports_its_python_api_and_version():
+    assert {"autograde", "Summary", "GradedSubmission", "CourseError", "PlanError",
+            "SandboxError"} <= set(coursekit.__all__)
+    for name in coursekit.__all__:
+        assert getattr(coursekit, name) is not None
+    assert issubclass(coursekit.PlanError, coursekit.CourseError)
+    proc = subprocess.run([sys.executable, "-m", "coursekit", "--version"], capture_output=True, text=True)
+    assert proc.stdout.strip() == f"coursekit {coursekit.__version__}"
+    assert (Path(coursekit.__file__).parent / "py.typed").is_file()
