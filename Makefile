@@ -11,7 +11,7 @@ SRC         := source/$(ASSIGNMENT)
 HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
 .PHONY: demo lesson test test-quick venv release grade feedback report demo-class bench exchange \
-        link screenshot clean
+        link screenshot hub-env clean
 # Steps run in the order listed, even under `make -j`: each one reads what the previous wrote.
 .NOTPARALLEL:
 
@@ -83,6 +83,19 @@ bench: venv
 EXCHANGE ?= /srv/nbgrader/exchange
 exchange:
 	install -d -m 1777 $(EXCHANGE)
+
+# The Python environment a hub's single-user servers and formgrader service run from: Debian's
+# python3 with this kit, JupyterHub and psycopg2, outside every home so each account can run it.
+# Reinstalls the kit when it changes (the hub test checks the installed copy is current).
+HUB_ENV    ?= /opt/weight-init-hub
+HUB_PYTHON ?= /usr/bin/python3
+hub-env: $(HUB_ENV)/.installed
+
+$(HUB_ENV)/.installed: pyproject.toml $(wildcard coursekit/*.py)
+	test -x $(HUB_ENV)/bin/python || $(HUB_PYTHON) -m venv $(HUB_ENV)
+	$(HUB_ENV)/bin/python -m pip install -q ".[hub]"
+	$(HUB_ENV)/bin/python -m pip install -q --no-deps --force-reinstall .
+	touch $@
 
 # Print an nbgitpuller link that opens the student notebook, e.g.
 #   make link HUB=https://hub.example.edu REPO=https://github.com/you/weight-init BRANCH=main

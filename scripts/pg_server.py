@@ -88,15 +88,20 @@ class PostgresServer:
         """SQLAlchemy URL of a database on this server (nbgrader and coursekit accept it)."""
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """Create an empty database and return its SQLAlchemy URL."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create a database (empty, or a copy of the database `template`); its SQLAlchemy URL.
+
+        Copying a template is how a test gets a fresh gradebook in milliseconds instead of running
+        `nbgrader generate_assignment` again; the template must have no open connection.
+        """
         import psycopg2  # imported here: only callers that start a server need the driver
 
         connection = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
                                       dbname="postgres")
         connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
+            copy = f' TEMPLATE "{template}"' if template else ""
+            cursor.execute(f'CREATE DATABASE "{name}"{copy}')
         connection.close()
         return self.url(name)
 

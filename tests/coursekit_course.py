@@ -50,18 +50,19 @@ def release_notebook() -> dict:
     return json.loads((ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))
 
 
-def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600) -> list[dict]:
+def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600,
+              env: dict[str, str] | None = None) -> list[dict]:
     """Run the real CLI (`python -m coursekit autograde initialization --json ...`); its JSON lines."""
     proc = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json", *args],
-                          cwd=course, env=nbgrader_env(), capture_output=True, text=True, timeout=timeout)
+                          cwd=course, env=env or nbgrader_env(), capture_output=True, text=True, timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-def gradebook_scores(course: Path) -> dict[tuple[str, str], float | None]:
-    """{(student, grade cell): auto_score} for every submission in the course's gradebook."""
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "weight-init") as gb:
+def gradebook_scores(course: Path, url: str | None = None) -> dict[tuple[str, str], float | None]:
+    """{(student, grade cell): auto_score} for every submission in the course's gradebook (or at `url`)."""
+    with Gradebook(url or f"sqlite:///{course / 'gradebook.db'}", "weight-init") as gb:
         return {(sub.student.id, grade.name): grade.auto_score
                 for sub in gb.find_assignment(ASSIGNMENT).submissions
                 for nb in sub.notebooks for grade in nb.grades}

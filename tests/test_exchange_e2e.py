@@ -110,7 +110,7 @@ def build_class(w: World) -> World:
     for name in STUDENTS:
         config = w.home(name) / ".jupyter" / "nbgrader_config.py"
         config.parent.mkdir(parents=True)
-        shutil.copy(ROOT / "jupyterhub" / "student_nbgrader_config.py", config)
+        shutil.copy(ROOT / "jupyterhub" / "student" / "nbgrader_config.py", config)
         w.home(name).chmod(0o700)
         w.student(name, "fetch_assignment", ASSIGNMENT)
 

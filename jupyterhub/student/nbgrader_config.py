@@ -1,8 +1,10 @@
 """nbgrader configuration for the students of the weight-initialization course on a JupyterHub.
 
-Install it where every student server reads it, e.g. /etc/jupyter/nbgrader_config.py in the
-single-user image.  Students need only the course id and the exchange; the course directory and
-the gradebook belong to the instructors (../nbgrader_config.py).
+jupyterhub_config.py puts this folder on every student server's JUPYTER_CONFIG_PATH, so this file is
+read along with the two beside it, which switch off the instructor tools.  Without JupyterHub, install
+it as /etc/jupyter/nbgrader_config.py in the student image or as ~/.jupyter/nbgrader_config.py.
+Students need only the course id and the exchange; the course directory and the gradebook belong to
+the instructors (../../nbgrader_config.py).
 
     COURSEKIT_EXCHANGE   exchange root (default: /srv/nbgrader/exchange), as for the instructors
 """
