@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="wall-clock seconds per submission in the sandbox (default: 20)")
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
+    grade.add_argument("--insecure", action="store_true",
+                       help="grade even if this machine cannot isolate submissions (not root, no "
+                            "namespaces, no seccomp): a submission could then read the hidden tests "
+                            "and change the gradebook; every reason says so. Never for real classes.")
     config = verbs.add_parser(
         "config", help="show coursekit's settings for a course, with what each one means",
         description="Print every c.CourseKit.* setting with its help and the value the course's "
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = autograde(assignment=args.assignment, course_dir=args.course_dir, students=args.student,
                             workers=args.workers, scheduler=args.scheduler, timeout=args.timeout,
-                            force=args.force, json_lines=args.json)
+                            force=args.force, json_lines=args.json, insecure=args.insecure)
     except CourseError as error:
         print(f"coursekit: {error}", file=sys.stderr)
         return 2

@@ -91,9 +91,9 @@ def claim(course: Course, submission: Submission) -> Claim | None:
     """Lock the submitted notebook for this grader, or None if another grader holds it."""
     folder = course.submitted_dir(submission.student, submission.assignment)
     try:
-        handle = open(folder / lock_name(submission.notebook), "a")
-    except OSError:
-        return Claim(None)  # no folder (nothing submitted) or read-only: nothing to race for
+        handle = _open_lock(folder / lock_name(submission.notebook))
+    except OSError:  # no folder (nothing submitted), read-only, or a symbolic link planted there
+        return Claim(None)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -102,12 +102,19 @@ def claim(course: Course, submission: Submission) -> Claim | None:
     return Claim(handle)
 
 
+def _open_lock(path: Path) -> IO:
+    """Open (creating) a lock file, never through a symbolic link: the grader, often root, must not
+    create or open whatever a link placed there points to.  OSError (ELOOP for a link) if it cannot."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o644), "a")
+
+
 @contextmanager
 def _file_lock(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    with open(path, "a") as handle:
+    with _open_lock(path) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 

@@ -22,7 +22,6 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
 import threading
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -48,24 +47,29 @@ _WARM_LOCK = threading.Lock()
 _BOX: sandbox.Sandbox | None = None
 
 
-def start_sandbox(preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD) -> sandbox.Sandbox:
+def start_sandbox(preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD,
+                  insecure: bool = False) -> sandbox.Sandbox:
     """This process's sandbox: a zygote with the course's preloads (c.CourseKit.sandbox_preload)
     imported, started now rather than on the first submission (a local pool's workers call this
-    as they start)."""
+    as they start).  Raises sandbox.IsolationMissing on a machine that cannot isolate
+    submissions, unless `insecure` (--insecure)."""
     global _BOX
     with _WARM_LOCK:
-        if _BOX is None:
-            _BOX = sandbox.Sandbox(preload=preload)
-            _BOX.isolation  # starts the zygote
+        if _BOX is None or _BOX.insecure != insecure:
+            if _BOX is not None:
+                _BOX.close()
+            box = sandbox.Sandbox(preload=preload, insecure=insecure)
+            box.isolation  # starts the zygote, or refuses
+            _BOX = box
         return _BOX
 
 
-def _warm(plan: extract.AssignmentPlan) -> tuple[sandbox.Sandbox, Path]:
+def _warm(plan: extract.AssignmentPlan, insecure: bool) -> tuple[sandbox.Sandbox, Path]:
     """The sandbox and this plan's release files on local disk, made once per process."""
-    box = start_sandbox(plan.settings.sandbox_preload)
+    box = start_sandbox(plan.settings.sandbox_preload, insecure)
     with _WARM_LOCK:
         if plan.key not in _WARM:
-            folder = Path(tempfile.mkdtemp(prefix=f"coursekit-release-{plan.key}-"))
+            folder = sandbox.scratch_folder(f"coursekit-release-{plan.key}-")
             for name, data in plan.release_files.items():
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 (folder / name).write_bytes(data)
@@ -75,29 +79,34 @@ def _warm(plan: extract.AssignmentPlan) -> tuple[sandbox.Sandbox, Path]:
 
 
 def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
-                     data: bytes | read.Unreadable, limits: sandbox.Limits) -> GradedSubmission:
-    """read -> extract -> sandbox -> score for one submission; never raises for bad input."""
+                     data: bytes | read.Unreadable, limits: sandbox.Limits,
+                     insecure: bool = False) -> GradedSubmission:
+    """read -> extract -> sandbox -> score for one submission; never raises for bad input.
+    With `insecure` (--insecure), a machine without full isolation grades anyway and every
+    reason starts by saying so."""
+    box, release = _warm(plan, insecure)
+    warning = [box.insecure_note] if box.insecure_note else []
     nb = read.parse_notebook(data, f"{submission.notebook}.ipynb") if isinstance(data, bytes) else data
     if isinstance(nb, read.Unreadable):
         outcomes = score.failed_outcomes(plan, nb.reason)
         graded_nb = score.autograded_notebook(None, plan, outcomes)
-        return _result(plan, submission, outcomes, graded_nb, [nb.reason], cell_failures=False)
+        return _result(plan, submission, outcomes, graded_nb, warning + [nb.reason], cell_failures=False)
 
     code = extract.student_code(nb, plan)
-    result = _run_calls(plan, list(code.parts), limits)
+    result = _run_calls(box, release, plan, list(code.parts), limits)
     outcomes = score.replay(plan, result)
     graded_nb = score.autograded_notebook(nb, plan, outcomes)
-    notes = list(code.notes) + [_name_part(e, code.labels) for e in result.code_errors]
+    notes = warning + list(code.notes) + [_name_part(e, code.labels) for e in result.code_errors]
     if result.reason:
         notes.append(f"sandbox: {result.reason}")
     return _result(plan, submission, outcomes, graded_nb, notes)
 
 
-def _run_calls(plan: extract.AssignmentPlan, parts: list[str], limits: sandbox.Limits) -> sandbox.SandboxResult:
+def _run_calls(box: sandbox.Sandbox, release: Path, plan: extract.AssignmentPlan, parts: list[str],
+               limits: sandbox.Limits) -> sandbox.SandboxResult:
     """All planned calls in one sandbox run.  If the run dies in a call (exit, crash, timeout,
     memory), the rest of that function's calls fail with the reason and the other functions'
     calls run again in a fresh sandbox: one broken function costs only its own exercise."""
-    box, release = _warm(plan)
     calls = score.planned_calls(plan)
     results: list[sandbox.CallResult | None] = [None] * len(calls)
     reasons: list[str] = []
@@ -158,16 +167,16 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
 
 @dataclass
 class _Backend:
-    submit: Callable[..., Any]  # (plan, submission, data, limits) -> future
+    submit: Callable[..., Any]  # (plan, submission, data, limits, insecure) -> future
     wait_first: Callable[[set], set]  # futures -> the done ones (at least one)
     width: int  # how many tasks to keep in flight
     close: Callable[[], None]
 
 
-def _local_backend(workers: int, preload: tuple[str, ...]) -> _Backend:
+def _local_backend(workers: int, preload: tuple[str, ...], insecure: bool) -> _Backend:
     # fork: workers start with everything this process imported (NumPy, nbgrader) already loaded.
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                  initializer=start_sandbox, initargs=(preload,))
+                                  initializer=start_sandbox, initargs=(preload, insecure))
     return _Backend(submit=lambda *args: pool.submit(grade_submission, *args),
                     wait_first=lambda fs: cf.wait(fs, return_when=cf.FIRST_COMPLETED).done,
                     width=8 * workers, close=pool.shutdown)
@@ -189,6 +198,16 @@ def _dask_backend(address: str) -> _Backend:
                     width=width, close=client.close)
 
 
+def _check_isolation() -> None:
+    """Start a bare zygote to see whether this machine isolates submissions; CourseError if not
+    (like an unusable course, the whole run stops and says why)."""
+    try:
+        with sandbox.Sandbox(preload=()) as probe:
+            probe.isolation
+    except sandbox.IsolationMissing as error:
+        raise read.CourseError(str(error)) from None
+
+
 @dataclass(frozen=True)
 class Summary:
     graded: int
@@ -199,10 +218,16 @@ class Summary:
 
 def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterable[str] | None = None,
               workers: int | None = None, scheduler: str | None = None, timeout: float | None = None,
-              force: bool = False, json_lines: bool = False,
+              force: bool = False, json_lines: bool = False, insecure: bool = False,
               out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Summary:
-    """Grade every submission of `assignment` (or those of `students`) into the gradebook."""
+    """Grade every submission of `assignment` (or those of `students`) into the gradebook.
+
+    On a machine where the sandbox cannot isolate submissions fully (not root, no
+    CAP_SYS_ADMIN, no namespaces, no seccomp), grading is refused with a CourseError that
+    names what is missing, unless `insecure` (--insecure) is set: then every reason says so."""
     course = read.load_course(Path(course_dir))
+    if not scheduler and not insecure:
+        _check_isolation()  # refuse at once, not in every worker (Dask workers check their own)
     plans = {}
     for name in extract.notebooks_of(course, assignment):
         plans[name] = extract.plan_assignment(course, assignment, name)
@@ -213,7 +238,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
         limits = replace(limits, wall_seconds=float(timeout))
     local_workers = workers or os.cpu_count() or 1
     preload = course.settings.sandbox_preload
-    backend = _dask_backend(scheduler) if scheduler else _local_backend(local_workers, preload)
+    backend = _dask_backend(scheduler) if scheduler else _local_backend(local_workers, preload, insecure)
     reporter = Reporter(len(submissions), json_lines, out, err)
     writer = GradebookWriter(course)
     results: list[GradedSubmission] = []
@@ -242,7 +267,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
                 sub, held = task
                 try:
                     data = read.read_bytes(sub.path, course.settings.max_notebook_bytes)
-                    future = backend.submit(plans[sub.notebook], sub, data, limits)
+                    future = backend.submit(plans[sub.notebook], sub, data, limits, insecure)
                 except BrokenProcessPool:  # the pool broke since: retry once it is rebuilt
                     retry.append(task)
                     break
@@ -274,7 +299,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
             if retry and not scheduler and not in_flight:
                 reporter.note(f"a worker process died; {len(retry)} submissions go to a new pool")
                 backend.close()
-                backend = _local_backend(local_workers, preload)
+                backend = _local_backend(local_workers, preload, insecure)
     finally:
         for sub, held in list(in_flight.values()) + retry:
             held.release()

@@ -9,9 +9,11 @@ read becomes a `Unreadable` value with a reason, never an exception that stops t
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,20 +117,31 @@ class Unreadable:
 
 
 def read_bytes(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes | Unreadable:
-    """The file's bytes, or why they cannot be used (missing, too large, not a file)."""
+    """The file's bytes, or why they cannot be used (missing, a symbolic link, too large, not a file).
+
+    The file is opened without following a symbolic link (the grader, often root, would read
+    whatever the link points to) and without waiting on a FIFO; the checks are made on the open
+    file, so it cannot be swapped between check and read."""
     try:
-        size = os.stat(path).st_size
-        if not path.is_file():
-            return Unreadable(f"{path.name} is not a regular file")
-        if size > limit:
-            return Unreadable(f"{path.name} is {size / 2**20:.0f} MiB, larger than the "
-                              f"{limit / 2**20:.0f} MiB a notebook may be; clear its outputs and resubmit")
-        with open(path, "rb") as fh:
-            return fh.read(limit + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return Unreadable(f"no submitted file {path.name}")
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            return Unreadable(f"{path.name} is a symbolic link, which the grader never follows; "
+                              "submit the notebook file itself")
         return Unreadable(f"cannot read {path.name}: {err.strerror}")
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return Unreadable(f"{path.name} is not a regular file")
+            if info.st_size > limit:
+                return Unreadable(f"{path.name} is {info.st_size / 2**20:.0f} MiB, larger than the "
+                                  f"{limit / 2**20:.0f} MiB a notebook may be; clear its outputs and resubmit")
+            return fh.read(limit + 1)
+        except OSError as err:
+            return Unreadable(f"cannot read {path.name}: {err.strerror}")
 
 
 def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.NotebookNode | Unreadable:

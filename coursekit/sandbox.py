@@ -6,8 +6,6 @@ Usage::
         result = box.run(code, [Call("initialize_parameters_he", ([2, 4, 1],))],
                          workdir_files=Path("release/initialization"))
 
-or the module-level :func:`run`, which shares one lazily started zygote.
-
 How it works (threat model and limits: SECURITY.md).  A :class:`Sandbox` starts a
 zygote (coursekit/_sandbox_child.py) that imports NumPy and Matplotlib once and
 moves itself into its own mount, network and IPC namespaces with a read-only
@@ -15,7 +13,9 @@ chroot.  For each run the zygote forks a child, which takes a fresh uid, sets
 its resource limits, executes the code and calls the functions.  The child
 writes its results to a memory file as records of JSON plus raw array bytes;
 this process, never the child, turns them back into Python values and refuses
-anything that is not plain data, oversized or malformed.
+anything that is not plain data, oversized or malformed.  A machine that does not
+allow every one of these protections is refused (`IsolationMissing`, naming what is
+missing and what to do) unless the caller opts in with ``Sandbox(insecure=True)``.
 
 Result file format (written by the child, one record per event)::
 
@@ -37,6 +37,7 @@ import dataclasses
 import functools
 import json
 import math
+import multiprocessing.util
 import os
 import re
 import signal
@@ -53,8 +54,8 @@ import numpy as np
 
 from coursekit import _sandbox_child as child
 
-__all__ = ["Call", "CallResult", "Isolation", "Limits", "Opaque", "Sandbox", "SandboxResult",
-           "SandboxError", "run"]
+__all__ = ["Call", "CallResult", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
+           "SandboxResult", "SandboxError", "scratch_folder"]
 
 # A course preloads more with c.CourseKit.sandbox_preload (coursekit/config.py).
 DEFAULT_PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing")
@@ -143,6 +144,54 @@ class SandboxError(RuntimeError):
     """The sandbox machinery itself failed (not the student's code)."""
 
 
+class IsolationMissing(SandboxError):
+    """This machine cannot isolate submissions fully; the message names what and what to do."""
+
+    def __init__(self, message: str, missing: tuple[str, ...] = ()) -> None:  # () when unpickled
+        super().__init__(message)
+        self.missing = missing  # Isolation field names, e.g. ("filesystem", "network")
+
+
+# Each protection of `Isolation`, and what a submission can do without it.
+_MEASURES = {
+    "user": "a separate user id for each run (without it the submission acts as the grader's "
+            "own user: it can change the gradebook, other students' work and the course's "
+            "nbgrader_config.py)",
+    "filesystem": "a private read-only view of the machine (without it the submission can read "
+                  "the master notebook, the hidden tests, the gradebook and other students' work)",
+    "network": "a private network namespace (without it the submission can reach the internet "
+               "and every service of this machine)",
+    "ipc": "private System V IPC and message queues (without them runs can talk to each other)",
+    "seccomp": "the system-call filter (without it the submission can start processes, open "
+               "AF_VSOCK sockets to the virtual machine's host and reach rarely used kernel code)",
+}
+
+
+def _missing(isolation: Isolation) -> tuple[str, ...]:
+    return tuple(name for name in _MEASURES if not getattr(isolation, name))
+
+
+def _refusal(isolation: Isolation) -> str:
+    """Why coursekit will not grade on this machine, and what the instructor can do."""
+    missing = _missing(isolation)
+    todo = []
+    if not isolation.user:
+        todo.append("run coursekit as root (with sudo, or in a container where it runs as root)")
+    elif {"filesystem", "network", "ipc"} & set(missing):
+        todo.append("give the grader CAP_SYS_ADMIN so that it can create namespaces: run it as "
+                    "root on the host, or start its container with --cap-add SYS_ADMIN (Docker "
+                    "also needs --security-opt seccomp=unconfined or a profile that allows "
+                    "unshare and mount)")
+    if not isolation.seccomp:
+        todo.append("grade on an x86_64 machine (the filter is written for x86_64)")
+    return ("coursekit refuses to grade: the sandbox on this machine lacks "
+            + "; ".join(_MEASURES[m] for m in missing)
+            + (f". The sandbox says: {'; '.join(isolation.notes)}" if isolation.notes else "")
+            + f". To fix it, {' and '.join(todo)}. To grade anyway without "
+            + ("this protection" if len(missing) == 1 else "these protections")
+            + ", pass --insecure (Python: insecure=True); every reason will then say so.")
+
+
 class Sandbox:
     """One pre-warmed zygote; runs one submission at a time (thread-safe, serialised).
 
@@ -152,11 +201,15 @@ class Sandbox:
     """
 
     def __init__(self, *, preload: Sequence[str] = DEFAULT_PRELOAD,
-                 readonly_paths: Sequence[str | Path] = ()) -> None:
+                 readonly_paths: Sequence[str | Path] = (), insecure: bool = False) -> None:
         """`preload`: modules the zygote imports once, so that runs need not (importing
         Matplotlib in every run would cost about 200 ms).  `readonly_paths`: extra
         directories the submission may read, e.g. a data folder outside the Python
-        installation (the release folder is copied in anyway)."""
+        installation (the release folder is copied in anyway).
+
+        If the machine does not allow every protection of `Isolation`, starting the
+        zygote raises `IsolationMissing`, unless `insecure` is True: then it runs with
+        what it has and `insecure_note` names what is missing."""
         self._config = {"preload": list(preload), "disk_bytes": Limits.disk_bytes,
                         "readonly_paths": [str(p) for p in readonly_paths]}
         self._lock = threading.Lock()
@@ -165,6 +218,7 @@ class Sandbox:
         self._host_dir: str | None = None
         self._owner_pid = -1
         self._isolation: Isolation | None = None
+        self.insecure = insecure
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -174,6 +228,15 @@ class Sandbox:
             self._ensure_started()
             assert self._isolation is not None
             return self._isolation
+
+    @property
+    def insecure_note(self) -> str | None:
+        """None when every protection is in place; else a warning for every reason."""
+        missing = _missing(self.isolation)
+        if not missing:
+            return None
+        return (f"INSECURE: graded with --insecure, without {', '.join(missing)} isolation; "
+                "the submission could read or change what the grader can")
 
     @property
     def zygote_pid(self) -> int:
@@ -220,8 +283,12 @@ class Sandbox:
             raise SandboxError(hello.get("fatal", "the sandbox zygote exited during start-up; "
                                                   "its error is on stderr"))
         iso = hello["isolation"]
-        self._isolation = Isolation(iso["user"], iso["filesystem"], iso["network"], iso["ipc"],
-                                    iso["seccomp"], tuple(iso["notes"]))
+        isolation = Isolation(iso["user"], iso["filesystem"], iso["network"], iso["ipc"],
+                              iso["seccomp"], tuple(iso["notes"]))
+        if _missing(isolation) and not self.insecure:
+            self._stop()
+            raise IsolationMissing(_refusal(isolation), _missing(isolation))
+        self._isolation = isolation
 
     def _stop(self) -> None:
         if self._sock is not None:
@@ -235,10 +302,7 @@ class Sandbox:
                 self._process.wait()
             self._process = None
         if self._host_dir is not None:
-            try:  # normally the zygote has removed it; not if it was killed
-                child.remove_tree(self._host_dir)
-            except OSError:
-                pass
+            _remove_quietly(self._host_dir)  # normally the zygote has removed it; not if killed
             self._host_dir = None
 
     def close(self) -> None:
@@ -324,6 +388,25 @@ class Sandbox:
         if "error" in status:
             sys.stderr.write(status.get("trace", ""))
         return status, fds
+
+
+def scratch_folder(prefix: str) -> Path:
+    """A new private folder in the system temporary folder, removed when this process exits.
+
+    multiprocessing's finalizers run at a normal exit and when a pool's worker process ends
+    (atexit does not run there), and only in the process that made the folder, not in its
+    forked children.  A process killed outright leaves it behind.
+    """
+    folder = tempfile.mkdtemp(prefix=prefix)
+    multiprocessing.util.Finalize(None, _remove_quietly, args=(folder,), exitpriority=0)
+    return Path(folder)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        child.remove_tree(path)
+    except OSError:
+        pass  # nothing to do about it on the way out
 
 
 def _collect(calls: Sequence[Call], status: dict, fds: list[int], limits: Limits
@@ -542,21 +625,3 @@ class _Decoder:
             if tag == "$opaque" and type(inner) is str:
                 return Opaque(inner[:200])
         raise ValueError("unknown value encoding")
-
-
-# --------------------------------------------------------------------------- default
-
-
-_default: Sandbox | None = None
-_default_lock = threading.Lock()
-
-
-def run(code: str | Sequence[str], calls: Sequence[Call], *, workdir_files: Path | None,
-        limits: Limits = Limits()) -> SandboxResult:
-    """Run in a module-level Sandbox, started on first use (runs are serialised)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Sandbox()
-        box = _default
-    return box.run(code, calls, workdir_files=workdir_files, limits=limits)

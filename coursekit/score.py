@@ -23,7 +23,6 @@ import io
 import json
 import re
 import sys
-import tempfile
 import threading
 import traceback
 import warnings
@@ -61,7 +60,7 @@ def trusted_namespace(plan: AssignmentPlan) -> dict:
     here with the course's own trusted modules (from the master folder)."""
     key = plan.key
     if key not in _NAMESPACES:
-        folder = Path(tempfile.mkdtemp(prefix=f"coursekit-trusted-{key}-"))
+        folder = sandbox.scratch_folder(f"coursekit-trusted-{key}-")
         for name, data in plan.trusted_files.items():
             (folder / name).write_bytes(data)
         for module in (Path(name).stem for name in plan.trusted_files):

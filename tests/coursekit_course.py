@@ -50,11 +50,18 @@ def release_notebook() -> dict:
     return json.loads((ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))
 
 
-def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600,
-              env: dict[str, str] | None = None) -> list[dict]:
-    """Run the real CLI (`python -m coursekit autograde initialization --json ...`); its JSON lines."""
-    proc = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json", *args],
+def run_coursekit(course: Path, *args: str, timeout: float = 600, wrapper: tuple[str, ...] = (),
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI (`python -m coursekit autograde initialization --json ...`), under `wrapper`
+    (e.g. setpriv with its options), in `env` (default: nbgrader_env())."""
+    return subprocess.run([*wrapper, sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json", *args],
                           cwd=course, env=env or nbgrader_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600,
+              wrapper: tuple[str, ...] = (), env: dict[str, str] | None = None) -> list[dict]:
+    """The JSON lines of `run_coursekit`; with `check`, fail unless it exits 0."""
+    proc = run_coursekit(course, *args, timeout=timeout, wrapper=wrapper, env=env)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]

@@ -23,8 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from course_copy import copy_course, nbgrader_env
 from coursekit._sandbox_child import SETUP_FAILED_EXIT, UID_BASE
+from coursekit.gradebook import lock_name
 from coursekit.sandbox import Call, Limits, Opaque, Sandbox, SandboxResult
+from coursekit_course import ASSIGNMENT, coursekit, release_notebook, run_coursekit, shared_template, submit
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "release" / "initialization"
@@ -885,3 +888,77 @@ def test_a_dead_zygote_is_replaced_and_the_batch_goes_on():
     with Sandbox() as sandbox:
         os.kill(sandbox.zygote_pid, signal.SIGKILL)
         assert_batch_goes_on(sandbox)
+
+
+# --------------------------------------------------------------------------- the grader around the sandbox
+
+
+def test_a_symlinked_submission_or_lock_file_is_never_followed_and_no_temp_folder_is_left(
+        tmp_path_factory):
+    base = tmp_path_factory.mktemp("symlinks")
+    course = copy_course(shared_template(tmp_path_factory), base / "course")
+    master = course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"  # full marks, if followed
+    submission = submit(course, "alice", b"")
+    submission.unlink()
+    submission.symlink_to(master)
+    submit(course, "bob", release_notebook())
+    target = base / "created-by-the-grader"
+    (course / "submitted" / "bob" / ASSIGNMENT / lock_name(ASSIGNMENT)).symlink_to(target)
+    temp = base / "tmp"  # the system temporary folder of this run
+    temp.mkdir()
+    results = {r["student"]: r for r in coursekit(course, env={**nbgrader_env(), "TMPDIR": str(temp)})}
+    assert results["alice"]["score"] == 0
+    assert "initialization.ipynb is a symbolic link, which the grader never follows" \
+        in results["alice"]["reason"]
+    assert results["bob"]["status"] == "graded" and not os.path.lexists(target)
+    assert list(temp.iterdir()) == []
+
+
+def test_grading_is_refused_without_cap_sys_admin_unless_insecure(box, tmp_path_factory):
+    requires_isolation(box, "filesystem")  # this machine must have it, to take it away
+    course = copy_course(shared_template(tmp_path_factory),
+                         tmp_path_factory.mktemp("no-sys-admin") / "course")
+    submit(course, "alice", release_notebook())
+    drop = ("setpriv", "--bounding-set", "-sys_admin")  # root, minus namespaces and mounts
+    refused = run_coursekit(course, wrapper=drop)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "coursekit refuses to grade: the sandbox on this machine lacks a private read-only view" \
+        in refused.stderr
+    assert "give the grader CAP_SYS_ADMIN" in refused.stderr and "--insecure" in refused.stderr
+    assert not (course / "autograded").exists()
+    graded = coursekit(course, "--insecure", wrapper=drop)
+    assert [r["status"] for r in graded] == ["graded"]
+    assert graded[0]["reason"].startswith("INSECURE: graded with --insecure, without filesystem, "
+                                          "network, ipc isolation")
+
+
+AS_AN_ORDINARY_USER = f"""
+import os
+from coursekit.sandbox import Call, IsolationMissing, Sandbox
+assert os.geteuid() != 0
+try:
+    Sandbox(preload=()).isolation
+    print("not refused")
+except IsolationMissing as refusal:
+    print(refusal.missing, refusal)
+with Sandbox(preload=(), insecure=True) as box:
+    result = box.run({HE!r}, [Call("initialize_parameters_he", ([2, 4, 1],))], workdir_files=None)
+    print(result.calls[0].value["W1"][0, 0], box.insecure_note)
+"""
+
+
+def test_an_ordinary_user_is_refused_unless_insecure():
+    # uid 65534 (nobody); the read capability only lets it read this root-only Python installation
+    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+              "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search")
+    done = subprocess.run([*nobody, sys.executable, "-c", AS_AN_ORDINARY_USER], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    refusal, insecure = done.stdout.splitlines()
+    assert refusal.startswith("('user', 'filesystem', 'network', 'ipc') coursekit refuses to grade: "
+                              "the sandbox on this machine lacks a separate user id for each run")
+    assert "run coursekit as root" in refusal
+    assert insecure == (f"{expected_he([2, 4, 1])['W1'][0, 0]} INSECURE: graded with --insecure, "
+                        "without user, filesystem, network, ipc isolation; the submission could "
+                        "read or change what the grader can")
+
