@@ -10,8 +10,8 @@ ASSIGNMENT  := initialization
 SRC         := source/$(ASSIGNMENT)
 HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
-.PHONY: demo lesson test test-quick venv release grade feedback report demo-class bench exchange \
-        link screenshot hub-env clean
+.PHONY: demo lesson test test-quick venv release grade grade-nbgrader feedback report demo-class bench \
+        exchange link screenshot hub-env clean
 # Steps run in the order listed, even under `make -j`: each one reads what the previous wrote.
 .NOTPARALLEL:
 
@@ -29,10 +29,13 @@ test-quick: venv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Two things go into the venv: the course's own requirements (course-requirements.txt: the
+# lesson's libraries and JupyterLab) and coursekit, the grader, with its Dask extra and the tools
+# the tests and CI use.
+$(VENV)/.installed: pyproject.toml course-requirements.txt
 	test -d $(VENV) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -r course-requirements.txt -e ".[dask,test]"
 	touch $@
 
 # --- the course -------------------------------------------------------------------------------
@@ -52,20 +55,23 @@ lesson: release
 demo-class: venv
 	python scripts/make_demo_class.py
 
-# --- grading with stock nbgrader (README: "For instructors"); every step can be rerun ---------
+# --- grading (docs/grading.md); every step can be rerun ------------------------------------------
 
-# Autograde every submitted/<student>/ (regrades from scratch, one progress line per student).
+# Autograde every submitted/<student>/ with coursekit, regrading from scratch.
 grade: release
+	coursekit autograde $(ASSIGNMENT) --force
+
+# The same with stock nbgrader, one student at a time with a progress line each (the reference).
+grade-nbgrader: release
 	python scripts/grade_class.py
 
-# Per-student HTML feedback with the hidden tests removed (after `make grade`).
+# Per-student HTML feedback with the hidden tests removed (after either grader).
 feedback: venv
-	nbgrader generate_feedback $(ASSIGNMENT) --force --log-level=ERROR
-	@echo "Feedback: feedback/<student>/$(ASSIGNMENT)/$(ASSIGNMENT).html"
+	coursekit feedback $(ASSIGNMENT)
 
-# reports/grades.csv, reports/class_report.html and the grade table (after `make grade`).
+# reports/grades.csv, reports/class_report.html and the grade table (after either grader).
 report: venv
-	python scripts/class_report.py
+	coursekit report $(ASSIGNMENT)
 
 # --- coursekit ------------------------------------------------------------------------------------
 
@@ -91,9 +97,9 @@ HUB_ENV    ?= /opt/weight-init-hub
 HUB_PYTHON ?= /usr/bin/python3
 hub-env: $(HUB_ENV)/.installed
 
-$(HUB_ENV)/.installed: pyproject.toml $(wildcard coursekit/*.py)
+$(HUB_ENV)/.installed: pyproject.toml course-requirements.txt $(wildcard coursekit/*.py)
 	test -x $(HUB_ENV)/bin/python || $(HUB_PYTHON) -m venv $(HUB_ENV)
-	$(HUB_ENV)/bin/python -m pip install -q ".[hub]"
+	$(HUB_ENV)/bin/python -m pip install -q -r course-requirements.txt ".[hub]"
 	$(HUB_ENV)/bin/python -m pip install -q --no-deps --force-reinstall .
 	touch $@
 

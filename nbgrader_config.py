@@ -48,11 +48,17 @@ c.CourseKit.memory_mb = 2048
 
 # --- Grading and feedback (README: "For instructors: grading with nbgrader") ---
 
+# A student who deletes a test cell does not delete the test: nbgrader puts every
+# grade cell the submission lacks back from the gradebook before grading.
+c.OverwriteCells.add_missing_cells = True
+
 # Feedback shows which test failed and why, never a hidden test's code or data:
-# HideHiddenTests strips the hidden regions and reduces their errors to one line.
+# HideHiddenTests (hide_hidden_tests.py, next to this file; nbgrader imports it from
+# the course folder) strips the hidden regions and reduces their errors to one line.
+# `coursekit feedback` refuses to run without such a preprocessor.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "coursekit.hide_hidden_tests.HideHiddenTests",
+    "hide_hidden_tests.HideHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 

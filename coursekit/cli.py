@@ -1,8 +1,13 @@
 """Command line: ``coursekit autograde ASSIGNMENT ...``, a drop-in for ``nbgrader autograde``.
 
     coursekit autograde ASSIGNMENT   grade every submission into the nbgrader gradebook
+    coursekit feedback ASSIGNMENT    nbgrader's feedback pages, after checking hidden tests stay hidden
+    coursekit report ASSIGNMENT      the class report and grades.csv, after either grader
     coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
     coursekit --version
+
+Every verb takes ``--course-dir`` (default: the current folder).  Exit status: 0 done, 1 some
+submission could not be graded, 2 the course or the command is not usable (the message says why).
 """
 
 from __future__ import annotations
@@ -40,13 +45,54 @@ def _parser() -> argparse.ArgumentParser:
                        help="grade even if this machine cannot isolate submissions (not root, no "
                             "namespaces, no seccomp): a submission could then read the hidden tests "
                             "and change the gradebook; every reason says so. Never for real classes.")
+    feedback = verbs.add_parser(
+        "feedback", help="write every graded student's feedback page (nbgrader generate_feedback)",
+        description="Run nbgrader's generate_feedback for ASSIGNMENT with the course's preprocessors "
+                    "(regenerating every page), after checking that one of them removes hidden tests.")
+    feedback.add_argument("assignment", metavar="ASSIGNMENT")
+    report = verbs.add_parser(
+        "report", help="write the class report and grades.csv; print the grade table",
+        description="Build the class report of ASSIGNMENT from the gradebook, coursekit's plan of the "
+                    "assignment and the stored reasons (after coursekit or stock nbgrader grading).")
+    report.add_argument("assignment", metavar="ASSIGNMENT")
+    report.add_argument("--out", type=Path, metavar="DIR",
+                        help="folder for class_report.html and grades.csv (default: COURSE_DIR/reports)")
     config = verbs.add_parser(
         "config", help="show coursekit's settings for a course, with what each one means",
         description="Print every c.CourseKit.* setting with its help and the value the course's "
                     "nbgrader_config.py gives it.")
-    config.add_argument("--course-dir", type=Path, default=Path("."),
-                        help="folder holding nbgrader_config.py (default: the current folder)")
+    for verb in (feedback, report, config):
+        verb.add_argument("--course-dir", type=Path, default=Path("."),
+                          help="folder holding nbgrader_config.py (default: the current folder)")
     return parser
+
+
+def _shown(path: Path) -> str:
+    """A path as the user will type it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _other_verb(args: argparse.Namespace) -> int:
+    """feedback, report and config; autograde is `main`'s own."""
+    if args.verb == "config":
+        print(show_config(args.course_dir))
+    elif args.verb == "feedback":
+        from .feedback import generate_feedback
+
+        pages = generate_feedback(args.course_dir, args.assignment).pages
+        print(f"Feedback: {len(pages)} page(s), e.g. {_shown(pages[0])}" if pages else
+              "Feedback: no page written (nothing graded yet?)")
+    else:
+        from .class_report import write_report
+
+        written = write_report(args.course_dir, args.assignment, args.out)
+        print(written.table)
+        print(f"\nGrades:       {_shown(written.csv)}")
+        print(f"Class report: {_shown(written.html)}")
+    return 0
 
 
 def show_config(course_dir: Path) -> str:
@@ -66,13 +112,12 @@ def show_config(course_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.verb == "config":
+    if args.verb != "autograde":
         try:
-            print(show_config(args.course_dir))
+            return _other_verb(args)
         except CourseError as error:
             print(f"coursekit: {error}", file=sys.stderr)
             return 2
-        return 0
     from .pipeline import autograde  # after parsing, so --help stays fast
 
     if args.workers is not None and args.workers < 1:

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "initialization"
 VENV_BIN = Path(sys.executable).parent
-COURSE_FILES = ("nbgrader_config.py", "source")
+COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "source")
 LEFTOVERS = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
 
 

@@ -1,8 +1,9 @@
 """Broken and hostile submissions through the stock nbgrader loop, in a temporary course copy.
 
-Each gets zero for what it did not earn and a note the instructor can read; none
-stops the batch (a correct student graded last still gets 9) or damages the
-gradebook.  The cell time limit is lowered to 5 s in the copy so the endless loop
+Each gets zero for what it did not earn and a note the instructor can read (in the progress
+line of scripts/grade_class.py and in `coursekit report`, which falls back on the files
+nbgrader leaves); none stops the batch (a correct student graded last still gets 9) or damages
+the gradebook.  Deleted test cells are put back (OverwriteCells.add_missing_cells).  The cell time limit is lowered to 5 s in the copy so the endless loop
 costs seconds, not minutes (the tests cells take milliseconds, trainings ~1 s).
 The grading run as a whole is capped at 8 GiB of address space, a safety net in
 case the kernel's own memory limit (nbgrader_config.py, 4 GiB) failed.
@@ -10,7 +11,7 @@ case the kernel's own memory limit (nbgrader_config.py, 4 GiB) failed.
 
 from __future__ import annotations
 
-import json
+import html
 import re
 import resource
 import sqlite3
@@ -95,7 +96,7 @@ SUBMISSIONS: dict[str, nbformat.NotebookNode | bytes] = {
 EXPECTED = {  # student: (zeros, random, he) or None when nbgrader cannot grade it at all
     "bad-empty": None,
     "bad-not-utf8": None,
-    "bad-deleted-tests": (0, 3, 3),
+    "bad-deleted-tests": (3, 3, 3),  # nbgrader puts the deleted test cells back and runs them
     "bad-edited-tests": (0, 0, 0),
     "bad-endless-loop": (0, 3, 3),
     "bad-sys-exit": (3, 3, 0),
@@ -105,13 +106,22 @@ EXPECTED = {  # student: (zeros, random, he) or None when nbgrader cannot grade 
     "bad-prints-hidden-data": (3, 3, 3),
     "zz-correct-after-all-that": (3, 3, 3),
 }
-NOTES = {  # what the grading note (progress line, status file, report) must say
+TAMPERING = {
+    "bad-deleted-tests": "test cells deleted, graded with the original code: test_zeros_public, test_zeros_hidden",
+    "bad-edited-tests": "test cells edited, graded with the original code: test_zeros_public, "
+                        "test_zeros_hidden, test_random_public, test_random_hidden, test_he_public, test_he_hidden",
+}
+NOTES = {  # what grade_class.py's progress line says, from nbgrader's log
     "bad-empty": "the file is not a notebook",
     "bad-not-utf8": "the file is not UTF-8 text",
     "bad-kernel-exit": "the kernel died",
-    "bad-deleted-tests": "test cells deleted, scored 0: test_zeros_public, test_zeros_hidden",
-    "bad-edited-tests": "test cells edited, graded with the original code: test_zeros_public, "
-                        "test_zeros_hidden, test_random_public, test_random_hidden, test_he_public, test_he_hidden",
+    **TAMPERING,
+}
+REPORT_NOTES = {  # what the class report says, from the submitted file (there is no log to read)
+    "bad-empty": "not graded, scored 0: initialization.ipynb is empty",
+    "bad-not-utf8": "not graded, scored 0: initialization.ipynb is not UTF-8 text",
+    "bad-kernel-exit": "nbgrader wrote no autograded notebook (its kernel may have died",
+    **TAMPERING,
 }
 
 
@@ -130,8 +140,9 @@ def bad_class(tmp_path_factory, course_env):
         path.write_bytes(content if isinstance(content, bytes) else nbformat.writes(content).encode())
     generate_assignment(course, "--force", "--log-level=ERROR", env=course_env)
     graded = run(course, course_env, sys.executable, "scripts/grade_class.py", preexec_fn=limit_address_space)
-    run(course, course_env, "nbgrader", "generate_feedback", ASSIGNMENT, "--force", "--log-level=ERROR")
-    report = run(course, course_env, sys.executable, "scripts/class_report.py")
+    run(course, course_env, sys.executable, "-m", "coursekit", "feedback", ASSIGNMENT)
+    run(course, course_env, sys.executable, "-m", "coursekit", "report", ASSIGNMENT)
+    report = html.unescape((course / "reports" / "class_report.html").read_text(encoding="utf-8"))
     return course, graded, report
 
 
@@ -152,12 +163,16 @@ def test_each_bad_submission_scores_only_what_it_earned(bad_class, student):
 
 
 @pytest.mark.parametrize("student", NOTES)
-def test_the_instructor_reads_why(bad_class, student):
-    course, graded, report = bad_class
-    status = json.loads((course / "reports" / "autograde-status.json").read_text())
-    assert NOTES[student] in status[student]["note"]
+def test_the_instructor_reads_why_while_grading(bad_class, student):
+    _, graded, _ = bad_class
     assert NOTES[student] in next(line for line in graded.splitlines() if f" {student} " in line)
-    assert NOTES[student] in next(line for line in report.splitlines() if line.startswith(student))
+
+
+@pytest.mark.parametrize("student", REPORT_NOTES)
+def test_the_class_report_says_why(bad_class, student):
+    _, _, report = bad_class
+    row = next(row for row in report.split("<tr>") if row.startswith(f"<td>{student}</td>"))
+    assert REPORT_NOTES[student] in row
 
 
 def test_the_batch_runs_to_the_end(bad_class):
@@ -178,10 +193,9 @@ def test_the_gradebook_is_intact_and_has_one_submission_each(bad_class):
 
 
 def test_an_endless_loop_is_stopped_by_the_cell_timeout(bad_class):
-    course, _, _ = bad_class
+    course, _, report = bad_class
     assert cell_errors(course, "bad-endless-loop", "test_zeros_public")[-1].startswith("CellTimeoutError")
-    html_report = (course / "reports" / "class_report.html").read_text(encoding="utf-8")
-    assert "CellTimeoutError: the cell ran past the time limit (an endless loop?)" in html_report
+    assert "CellTimeoutError: the cell ran past the time limit (an endless loop?)" in report
 
 
 def test_sys_exit_fails_only_the_cells_that_call_it(bad_class):

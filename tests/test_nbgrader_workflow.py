@@ -1,9 +1,11 @@
-"""The instructor loop with the real nbgrader CLI, in a temporary copy of the course.
+"""The instructor loop on the demo class, in a temporary copy of the course, after each grader.
 
-generate_assignment, then the demo class of submitted/ through scripts/grade_class.py
-(nbgrader autograde, one student at a time), nbgrader generate_feedback and
-scripts/class_report.py (nbgrader export + the class report) — twice, to show a
-second run changes nothing.  Expected scores are written down here by hand.
+generate_assignment, then the demo class of submitted/ graded three times: by stock nbgrader
+through scripts/grade_class.py (`make grade-nbgrader`, one student at a time), then twice by
+`coursekit autograde --force` (`make grade`); after each, `coursekit feedback` and
+`coursekit report` (`make feedback report`).  Both graders must give the scores written down
+here by hand, the report must be built after either, and a second coursekit run must change
+nothing.
 """
 
 from __future__ import annotations
@@ -39,8 +41,15 @@ EXPECTED = {  # student: (zeros, random, he)
 }
 NOT_GRADED = {"demo-not-json"}
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
-# The scripts of `make grade feedback report` run inside the course copy, with the helpers they import.
-COURSE_FILES = ("nbgrader_config.py", "init_utils.py", "public_tests.py", "datasets", "source", "scripts")
+# The course copy holds what `make grade-nbgrader` runs (scripts/) and the helpers it imports.
+COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "init_utils.py", "public_tests.py", "datasets",
+                "source", "scripts")
+# What `make grade` and `make grade-nbgrader` run, in the course folder.
+GRADERS = {
+    "nbgrader": [sys.executable, "scripts/grade_class.py"],
+    "coursekit": [sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--force"],
+}
+RUNS = ("nbgrader", "coursekit", "coursekit again")
 
 
 def run(course: Path, env: dict[str, str], *args: str, **kwargs) -> str:
@@ -49,22 +58,24 @@ def run(course: Path, env: dict[str, str], *args: str, **kwargs) -> str:
     return done.stdout
 
 
-def grade_feedback_report(course: Path, env: dict[str, str], **kwargs) -> tuple[str, str]:
-    """The steps of `make grade feedback report` after the release; their printed output."""
-    graded = run(course, env, sys.executable, "scripts/grade_class.py", **kwargs)
-    run(course, env, "nbgrader", "generate_feedback", ASSIGNMENT, "--force", "--log-level=ERROR")
-    return graded, run(course, env, sys.executable, "scripts/class_report.py")
+def grade_feedback_report(course: Path, env: dict[str, str], grader: str) -> tuple[str, str]:
+    """`make grade` (or grade-nbgrader), `make feedback`, `make report`; what grading and report print."""
+    graded = run(course, env, *GRADERS[grader])
+    run(course, env, sys.executable, "-m", "coursekit", "feedback", ASSIGNMENT)
+    return graded, run(course, env, sys.executable, "-m", "coursekit", "report", ASSIGNMENT)
 
 
 @dataclass
 class Snapshot:
-    """Everything a run leaves behind that a second run must not change."""
+    """Everything a run leaves behind, read before the next run overwrites it."""
 
     grade_output: str
     report_output: str
+    report_html: str
     csv_rows: list[dict[str, str]]
     cell_scores: dict[tuple[str, str], float]
     row_counts: dict[str, int]
+    feedback: dict[str, str]  # student -> feedback page text (unescaped)
 
 
 def snapshot(course: Path, grade_output: str, report_output: str) -> Snapshot:
@@ -76,7 +87,10 @@ def snapshot(course: Path, grade_output: str, report_output: str) -> Snapshot:
                   for table in ("student", "submitted_assignment", "submitted_notebook", "grade", "comment")}
     finally:
         db.close()
-    return Snapshot(grade_output, report_output, rows, cell_scores(course), counts)
+    pages = {page.parent.parent.name: html.unescape(page.read_text(encoding="utf-8"))
+             for page in (course / "feedback").glob(f"*/{ASSIGNMENT}/{ASSIGNMENT}.html")}
+    report = html.unescape((course / "reports" / "class_report.html").read_text(encoding="utf-8"))
+    return Snapshot(grade_output, report_output, report, rows, cell_scores(course), counts, pages)
 
 
 def cell_scores(course: Path) -> dict[tuple[str, str], float]:
@@ -85,18 +99,19 @@ def cell_scores(course: Path) -> dict[tuple[str, str], float]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, course_env):
-    """The demo class graded twice: (course folder, first run, second run)."""
+def demo(tmp_path_factory, course_env) -> tuple[Path, dict[str, Snapshot]]:
+    """The demo class graded by stock nbgrader, then twice by coursekit: (course, {run: snapshot})."""
     course = new_course(tmp_path_factory.mktemp("demo") / "course", COURSE_FILES)
     generate_assignment(course, "--force", "--log-level=ERROR", env=course_env)
     run(course, course_env, sys.executable, "scripts/make_demo_class.py")
-    first = snapshot(course, *grade_feedback_report(course, course_env))
-    second = snapshot(course, *grade_feedback_report(course, course_env))
-    return course, first, second
+    runs = {}
+    for name in RUNS:
+        runs[name] = snapshot(course, *grade_feedback_report(course, course_env, name.split()[0]))
+    return course, runs
 
 
 def test_committed_demo_class_is_what_the_generator_builds_from_the_release(demo):
-    course, _, _ = demo
+    course, _ = demo
     for student in EXPECTED:
         rebuilt = course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         committed = ROOT / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -104,24 +119,25 @@ def test_committed_demo_class_is_what_the_generator_builds_from_the_release(demo
             f"{committed} is stale: run `make demo-class` after `make release` and commit submitted/"
 
 
+@pytest.mark.parametrize("run_name", RUNS[:2])
 @pytest.mark.parametrize("student", EXPECTED)
-def test_every_demo_student_gets_the_expected_points_per_test_cell(demo, student):
-    _, first, _ = demo
+def test_every_demo_student_gets_the_expected_points_per_test_cell(demo, student, run_name):
+    scores = demo[1][run_name].cell_scores
     for exercise, total in zip(EXERCISES, EXPECTED[student]):
         public, hidden = CELL_POINTS[total]
-        assert first.cell_scores[(student, f"test_{exercise}_public")] == public, exercise
-        assert first.cell_scores[(student, f"test_{exercise}_hidden")] == hidden, exercise
+        assert scores[(student, f"test_{exercise}_public")] == public, exercise
+        assert scores[(student, f"test_{exercise}_hidden")] == hidden, exercise
 
 
-def test_exported_csv_has_every_students_total_out_of_nine(demo):
-    _, first, _ = demo
-    totals = {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in first.csv_rows}
+@pytest.mark.parametrize("run_name", RUNS[:2])
+def test_exported_csv_has_every_students_total_out_of_nine(demo, run_name):
+    rows = demo[1][run_name].csv_rows
+    totals = {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in rows}
     assert totals == {student: (float(sum(points)), 9.0) for student, points in EXPECTED.items()}
 
 
-def test_grading_prints_one_progress_line_per_student_with_the_score(demo):
-    _, first, _ = demo
-    lines = [line for line in first.grade_output.splitlines() if line.startswith("[")]
+def test_stock_grading_prints_one_progress_line_per_student_with_the_score(demo):
+    lines = [line for line in demo[1]["nbgrader"].grade_output.splitlines() if line.startswith("[")]
     assert [line.split()[1] for line in lines] == sorted(EXPECTED)
     assert all(line.startswith(f"[{i}/{len(EXPECTED)}] ") for i, line in enumerate(lines, 1))
     by_student = {line.split()[1]: line for line in lines}
@@ -129,36 +145,54 @@ def test_grading_prints_one_progress_line_per_student_with_the_score(demo):
     assert "not a notebook" in by_student["demo-not-json"] and "0/9" in by_student["demo-not-json"]
 
 
-def test_report_run_ends_with_the_grade_table_and_the_report_path(demo):
-    course, first, _ = demo
-    lines = first.report_output.strip().splitlines()
-    assert lines[-1] == "Class report: reports/class_report.html"
+@pytest.mark.parametrize("run_name", RUNS[:2])
+def test_report_ends_with_the_grade_table_and_the_report_path(demo, run_name):
+    course, runs = demo
+    lines = runs[run_name].report_output.strip().splitlines()
+    assert lines[-2:] == ["Grades:       reports/grades.csv", "Class report: reports/class_report.html"]
     row = next(line for line in lines if line.startswith("demo-zeros-layers-dims-1 "))
     assert row.split()[1:5] == ["0/3", "3/3", "3/3", "6/9"]
-    assert (course / "reports" / "class_report.html").is_file()
+    assert "W2 has shape (2, 2), expected (1, 2)" in row  # the student's reason
 
 
-def test_class_report_groups_the_public_test_messages_by_exercise(demo):
-    course, _, _ = demo
-    report = html.unescape((course / "reports" / "class_report.html").read_text(encoding="utf-8"))
-    zeros = report[report.index("<h3>zeros</h3>"):report.index("<h3>random</h3>")]
+@pytest.mark.parametrize("run_name", RUNS[:2])
+def test_class_report_groups_the_public_test_messages_by_function(demo, run_name):
+    report = demo[1][run_name].report_html
+    zeros = report[report.index("<h3>initialize_parameters_zeros</h3>"):
+                   report.index("<h3>initialize_parameters_random</h3>")]
     assert "did you use layers_dims[1] for every layer?" in zeros
     assert "demo-zeros-layers-dims-1" in zeros
-    he = report[report.index("<h3>he</h3>"):report.index("<h2>Every student</h2>")]
+    he = report[report.index("<h3>initialize_parameters_he</h3>"):report.index("<h2>Test cells</h2>")]
     assert "values look like Xavier scaling" in he
-    random = report[report.index("<h3>random</h3>"):report.index("<h3>he</h3>")]
+    random = report[report.index("<h3>initialize_parameters_random</h3>"):
+                    report.index("<h3>initialize_parameters_he</h3>")]
     assert "must set np.random.seed(3) itself" in random
-    assert "1 passed the public test but failed the hidden one: demo-copied-public-answers." in random
-    assert "the stub raise NotImplementedError() is still there" in random
-    assert "the file is not a notebook" in report  # demo-not-json's row says why it has 0
+    assert "1 passed the public tests but failed a hidden one: demo-copied-public-answers." in random
+    assert "NotImplementedError: the stub raise NotImplementedError() is still there" in random
 
 
-def test_class_report_embeds_two_png_charts_next_to_it(demo):
-    course, _, _ = demo
-    report = (course / "reports" / "class_report.html").read_text(encoding="utf-8")
-    for name in ("score_distribution.png", "pass_rate.png"):
-        assert f"src='{name}'" in report
-        assert (course / "reports" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+@pytest.mark.parametrize("run_name", RUNS[:2])
+def test_class_report_gives_each_student_who_lost_points_a_reason(demo, run_name):
+    report = demo[1][run_name].report_html
+    students = report[report.index("<h2>Every student</h2>"):]
+    rows = dict(re.findall(r"<tr><td>(demo-[\w-]+)</td>.*?<td>([^<]*)</td></tr>", students))
+    assert set(rows) == set(EXPECTED)
+    for student, points in EXPECTED.items():
+        assert bool(rows[student]) == (sum(points) < 9), student
+    assert "is not JSON" in rows["demo-not-json"]
+    assert "test_he_public: AssertionError: initialize_parameters_he([3, 2, 1])" in rows["demo-he-xavier"]
+
+
+def test_class_report_says_which_grader_graded_the_cells(demo):
+    _, runs = demo
+    assert "48 by nbgrader" in runs["nbgrader"].report_html
+    assert "48 by coursekit (replay)" in runs["coursekit"].report_html
+
+
+@pytest.mark.parametrize("run_name", RUNS[:2])
+def test_class_report_draws_its_charts_inline(demo, run_name):
+    report = demo[1][run_name].report_html
+    assert report.count("<svg ") == 2 and "<img" not in report  # one file: nothing to lose beside it
 
 
 def hidden_test_text() -> list[str]:
@@ -176,24 +210,22 @@ def leaked_hidden_text(text: str) -> list[str]:
 
 def test_hidden_test_detector_finds_the_tests_in_an_autograded_notebook(demo):
     # The autograded notebook holds the hidden tests again; the detector must see them there.
-    course, _, _ = demo
+    course, _ = demo
     autograded = course / "autograded" / "demo-he-xavier" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert len(leaked_hidden_text(str(nbformat.read(autograded, 4)))) > 20
 
 
+@pytest.mark.parametrize("run_name", RUNS[:2])
 @pytest.mark.parametrize("student", sorted(set(EXPECTED) - NOT_GRADED))
-def test_feedback_exists_and_never_shows_hidden_tests(demo, student):
-    course, _, _ = demo
-    page = course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html"
-    text = html.unescape(page.read_text(encoding="utf-8"))
+def test_feedback_exists_and_never_shows_hidden_tests(demo, student, run_name):
+    text = demo[1][run_name].feedback[student]
     assert leaked_hidden_text(text) == []
     assert "HIDDEN TESTS" not in text
 
 
-def test_feedback_says_which_hidden_test_failed_and_why(demo):
-    course, _, _ = demo
-    page = course / "feedback" / "demo-he-xavier" / ASSIGNMENT / f"{ASSIGNMENT}.html"
-    text = re.sub(r"<[^>]+>", " ", html.unescape(page.read_text(encoding="utf-8")))
+@pytest.mark.parametrize("run_name", RUNS[:2])
+def test_feedback_says_which_hidden_test_failed_and_why(demo, run_name):
+    text = re.sub(r"<[^>]+>", " ", demo[1][run_name].feedback["demo-he-xavier"])
     hidden = text[text.index("test_he_hidden"):]
     assert "Score: 0.0 / 2.0" in hidden[:300]
     assert "AssertionError: Not equal to tolerance rtol=1e-07" in hidden
@@ -202,15 +234,16 @@ def test_feedback_says_which_hidden_test_failed_and_why(demo):
 
 
 def test_no_feedback_for_a_submission_nbgrader_could_not_read(demo):
-    course, _, _ = demo
-    assert not (course / "feedback" / "demo-not-json").exists()
+    assert "demo-not-json" not in demo[1]["nbgrader"].feedback
 
 
-def test_second_run_gives_the_same_grades_and_adds_no_rows(demo):
-    _, first, second = demo
+def test_both_graders_agree_and_a_second_run_adds_no_rows(demo):
+    _, runs = demo
+    first, second = runs["coursekit"], runs["coursekit again"]
+    assert first.cell_scores == runs["nbgrader"].cell_scores
     assert second.cell_scores == first.cell_scores
     assert second.csv_rows == first.csv_rows
-    assert second.row_counts == first.row_counts
+    assert second.row_counts == first.row_counts == runs["nbgrader"].row_counts
     assert second.row_counts["submitted_assignment"] == len(EXPECTED)
     assert second.row_counts["grade"] == 6 * len(EXPECTED)
     table = [line for line in second.report_output.splitlines() if line.startswith("demo-")]

@@ -1,4 +1,4 @@
-"""An nbgrader preprocessor that keeps hidden tests out of student feedback.
+"""The course's nbgrader preprocessor that keeps hidden tests out of student feedback.
 
 Stock ``nbgrader generate_feedback`` renders the autograded notebook, in which
 the hidden tests were put back from the gradebook: their code is shown, and a
@@ -8,7 +8,10 @@ Students pass feedback on to next year's class, so the feedback must say which
 test failed and why, and nothing more.
 
 ``HideHiddenTests`` goes into ``GenerateFeedback.preprocessors`` (see
-nbgrader_config.py).  For every cell that holds a hidden-test region it
+nbgrader_config.py; nbgrader imports it from the course folder, which it puts on
+``sys.path``, and ``coursekit feedback`` checks that it is there before generating
+feedback).  It belongs to the course, not to coursekit: what a course hides and how it
+words the summary is the course's choice.  For every cell that holds a hidden-test region it
 
 * removes the region, as ``nbgrader generate_assignment`` does for the release
   (it reuses ``ClearHiddenTests`` for that), so the cell reads as the student saw it;
@@ -28,14 +31,10 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests
 from traitlets import Integer, List
 
+from coursekit.class_report import first_line
+
 HIDDEN_NOTE = "(This is a hidden test: its code and data are not shown.)"
 ADDED_CELL_NOTE = "(Outputs of cells you added are not included in feedback.)"
-
-
-def first_line(text: str, limit: int) -> str:
-    """The first non-blank line of ``text``, cut to ``limit`` characters."""
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class HideHiddenTests(ClearHiddenTests):
