@@ -31,13 +31,15 @@ _EXPORTS = {
 
 __all__ = ["__version__", *_EXPORTS]
 
-if TYPE_CHECKING:
-    from .config import CourseKit, Settings
-    from .extract import PlanError
-    from .gradebook import GradedSubmission
-    from .pipeline import Summary, autograde
-    from .read import CourseError
-    from .sandbox import SandboxError
+if TYPE_CHECKING:  # the same names, for type checkers and editors (the "as" marks a re-export)
+    from .config import CourseKit as CourseKit
+    from .config import Settings as Settings
+    from .extract import PlanError as PlanError
+    from .gradebook import GradedSubmission as GradedSubmission
+    from .pipeline import Summary as Summary
+    from .pipeline import autograde as autograde
+    from .read import CourseError as CourseError
+    from .sandbox import SandboxError as SandboxError
 
 
 def __getattr__(name: str) -> Any:

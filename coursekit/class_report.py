@@ -302,7 +302,10 @@ def format_table(results: ClassResults) -> str:
 def svg_bars(title: str, labels: list[str], values: list[float], top: float, unit: str = "",
              colours: list[str] | None = None) -> str:
     """A small bar chart as inline SVG (no plotting library needed)."""
-    bar, gap, height, left, bottom = 34, 10, 160, 40, 60
+    longest = max((len(label) for label in labels), default=0)
+    # Labels are written at a slant, ending under their bar: long ones need room to the left and below.
+    bar, gap, height = 34, 10, 160
+    left, bottom = 40 + 5 * max(longest - 4, 0), 30 + 5 * longest
     width = left + len(values) * (bar + gap) + gap
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + bottom + 30}' "
              f"role='img' aria-label='{html.escape(title)}'>",
@@ -391,7 +394,7 @@ def render_html(results: ClassResults, csv_name: str) -> str:
     parts.append("</table>")
     style = ("body{font-family:sans-serif;max-width:64em;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}"
-             "svg{margin:1em 1em 0 0}.note{color:#8a4b00}")
+             "svg{margin:1em 1em 0 0;vertical-align:top}.note{color:#8a4b00}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Class report: {esc(results.assignment)}"
             f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
 

@@ -11,8 +11,17 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from coursekit.class_report import (CellResult, ClassResults, GradeCell, StudentResult, format_table,
-                                    readable, render_html, short_names, tampering_note)
+from coursekit.class_report import (
+    CellResult,
+    ClassResults,
+    GradeCell,
+    StudentResult,
+    format_table,
+    readable,
+    render_html,
+    short_names,
+    tampering_note,
+)
 from coursekit.gradebook import GradedSubmission
 from coursekit.read import Submission
 from coursekit.report import Reporter

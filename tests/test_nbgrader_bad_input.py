@@ -24,8 +24,7 @@ import pytest
 from conftest import ASSIGNMENT
 from course_copy import generate_assignment, new_course
 from scripts.make_demo_class import CORRECT, STUDENTS, DemoStudent, student_notebook
-from test_nbgrader_workflow import (CELL_POINTS, COURSE_FILES, EXERCISES, cell_scores,
-                                    leaked_hidden_text, run)
+from test_nbgrader_workflow import CELL_POINTS, COURSE_FILES, EXERCISES, cell_scores, leaked_hidden_text, run
 
 # About two minutes of stock nbgrader on ten notebooks: `make test` runs it, `make test-quick` skips it.
 pytestmark = pytest.mark.slow
