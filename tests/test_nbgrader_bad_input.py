@@ -3,8 +3,10 @@
 Each gets zero for what it did not earn and a note the instructor can read (in the progress
 line of scripts/grade_class.py and in `coursekit report`, which falls back on the files
 nbgrader leaves); none stops the batch (a correct student graded last still gets 9) or damages
-the gradebook.  Deleted test cells are put back (OverwriteCells.add_missing_cells).  The cell time limit is lowered to 5 s in the copy so the endless loop
-costs seconds, not minutes (the tests cells take milliseconds, trainings ~1 s).
+the gradebook.  Deleted test cells are put back (OverwriteCells.add_missing_cells), so a
+correct notebook without its test cells gets 9/9.  The cell time limit is lowered to 5 s in the
+copy so the endless loop costs seconds, not minutes (the tests cells take milliseconds, trainings
+~1 s).
 The grading run as a whole is capped at 8 GiB of address space, a safety net in
 case the kernel's own memory limit (nbgrader_config.py, 4 GiB) failed.
 """
