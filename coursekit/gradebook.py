@@ -1,14 +1,17 @@
 """Stage 5, gradebook: write results where nbgrader keeps them.
 
-Scores go into the course's own nbgrader gradebook through nbgrader's API (`Gradebook`), the
-same rows `nbgrader autograde` writes (student, submission with its timestamp, `auto_score` and
+Scores go into the course's own nbgrader gradebook, in nbgrader's schema and with the values
+`nbgrader autograde` writes (student, submission with its timestamp, `auto_score` and
 `needs_manual_grade` per grade cell, the "No response." comment on untouched solution cells), so
-`nbgrader export`, formgrader and `nbgrader generate_feedback` work unchanged.  The graded
-notebook goes to autograded/<student>/<assignment>/<notebook>.ipynb.
+`nbgrader export`, formgrader and `nbgrader generate_feedback` work unchanged.  The rows are written
+with SQLAlchemy Core, many submissions per transaction (`GradebookWriter.record_many`): nbgrader's
+ORM API costs several round trips and a commit per change, which capped a whole class at the
+speed of one process writing.  The graded notebook goes to
+autograded/<student>/<assignment>/<notebook>.ipynb.
 
 Safety:
-  * one SQLAlchemy transaction per submission: nbgrader's API commits after each change, so
-    while a submission is recorded those commits become flushes and one commit ends it;
+  * a submission's rows are all in one transaction (with other submissions' rows, never split);
+    if a batch fails, each of its submissions is written alone, so one bad one costs only itself;
   * the notebook file is written to a temporary name and renamed (`os.replace`), before the
     commit: a submission counts as done only when both exist, so a grader killed at any point
     leaves either a done submission or one the next run grades again;
@@ -33,19 +36,18 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
-from nbgrader.api import Assignment, BaseCell, Grade, Gradebook, MissingEntry, Notebook, SubmittedAssignment, \
-    SubmittedNotebook
-from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, Text, create_engine, delete, \
-    inspect, insert, select
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import SAWarning, SQLAlchemyError
+from nbgrader.api import (Assignment, BaseCell, Comment, Grade, Gradebook, MissingEntry, Notebook, Student,
+                          SubmittedAssignment, SubmittedNotebook, new_uuid)
+from sqlalchemy import (Column, DateTime, Float, MetaData, String, Table, Text, bindparam, create_engine, delete,
+                        func, inspect, insert, or_, select, update)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from .extract import AssignmentPlan
 from .read import Course, Submission
@@ -119,21 +121,6 @@ def _file_lock(path: Path | None) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def _one_transaction(gb: Gradebook) -> Iterator[None]:
-    """Turn the API's intermediate commits into flushes; commit once at the end, or roll back."""
-    session = gb.db
-    session.commit = session.flush  # instance attribute shadows the method until deleted
-    try:
-        yield
-    except BaseException:
-        del session.commit
-        session.rollback()
-        raise
-    del session.commit
-    session.commit()
-
-
 @dataclass(frozen=True)
 class GradedSubmission:
     """What a worker returns for one submission: plain data, cheap to send between machines."""
@@ -157,19 +144,33 @@ class GradedSubmission:
 
 
 class GradebookWriter:
-    """One open gradebook for a whole batch."""
+    """One connection to the gradebook for a whole batch, writing through SQLAlchemy Core.
+
+    nbgrader's schema, rows and values are kept exactly (what `Gradebook.add_submission` and
+    `SaveAutoGrades` would write), but many submissions go in one transaction with a few
+    multi-row statements, where nbgrader's ORM API makes several round trips and a commit per
+    change.  What is the same for every submission (the assignment's notebooks and cell ids) is
+    read once.  If a batch fails, each of its submissions is written again in a transaction of
+    its own, so one bad submission costs only itself.
+    """
 
     def __init__(self, course: Course) -> None:
         self.course = course
-        self.gb = Gradebook(course.db_url, course.course_id)
+        # nbgrader's Gradebook creates its schema (and stamps alembic) in a new database and
+        # checks the course row; coursekit's tables come after, never before.
+        with Gradebook(course.db_url, course.course_id):
+            pass
         url = make_url(course.db_url)
+        batch = {"executemany_mode": "values_plus_batch"} if url.get_driver_name() == "psycopg2" else {}
+        self.engine = create_engine(course.db_url, future=True, **batch)
         self.lock_path = (Path(url.database).with_name(Path(url.database).name + ".coursekit-lock")
                           if url.get_backend_name() == "sqlite" and url.database else None)
         with _file_lock(self.lock_path):
-            _create_tables(self.gb)
+            _create_tables(self.engine)
+        self._structures: dict[str, _Structure] = {}
 
     def close(self) -> None:
-        self.gb.close()
+        self.engine.dispose()
 
     def __enter__(self) -> GradebookWriter:
         return self
@@ -182,7 +183,7 @@ class GradebookWriter:
         dest = self.course.autograded_dir(submission.student, submission.assignment)
         return src, dest
 
-    def timestamp(self, folder: Path) -> tuple[object | None, str | None]:
+    def timestamp(self, folder: Path) -> tuple[datetime | None, str | None]:
         """The timestamp.txt of a folder, as nbgrader reads it, or a note on why it is ignored."""
         try:
             return self.course.coursedir.get_existing_timestamp(str(folder)), None
@@ -191,25 +192,63 @@ class GradebookWriter:
 
     def is_done(self, submission: Submission, plan: AssignmentPlan) -> bool:
         """Graded before and unchanged since: the autograded notebook exists, every test cell has
-        an auto score, and the submission is not newer than what was graded (nbgrader's rule)."""
+        an auto score, and the submission is not newer than what was graded (nbgrader's rule).
+        Asks the database only when the autograded notebook exists (never, on a first run)."""
         src, dest = self._paths(submission)
         if not (dest / f"{submission.notebook}.ipynb").is_file():
             return False
-        try:
-            graded = self.gb.find_submission_notebook(submission.notebook, submission.assignment,
-                                                      submission.student)
-            tests = {c.grade_id for c in plan.tests}
-            scored = all(g.auto_score is not None for g in graded.grades if g.name in tests)
-        except MissingEntry:
-            scored = False
-        finally:
-            self.gb.db.rollback()  # end the read transaction: hold no SQLite lock between submissions
+        tests = [c.grade_id for c in plan.tests]
+        grade, cell, sn, nb, sa, a = (Grade.__table__, BaseCell.__table__, SubmittedNotebook.__table__,
+                                      Notebook.__table__, SubmittedAssignment.__table__, Assignment.__table__)
+        with self.engine.connect() as connection:  # a short read: holds no SQLite lock afterwards
+            scored = connection.scalar(
+                select(func.count()).select_from(
+                    grade.join(cell, cell.c.id == grade.c.cell_id).join(sn, sn.c.id == grade.c.notebook_id)
+                    .join(nb, nb.c.id == sn.c.notebook_id).join(sa, sa.c.id == sn.c.assignment_id)
+                    .join(a, a.c.id == sa.c.assignment_id))
+                .where(a.c.name == submission.assignment, sa.c.student_id == submission.student,
+                       nb.c.name == submission.notebook, cell.c.type == "GradeCell",
+                       cell.c.name.in_(tests), grade.c.auto_score.isnot(None)))
         new, old = self.timestamp(src)[0], self.timestamp(dest)[0]
-        return scored and not (new is not None and old is not None and new > old)
+        return scored == len(tests) and not (new is not None and old is not None and new > old)
 
     def record(self, result: GradedSubmission, plan: AssignmentPlan) -> str | None:
-        """Write the autograded notebook, then commit the scores in one transaction.
+        """Write one submission (see `record_many`); raise what kept it out of the gradebook.
         Returns a note for the reason (e.g. an unreadable timestamp), or None."""
+        [outcome] = self.record_many([(result, plan)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome.note
+
+    def record_many(self, items: list[tuple[GradedSubmission, AssignmentPlan]]) -> list[Recorded | Exception]:
+        """Write the autograded notebooks, then commit all the submissions' scores, reasons and
+        cell results in one transaction.  Per item, in order: what was recorded, or the error that
+        kept that submission out of the gradebook (it is then not done, and a re-run grades it)."""
+        outcomes: list[Recorded | Exception] = []
+        for result, plan in items:
+            try:
+                outcomes.append(self._write_files(result, plan))
+            except Exception as error:  # e.g. disk full: this submission only
+                outcomes.append(error)
+        ready = [o for o in outcomes if isinstance(o, Recorded)]
+        if not ready:
+            return outcomes
+        try:
+            self._commit(ready)
+        except Exception as error:
+            if len(ready) == 1:
+                return [error if o is ready[0] else o for o in outcomes]
+            # find the culprit: each submission again, in a transaction of its own
+            retried = {}
+            for one in ready:
+                try:
+                    self._commit([one])
+                except Exception as single:
+                    retried[id(one)] = single
+            return [retried.get(id(o), o) if isinstance(o, Recorded) else o for o in outcomes]
+        return outcomes
+
+    def _write_files(self, result: GradedSubmission, plan: AssignmentPlan) -> Recorded:
         sub = result.submission
         src, dest = self._paths(sub)
         dest.mkdir(parents=True, exist_ok=True)
@@ -217,54 +256,174 @@ class GradebookWriter:
         timestamp, note = self.timestamp(src)
         if (src / "timestamp.txt").is_file():
             _atomic_write(dest / "timestamp.txt", (src / "timestamp.txt").read_bytes())
-        with _file_lock(self.lock_path), _one_transaction(self.gb), warnings.catch_warnings():
-            # nbgrader's add_submission builds rows before adding them to the session, and
-            # SQLAlchemy warns about it; stock `nbgrader autograde` does the same.
-            warnings.simplefilter("ignore", SAWarning)
-            self.gb.update_or_create_student(sub.student)
-            self.gb.update_or_create_submission(sub.assignment, sub.student,
-                                                **({"timestamp": timestamp} if timestamp else {}))
-            graded = self.gb.find_submission_notebook(sub.notebook, sub.assignment, sub.student)
-            for grade in graded.grades:
-                if grade.name in result.scores:
-                    grade.auto_score = result.scores[grade.name]
-                    # as SaveAutoGrades: a manual score, or no auto score, needs a human look
-                    grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-            for comment in graded.comments:
-                if comment.name in plan.graded.values():
-                    comment.auto_comment = "No response." if comment.name in result.unanswered else None
-            self.gb.db.flush()
-            _store_details(self.gb.db.connection(), graded.id, result, note)
-            self.gb.db.commit()
-        return note
+        comments = {name: "No response." if name in result.unanswered else None
+                    for name in (*plan.graded.values(), *result.unanswered)}
+        return Recorded(result, plan, timestamp, note, comments)
+
+    def _structure(self, connection: Connection, assignment: str) -> _Structure:
+        """The assignment's notebooks and cells as the gradebook has them: read once per writer."""
+        if assignment not in self._structures:
+            a, nb, cell = Assignment.__table__, Notebook.__table__, BaseCell.__table__
+            assignment_id = connection.scalar(select(a.c.id).where(a.c.name == assignment))
+            if assignment_id is None:
+                raise MissingEntry(f"no assignment {assignment!r} in the gradebook")
+            notebooks = dict(connection.execute(select(nb.c.name, nb.c.id).where(nb.c.assignment_id == assignment_id)).all())
+            cells: dict[tuple[str, str], dict[str, str]] = {}
+            for row in connection.execute(select(cell.c.notebook_id, cell.c.type, cell.c.name, cell.c.id)
+                                          .where(cell.c.notebook_id.in_(list(notebooks.values())))):
+                cells.setdefault((row.notebook_id, row.type), {})[row.name] = row.id
+            self._structures[assignment] = _Structure(assignment_id, notebooks, cells)
+        return self._structures[assignment]
+
+    def _commit(self, batch: list[Recorded]) -> None:
+        with _file_lock(self.lock_path), self.engine.begin() as connection:
+            _write_rows(connection, batch, self._structure)
 
 
-def _create_tables(gb: Gradebook) -> None:
+@dataclass(frozen=True)
+class Recorded:
+    """A submission on its way into the gradebook: its result and what the gradebook rows need."""
+
+    result: GradedSubmission
+    plan: AssignmentPlan
+    timestamp: datetime | None  # from timestamp.txt, UTC
+    note: str | None  # for the reason, e.g. "timestamp.txt ignored: ..."
+    comments: dict[str, str | None]  # solution cell grade id -> auto comment
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(filter(None, [self.result.reason, self.note]))
+
+
+@dataclass(frozen=True)
+class _Structure:
+    assignment_id: str
+    notebooks: dict[str, str]  # notebook name -> notebook id
+    cells: dict[tuple[str, str], dict[str, str]]  # (notebook id, "GradeCell"/...) -> {name: cell id}
+
+    def of(self, notebook_id: str, kind: str) -> dict[str, str]:
+        return self.cells.get((notebook_id, kind), {})
+
+
+def _write_rows(connection: Connection, batch: list[Recorded],
+                structure_of: Callable[[Connection, str], _Structure]) -> None:
+    """All rows of a batch of submissions, in the caller's transaction.
+
+    A submission new to the gradebook gets the rows `Gradebook.add_submission` would create
+    (a submitted notebook for every notebook of the assignment, a grade per grade and task cell, a
+    comment per solution and task cell), already holding their final values.  One graded before
+    gets its rows updated as `SaveAutoGrades` would.  Then coursekit's own rows are replaced.
+    """
+    student, sa, sn, grade, comment = (Student.__table__, SubmittedAssignment.__table__,
+                                       SubmittedNotebook.__table__, Grade.__table__, Comment.__table__)
+    names = sorted({r.result.submission.student for r in batch})
+    known = set(connection.scalars(select(student.c.id).where(student.c.id.in_(names))))
+    if len(known) < len(names):
+        connection.execute(insert(student), [{"id": name} for name in names if name not in known])
+
+    new: dict[str, list] = {"sa": [], "sn": [], "grade": [], "comment": []}
+    grade_updates, comment_updates, timestamp_updates = [], [], []
+    notebook_ids: dict[int, str] = {}  # id(Recorded) -> submitted notebook id
+    for assignment in sorted({r.result.submission.assignment for r in batch}):
+        mine = [r for r in batch if r.result.submission.assignment == assignment]
+        structure = structure_of(connection, assignment)
+        existing = dict(connection.execute(
+            select(sa.c.student_id, sa.c.id).where(sa.c.assignment_id == structure.assignment_id,
+                                                   sa.c.student_id.in_({r.result.submission.student for r in mine}))).all())
+        submitted = {(row.assignment_id, row.notebook_id): row.id for row in connection.execute(
+            select(sn.c.assignment_id, sn.c.notebook_id, sn.c.id).where(sn.c.assignment_id.in_(list(existing.values()))))}
+        graded = {(r.result.submission.student, r.result.submission.notebook): r for r in mine}
+        for name in dict.fromkeys(r.result.submission.student for r in mine):
+            timestamps = [r.timestamp for r in mine if r.result.submission.student == name and r.timestamp]
+            if name not in existing:
+                existing[name] = new_uuid()
+                new["sa"].append({"id": existing[name], "assignment_id": structure.assignment_id,
+                                  "student_id": name, "timestamp": timestamps[-1] if timestamps else None})
+            elif timestamps:
+                timestamp_updates.append({"sa_id": existing[name], "ts": timestamps[-1]})
+            for notebook, notebook_id in structure.notebooks.items():
+                recorded = graded.get((name, notebook))
+                key = (existing[name], notebook_id)
+                if key not in submitted:  # a new submission, or a notebook added to the assignment since
+                    submitted[key] = new_uuid()
+                    new["sn"].append({"id": submitted[key], "assignment_id": existing[name], "notebook_id": notebook_id})
+                    _new_cells(new, submitted[key], notebook_id, structure, recorded)
+                elif recorded is not None:
+                    _updated_cells(grade_updates, comment_updates, submitted[key], notebook_id, structure, recorded)
+                if recorded is not None:
+                    notebook_ids[id(recorded)] = submitted[key]
+
+    for table, rows in ((sa, new["sa"]), (sn, new["sn"]), (grade, new["grade"]), (comment, new["comment"])):
+        if rows:
+            connection.execute(insert(table), rows)
+    if timestamp_updates:
+        connection.execute(update(sa).where(sa.c.id == bindparam("sa_id")).values(timestamp=bindparam("ts")),
+                           timestamp_updates)
+    if grade_updates:  # as SaveAutoGrades: a manual score, or no auto score, needs a human look
+        connection.execute(update(grade).where(grade.c.notebook_id == bindparam("sn_id"),
+                                               grade.c.cell_id == bindparam("cell"))
+                           .values(auto_score=bindparam("score"),
+                                   needs_manual_grade=or_(grade.c.manual_score.isnot(None), bindparam("unscored"))),
+                           grade_updates)
+    if comment_updates:
+        connection.execute(update(comment).where(comment.c.notebook_id == bindparam("sn_id"),
+                                                 comment.c.cell_id == bindparam("cell"))
+                           .values(auto_comment=bindparam("text")), comment_updates)
+    _store_details(connection, [(notebook_ids[id(r)], r) for r in batch])
+
+
+def _new_cells(new: dict[str, list], sn_id: str, notebook_id: str, structure: _Structure,
+               recorded: Recorded | None) -> None:
+    """Rows of one new submitted notebook, as `add_submission` makes them, with final values."""
+    scores = recorded.result.scores if recorded else {}
+    comments = recorded.comments if recorded else {}
+    for name, cell_id in (structure.of(notebook_id, "GradeCell") | structure.of(notebook_id, "TaskCell")).items():
+        score = scores.get(name) if name in structure.of(notebook_id, "GradeCell") else None
+        new["grade"].append({"id": new_uuid(), "notebook_id": sn_id, "cell_id": cell_id, "auto_score": score,
+                             "needs_manual_grade": score is None})
+    for kind in ("SolutionCell", "TaskCell"):
+        for name, cell_id in structure.of(notebook_id, kind).items():
+            text = comments.get(name) if kind == "SolutionCell" else None
+            new["comment"].append({"id": new_uuid(), "notebook_id": sn_id, "cell_id": cell_id, "auto_comment": text})
+
+
+def _updated_cells(grade_updates: list, comment_updates: list, sn_id: str, notebook_id: str,
+                   structure: _Structure, recorded: Recorded) -> None:
+    grade_cells, solution_cells = structure.of(notebook_id, "GradeCell"), structure.of(notebook_id, "SolutionCell")
+    for name, score in recorded.result.scores.items():
+        if name in grade_cells:
+            grade_updates.append({"sn_id": sn_id, "cell": grade_cells[name], "score": score,
+                                  "unscored": score is None})
+    for name, text in recorded.comments.items():
+        if name in solution_cells:
+            comment_updates.append({"sn_id": sn_id, "cell": solution_cells[name], "text": text})
+
+
+def _create_tables(engine: Engine) -> None:
     """Create coursekit's tables if missing.  After nbgrader's Gradebook() has made its own: it
     stamps alembic's version only into a database that had no tables at all."""
     try:
-        _TABLES.create_all(gb.engine, checkfirst=True)
+        _TABLES.create_all(engine, checkfirst=True)
     except SQLAlchemyError:
         # Another grader created them between our check and our CREATE: fine if they exist now.
-        if not set(_TABLES.tables) <= set(inspect(gb.engine).get_table_names()):
+        if not set(_TABLES.tables) <= set(inspect(engine).get_table_names()):
             raise
 
 
-def _store_details(connection: Connection, submitted_notebook_id: str, result: GradedSubmission,
-                   note: str | None) -> None:
-    """Replace one submitted notebook's reason and per-cell results, in the caller's transaction."""
+def _store_details(connection: Connection, batch: list[tuple[str, Recorded]]) -> None:
+    """Replace the submitted notebooks' reasons and per-cell results, in the caller's transaction."""
+    ids = [sn_id for sn_id, _ in batch]
     for table in (RESULTS, CELL_RESULTS):
-        connection.execute(delete(table).where(table.c.submitted_notebook_id == submitted_notebook_id))
-    connection.execute(insert(RESULTS), [{
-        "submitted_notebook_id": submitted_notebook_id,
-        "reason": "; ".join(filter(None, [result.reason, note])),
-        "graded_at": datetime.now(timezone.utc).replace(tzinfo=None),
-    }])
-    connection.execute(insert(CELL_RESULTS), [{
-        "submitted_notebook_id": submitted_notebook_id, "grade_id": grade_id, "score": score,
-        "max_score": result.max_scores[grade_id], "message": result.messages.get(grade_id),
-        "mode": result.modes.get(grade_id, "replay"),
-    } for grade_id, score in result.scores.items()])
+        connection.execute(delete(table).where(table.c.submitted_notebook_id.in_(ids)))
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    connection.execute(insert(RESULTS), [
+        {"submitted_notebook_id": sn_id, "reason": recorded.reason, "graded_at": now} for sn_id, recorded in batch])
+    cells = [{"submitted_notebook_id": sn_id, "grade_id": grade_id, "score": score,
+              "max_score": recorded.result.max_scores[grade_id], "message": recorded.result.messages.get(grade_id),
+              "mode": recorded.result.modes.get(grade_id, "replay")}
+             for sn_id, recorded in batch for grade_id, score in recorded.result.scores.items()]
+    if cells:
+        connection.execute(insert(CELL_RESULTS), cells)
 
 
 @dataclass(frozen=True)

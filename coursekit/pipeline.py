@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,10 @@ from .gradebook import GradebookWriter, GradedSubmission, claim
 from .report import Reporter
 
 MAX_REASON = 4000
+# The grader commits graded submissions to the gradebook in batches (one transaction each, see
+# gradebook.GradebookWriter): up to WRITE_BATCH at a time, at least every WRITE_SECONDS.
+WRITE_BATCH = 100
+WRITE_SECONDS = 1.0
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -261,6 +266,24 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
                 return sub, held
         return None
 
+    unwritten: list[tuple[GradedSubmission, Any]] = []  # graded, not yet in the gradebook
+    last_write = time.monotonic()
+
+    def write() -> None:
+        """Commit the graded submissions in one transaction, then report them and let them go."""
+        nonlocal last_write
+        outcomes = writer.record_many([(result, plans[result.submission.notebook]) for result, _ in unwritten])
+        for (result, held), outcome in zip(unwritten, outcomes):
+            if isinstance(outcome, Exception):  # a grader fault: report it, leave it ungraded, go on
+                reporter.failed_one(result.submission, f"{type(outcome).__name__}: {outcome}")
+            else:
+                result = replace(result, reason=outcome.reason)
+                results.append(result)
+                reporter.graded_one(result)
+            held.release()
+        unwritten.clear()
+        last_write = time.monotonic()
+
     try:
         while True:
             while len(in_flight) < backend.width and (task := next_task()) is not None:
@@ -277,12 +300,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
             for future in backend.wait_first(set(in_flight)):
                 sub, held = in_flight.pop(future)
                 try:
-                    result = future.result()
-                    note = writer.record(result, plans[sub.notebook])
-                    if note:
-                        result = replace(result, reason="; ".join(filter(None, [result.reason, note])))
-                    results.append(result)
-                    reporter.graded_one(result)
+                    unwritten.append((future.result(), held))
                 except BrokenProcessPool:
                     # A worker process died (not a sandbox: those die alone), e.g. at the OOM
                     # killer's hand. Its submissions get one more try in a new pool.
@@ -292,16 +310,24 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
                     else:
                         retried.add(sub)
                         retry.append((sub, held))
-                    continue
                 except Exception as error:  # a grader fault: report it, leave it ungraded, go on
                     reporter.failed_one(sub, f"{type(error).__name__}: {error}")
-                held.release()
+                    held.release()
+            # Many submissions per transaction; at least every WRITE_SECONDS, so a killed batch
+            # loses little and progress is reported as it happens.
+            if unwritten and (len(unwritten) >= WRITE_BATCH or not in_flight
+                              or time.monotonic() - last_write > WRITE_SECONDS):
+                write()
             if retry and not scheduler and not in_flight:
                 reporter.note(f"a worker process died; {len(retry)} submissions go to a new pool")
                 backend.close()
                 backend = _local_backend(local_workers, preload, insecure)
+        if unwritten:
+            write()
     finally:
         for sub, held in list(in_flight.values()) + retry:
+            held.release()
+        for _, held in unwritten:  # killed or failed before their commit: a re-run grades them
             held.release()
         backend.close()
         writer.close()
