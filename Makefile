@@ -11,7 +11,7 @@ SRC         := source/$(ASSIGNMENT)
 HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
 .PHONY: demo lesson test test-quick venv release grade grade-nbgrader feedback report demo-class bench \
-        exchange link screenshot hub-env clean
+        bench-scale exchange link screenshot hub-env clean
 # Steps run in the order listed, even under `make -j`: each one reads what the previous wrote.
 .NOTPARALLEL:
 
@@ -81,6 +81,13 @@ report: venv
 BENCH_ARGS ?=
 bench: venv
 	python bench/bench.py $(BENCH_ARGS)
+
+# Class scale (README "Throughput"): classes of 200, 2,000 and 10,000 graded by coursekit on SQLite and
+# on a PostgreSQL server it starts and stops, against a stock nbgrader sample of the same run.
+# Prints the table; writes bench/results/scale.{md,json,png}.  About 15-30 minutes on 2 cores.
+SCALE_ARGS ?=
+bench-scale: venv
+	python bench/scale_bench.py $(SCALE_ARGS)
 
 # --- JupyterHub classes (README) --------------------------------------------------------------
 

@@ -16,9 +16,11 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from scripts.pg_server import PostgresServer
+
 from coursekit import extract, read
 from coursekit.gradebook import GradebookWriter, GradedSubmission, claim, read_results
-from course_copy import copy_course, nbgrader_env
+from course_copy import copy_course, generate_assignment, nbgrader_env
 from coursekit_course import (ASSIGNMENT, coursekit, expected_scores, gradebook_scores, make_class,
                               release_notebook, shared_template, submit)
 
@@ -88,30 +90,40 @@ def test_nbgrader_commands_and_stock_autograde_work_on_a_gradebook_coursekit_wro
     assert again.current and all(c.score == 0 and c.message for c in again.cells)
 
 
-def test_a_failed_write_stores_neither_grades_nor_reasons(small_class, tmp_path):
-    template, _ = small_class
+def test_a_submission_whose_write_fails_costs_only_itself_and_stores_nothing(small_class, tmp_path):
+    template, manifest = small_class
     course = copy_course(template, tmp_path / "course")
     coursekit(course, "--student", "s000")
     loaded = read.load_course(course)
     plan = extract.plan_assignment(loaded, ASSIGNMENT, ASSIGNMENT)
-    submission = read.find_submissions(loaded, ASSIGNMENT, [ASSIGNMENT], ["s001"])[0]
     scores_before, stored_before = gradebook_scores(course), read_results(db_url(course), ASSIGNMENT)
-    result = GradedSubmission(
-        submission=submission, scores={c.grade_id: c.points for c in plan.tests},
-        max_scores={c.grade_id: c.points for c in plan.tests}, messages={c.grade_id: None for c in plan.tests},
-        unanswered=(), notebook=json.dumps(release_notebook()), reason="",
-        modes={"test_zeros_public": None})  # NOT NULL in coursekit_cell_result: the last insert fails
 
+    def result(student: str, **change) -> GradedSubmission:
+        submission = read.find_submissions(loaded, ASSIGNMENT, [ASSIGNMENT], [student])[0]
+        return replace(GradedSubmission(
+            submission=submission, scores={c.grade_id: c.points for c in plan.tests},
+            max_scores={c.grade_id: c.points for c in plan.tests}, messages={c.grade_id: None for c in plan.tests},
+            unanswered=(), notebook=json.dumps(release_notebook()), reason=f"{student} graded"), **change)
+
+    # mode is NOT NULL in coursekit_cell_result: s002's last insert fails, after its grades were written
+    batch = [result("s001"), result("s002", modes={"test_zeros_public": None}), result("s003")]
     with GradebookWriter(loaded) as writer:
+        outcomes = writer.record_many([(r, plan) for r in batch])
+        assert [type(o).__name__ for o in outcomes] == ["Recorded", "IntegrityError", "Recorded"]
+        assert not writer.is_done(batch[1].submission, plan)
         with pytest.raises(IntegrityError):
-            writer.record(result, plan)
-        assert not writer.is_done(submission, plan)
-    assert gradebook_scores(course) == scores_before  # none of s001's auto scores was committed
-    assert read_results(db_url(course), ASSIGNMENT) == stored_before
+            writer.record(batch[1], plan)
+    scores = gradebook_scores(course)
+    assert {k: v for k, v in scores.items() if k[0] == "s002"} == {}  # none of s002's auto scores
+    assert {k: v for k, v in scores.items() if k[0] in ("s000",)} == scores_before
+    assert all(scores[("s001", c.grade_id)] == c.points for c in plan.tests)
+    stored = {r.student: r for r in read_results(db_url(course), ASSIGNMENT)}
+    assert sorted(stored) == ["s000", "s001", "s003"] and stored["s000"] == stored_before[0]
+    assert stored["s003"].reason == "s003 graded" and stored["s003"].current
 
     with GradebookWriter(loaded) as writer:  # the same submission, well formed, goes through
-        writer.record(replace(result, modes={}), plan)
-    assert [r.student for r in read_results(db_url(course), ASSIGNMENT)] == ["s000", "s001"]
+        writer.record(replace(batch[1], modes={}), plan)
+    assert [r.student for r in read_results(db_url(course), ASSIGNMENT)] == ["s000", "s001", "s002", "s003"]
 
 
 def test_the_claim_lock_is_per_notebook(small_class, tmp_path):
@@ -131,3 +143,47 @@ def test_the_claim_lock_is_per_notebook(small_class, tmp_path):
     again = claim(course, first)
     assert again is not None
     again.release()
+
+
+# ----------------------------------------------------------------------------- class scale
+
+LARGE = 1000
+
+
+@pytest.fixture(scope="module")
+def large_class(tmp_path_factory):
+    base = tmp_path_factory.mktemp("scale-large")
+    template = copy_course(shared_template(tmp_path_factory), base / "template")
+    manifest = make_class.make_class(template, LARGE)
+    return template, manifest
+
+
+@pytest.mark.slow
+def test_a_class_of_a_thousand_is_graded_right_through_sqlite(large_class, tmp_path):
+    template, manifest = large_class
+    course = copy_course(template, tmp_path / "course")
+    printed = coursekit(course)
+    assert [r["status"] for r in printed] == ["graded"] * LARGE
+    assert gradebook_scores(course) == expected_scores(manifest)
+    stored = read_results(db_url(course), ASSIGNMENT)
+    assert len(stored) == LARGE and all(r.current for r in stored)
+
+
+@pytest.mark.slow
+def test_a_class_of_a_thousand_is_graded_right_through_a_postgresql_server(large_class, tmp_path):
+    template, manifest = large_class
+    course = copy_course(template, tmp_path / "course")
+    with PostgresServer() as server:
+        env = nbgrader_env() | {"COURSEKIT_GRADEBOOK": server.create_database("gradebook")}
+        generate_assignment(course, "--force", "--log-level=WARN", env=env)
+        done = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"], cwd=course,
+                              env=env, capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["graded"] * LARGE
+        assert gradebook_scores(course, env["COURSEKIT_GRADEBOOK"]) == expected_scores(manifest)
+        stored = read_results(env["COURSEKIT_GRADEBOOK"], ASSIGNMENT)
+        assert len(stored) == LARGE and all(r.current for r in stored)
+        for command in (["db", "student", "list"], ["db", "upgrade"]):  # nbgrader tolerates our tables there too
+            listed = subprocess.run([sys.executable, "-m", "nbgrader", *command], cwd=course, env=env,
+                                    capture_output=True, text=True, timeout=600)
+            assert listed.returncode == 0, listed.stderr[-2000:]
