@@ -37,7 +37,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from course_copy import copy_course, generate_assignment, nbgrader_env  # noqa: E402
+from course_copy import generate_assignment, nbgrader_env  # noqa: E402
 from coursekit_course import ASSIGNMENT, build_template, expected_scores, gradebook_scores, make_class  # noqa: E402
 from scripts.pg_server import PostgresServer  # noqa: E402  (course_copy's import put the repo root on sys.path)
 
