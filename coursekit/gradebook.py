@@ -74,7 +74,7 @@ CELL_RESULTS = Table(
 
 def lock_name(notebook: str) -> str:
     """The claim's lock file in the submission folder: one per notebook."""
-    return f".coursekit.{notebook}.lock"
+    return f".{notebook}.coursekit.lock"
 
 
 class Claim:
