@@ -42,10 +42,37 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from nbgrader.api import (Assignment, BaseCell, Comment, Grade, Gradebook, MissingEntry, Notebook, Student,
-                          SubmittedAssignment, SubmittedNotebook, new_uuid)
-from sqlalchemy import (Column, DateTime, Float, MetaData, String, Table, Text, bindparam, create_engine, delete,
-                        func, inspect, insert, or_, select, update)
+from nbgrader.api import (
+    Assignment,
+    BaseCell,
+    Comment,
+    Grade,
+    Gradebook,
+    MissingEntry,
+    Notebook,
+    Student,
+    SubmittedAssignment,
+    SubmittedNotebook,
+    new_uuid,
+)
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    delete,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -267,7 +294,7 @@ class GradebookWriter:
             assignment_id = connection.scalar(select(a.c.id).where(a.c.name == assignment))
             if assignment_id is None:
                 raise MissingEntry(f"no assignment {assignment!r} in the gradebook")
-            notebooks = dict(connection.execute(select(nb.c.name, nb.c.id).where(nb.c.assignment_id == assignment_id)).all())
+            notebooks: dict[str, str] = dict(connection.execute(select(nb.c.name, nb.c.id).where(nb.c.assignment_id == assignment_id)).all())
             cells: dict[tuple[str, str], dict[str, str]] = {}
             for row in connection.execute(select(cell.c.notebook_id, cell.c.type, cell.c.name, cell.c.id)
                                           .where(cell.c.notebook_id.in_(list(notebooks.values())))):
@@ -322,12 +349,14 @@ def _write_rows(connection: Connection, batch: list[Recorded],
         connection.execute(insert(student), [{"id": name} for name in names if name not in known])
 
     new: dict[str, list] = {"sa": [], "sn": [], "grade": [], "comment": []}
-    grade_updates, comment_updates, timestamp_updates = [], [], []
+    grade_updates: list[dict] = []
+    comment_updates: list[dict] = []
+    timestamp_updates: list[dict] = []
     notebook_ids: dict[int, str] = {}  # id(Recorded) -> submitted notebook id
     for assignment in sorted({r.result.submission.assignment for r in batch}):
         mine = [r for r in batch if r.result.submission.assignment == assignment]
         structure = structure_of(connection, assignment)
-        existing = dict(connection.execute(
+        existing: dict[str, str] = dict(connection.execute(
             select(sa.c.student_id, sa.c.id).where(sa.c.assignment_id == structure.assignment_id,
                                                    sa.c.student_id.in_({r.result.submission.student for r in mine}))).all())
         submitted = {(row.assignment_id, row.notebook_id): row.id for row in connection.execute(

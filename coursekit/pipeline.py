@@ -326,7 +326,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
         if unwritten:
             write()
     finally:
-        for sub, held in list(in_flight.values()) + retry:
+        for _, held in list(in_flight.values()) + retry:
             held.release()
         for _, held in unwritten:  # killed or failed before their commit: a re-run grades them
             held.release()

@@ -16,13 +16,20 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from scripts.pg_server import PostgresServer
-
+from course_copy import copy_course, generate_assignment, nbgrader_env
 from coursekit import extract, read
 from coursekit.gradebook import GradebookWriter, GradedSubmission, claim, read_results
-from course_copy import copy_course, generate_assignment, nbgrader_env
-from coursekit_course import (ASSIGNMENT, coursekit, expected_scores, gradebook_scores, make_class,
-                              release_notebook, shared_template, submit)
+from coursekit_course import (
+    ASSIGNMENT,
+    coursekit,
+    expected_scores,
+    gradebook_scores,
+    make_class,
+    release_notebook,
+    shared_template,
+    submit,
+)
+from scripts.pg_server import PostgresServer
 
 SMALL = 12
 
