@@ -55,6 +55,7 @@ from nbgrader.api import (
     SubmittedNotebook,
     new_uuid,
 )
+from nbgrader.utils import parse_utc
 from sqlalchemy import (
     Column,
     DateTime,
@@ -77,7 +78,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .extract import AssignmentPlan
-from .read import Course, Submission
+from .read import Course, Submission, Unreadable, read_bytes
 
 MODES = ("replay", "sandbox")  # how a test cell was graded: replayed calls, or run in the sandbox
 
@@ -97,6 +98,9 @@ CELL_RESULTS = Table(
     Column("message", Text),  # None when the cell passed
     Column("mode", String(16), nullable=False),
 )
+
+
+TIMESTAMP_BYTES = 4096  # "2026-11-25 17:05:29.123456 UTC" is 30 bytes
 
 
 def lock_name(notebook: str) -> str:
@@ -212,10 +216,7 @@ class GradebookWriter:
 
     def timestamp(self, folder: Path) -> tuple[datetime | None, str | None]:
         """The timestamp.txt of a folder, as nbgrader reads it, or a note on why it is ignored."""
-        try:
-            return self.course.coursedir.get_existing_timestamp(str(folder)), None
-        except Exception as err:  # nbgrader's `fail` raises on an unparsable timestamp
-            return None, f"timestamp.txt ignored: {err}"
+        return _timestamp_file(folder)[1:]
 
     def is_done(self, submission: Submission, plan: AssignmentPlan) -> bool:
         """Graded before and unchanged since: the autograded notebook exists, every test cell has
@@ -280,9 +281,9 @@ class GradebookWriter:
         src, dest = self._paths(sub)
         dest.mkdir(parents=True, exist_ok=True)
         _atomic_write(dest / f"{sub.notebook}.ipynb", result.notebook.encode("utf-8"))
-        timestamp, note = self.timestamp(src)
-        if (src / "timestamp.txt").is_file():
-            _atomic_write(dest / "timestamp.txt", (src / "timestamp.txt").read_bytes())
+        raw, timestamp, note = _timestamp_file(src)
+        if raw is not None:
+            _atomic_write(dest / "timestamp.txt", raw)
         comments = {name: "No response." if name in result.unanswered else None
                     for name in (*plan.graded.values(), *result.unanswered)}
         return Recorded(result, plan, timestamp, note, comments)
@@ -526,6 +527,24 @@ def read_results(db_url: str, assignment: str) -> list[StoredResult]:
             cells=tuple(stored for stored, _ in mine),
             current=all(auto == stored.score for stored, auto in mine)))
     return sorted(results, key=lambda r: (r.student, r.notebook))
+
+
+def _timestamp_file(folder: Path) -> tuple[bytes | None, datetime | None, str | None]:
+    """(bytes, time parsed as nbgrader parses it, note on why it is ignored) of folder/timestamp.txt.
+    Read like a submission (`read_bytes`): never through a symbolic link, never waiting on a FIFO."""
+    path = folder / "timestamp.txt"
+    if not os.path.lexists(path):
+        return None, None, None
+    data = read_bytes(path, TIMESTAMP_BYTES)
+    if isinstance(data, Unreadable):
+        return None, None, f"timestamp.txt ignored: {data.reason}"
+    text = data.decode("utf-8", errors="replace").strip()
+    if not text:
+        return data, None, None  # nbgrader: "Empty timestamp file", no time
+    try:
+        return data, parse_utc(text), None
+    except Exception:  # dateutil raises several kinds on nonsense
+        return data, None, f"timestamp.txt ignored: it is not a time ({text[:40]!r})"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

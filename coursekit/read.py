@@ -129,7 +129,7 @@ def read_bytes(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes | Unreadabl
     except OSError as err:
         if err.errno == errno.ELOOP:
             return Unreadable(f"{path.name} is a symbolic link, which the grader never follows; "
-                              "submit the notebook file itself")
+                              "submit the file itself")
         return Unreadable(f"cannot read {path.name}: {err.strerror}")
     with os.fdopen(fd, "rb") as fh:
         try:

@@ -893,7 +893,7 @@ def test_a_dead_zygote_is_replaced_and_the_batch_goes_on():
 # --------------------------------------------------------------------------- the grader around the sandbox
 
 
-def test_a_symlinked_submission_or_lock_file_is_never_followed_and_no_temp_folder_is_left(
+def test_symlinks_and_fifos_in_a_submission_folder_are_never_followed_and_no_temp_folder_is_left(
         tmp_path_factory):
     base = tmp_path_factory.mktemp("symlinks")
     course = copy_course(shared_template(tmp_path_factory), base / "course")
@@ -901,16 +901,25 @@ def test_a_symlinked_submission_or_lock_file_is_never_followed_and_no_temp_folde
     submission = submit(course, "alice", b"")
     submission.unlink()
     submission.symlink_to(master)
-    submit(course, "bob", release_notebook())
+    bob = submit(course, "bob", release_notebook()).parent
     target = base / "created-by-the-grader"
-    (course / "submitted" / "bob" / ASSIGNMENT / lock_name(ASSIGNMENT)).symlink_to(target)
+    (bob / lock_name(ASSIGNMENT)).symlink_to(target)
+    (bob / "timestamp.txt").unlink()
+    (bob / "timestamp.txt").symlink_to(master)  # would be copied into autograded/, if followed
+    carol = submit(course, "carol", release_notebook()).parent
+    (carol / "timestamp.txt").unlink()
+    os.mkfifo(carol / "timestamp.txt")  # opening it to read would wait for a writer forever
     temp = base / "tmp"  # the system temporary folder of this run
     temp.mkdir()
-    results = {r["student"]: r for r in coursekit(course, env={**nbgrader_env(), "TMPDIR": str(temp)})}
+    results = {r["student"]: r for r in coursekit(course, env={**nbgrader_env(), "TMPDIR": str(temp)},
+                                                  timeout=300)}
     assert results["alice"]["score"] == 0
     assert "initialization.ipynb is a symbolic link, which the grader never follows" \
         in results["alice"]["reason"]
     assert results["bob"]["status"] == "graded" and not os.path.lexists(target)
+    assert "timestamp.txt ignored: timestamp.txt is a symbolic link" in results["bob"]["reason"]
+    assert not (course / "autograded" / "bob" / ASSIGNMENT / "timestamp.txt").exists()
+    assert "timestamp.txt ignored: timestamp.txt is not a regular file" in results["carol"]["reason"]
     assert list(temp.iterdir()) == []
 
 
