@@ -1,0 +1,658 @@
+"""Differential testing: grade a seeded class of unusual notebooks with both `nbgrader autograde`
+and `coursekit autograde`, and compare every test cell's score.
+
+    python bench/fuzz.py [--count 300] [--seed 0] [--without FEATURE ...] [--keep DIR] [--json FILE]
+
+`make fuzz` runs the full set and prints the agreement table.  The generator extends
+`bench/make_class.py`: each exercise gets one of its variants (correct in several styles or a
+typical mistake, weighted towards correct so that what surrounds a right answer decides the
+grade), then the notebook gets a few *features*, the unusual things students and their tools do:
+cell and line magics, CRLF and CR line endings, identifiers Python normalises (NFKC), functions
+defined through `exec` or installed by a helper through `global`, settings stored by subscript
+or attribute in another cell, helper cells above or below the tests, scratch cells that print,
+raise or write to stderr, definitions after the tests, deleted, duplicated and metadata-stripped
+cells.  The first notebooks hold one feature each on an otherwise correct notebook (a minimal
+example of every class); the rest mix up to four features with random variants.
+
+Nothing here predicts a score: stock nbgrader, which runs the notebook top to bottom, is the
+reference.  Both graders run as a teacher runs them, each once over the whole class, on their own
+copy of one throw-away course.  A per-cell difference is a *recovery* only when the notebook
+carries a feature that coursekit documents as a recovery (duplicated grade ids, deleted test
+cells, stripped metadata, a solution turned into markdown or raw), the cell is one that feature
+touches, and coursekit's reason names the recovery (by its nbgrader issue number); every other
+difference is a disagreement.  The run lists both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Collection
+
+import make_class  # noqa: E402  (bench/ is on sys.path: this file's folder, or tests' coursekit_course)
+
+ASSIGNMENT = make_class.ASSIGNMENT
+EXERCISES = make_class.EXERCISES  # function (= its solution cell's grade id) -> (variants, test cells)
+SHORT = {f: f.rsplit("_", 1)[-1] for f in EXERCISES}  # initialize_parameters_he -> he
+P_CORRECT = 0.6  # chance that an exercise gets a correct variant (picked among the correct styles)
+
+
+# ----------------------------------------------------------------------------- notebook helpers
+
+def grade_id(cell: dict) -> str | None:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta.get("grade_id") if isinstance(meta, dict) else None
+
+
+def index_of(nb: dict, gid: str) -> int:
+    return next(i for i, c in enumerate(nb["cells"]) if grade_id(c) == gid)
+
+
+def text(cell: dict) -> str:
+    return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+
+
+def new_cell(rng: random.Random, source: str, cell_type: str = "code") -> dict:
+    cell = {"id": f"fz{rng.randrange(16 ** 8):08x}", "cell_type": cell_type, "metadata": {}, "source": source}
+    if cell_type == "code":
+        cell.update(execution_count=None, outputs=[])
+    return cell
+
+
+def present_tests(nb: dict, function: str) -> list[str]:
+    ids = {grade_id(c) for c in nb["cells"]}
+    return [t for t in EXERCISES[function][1] if t in ids]
+
+
+def last_test(nb: dict, function: str) -> int:
+    """Index of the exercise's last test cell (of its solution cell if its tests were deleted)."""
+    found = [index_of(nb, t) for t in present_tests(nb, function)]
+    return max(found) if found else index_of(nb, function)
+
+
+def place(nb: dict, cell: dict, function: str, where: str) -> None:
+    """Insert ``cell`` relative to the exercise of ``function``: just above its solution cell,
+    between the solution and its first test, just below its last test, or at the very end."""
+    at = {"above": lambda: index_of(nb, function),
+          "between": lambda: index_of(nb, function) + 1,
+          "below": lambda: last_test(nb, function) + 1,
+          "end": lambda: len(nb["cells"])}[where]()
+    nb["cells"].insert(at, cell)
+
+
+def release_cell(gid: str) -> dict:
+    return next(c for c in _release()["cells"] if grade_id(c) == gid)
+
+
+@functools.cache
+def _release() -> dict:
+    return json.loads(make_class.RELEASE.read_text(encoding="utf-8"))
+
+
+def solution(nb: dict, function: str) -> dict:
+    return nb["cells"][index_of(nb, function)]
+
+
+def edit_solution(nb: dict, function: str, edit: Callable[[str], str]) -> None:
+    cell = solution(nb, function)
+    cell["source"] = edit(text(cell))
+
+
+# ----------------------------------------------------------------------------- features
+
+@dataclass(frozen=True)
+class Feature:
+    """One unusual thing done to a notebook, to the exercise of ``function``.
+
+    ``apply`` returns a short description of what it did (recorded in the manifest), or None when
+    it does not apply to this notebook.  ``recovery`` is the nbgrader issue coursekit names in its
+    reason when it recovers from this feature on purpose; ``scope`` the test cells that recovery
+    may change (None: the exercise's test cells).
+    """
+
+    name: str
+    apply: Callable[[dict, str, random.Random], str | None]
+    recovery: str | None = None
+    order: int = 50  # features apply in this order (source edits before cells move around)
+    whole_notebook: bool = False
+
+
+FEATURES: dict[str, Feature] = {}
+
+
+def feature(name: str, recovery: str | None = None, order: int = 50, whole_notebook: bool = False):
+    def register(apply: Callable[[dict, str, random.Random], str | None]) -> Callable:
+        FEATURES[name] = Feature(name, apply, recovery, order, whole_notebook)
+        return apply
+    return register
+
+
+RETURN = "    return parameters"
+
+
+def _has_return(nb: dict, function: str) -> bool:
+    return RETURN in text(solution(nb, function))
+
+
+# -- settings and helpers the solution reads from other cells (placed above, between or below)
+
+@feature("helper-function-cell", order=10)
+def _helper_function(nb: dict, function: str, rng: random.Random) -> str | None:
+    if not _has_return(nb, function):
+        return None
+    helper = f"_finish_{SHORT[function]}"
+    edit_solution(nb, function, lambda s: s.replace(RETURN, f"    return {helper}(parameters)"))
+    where = rng.choice(["above", "between", "below", "end"])
+    place(nb, new_cell(rng, f"def {helper}(parameters):\n    \"\"\"A helper of my own.\"\"\"\n"
+                            "    return dict(parameters)\n"), function, where)
+    return where
+
+
+@feature("subscript-setting", order=10)
+def _subscript_setting(nb: dict, function: str, rng: random.Random) -> str | None:
+    if not _has_return(nb, function):
+        return None
+    config = f"CONFIG_{SHORT[function]}"
+    edit_solution(nb, function, lambda s: s.replace(
+        RETURN, f"    return {{k: np.asarray(v, dtype={config}['dtype']) for k, v in parameters.items()}}"))
+    place(nb, new_cell(rng, f"{config} = {{}}\n"), function, "above")
+    where = rng.choice(["above", "between", "below"])
+    place(nb, new_cell(rng, f"{config}['dtype'] = np.float64\n"), function, where)
+    return where
+
+
+@feature("attribute-setting", order=10)
+def _attribute_setting(nb: dict, function: str, rng: random.Random) -> str | None:
+    if not _has_return(nb, function):
+        return None
+    settings = f"settings_{SHORT[function]}"
+    edit_solution(nb, function, lambda s: s.replace(
+        RETURN, f"    return {{k: v * {settings}.scale for k, v in parameters.items()}}"))
+    place(nb, new_cell(rng, f"import types\n{settings} = types.SimpleNamespace()\n"), function, "above")
+    where = rng.choice(["above", "between", "below"])
+    place(nb, new_cell(rng, f"{settings}.scale = 1.0\n"), function, where)
+    return where
+
+
+# -- how the function gets defined
+
+@feature("global-installer", order=20)
+def _global_installer(nb: dict, function: str, rng: random.Random) -> str | None:
+    style = rng.choice(["nested-def", "alias"])
+    def nested(s: str) -> str:
+        body = "\n".join("    " + line if line else line for line in s.split("\n"))
+        return f"def _install():\n    global {function}\n{body}\n\n\n_install()\n"
+    def alias(s: str) -> str:
+        impl = f"_{SHORT[function]}_impl"
+        return (s.replace(f"def {function}(", f"def {impl}(") +
+                f"\n\n\ndef _install():\n    global {function}\n    {function} = {impl}\n\n\n_install()\n")
+    edit_solution(nb, function, nested if style == "nested-def" else alias)
+    return style
+
+
+# NFKC turns these into ASCII letters: fullwidth, mathematical bold, and the script small l.
+def _fullwidth(c: str) -> str:
+    return chr(ord(c) - ord("a") + 0xFF41) if c.islower() else c
+
+
+def _math_bold(c: str) -> str:
+    return chr(ord(c) - ord("a") + 0x1D41A) if c.islower() else c
+
+
+@feature("nfkc-identifier", order=30)
+def _nfkc(nb: dict, function: str, rng: random.Random) -> str | None:
+    style = rng.choice(["fullwidth-function-name", "bold-function-name", "script-l-local"])
+    def edit(s: str) -> str:
+        if style == "script-l-local":  # the loop variable l spelled ℓ in some places
+            return s.replace("for l in", "for \u2113 in", 1).replace("[l]", "[\u2113]", 1)
+        letter = _fullwidth if style.startswith("fullwidth") else _math_bold
+        at = s.find(function)
+        return s[:at] + letter(function[0]) + s[at + 1:] if at >= 0 else s
+    edit_solution(nb, function, edit)
+    return style
+
+
+@feature("exec-definition", order=40)
+def _exec(nb: dict, function: str, rng: random.Random) -> str | None:
+    style = rng.choice(["exec", "exec-globals", "exec-compile"])
+    wrap = {"exec": lambda s: f"exec({s!r})\n",
+            "exec-globals": lambda s: f"exec({s!r}, globals())\n",
+            "exec-compile": lambda s: f"_code = {s!r}\nexec(compile(_code, '<my solution>', 'exec'))\n"}[style]
+    edit_solution(nb, function, wrap)
+    return style
+
+
+@feature("stderr-in-function", order=15)
+def _stderr_in_function(nb: dict, function: str, rng: random.Random) -> str | None:
+    style = rng.choice(["print-stderr", "warnings-warn", "print-stdout"])
+    line = {"print-stderr": 'print("debug: building parameters", file=sys.stderr)',
+            "warnings-warn": 'warnings.warn("check the shapes")',
+            "print-stdout": 'print("debug: building parameters")'}[style]
+    def edit(s: str) -> str:
+        header = f"def {function}(layers_dims):\n"
+        if header not in s:
+            return s
+        return "import sys\nimport warnings\n" + s.replace(header, header + f"    {line}\n", 1)
+    before = text(solution(nb, function))
+    edit_solution(nb, function, edit)
+    return style if text(solution(nb, function)) != before else None
+
+
+# -- magics and line endings (after every other edit of the source)
+
+@feature("cell-magic", order=60)
+def _cell_magic(nb: dict, function: str, rng: random.Random) -> str | None:
+    magic = rng.choice(["%%time", "%%capture", "%%capture captured"])
+    edit_solution(nb, function, lambda s: f"{magic}\n{s}")
+    return magic
+
+
+@feature("line-magic", order=60)
+def _line_magic(nb: dict, function: str, rng: random.Random) -> str | None:
+    magic = rng.choice(["%matplotlib inline", "%timeit -n 1 -r 1 sum(range(10))", "%load_ext autoreload\n%autoreload 2",
+                        "%config InlineBackend.figure_format = 'png'", "!echo solving"])
+    edit_solution(nb, function, lambda s: f"{magic}\n{s}")
+    return magic.split()[0]
+
+
+@feature("line-endings", order=70)
+def _line_endings(nb: dict, function: str, rng: random.Random) -> str | None:
+    style = rng.choice(["crlf", "cr", "crlf-every-code-cell"])
+    ending = "\r" if style == "cr" else "\r\n"
+    cells = ([c for c in nb["cells"] if c["cell_type"] == "code"] if style.endswith("every-code-cell")
+             else [solution(nb, function)])
+    for cell in cells:
+        cell["source"] = text(cell).replace("\n", ending)
+    return style
+
+
+# -- cells added around the exercise
+
+SCRATCH = {
+    "call-and-print": "p = {f}([2, 3, 1])\nprint({{k: v.shape for k, v in p.items()}})\n",
+    "raises": "x = {f}([2, 3, 1])\nraise ValueError('just checking what happens')\n",
+    "zero-division": "ratio = 1 / 0\n",
+    "stderr": "import sys\nprint('note to self: ask about He', file=sys.stderr)\n",
+    "warning": "import warnings\nwarnings.warn('scratch cell warning')\n",
+    "rebind-seed": "np.random.seed(0)\n",
+    "shape-check": "{f}([4, 1])['W1'].shape\n",
+}
+
+
+@feature("scratch-cell", order=80)
+def _scratch(nb: dict, function: str, rng: random.Random) -> str | None:
+    kind = rng.choice(sorted(SCRATCH))
+    where = rng.choice(["above", "between", "below", "end"])
+    place(nb, new_cell(rng, SCRATCH[kind].format(f=function)), function, where)
+    return f"{kind}@{where}"
+
+
+@feature("del-name", order=80)
+def _del_name(nb: dict, function: str, rng: random.Random) -> str | None:
+    """A scratch cell deletes the function: between the solution and its tests (the tests then
+    fail top to bottom) or below them (no effect)."""
+    where = rng.choice(["between", "below"])
+    place(nb, new_cell(rng, f"del {function}\n"), function, where)
+    return where
+
+
+@feature("redefined-after-tests", order=80)
+def _redefined(nb: dict, function: str, rng: random.Random) -> str | None:
+    style = rng.choice(["wrong-def", "none", "stub"])
+    source = {"wrong-def": f"def {function}(layers_dims):\n    return {{}}\n",
+              "none": f"{function} = None\n",
+              "stub": f"def {function}(layers_dims):\n    raise NotImplementedError()\n"}[style]
+    place(nb, new_cell(rng, source), function, rng.choice(["below", "end"]))
+    return style
+
+
+@feature("solution-below-tests", order=85)
+def _solution_below(nb: dict, function: str, rng: random.Random) -> str | None:
+    """The solution cell moved below the exercise's tests (a top-to-bottom run calls it too early)."""
+    target = last_test(nb, function)  # after the pop below, the cell lands just below that test
+    nb["cells"].insert(target, nb["cells"].pop(index_of(nb, function)))
+    return "moved"
+
+
+@feature("defined-at-end", order=85)
+def _defined_at_end(nb: dict, function: str, rng: random.Random) -> str | None:
+    """The solution cell emptied and its code pasted into a new last cell, below every test."""
+    cell = solution(nb, function)
+    code, cell["source"] = text(cell), "# moved to the end of the notebook\n"
+    nb["cells"].append(new_cell(rng, code))
+    return "moved"
+
+
+# -- mangled cells and metadata (last)
+
+@feature("delete-markdown", order=90, whole_notebook=True)
+def _delete_markdown(nb: dict, function: str, rng: random.Random) -> str | None:
+    markdown = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown"]
+    gone = set(rng.sample(markdown, rng.randint(1, min(4, len(markdown)))))
+    nb["cells"] = [c for i, c in enumerate(nb["cells"]) if i not in gone]
+    return f"{len(gone)} cells"
+
+
+DEMO_CELLS = ["plot_zeros", "symmetry_demo", "plot_random", "saturation_demo", "plot_he", "results_table",
+              "train_zeros", "load_data"]
+
+
+@feature("delete-demo-cell", order=90, whole_notebook=True)
+def _delete_demo(nb: dict, function: str, rng: random.Random) -> str | None:
+    present = [g for g in DEMO_CELLS if any(grade_id(c) == g for c in nb["cells"])]
+    victim = rng.choice(present)
+    del nb["cells"][index_of(nb, victim)]
+    return victim
+
+
+@feature("delete-setup-cell", order=90, whole_notebook=True)
+def _delete_setup(nb: dict, function: str, rng: random.Random) -> str | None:
+    del nb["cells"][index_of(nb, "setup")]
+    return "setup"
+
+
+@feature("outputs-and-counts", order=90, whole_notebook=True)
+def _outputs(nb: dict, function: str, rng: random.Random) -> str | None:
+    """Stale outputs and execution counts, as a saved notebook has them."""
+    for n, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        cell["execution_count"] = n + 1
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "old output\n"}]
+    return "stale"
+
+
+@feature("delete-test-cells", recovery="nbgrader#1682", order=95)
+def _delete_tests(nb: dict, function: str, rng: random.Random) -> str | None:
+    tests = EXERCISES[function][1]
+    gone = set(rng.choice([tests[:1], tests[1:], tests]))
+    nb["cells"] = [c for c in nb["cells"] if grade_id(c) not in gone]
+    return "+".join(sorted(gone))
+
+
+@feature("duplicate-solution-cell", recovery="nbgrader#1083", order=95)
+def _duplicate_solution(nb: dict, function: str, rng: random.Random) -> str | None:
+    """The solution cell copied (same grade id): the student's code below it, or the release's
+    stub above it (jupyter/nbgrader#1083)."""
+    style = rng.choice(["copy-below", "stub-copy-above"])
+    at = index_of(nb, function)
+    cell = copy.deepcopy(nb["cells"][at])
+    cell["id"] = new_cell(rng, "")["id"]
+    if style == "stub-copy-above":
+        cell["source"] = text(release_cell(function))
+        nb["cells"].insert(at, cell)
+    else:
+        nb["cells"].insert(at + 1, cell)
+    return style
+
+
+@feature("duplicate-test-cell", recovery="nbgrader#1083", order=95)
+def _duplicate_test(nb: dict, function: str, rng: random.Random) -> str | None:
+    tests = present_tests(nb, function)
+    if not tests:
+        return None
+    test = rng.choice(tests)
+    at = index_of(nb, test)
+    cell = copy.deepcopy(nb["cells"][at])
+    cell["id"] = new_cell(rng, "")["id"]
+    nb["cells"].insert(at + 1, cell)
+    return test
+
+
+@feature("solution-as-markdown", recovery="nbgrader#1941", order=95)
+def _as_markdown(nb: dict, function: str, rng: random.Random) -> str | None:
+    cell = solution(nb, function)
+    cell["cell_type"] = rng.choice(["markdown", "raw"])
+    cell.pop("outputs", None), cell.pop("execution_count", None)
+    return cell["cell_type"]
+
+
+@feature("strip-solution-metadata", order=98)
+def _strip_solution(nb: dict, function: str, rng: random.Random) -> str | None:
+    solution(nb, function)["metadata"] = {}
+    return "solution"
+
+
+@feature("strip-all-metadata", recovery="nbgrader#1398", order=99, whole_notebook=True)
+def _strip_all(nb: dict, function: str, rng: random.Random) -> str | None:
+    for cell in nb["cells"]:
+        cell["metadata"] = {}
+    return "all"
+
+
+# ----------------------------------------------------------------------------- the class
+
+def _variant_pick(rng: random.Random) -> dict[str, str]:
+    pick = {}
+    for function, (variants, _) in EXERCISES.items():
+        correct = [v.name for v in variants if v.name.startswith("correct")]
+        pick[function] = rng.choice(correct) if rng.random() < P_CORRECT else rng.choice([v.name for v in variants])
+    return pick
+
+
+def plan_class(count: int, seed: int, features: list[str]) -> list[tuple[dict[str, str], list[tuple[str, str]]]]:
+    """(variants, [(feature, function)]) per student: first each feature alone on a correct notebook
+    (cycling through the exercises), then random mixtures of up to four features."""
+    rng = random.Random(seed)
+    correct = {f: "correct" for f in EXERCISES}
+    functions = list(EXERCISES)
+    plans = [(dict(correct), [(name, functions[i % len(functions)])]) for i, name in enumerate(features)]
+    while len(plans) < count:
+        chosen = rng.sample(features, rng.randint(1, min(4, len(features))))
+        plans.append((_variant_pick(rng), [(name, rng.choice(functions)) for name in chosen]))
+    return plans[:count]
+
+
+def make_notebook(release: dict, variants: dict[str, str], wanted: list[tuple[str, str]],
+                  rng: random.Random) -> tuple[dict, list[tuple[str, str, str]]]:
+    nb = make_class.make_notebook(release, variants, scratch=False)
+    applied = []
+    for name, function in sorted(wanted, key=lambda w: FEATURES[w[0]].order):
+        detail = FEATURES[name].apply(nb, function, rng)
+        if detail is not None:
+            applied.append((name, "*" if FEATURES[name].whole_notebook else function, detail))
+    if rng.random() < 0.5:  # as Jupyter saves them: each source a list of lines
+        for cell in nb["cells"]:
+            cell["source"] = text(cell).splitlines(keepends=True)
+    return nb, applied
+
+
+def fuzz_class(course_dir: Path, count: int = 300, seed: int = 0, without: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Write the submissions under course_dir/submitted/ and fuzz_manifest.json; the manifest
+    {student: {"variants": {function: variant}, "features": [[feature, function, detail], ...]}}."""
+    release = _release()
+    names = [name for name in FEATURES if name not in without]
+    rng = random.Random(seed + 1)
+    manifest = {}
+    for index, (variants, wanted) in enumerate(plan_class(count, seed, names)):
+        nb, applied = make_notebook(release, variants, wanted, rng)
+        student = f"f{index:03d}"
+        folder = course_dir / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{ASSIGNMENT}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n",
+                                                    encoding="utf-8")
+        (folder / "timestamp.txt").write_text(make_class.TIMESTAMP + "\n")
+        manifest[student] = {"variants": variants, "features": [list(a) for a in applied]}
+    (course_dir / "fuzz_manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    return manifest
+
+
+# ----------------------------------------------------------------------------- comparison
+
+TESTS = [t for _, tests in EXERCISES.values() for t in tests]
+TEST_OF = {t: f for f, (_, tests) in EXERCISES.items() for t in tests}
+
+
+@dataclass(frozen=True)
+class CellResult:
+    student: str
+    cell: str
+    nbgrader: float | None  # None: nbgrader recorded no score for it
+    coursekit: float | None
+    verdict: str  # "agree", "recovery", "disagree"
+    features: tuple[str, ...]  # features of the notebook that touch this cell
+
+
+def _touches(entry: list, cell: str) -> bool:
+    name, function, _ = entry
+    return function == "*" or TEST_OF[cell] == function
+
+
+def compare(manifest: dict[str, dict], stock: dict, fast: dict, reasons: dict[str, str],
+            nbgrader_failed: Collection[str] = ()) -> list[CellResult]:
+    """One CellResult per (student, test cell) of the manifest.  A recovery covers the cells its
+    feature touches, or the whole notebook when nbgrader could not grade the notebook at all."""
+    out = []
+    for student, entry in sorted(manifest.items()):
+        for cell in TESTS:
+            ours, theirs = fast.get((student, cell)), stock.get((student, cell))
+            touching = [e for e in entry["features"] if _touches(e, cell)]
+            recoveries = entry["features"] if student in nbgrader_failed else touching
+            if ours == theirs:
+                verdict = "agree"
+            elif any(FEATURES[e[0]].recovery and FEATURES[e[0]].recovery in reasons.get(student, "")
+                     for e in recoveries):
+                verdict = "recovery"
+            else:
+                verdict = "disagree"
+            out.append(CellResult(student, cell, theirs, ours, verdict, tuple(dict.fromkeys(e[0] for e in touching))))
+    return out
+
+
+def agreement_table(manifest: dict[str, dict], results: list[CellResult]) -> str:
+    """Per feature (and in total): notebooks, cells compared, equal, recoveries, disagreements."""
+    rows: dict[str, Counter] = {}
+    for r in results:
+        for name in r.features or ("(no feature on this exercise)",):
+            rows.setdefault(name, Counter())[r.verdict] += 1
+    notebooks = Counter(e[0] for entry in manifest.values() for e in {tuple(x[:1]) for x in entry["features"]})
+    total = Counter(r.verdict for r in results)
+    width = max(len(n) for n in list(rows) + ["feature"]) + 2
+    lines = [f"{'feature':<{width}}{'notebooks':>10}{'cells':>7}{'equal':>7}{'recovery':>10}{'differ':>8}"
+             f"{'agreement*':>12}"]
+    def line(name: str, n: int | str, c: Counter) -> str:
+        cells = sum(c.values())
+        judged = cells - c["recovery"]
+        pct = f"{100 * c['agree'] / judged:.1f} %" if judged else "-"
+        return f"{name:<{width}}{n:>10}{cells:>7}{c['agree']:>7}{c['recovery']:>10}{c['disagree']:>8}{pct:>12}"
+    for name in sorted(rows, key=lambda n: (n.startswith("("), n)):
+        lines.append(line(name, notebooks.get(name, ""), rows[name]))
+    lines.append(line("all cells", len(manifest), total))
+    lines.append("* equal / (cells - recoveries); a feature's row counts the test cells of the exercise it touched")
+    return "\n".join(lines)
+
+
+def describe(entry: dict) -> str:
+    """A notebook's features in one line, e.g. "exec-definition(he: exec); line-endings(zeros: cr)"."""
+    return "; ".join(f"{n}({f if f == '*' else SHORT[f]}: {d})" for n, f, d in entry["features"])
+
+
+def listing(manifest: dict[str, dict], results: list[CellResult], verdict: str) -> str:
+    return "\n".join(f"  {r.student} {r.cell:<20} nbgrader {r.nbgrader} coursekit {r.coursekit}   "
+                     f"[{describe(manifest[r.student])}]" for r in results if r.verdict == verdict)
+
+
+# ----------------------------------------------------------------------------- both graders
+
+def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+_REMOVED = re.compile(r"Removing failed assignment: .*[/\\]([^/\\]+)[/\\]" + re.escape(ASSIGNMENT) + r"\s*$", re.M)
+
+
+def nbgrader_autograde(course: Path, env: dict) -> tuple[int, dict[str, str]]:
+    """`nbgrader autograde` over every student, as one batch.
+
+    nbgrader 0.9.6 carries on after most failures, but a notebook whose metadata it cannot
+    validate (SchemaTooOldError, e.g. after duplicated grade ids) stops the whole batch and the
+    students after it are never tried.  Such a student is set aside and the batch started again
+    (nbgrader skips what it already graded).  Returns the number of runs and {student: why
+    nbgrader graded nothing}."""
+    aside = course.parent / f"{course.name}-set-aside"
+    failed: dict[str, str] = {}
+    runs = 0
+    try:
+        while True:
+            runs += 1
+            proc = _run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--log-level=WARN"], course, env)
+            removed = _REMOVED.findall(proc.stderr)
+            stopped = "nbgrader update" in proc.stderr or "newer version" in proc.stderr
+            for student in removed:
+                failed[student] = "nbgrader stopped the batch here (metadata it cannot validate)" \
+                    if stopped and student == removed[-1] else "nbgrader could not grade it"
+            if not (stopped and removed):
+                break
+            for student in removed:  # never try them again
+                aside.mkdir(exist_ok=True)
+                shutil.move(str(course / "submitted" / student), str(aside / student))
+    finally:
+        if aside.is_dir():
+            for folder in aside.iterdir():
+                shutil.move(str(folder), str(course / "submitted" / folder.name))
+            aside.rmdir()
+    return runs, failed
+
+
+def _tests_helpers():
+    """The tests' course helpers (one place that builds and reads throw-away courses)."""
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tests"))
+    import course_copy  # noqa: PLC0415
+    import coursekit_course  # noqa: PLC0415
+    return course_copy, coursekit_course
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=300, help="notebooks (default 300)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--without", nargs="*", default=[], choices=sorted(FEATURES), metavar="FEATURE",
+                        help="leave these features out")
+    parser.add_argument("--workers", type=int, help="coursekit worker processes (default: one per core)")
+    parser.add_argument("--keep", type=Path, help="build the courses here and keep them")
+    parser.add_argument("--json", type=Path, help="write every cell's result here")
+    args = parser.parse_args()
+    course_copy, coursekit_course = _tests_helpers()
+
+    base = args.keep or Path(tempfile.mkdtemp(prefix="coursekit-fuzz-"))
+    try:
+        template = coursekit_course.build_template(base / "template")
+        manifest = fuzz_class(template, args.count, args.seed, tuple(args.without))
+        print(f"{len(manifest)} notebooks (seed {args.seed}); grading with nbgrader autograde (about 6 s each) "
+              "and coursekit autograde ...", flush=True)
+        stock, fast, reasons, timings = grade_both(template, base, course_copy.nbgrader_env(), course_copy.copy_course,
+                                                   coursekit_course.gradebook_scores, args.workers)
+        results = compare(manifest, stock, fast, reasons, timings["nbgrader_failed"])
+        failed = timings["nbgrader_failed"]
+        print(f"nbgrader autograde: {timings['nbgrader']:.0f} s ({timings['nbgrader_runs']} batch runs; "
+              f"{len(failed)} notebooks it could not grade{': ' if failed else ''}{', '.join(sorted(failed))}); "
+              f"coursekit autograde: {timings['coursekit']:.1f} s\n")
+        print(agreement_table(manifest, results))
+        for verdict, title in (("recovery", "documented recoveries"), ("disagree", "DISAGREEMENTS")):
+            rows = listing(manifest, results, verdict)
+            print(f"\n{title}: {sum(r.verdict == verdict for r in results)} cells" + (f"\n{rows}" if rows else ""))
+        if args.json:
+            args.json.write_text(json.dumps({"manifest": manifest, "reasons": reasons, "cells": [
+                r.__dict__ for r in results]}, indent=1, ensure_ascii=False) + "\n")
+        differ = sum(r.verdict == "disagree" for r in results)
+        print("\nRESULT:", "100 % agreement outside the listed recoveries" if not differ
+              else f"{differ} cells disagree")
+        return 1 if differ else 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
