@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection
 
@@ -602,6 +602,30 @@ def nbgrader_autograde(course: Path, env: dict) -> tuple[int, dict[str, str]]:
                 shutil.move(str(folder), str(course / "submitted" / folder.name))
             aside.rmdir()
     return runs, failed
+
+
+def grade_both(template: Path, base: Path, env: dict, copy_course: Callable[[Path, Path], Path],
+               gradebook_scores: Callable[[Path], dict], workers: int | None = None) -> tuple[dict, dict, dict, dict]:
+    """Copy the generated course twice; `nbgrader autograde` (every student in one batch) in one
+    copy, `coursekit autograde --json` in the other.  Returns (nbgrader scores, coursekit scores,
+    coursekit reasons, timings and nbgrader's failures)."""
+    stock, fast = copy_course(template, base / "nbgrader"), copy_course(template, base / "coursekit")
+    timings: dict = {}
+    start = time.perf_counter()
+    ck = _run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"]
+              + (["--workers", str(workers)] if workers else []), fast, env)
+    timings["coursekit"] = time.perf_counter() - start
+    if ck.returncode not in (0, 1):
+        raise RuntimeError(f"coursekit autograde failed (exit {ck.returncode}):\n{ck.stderr[-3000:]}")
+    reasons = {}
+    for line in ck.stdout.splitlines():
+        if line.strip().startswith("{"):
+            result = json.loads(line)
+            reasons[result["student"]] = result.get("reason") or ""
+    start = time.perf_counter()
+    timings["nbgrader_runs"], timings["nbgrader_failed"] = nbgrader_autograde(stock, env)
+    timings["nbgrader"] = time.perf_counter() - start
+    return gradebook_scores(stock), gradebook_scores(fast), reasons, timings
 
 
 def _tests_helpers():
