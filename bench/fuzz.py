@@ -1,7 +1,7 @@
 """Differential testing: grade a seeded class of unusual notebooks with both `nbgrader autograde`
 and `coursekit autograde`, and compare every test cell's score.
 
-    python bench/fuzz.py [--count 300] [--seed 0] [--without FEATURE ...] [--keep DIR] [--json FILE]
+    python bench/fuzz.py [--count 300] [--seed 0] [--without FEATURE[:STYLE] ...] [--keep DIR] [--json FILE]
 
 `make fuzz` runs the full set and prints the agreement table.  The generator extends
 `bench/make_class.py`: each exercise gets one of its variants (correct in several styles or a
@@ -114,16 +114,16 @@ def edit_solution(nb: dict, function: str, edit: Callable[[str], str]) -> None:
 
 @dataclass(frozen=True)
 class Feature:
-    """One unusual thing done to a notebook, to the exercise of ``function``.
+    """One unusual thing done to a notebook, to the exercise of one function, in one of ``styles``.
 
-    ``apply`` returns a short description of what it did (recorded in the manifest), or None when
-    it does not apply to this notebook.  ``recovery`` is the nbgrader issue coursekit names in its
-    reason when it recovers from this feature on purpose; ``scope`` the test cells that recovery
-    may change (None: the exercise's test cells).
+    ``apply(nb, function, style, rng)`` edits the notebook and returns False when the feature does
+    not fit it (e.g. the variant has no ``return parameters`` line to reroute).  ``recovery`` is
+    the nbgrader issue coursekit names in its reason when it recovers from this on purpose.
     """
 
     name: str
-    apply: Callable[[dict, str, random.Random], str | None]
+    styles: tuple[str, ...]
+    apply: Callable[[dict, str, str, random.Random], bool]
     recovery: str | None = None
     order: int = 50  # features apply in this order (source edits before cells move around)
     whole_notebook: bool = False
@@ -132,150 +132,137 @@ class Feature:
 FEATURES: dict[str, Feature] = {}
 
 
-def feature(name: str, recovery: str | None = None, order: int = 50, whole_notebook: bool = False):
-    def register(apply: Callable[[dict, str, random.Random], str | None]) -> Callable:
-        FEATURES[name] = Feature(name, apply, recovery, order, whole_notebook)
+def feature(name: str, styles: tuple[str, ...], recovery: str | None = None, order: int = 50,
+            whole_notebook: bool = False) -> Callable:
+    def register(apply: Callable[[dict, str, str, random.Random], bool]) -> Callable:
+        FEATURES[name] = Feature(name, styles, apply, recovery, order, whole_notebook)
         return apply
     return register
 
 
 RETURN = "    return parameters"
+PLACES = ("above", "between", "below", "end")
 
 
-def _has_return(nb: dict, function: str) -> bool:
-    return RETURN in text(solution(nb, function))
+def _reroute_return(nb: dict, function: str, new_return: str) -> bool:
+    if RETURN not in text(solution(nb, function)):
+        return False
+    edit_solution(nb, function, lambda s: s.replace(RETURN, f"    return {new_return}"))
+    return True
 
 
 # -- settings and helpers the solution reads from other cells (placed above, between or below)
 
-@feature("helper-function-cell", order=10)
-def _helper_function(nb: dict, function: str, rng: random.Random) -> str | None:
-    if not _has_return(nb, function):
-        return None
+@feature("helper-function-cell", PLACES, order=10)
+def _helper_function(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     helper = f"_finish_{SHORT[function]}"
-    edit_solution(nb, function, lambda s: s.replace(RETURN, f"    return {helper}(parameters)"))
-    where = rng.choice(["above", "between", "below", "end"])
+    if not _reroute_return(nb, function, f"{helper}(parameters)"):
+        return False
     place(nb, new_cell(rng, f"def {helper}(parameters):\n    \"\"\"A helper of my own.\"\"\"\n"
-                            "    return dict(parameters)\n"), function, where)
-    return where
+                            "    return dict(parameters)\n"), function, style)
+    return True
 
 
-@feature("subscript-setting", order=10)
-def _subscript_setting(nb: dict, function: str, rng: random.Random) -> str | None:
-    if not _has_return(nb, function):
-        return None
+@feature("subscript-setting", PLACES[:3], order=10)
+def _subscript_setting(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     config = f"CONFIG_{SHORT[function]}"
-    edit_solution(nb, function, lambda s: s.replace(
-        RETURN, f"    return {{k: np.asarray(v, dtype={config}['dtype']) for k, v in parameters.items()}}"))
+    if not _reroute_return(nb, function, f"{{k: np.asarray(v, dtype={config}['dtype']) for k, v in parameters.items()}}"):
+        return False
     place(nb, new_cell(rng, f"{config} = {{}}\n"), function, "above")
-    where = rng.choice(["above", "between", "below"])
-    place(nb, new_cell(rng, f"{config}['dtype'] = np.float64\n"), function, where)
-    return where
+    place(nb, new_cell(rng, f"{config}['dtype'] = np.float64\n"), function, style)
+    return True
 
 
-@feature("attribute-setting", order=10)
-def _attribute_setting(nb: dict, function: str, rng: random.Random) -> str | None:
-    if not _has_return(nb, function):
-        return None
+@feature("attribute-setting", PLACES[:3], order=10)
+def _attribute_setting(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     settings = f"settings_{SHORT[function]}"
-    edit_solution(nb, function, lambda s: s.replace(
-        RETURN, f"    return {{k: v * {settings}.scale for k, v in parameters.items()}}"))
+    if not _reroute_return(nb, function, f"{{k: v * {settings}.scale for k, v in parameters.items()}}"):
+        return False
     place(nb, new_cell(rng, f"import types\n{settings} = types.SimpleNamespace()\n"), function, "above")
-    where = rng.choice(["above", "between", "below"])
-    place(nb, new_cell(rng, f"{settings}.scale = 1.0\n"), function, where)
-    return where
+    place(nb, new_cell(rng, f"{settings}.scale = 1.0\n"), function, style)
+    return True
 
 
 # -- how the function gets defined
 
-@feature("global-installer", order=20)
-def _global_installer(nb: dict, function: str, rng: random.Random) -> str | None:
-    style = rng.choice(["nested-def", "alias"])
+@feature("stderr-in-function", ("print-stderr", "warnings-warn", "print-stdout"), order=15)
+def _stderr_in_function(nb: dict, function: str, style: str, rng: random.Random) -> bool:
+    line = {"print-stderr": 'print("debug: building parameters", file=sys.stderr)',
+            "warnings-warn": 'warnings.warn("check the shapes")',
+            "print-stdout": 'print("debug: building parameters")'}[style]
+    header = f"def {function}(layers_dims):\n"
+    if header not in text(solution(nb, function)):
+        return False
+    edit_solution(nb, function, lambda s: "import sys\nimport warnings\n" + s.replace(header, header + f"    {line}\n", 1))
+    return True
+
+
+@feature("global-installer", ("nested-def", "alias"), order=20)
+def _global_installer(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     def nested(s: str) -> str:
         body = "\n".join("    " + line if line else line for line in s.split("\n"))
         return f"def _install():\n    global {function}\n{body}\n\n\n_install()\n"
+
     def alias(s: str) -> str:
         impl = f"_{SHORT[function]}_impl"
         return (s.replace(f"def {function}(", f"def {impl}(") +
                 f"\n\n\ndef _install():\n    global {function}\n    {function} = {impl}\n\n\n_install()\n")
     edit_solution(nb, function, nested if style == "nested-def" else alias)
-    return style
+    return True
 
 
-# NFKC turns these into ASCII letters: fullwidth, mathematical bold, and the script small l.
-def _fullwidth(c: str) -> str:
-    return chr(ord(c) - ord("a") + 0xFF41) if c.islower() else c
+# NFKC turns these into ASCII letters: fullwidth (U+FF41...), mathematical bold (U+1D41A...).
+LETTER = {"fullwidth-function-name": 0xFF41, "bold-function-name": 0x1D41A}
 
 
-def _math_bold(c: str) -> str:
-    return chr(ord(c) - ord("a") + 0x1D41A) if c.islower() else c
-
-
-@feature("nfkc-identifier", order=30)
-def _nfkc(nb: dict, function: str, rng: random.Random) -> str | None:
-    style = rng.choice(["fullwidth-function-name", "bold-function-name", "script-l-local"])
+@feature("nfkc-identifier", ("fullwidth-function-name", "bold-function-name", "script-l-local"), order=30)
+def _nfkc(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     def edit(s: str) -> str:
         if style == "script-l-local":  # the loop variable l spelled ℓ in some places
             return s.replace("for l in", "for \u2113 in", 1).replace("[l]", "[\u2113]", 1)
-        letter = _fullwidth if style.startswith("fullwidth") else _math_bold
         at = s.find(function)
-        return s[:at] + letter(function[0]) + s[at + 1:] if at >= 0 else s
+        return s[:at] + chr(LETTER[style] + ord(function[0]) - ord("a")) + s[at + 1:] if at >= 0 else s
     edit_solution(nb, function, edit)
-    return style
+    return True
 
 
-@feature("exec-definition", order=40)
-def _exec(nb: dict, function: str, rng: random.Random) -> str | None:
-    style = rng.choice(["exec", "exec-globals", "exec-compile"])
+@feature("exec-definition", ("exec", "exec-globals", "exec-compile"), order=40)
+def _exec(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     wrap = {"exec": lambda s: f"exec({s!r})\n",
             "exec-globals": lambda s: f"exec({s!r}, globals())\n",
             "exec-compile": lambda s: f"_code = {s!r}\nexec(compile(_code, '<my solution>', 'exec'))\n"}[style]
     edit_solution(nb, function, wrap)
-    return style
-
-
-@feature("stderr-in-function", order=15)
-def _stderr_in_function(nb: dict, function: str, rng: random.Random) -> str | None:
-    style = rng.choice(["print-stderr", "warnings-warn", "print-stdout"])
-    line = {"print-stderr": 'print("debug: building parameters", file=sys.stderr)',
-            "warnings-warn": 'warnings.warn("check the shapes")',
-            "print-stdout": 'print("debug: building parameters")'}[style]
-    def edit(s: str) -> str:
-        header = f"def {function}(layers_dims):\n"
-        if header not in s:
-            return s
-        return "import sys\nimport warnings\n" + s.replace(header, header + f"    {line}\n", 1)
-    before = text(solution(nb, function))
-    edit_solution(nb, function, edit)
-    return style if text(solution(nb, function)) != before else None
+    return True
 
 
 # -- magics and line endings (after every other edit of the source)
 
-@feature("cell-magic", order=60)
-def _cell_magic(nb: dict, function: str, rng: random.Random) -> str | None:
-    magic = rng.choice(["%%time", "%%capture", "%%capture captured"])
-    edit_solution(nb, function, lambda s: f"{magic}\n{s}")
-    return magic
+CELL_MAGICS = {"time": "%%time", "capture": "%%capture", "capture-to-variable": "%%capture captured"}
+LINE_MAGICS = {"matplotlib": "%matplotlib inline", "timeit": "%timeit -n 1 -r 1 sum(range(10))",
+               "autoreload": "%load_ext autoreload\n%autoreload 2", "config": "%config InlineBackend.figure_format = 'png'",
+               "shell-escape": "!echo solving"}
 
 
-@feature("line-magic", order=60)
-def _line_magic(nb: dict, function: str, rng: random.Random) -> str | None:
-    magic = rng.choice(["%matplotlib inline", "%timeit -n 1 -r 1 sum(range(10))", "%load_ext autoreload\n%autoreload 2",
-                        "%config InlineBackend.figure_format = 'png'", "!echo solving"])
-    edit_solution(nb, function, lambda s: f"{magic}\n{s}")
-    return magic.split()[0]
+@feature("cell-magic", tuple(CELL_MAGICS), order=60)
+def _cell_magic(nb: dict, function: str, style: str, rng: random.Random) -> bool:
+    edit_solution(nb, function, lambda s: f"{CELL_MAGICS[style]}\n{s}")
+    return True
 
 
-@feature("line-endings", order=70)
-def _line_endings(nb: dict, function: str, rng: random.Random) -> str | None:
-    style = rng.choice(["crlf", "cr", "crlf-every-code-cell"])
+@feature("line-magic", tuple(LINE_MAGICS), order=60)
+def _line_magic(nb: dict, function: str, style: str, rng: random.Random) -> bool:
+    edit_solution(nb, function, lambda s: f"{LINE_MAGICS[style]}\n{s}")
+    return True
+
+
+@feature("line-endings", ("crlf", "cr", "crlf-every-code-cell"), order=70)
+def _line_endings(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     ending = "\r" if style == "cr" else "\r\n"
     cells = ([c for c in nb["cells"] if c["cell_type"] == "code"] if style.endswith("every-code-cell")
              else [solution(nb, function)])
     for cell in cells:
         cell["source"] = text(cell).replace("\n", ending)
-    return style
+    return True
 
 
 # -- cells added around the exercise
@@ -286,105 +273,101 @@ SCRATCH = {
     "zero-division": "ratio = 1 / 0\n",
     "stderr": "import sys\nprint('note to self: ask about He', file=sys.stderr)\n",
     "warning": "import warnings\nwarnings.warn('scratch cell warning')\n",
-    "rebind-seed": "np.random.seed(0)\n",
+    "reseed": "np.random.seed(0)\n",
     "shape-check": "{f}([4, 1])['W1'].shape\n",
 }
 
 
-@feature("scratch-cell", order=80)
-def _scratch(nb: dict, function: str, rng: random.Random) -> str | None:
-    kind = rng.choice(sorted(SCRATCH))
-    where = rng.choice(["above", "between", "below", "end"])
+@feature("scratch-cell", tuple(f"{kind}@{where}" for kind in SCRATCH for where in PLACES), order=80)
+def _scratch(nb: dict, function: str, style: str, rng: random.Random) -> bool:
+    kind, where = style.split("@")
     place(nb, new_cell(rng, SCRATCH[kind].format(f=function)), function, where)
-    return f"{kind}@{where}"
+    return True
 
 
-@feature("del-name", order=80)
-def _del_name(nb: dict, function: str, rng: random.Random) -> str | None:
+@feature("del-name", ("between", "below"), order=80)
+def _del_name(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     """A scratch cell deletes the function: between the solution and its tests (the tests then
     fail top to bottom) or below them (no effect)."""
-    where = rng.choice(["between", "below"])
-    place(nb, new_cell(rng, f"del {function}\n"), function, where)
-    return where
+    place(nb, new_cell(rng, f"del {function}\n"), function, style)
+    return True
 
 
-@feature("redefined-after-tests", order=80)
-def _redefined(nb: dict, function: str, rng: random.Random) -> str | None:
-    style = rng.choice(["wrong-def", "none", "stub"])
-    source = {"wrong-def": f"def {function}(layers_dims):\n    return {{}}\n",
-              "none": f"{function} = None\n",
-              "stub": f"def {function}(layers_dims):\n    raise NotImplementedError()\n"}[style]
-    place(nb, new_cell(rng, source), function, rng.choice(["below", "end"]))
-    return style
+REDEFINITIONS = {"wrong-def": "def {f}(layers_dims):\n    return {{}}\n", "none": "{f} = None\n",
+                 "stub": "def {f}(layers_dims):\n    raise NotImplementedError()\n"}
 
 
-@feature("solution-below-tests", order=85)
-def _solution_below(nb: dict, function: str, rng: random.Random) -> str | None:
+@feature("redefined-after-tests", tuple(f"{kind}@{where}" for kind in REDEFINITIONS for where in ("below", "end")),
+         order=80)
+def _redefined(nb: dict, function: str, style: str, rng: random.Random) -> bool:
+    kind, where = style.split("@")
+    place(nb, new_cell(rng, REDEFINITIONS[kind].format(f=function)), function, where)
+    return True
+
+
+@feature("solution-below-tests", ("moved",), order=85)
+def _solution_below(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     """The solution cell moved below the exercise's tests (a top-to-bottom run calls it too early)."""
     target = last_test(nb, function)  # after the pop below, the cell lands just below that test
     nb["cells"].insert(target, nb["cells"].pop(index_of(nb, function)))
-    return "moved"
+    return True
 
 
-@feature("defined-at-end", order=85)
-def _defined_at_end(nb: dict, function: str, rng: random.Random) -> str | None:
+@feature("defined-at-end", ("moved",), order=85)
+def _defined_at_end(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     """The solution cell emptied and its code pasted into a new last cell, below every test."""
     cell = solution(nb, function)
     code, cell["source"] = text(cell), "# moved to the end of the notebook\n"
     nb["cells"].append(new_cell(rng, code))
-    return "moved"
+    return True
 
 
 # -- mangled cells and metadata (last)
 
-@feature("delete-markdown", order=90, whole_notebook=True)
-def _delete_markdown(nb: dict, function: str, rng: random.Random) -> str | None:
+@feature("delete-markdown", ("some",), order=90, whole_notebook=True)
+def _delete_markdown(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     markdown = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown"]
     gone = set(rng.sample(markdown, rng.randint(1, min(4, len(markdown)))))
     nb["cells"] = [c for i, c in enumerate(nb["cells"]) if i not in gone]
-    return f"{len(gone)} cells"
+    return True
 
 
-DEMO_CELLS = ["plot_zeros", "symmetry_demo", "plot_random", "saturation_demo", "plot_he", "results_table",
-              "train_zeros", "load_data"]
+@feature("delete-demo-cell", ("plot_zeros", "symmetry_demo", "plot_random", "saturation_demo", "plot_he",
+                              "results_table", "train_zeros", "load_data"), order=90, whole_notebook=True)
+def _delete_demo(nb: dict, function: str, style: str, rng: random.Random) -> bool:
+    if not any(grade_id(c) == style for c in nb["cells"]):
+        return False
+    del nb["cells"][index_of(nb, style)]
+    return True
 
 
-@feature("delete-demo-cell", order=90, whole_notebook=True)
-def _delete_demo(nb: dict, function: str, rng: random.Random) -> str | None:
-    present = [g for g in DEMO_CELLS if any(grade_id(c) == g for c in nb["cells"])]
-    victim = rng.choice(present)
-    del nb["cells"][index_of(nb, victim)]
-    return victim
+@feature("delete-setup-cell", ("setup",), order=90, whole_notebook=True)
+def _delete_setup(nb: dict, function: str, style: str, rng: random.Random) -> bool:
+    del nb["cells"][index_of(nb, style)]
+    return True
 
 
-@feature("delete-setup-cell", order=90, whole_notebook=True)
-def _delete_setup(nb: dict, function: str, rng: random.Random) -> str | None:
-    del nb["cells"][index_of(nb, "setup")]
-    return "setup"
-
-
-@feature("outputs-and-counts", order=90, whole_notebook=True)
-def _outputs(nb: dict, function: str, rng: random.Random) -> str | None:
+@feature("outputs-and-counts", ("stale",), order=90, whole_notebook=True)
+def _outputs(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     """Stale outputs and execution counts, as a saved notebook has them."""
     for n, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
         cell["execution_count"] = n + 1
         cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "old output\n"}]
-    return "stale"
+    return True
 
 
-@feature("delete-test-cells", recovery="nbgrader#1682", order=95)
-def _delete_tests(nb: dict, function: str, rng: random.Random) -> str | None:
-    tests = EXERCISES[function][1]
-    gone = set(rng.choice([tests[:1], tests[1:], tests]))
+@feature("delete-test-cells", ("public", "hidden", "both"), recovery="nbgrader#1682", order=95)
+def _delete_tests(nb: dict, function: str, style: str, rng: random.Random) -> bool:
+    public, hidden = EXERCISES[function][1]
+    gone = {"public": {public}, "hidden": {hidden}, "both": {public, hidden}}[style]
     nb["cells"] = [c for c in nb["cells"] if grade_id(c) not in gone]
-    return "+".join(sorted(gone))
+    return True
 
 
-@feature("duplicate-solution-cell", recovery="nbgrader#1083", order=95)
-def _duplicate_solution(nb: dict, function: str, rng: random.Random) -> str | None:
+@feature("duplicate-solution-cell", ("copy-below", "stub-copy-above"), recovery="nbgrader#1083", order=95)
+def _duplicate_solution(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     """The solution cell copied (same grade id): the student's code below it, or the release's
     stub above it (jupyter/nbgrader#1083)."""
-    style = rng.choice(["copy-below", "stub-copy-above"])
     at = index_of(nb, function)
     cell = copy.deepcopy(nb["cells"][at])
     cell["id"] = new_cell(rng, "")["id"]
@@ -393,41 +376,40 @@ def _duplicate_solution(nb: dict, function: str, rng: random.Random) -> str | No
         nb["cells"].insert(at, cell)
     else:
         nb["cells"].insert(at + 1, cell)
-    return style
+    return True
 
 
-@feature("duplicate-test-cell", recovery="nbgrader#1083", order=95)
-def _duplicate_test(nb: dict, function: str, rng: random.Random) -> str | None:
-    tests = present_tests(nb, function)
-    if not tests:
-        return None
-    test = rng.choice(tests)
+@feature("duplicate-test-cell", ("public", "hidden"), recovery="nbgrader#1083", order=96)
+def _duplicate_test(nb: dict, function: str, style: str, rng: random.Random) -> bool:
+    test = EXERCISES[function][1][style == "hidden"]
+    if test not in present_tests(nb, function):
+        return False
     at = index_of(nb, test)
     cell = copy.deepcopy(nb["cells"][at])
     cell["id"] = new_cell(rng, "")["id"]
     nb["cells"].insert(at + 1, cell)
-    return test
+    return True
 
 
-@feature("solution-as-markdown", recovery="nbgrader#1941", order=95)
-def _as_markdown(nb: dict, function: str, rng: random.Random) -> str | None:
+@feature("solution-as-markdown", ("markdown", "raw"), recovery="nbgrader#1941", order=97)
+def _as_markdown(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     cell = solution(nb, function)
-    cell["cell_type"] = rng.choice(["markdown", "raw"])
+    cell["cell_type"] = style
     cell.pop("outputs", None), cell.pop("execution_count", None)
-    return cell["cell_type"]
+    return True
 
 
-@feature("strip-solution-metadata", order=98)
-def _strip_solution(nb: dict, function: str, rng: random.Random) -> str | None:
+@feature("strip-solution-metadata", ("solution",), order=98)
+def _strip_solution(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     solution(nb, function)["metadata"] = {}
-    return "solution"
+    return True
 
 
-@feature("strip-all-metadata", recovery="nbgrader#1398", order=99, whole_notebook=True)
-def _strip_all(nb: dict, function: str, rng: random.Random) -> str | None:
+@feature("strip-all-metadata", ("all",), recovery="nbgrader#1398", order=99, whole_notebook=True)
+def _strip_all(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     for cell in nb["cells"]:
         cell["metadata"] = {}
-    return "all"
+    return True
 
 
 # ----------------------------------------------------------------------------- the class
@@ -440,41 +422,54 @@ def _variant_pick(rng: random.Random) -> dict[str, str]:
     return pick
 
 
-def plan_class(count: int, seed: int, features: list[str]) -> list[tuple[dict[str, str], list[tuple[str, str]]]]:
-    """(variants, [(feature, function)]) per student: first each feature alone on a correct notebook
-    (cycling through the exercises), then random mixtures of up to four features."""
+def allowed_styles(without: Collection[str] = ()) -> dict[str, tuple[str, ...]]:
+    """{feature: its styles} minus what ``without`` names ("feature" or "feature:style")."""
+    allowed = {name: tuple(s for s in f.styles if f"{name}:{s}" not in without)
+               for name, f in FEATURES.items() if name not in without}
+    return {name: styles for name, styles in allowed.items() if styles}
+
+
+Plan = tuple[dict[str, str], list[tuple[str, str, str]]]  # variants, [(feature, function, style)]
+
+
+def plan_class(count: int, seed: int, styles: dict[str, tuple[str, ...]]) -> list[Plan]:
+    """First a cover, each on an otherwise correct notebook, cycling through the exercises: every
+    (feature, style) once when the class is at least twice that long, else every feature once.
+    Then random mixtures of one to four features on random variants."""
     rng = random.Random(seed)
-    correct = {f: "correct" for f in EXERCISES}
     functions = list(EXERCISES)
-    plans = [(dict(correct), [(name, functions[i % len(functions)])]) for i, name in enumerate(features)]
+    pairs = [(name, style) for name, options in styles.items() for style in options]
+    if count < 2 * len(pairs):
+        pairs = [(name, rng.choice(options)) for name, options in styles.items()]
+    plans: list[Plan] = [({f: "correct" for f in EXERCISES}, [(name, functions[i % len(functions)], style)])
+                         for i, (name, style) in enumerate(pairs)]
     while len(plans) < count:
-        chosen = rng.sample(features, rng.randint(1, min(4, len(features))))
-        plans.append((_variant_pick(rng), [(name, rng.choice(functions)) for name in chosen]))
+        chosen = rng.sample(sorted(styles), rng.randint(1, min(4, len(styles))))
+        plans.append((_variant_pick(rng), [(name, rng.choice(functions), rng.choice(styles[name])) for name in chosen]))
     return plans[:count]
 
 
-def make_notebook(release: dict, variants: dict[str, str], wanted: list[tuple[str, str]],
+def make_notebook(release: dict, variants: dict[str, str], wanted: list[tuple[str, str, str]],
                   rng: random.Random) -> tuple[dict, list[tuple[str, str, str]]]:
+    """The notebook, and the features that applied as (feature, function or "*", style)."""
     nb = make_class.make_notebook(release, variants, scratch=False)
     applied = []
-    for name, function in sorted(wanted, key=lambda w: FEATURES[w[0]].order):
-        detail = FEATURES[name].apply(nb, function, rng)
-        if detail is not None:
-            applied.append((name, "*" if FEATURES[name].whole_notebook else function, detail))
+    for name, function, style in sorted(wanted, key=lambda w: FEATURES[w[0]].order):
+        if FEATURES[name].apply(nb, function, style, rng):
+            applied.append((name, "*" if FEATURES[name].whole_notebook else function, style))
     if rng.random() < 0.5:  # as Jupyter saves them: each source a list of lines
         for cell in nb["cells"]:
             cell["source"] = text(cell).splitlines(keepends=True)
     return nb, applied
 
 
-def fuzz_class(course_dir: Path, count: int = 300, seed: int = 0, without: tuple[str, ...] = ()) -> dict[str, dict]:
+def fuzz_class(course_dir: Path, count: int = 300, seed: int = 0, without: Collection[str] = ()) -> dict[str, dict]:
     """Write the submissions under course_dir/submitted/ and fuzz_manifest.json; the manifest
-    {student: {"variants": {function: variant}, "features": [[feature, function, detail], ...]}}."""
+    {student: {"variants": {function: variant}, "features": [[feature, function or "*", style], ...]}}."""
     release = _release()
-    names = [name for name in FEATURES if name not in without]
     rng = random.Random(seed + 1)
     manifest = {}
-    for index, (variants, wanted) in enumerate(plan_class(count, seed, names)):
+    for index, (variants, wanted) in enumerate(plan_class(count, seed, allowed_styles(without))):
         nb, applied = make_notebook(release, variants, wanted, rng)
         student = f"f{index:03d}"
         folder = course_dir / "submitted" / student / ASSIGNMENT
@@ -500,7 +495,7 @@ class CellResult:
     nbgrader: float | None  # None: nbgrader recorded no score for it
     coursekit: float | None
     verdict: str  # "agree", "recovery", "disagree"
-    features: tuple[str, ...]  # features of the notebook that touch this cell
+    features: tuple[str, ...]  # "feature:style" of the notebook's features that touch this cell
 
 
 def _touches(entry: list, cell: str) -> bool:
@@ -525,7 +520,7 @@ def compare(manifest: dict[str, dict], stock: dict, fast: dict, reasons: dict[st
                 verdict = "recovery"
             else:
                 verdict = "disagree"
-            out.append(CellResult(student, cell, theirs, ours, verdict, tuple(dict.fromkeys(e[0] for e in touching))))
+            out.append(CellResult(student, cell, theirs, ours, verdict, tuple(f"{e[0]}:{e[2]}" for e in touching)))
     return out
 
 
@@ -533,7 +528,7 @@ def agreement_table(manifest: dict[str, dict], results: list[CellResult]) -> str
     """Per feature (and in total): notebooks, cells compared, equal, recoveries, disagreements."""
     rows: dict[str, Counter] = {}
     for r in results:
-        for name in r.features or ("(no feature on this exercise)",):
+        for name in {f.split(":")[0] for f in r.features} or ("(no feature on this exercise)",):
             rows.setdefault(name, Counter())[r.verdict] += 1
     notebooks = Counter(e[0] for entry in manifest.values() for e in {tuple(x[:1]) for x in entry["features"]})
     total = Counter(r.verdict for r in results)
@@ -555,6 +550,19 @@ def agreement_table(manifest: dict[str, dict], results: list[CellResult]) -> str
 def describe(entry: dict) -> str:
     """A notebook's features in one line, e.g. "exec-definition(he: exec); line-endings(zeros: cr)"."""
     return "; ".join(f"{n}({f if f == '*' else SHORT[f]}: {d})" for n, f, d in entry["features"])
+
+
+def disagreeing_styles(results: list[CellResult]) -> str:
+    """Each feature:style found on disagreeing cells, with how many such cells had it alone."""
+    seen: Counter = Counter()
+    alone: Counter = Counter()
+    for r in results:
+        if r.verdict == "disagree":
+            seen.update(r.features)
+            if len(r.features) == 1:
+                alone.update(r.features)
+    return "\n".join(f"  {style:<45} {seen[style]:>4} cells, {alone[style]:>3} with no other feature"
+                     for style in sorted(seen))
 
 
 def listing(manifest: dict[str, dict], results: list[CellResult], verdict: str) -> str:
@@ -641,8 +649,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300, help="notebooks (default 300)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--without", nargs="*", default=[], choices=sorted(FEATURES), metavar="FEATURE",
-                        help="leave these features out")
+    parser.add_argument("--without", nargs="*", default=[], metavar="FEATURE[:STYLE]",
+                        help="leave these features (or one style of a feature) out")
     parser.add_argument("--workers", type=int, help="coursekit worker processes (default: one per core)")
     parser.add_argument("--keep", type=Path, help="build the courses here and keep them")
     parser.add_argument("--json", type=Path, help="write every cell's result here")
@@ -652,7 +660,7 @@ def main() -> int:
     base = args.keep or Path(tempfile.mkdtemp(prefix="coursekit-fuzz-"))
     try:
         template = coursekit_course.build_template(base / "template")
-        manifest = fuzz_class(template, args.count, args.seed, tuple(args.without))
+        manifest = fuzz_class(template, args.count, args.seed, args.without)
         print(f"{len(manifest)} notebooks (seed {args.seed}); grading with nbgrader autograde (about 6 s each) "
               "and coursekit autograde ...", flush=True)
         stock, fast, reasons, timings = grade_both(template, base, course_copy.nbgrader_env(), course_copy.copy_course,
@@ -663,6 +671,9 @@ def main() -> int:
               f"{len(failed)} notebooks it could not grade{': ' if failed else ''}{', '.join(sorted(failed))}); "
               f"coursekit autograde: {timings['coursekit']:.1f} s\n")
         print(agreement_table(manifest, results))
+        styles = disagreeing_styles(results)
+        if styles:
+            print(f"\nfeature:style on disagreeing cells\n{styles}")
         for verdict, title in (("recovery", "documented recoveries"), ("disagree", "DISAGREEMENTS")):
             rows = listing(manifest, results, verdict)
             print(f"\n{title}: {sum(r.verdict == verdict for r in results)} cells" + (f"\n{rows}" if rows else ""))
