@@ -26,8 +26,10 @@ difference is a disagreement.  The run lists both.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import copy
 import functools
+import hashlib
 import json
 import random
 import re
@@ -43,6 +45,7 @@ from typing import Callable, Collection
 
 import make_class  # noqa: E402  (bench/ is on sys.path: this file's folder, or tests' coursekit_course)
 
+ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = make_class.ASSIGNMENT
 EXERCISES = make_class.EXERCISES  # function (= its solution cell's grade id) -> (variants, test cells)
 SHORT = {f: f.rsplit("_", 1)[-1] for f in EXERCISES}  # initialize_parameters_he -> he
@@ -612,17 +615,10 @@ def nbgrader_autograde(course: Path, env: dict) -> tuple[int, dict[str, str]]:
     return runs, failed
 
 
-def grade_both(template: Path, base: Path, env: dict, copy_course: Callable[[Path, Path], Path],
-               gradebook_scores: Callable[[Path], dict], workers: int | None = None) -> tuple[dict, dict, dict, dict]:
-    """Copy the generated course twice; `nbgrader autograde` (every student in one batch) in one
-    copy, `coursekit autograde --json` in the other.  Returns (nbgrader scores, coursekit scores,
-    coursekit reasons, timings and nbgrader's failures)."""
-    stock, fast = copy_course(template, base / "nbgrader"), copy_course(template, base / "coursekit")
-    timings: dict = {}
-    start = time.perf_counter()
-    ck = _run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"]
-              + (["--workers", str(workers)] if workers else []), fast, env)
-    timings["coursekit"] = time.perf_counter() - start
+def coursekit_autograde(course: Path, env: dict, workers: int | None = None) -> dict[str, str]:
+    """`coursekit autograde --json` over every student; {student: reason}."""
+    ck = _run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json", "--force"]
+              + (["--workers", str(workers)] if workers else []), course, env)
     if ck.returncode not in (0, 1):
         raise RuntimeError(f"coursekit autograde failed (exit {ck.returncode}):\n{ck.stderr[-3000:]}")
     reasons = {}
@@ -630,16 +626,58 @@ def grade_both(template: Path, base: Path, env: dict, copy_course: Callable[[Pat
         if line.strip().startswith("{"):
             result = json.loads(line)
             reasons[result["student"]] = result.get("reason") or ""
+    return reasons
+
+
+def nbgrader_reference(template: Path, base: Path, env: dict, copy_course: Callable[[Path, Path], Path],
+                       gradebook_scores: Callable[[Path], dict], jobs: int = 1) -> dict:
+    """Stock nbgrader's grades of the class: `jobs` copies of the course, each graded by batch runs
+    of `nbgrader autograde` over its share of the students, side by side.  Returns {"scores":
+    {(student, cell): score}, "failed": {student: why}, "runs": batch runs, "seconds": wall time}."""
+    students = sorted(p.name for p in (template / "submitted").iterdir())
+    copies = []
+    for k in range(jobs):
+        course = copy_course(template, base / ("nbgrader" if jobs == 1 else f"nbgrader-{k + 1}"))
+        for student in set(students) - set(students[k::jobs]):
+            shutil.rmtree(course / "submitted" / student)
+        copies.append(course)
     start = time.perf_counter()
-    timings["nbgrader_runs"], timings["nbgrader_failed"] = nbgrader_autograde(stock, env)
-    timings["nbgrader"] = time.perf_counter() - start
-    return gradebook_scores(stock), gradebook_scores(fast), reasons, timings
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        outcomes = list(pool.map(lambda course: nbgrader_autograde(course, env), copies))
+    scores: dict = {}
+    for course in copies:
+        scores.update(gradebook_scores(course))
+    return {"scores": scores, "failed": {s: why for _, failed in outcomes for s, why in failed.items()},
+            "runs": sum(runs for runs, _ in outcomes), "seconds": time.perf_counter() - start}
+
+
+def course_digest(course: Path, files: Collection[str] = ("nbgrader_config.py", "source")) -> str:
+    """What nbgrader's grades depend on besides the submissions: the configuration and the master."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        paths = sorted(p for p in (course / name).rglob("*") if p.is_file()) if (course / name).is_dir() else [course / name]
+        for path in paths:
+            if ".ipynb_checkpoints" not in path.parts and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(course)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def save_reference(path: Path, reference: dict, digest: str) -> None:
+    path.write_text(json.dumps({**reference, "course_digest": digest,
+                                "scores": [[s, c, v] for (s, c), v in sorted(reference["scores"].items())]}) + "\n")
+
+
+def load_reference(path: Path, digest: str) -> dict:
+    saved = json.loads(path.read_text())
+    if saved["course_digest"] != digest:
+        sys.exit(f"{path}: the course (nbgrader_config.py or source/) changed since nbgrader graded this class; "
+                 "run without --reuse to grade it again")
+    return {**saved, "scores": {(s, c): v for s, c, v in saved["scores"]}}
 
 
 def _tests_helpers():
     """The tests' course helpers (one place that builds and reads throw-away courses)."""
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root / "tests"))
+    sys.path.insert(0, str(ROOT / "tests"))
     import course_copy  # noqa: PLC0415
     import coursekit_course  # noqa: PLC0415
     return course_copy, coursekit_course
@@ -652,24 +690,45 @@ def main() -> int:
     parser.add_argument("--without", nargs="*", default=[], metavar="FEATURE[:STYLE]",
                         help="leave these features (or one style of a feature) out")
     parser.add_argument("--workers", type=int, help="coursekit worker processes (default: one per core)")
-    parser.add_argument("--keep", type=Path, help="build the courses here and keep them")
+    parser.add_argument("--nbgrader-jobs", type=int, default=1, metavar="N",
+                        help="split the class into N batches that stock nbgrader grades side by side (default 1)")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="build the courses in DIR and keep them, with "
+                        "nbgrader's grades in DIR/nbgrader.json")
+    parser.add_argument("--reuse", type=Path, metavar="DIR", help="take the class and nbgrader's grades from an "
+                        "earlier --keep DIR (the course must be unchanged) and grade again with coursekit only")
     parser.add_argument("--json", type=Path, help="write every cell's result here")
     args = parser.parse_args()
     course_copy, coursekit_course = _tests_helpers()
+    env = course_copy.nbgrader_env()
 
-    base = args.keep or Path(tempfile.mkdtemp(prefix="coursekit-fuzz-"))
+    base = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="coursekit-fuzz-"))
     try:
-        template = coursekit_course.build_template(base / "template")
-        manifest = fuzz_class(template, args.count, args.seed, args.without)
-        print(f"{len(manifest)} notebooks (seed {args.seed}); grading with nbgrader autograde (about 6 s each) "
-              "and coursekit autograde ...", flush=True)
-        stock, fast, reasons, timings = grade_both(template, base, course_copy.nbgrader_env(), course_copy.copy_course,
-                                                   coursekit_course.gradebook_scores, args.workers)
-        results = compare(manifest, stock, fast, reasons, timings["nbgrader_failed"])
-        failed = timings["nbgrader_failed"]
-        print(f"nbgrader autograde: {timings['nbgrader']:.0f} s ({timings['nbgrader_runs']} batch runs; "
-              f"{len(failed)} notebooks it could not grade{': ' if failed else ''}{', '.join(sorted(failed))}); "
-              f"coursekit autograde: {timings['coursekit']:.1f} s\n")
+        template = base / "template"
+        digest = course_digest(ROOT)
+        if args.reuse:
+            manifest = json.loads((template / "fuzz_manifest.json").read_text())
+            reference = load_reference(base / "nbgrader.json", digest)
+            shutil.rmtree(base / "coursekit", ignore_errors=True)
+            print(f"{len(manifest)} notebooks from {base}; nbgrader's grades from {base / 'nbgrader.json'}", flush=True)
+        else:
+            coursekit_course.build_template(template)
+            manifest = fuzz_class(template, args.count, args.seed, args.without)
+            print(f"{len(manifest)} notebooks (seed {args.seed}); grading with nbgrader autograde (about 6 s each, "
+                  f"{args.nbgrader_jobs} batch{'es' if args.nbgrader_jobs > 1 else ''} side by side) ...", flush=True)
+            reference = nbgrader_reference(template, base, env, course_copy.copy_course,
+                                           coursekit_course.gradebook_scores, args.nbgrader_jobs)
+            if args.keep:
+                save_reference(base / "nbgrader.json", reference, digest)
+        fast = course_copy.copy_course(template, base / "coursekit")
+        start = time.perf_counter()
+        reasons = coursekit_autograde(fast, env, args.workers)
+        seconds = time.perf_counter() - start
+        results = compare(manifest, reference["scores"], coursekit_course.gradebook_scores(fast), reasons,
+                          reference["failed"])
+        failed = reference["failed"]
+        print(f"nbgrader autograde: {reference['seconds']:.0f} s ({reference['runs']} batch runs; {len(failed)} "
+              f"notebooks it could not grade{': ' if failed else ''}{', '.join(sorted(failed))}); "
+              f"coursekit autograde: {seconds:.1f} s\n")
         print(agreement_table(manifest, results))
         styles = disagreeing_styles(results)
         if styles:
@@ -685,7 +744,7 @@ def main() -> int:
               else f"{differ} cells disagree")
         return 1 if differ else 0
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             shutil.rmtree(base, ignore_errors=True)
 
 

@@ -52,8 +52,11 @@ def compared(tmp_path_factory):
     base = tmp_path_factory.mktemp("differential")
     template = copy_course(shared_template(tmp_path_factory), base / "template")
     manifest = fuzz.fuzz_class(template, SAMPLE, SEED, without=KNOWN_DISAGREEMENTS)
-    stock, fast, reasons, info = fuzz.grade_both(template, base, nbgrader_env(), copy_course, gradebook_scores)
-    return manifest, fuzz.compare(manifest, stock, fast, reasons, info["nbgrader_failed"]), info
+    reference = fuzz.nbgrader_reference(template, base, nbgrader_env(), copy_course, gradebook_scores)
+    fast = copy_course(template, base / "coursekit")
+    reasons = fuzz.coursekit_autograde(fast, nbgrader_env())
+    results = fuzz.compare(manifest, reference["scores"], gradebook_scores(fast), reasons, reference["failed"])
+    return manifest, results, reference
 
 
 def test_the_sample_holds_every_feature_not_known_to_disagree(compared):
@@ -73,8 +76,8 @@ def test_per_cell_scores_agree_with_nbgrader_outside_documented_recoveries(compa
 def test_nbgrader_refuses_only_notebooks_with_duplicated_grade_ids(compared):
     # The reference must have graded everything else; a duplicated grade id makes nbgrader stop
     # (fuzz.nbgrader_autograde sets such a student aside and carries on).
-    manifest, results, info = compared
-    for student in info["nbgrader_failed"]:
+    manifest, results, reference = compared
+    for student in reference["failed"]:
         assert any(name.startswith("duplicate-") for name, _, _ in manifest[student]["features"]), student
     recovered = {r.student for r in results if r.verdict == "recovery"}
     assert all(any(fuzz.FEATURES[name].recovery for name, _, _ in manifest[s]["features"]) for s in recovered)
