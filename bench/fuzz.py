@@ -675,6 +675,17 @@ def load_reference(path: Path, digest: str) -> dict:
     return {**saved, "scores": {(s, c): v for s, c, v in saved["scores"]}}
 
 
+def partial_reference(base: Path, digest: str, gradebook_scores: Callable[[Path], dict]) -> dict:
+    """nbgrader's grades so far, from the course copies of a run still under way."""
+    if course_digest(base / "template") != digest:
+        sys.exit(f"{base}: the course changed since this class was generated")
+    scores: dict = {}
+    for course in sorted(base.glob("nbgrader*")):
+        if course.is_dir():
+            scores.update(gradebook_scores(course))
+    return {"scores": scores, "failed": {}, "runs": 0, "seconds": float("nan")}
+
+
 def _tests_helpers():
     """The tests' course helpers (one place that builds and reads throw-away courses)."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -707,9 +718,14 @@ def main() -> int:
         digest = course_digest(ROOT)
         if args.reuse:
             manifest = json.loads((template / "fuzz_manifest.json").read_text())
-            reference = load_reference(base / "nbgrader.json", digest)
+            if (base / "nbgrader.json").is_file():
+                reference = load_reference(base / "nbgrader.json", digest)
+            else:  # nbgrader is still grading (or was stopped): compare what it has graded so far
+                reference = partial_reference(base, digest, coursekit_course.gradebook_scores)
+                manifest = {s: e for s, e in manifest.items() if any(k[0] == s for k in reference["scores"])}
+                print(f"PARTIAL: nbgrader has graded {len(manifest)} notebooks so far", flush=True)
             shutil.rmtree(base / "coursekit", ignore_errors=True)
-            print(f"{len(manifest)} notebooks from {base}; nbgrader's grades from {base / 'nbgrader.json'}", flush=True)
+            print(f"{len(manifest)} notebooks from {base}; nbgrader's grades from {base}", flush=True)
         else:
             coursekit_course.build_template(template)
             manifest = fuzz_class(template, args.count, args.seed, args.without)

@@ -16,7 +16,7 @@ from nbgrader.api import Gradebook
 from course_copy import ASSIGNMENT, ROOT, generate_assignment, nbgrader_env, new_course
 
 sys.path.insert(0, str(ROOT / "bench"))
-import fuzz  # noqa: E402  (the differential generator, built on make_class)
+import fuzz  # noqa: E402, F401  (the differential generator, built on make_class; tests import it from here)
 import make_class  # noqa: E402  (the class generator under test is also the tests' supplier of work)
 
 

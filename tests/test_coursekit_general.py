@@ -136,7 +136,7 @@ def graded(tmp_path_factory):
     as it is, and one whose master holds only the `words` notebook (each nbgrader notebook runs in
     its own kernel, so nbgrader's scores of `words` cells are the same in both)."""
     base = tmp_path_factory.mktemp("general")
-    template = new_course(base / "template", origin=COURSE)
+    template = new_course(base / "template", ("nbgrader_config.py", "source"), origin=COURSE)
     generate_assignment(template, "--log-level=WARN", assignment=ASSIGNMENT)
     write_students(template)
     stock = copy_course(template, base / "nbgrader")
