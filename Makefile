@@ -11,7 +11,7 @@ SRC         := source/$(ASSIGNMENT)
 HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
 .PHONY: demo lesson test test-quick venv release grade grade-nbgrader feedback report demo-class bench \
-        bench-scale exchange link screenshot hub-env clean
+        bench-scale fuzz exchange link screenshot hub-env clean
 # Steps run in the order listed, even under `make -j`: each one reads what the previous wrote.
 .NOTPARALLEL:
 
@@ -88,6 +88,14 @@ bench: venv
 SCALE_ARGS ?=
 bench-scale: venv
 	python bench/scale_bench.py $(SCALE_ARGS)
+
+# Differential testing: 300 seeded unusual notebooks (bench/fuzz.py) graded by both nbgrader
+# autograde (one batch) and coursekit autograde; prints the per-cell agreement table and every
+# recovery and disagreement.  Stock nbgrader needs ~6 s a notebook, so this takes ~30 minutes;
+# `make fuzz FUZZ_ARGS="--count 60"` is quicker, `--keep DIR` keeps both graded courses.
+FUZZ_ARGS ?=
+fuzz: venv
+	python bench/fuzz.py $(FUZZ_ARGS)
 
 # --- JupyterHub classes (README) --------------------------------------------------------------
 

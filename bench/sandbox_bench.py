@@ -3,7 +3,8 @@
     python bench/sandbox_bench.py [--runs 200] [--workers 2]
 
 Each run executes the setup imports plus the release's three initializers, solved as in
-tests/student_work.py, and makes 30 small calls, as the grader does for one submission.
+tests/student_work.py, and makes 30 small calls, as the grader does for one submission.  The
+zygotes preload what the course's nbgrader_config.py says (c.CourseKit.sandbox_preload).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from coursekit.read import load_course
 from coursekit.sandbox import Call, Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from student_work import CORRECT, solve  # noqa: E402  (the hand-written answers the core tests use)
 
 RELEASE = ROOT / "release" / "initialization"
+PRELOAD = load_course(ROOT).settings.sandbox_preload  # what the course's zygotes import once
 SOLVED = solve(json.loads((RELEASE / "initialization.ipynb").read_text(encoding="utf-8")), CORRECT)
 CODE = [
     "import numpy as np\nimport matplotlib.pyplot as plt\n"
@@ -58,7 +61,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    boxes = [Sandbox() for _ in range(args.workers)]
+    boxes = [Sandbox(preload=PRELOAD) for _ in range(args.workers)]
     for box in boxes:  # start the zygotes and warm up outside the timed part
         result = box.run(CODE, CALLS, workdir_files=RELEASE)
         assert result.reason is None and all(c.status == "ok" for c in result.calls), result

@@ -37,6 +37,7 @@ import sys
 import time
 import traceback
 import types
+from typing import Any
 
 import numpy
 
@@ -225,8 +226,8 @@ class Zygote:
     def __init__(self, host_dir: str, config: dict) -> None:
         self.host_dir = host_dir
         self.config = config
-        self.isolation = {"user": False, "filesystem": False, "network": False, "ipc": False,
-                          "notes": []}
+        self.isolation: dict[str, Any] = {"user": False, "filesystem": False, "network": False,
+                                          "ipc": False, "notes": []}
         self.chroot: str | None = None
         self.sandbox_dir = os.path.join(host_dir, "sandbox")  # run dirs, as the zygote sees them
         self.pycache_dir = os.path.join(host_dir, "pycache")  # compiled release modules
@@ -377,7 +378,8 @@ class Zygote:
             return
         files = self.release_cache.get(release)
         if files is None:
-            files, paths = [], []
+            files = []
+            paths: list[str] = []
             for dirpath, dirs, names in os.walk(release):
                 rel = os.path.relpath(dirpath, release)
                 files.extend(os.path.normpath(os.path.join(rel, n)) for n in names)
@@ -740,7 +742,8 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
             _ok(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0),
                 "prctl(PR_SET_SECCOMP)")
         # A fresh, unpredictable generator state for code that forgets to seed.
-        numpy.random.set_state(("MT19937", numpy.frombuffer(os.urandom(2496), numpy.uint32), 624))
+        numpy.random.set_state(("MT19937", numpy.frombuffer(os.urandom(2496), numpy.uint32), 624,
+                                0, 0.0))  # key, position, no cached Gaussian
         # The way out, taken now: the submission may rebind os._exit, os.write or sys.stdout.
         exit_now, write, streams = os._exit, os.write, (sys.stdout, sys.stderr)
         write(SIGNAL_FD, READY)

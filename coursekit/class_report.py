@@ -154,13 +154,14 @@ def error_messages(notebook: Path) -> dict[str, str]:
 
 
 def readable(message: str) -> str:
-    """A failure message as the report shows it: its first line, and what a bare error name means
-    ("NotImplementedError" -> "NotImplementedError: the stub raise NotImplementedError() is still there")."""
-    line = first_line(message)
-    name, _, rest = line.partition(":")
-    if not rest.strip() and name in SILENT_ERRORS:
-        return f"{name}: {SILENT_ERRORS[name]}"
-    return line
+    """A failure message as the report shows it: the error's name and the first line of its message,
+    and what a bare error name means ("NotImplementedError" -> "NotImplementedError: the stub raise
+    NotImplementedError() is still there")."""
+    name, _, rest = message.strip().partition(":")
+    if not name.replace(".", "").replace("_", "").isalnum():  # not "SomeError: ..."
+        return first_line(message)
+    detail = first_line(rest) or SILENT_ERRORS.get(name, "")
+    return f"{name}: {detail}" if detail else name
 
 
 def first_line(text: str, limit: int = 300) -> str:
@@ -214,12 +215,10 @@ def _fallback(course: Course, assignment: str, student: str, notebook: str,
         if submitted.exists():
             return _why_not_graded(submitted), {}
         return "no submission", {}
-    notes = []
+    note = ""
     if submitted.is_file() and release.is_file() and not isinstance(parse_notebook(submitted.read_bytes()), Unreadable):
-        notes.append(tampering_note(release, submitted, restores_deleted))
-    messages = error_messages(graded)
-    notes += [f"{grade_id}: {message}" for grade_id, message in messages.items()]
-    return "; ".join(filter(None, notes)), messages
+        note = tampering_note(release, submitted, restores_deleted)
+    return note, error_messages(graded)
 
 
 def load_results(course: Course, assignment: str) -> ClassResults:
@@ -260,12 +259,16 @@ def load_results(course: Course, assignment: str) -> ClassResults:
             else:
                 note, messages = _fallback(course, assignment, student, notebook, restores_deleted)
                 modes = {}
-            prefix = f"{notebook}: " if len(notebooks) > 1 and note else ""
-            result.notes.append(prefix + note)
+            lost = []
             for cell in (c for c in cells if c.notebook == notebook):
                 score = scores.get((student, notebook, cell.grade_id)) or 0.0
                 message = messages.get(cell.grade_id, "") if score < cell.max_score else ""
                 result.cells.append(CellResult(cell, score, message, modes.get(cell.grade_id, NBGRADER)))
+                lost += [f"{cell.grade_id}: {message}"] if message else []
+            if not modes:  # nothing stored: the reason is what the files say about each point lost
+                note = "; ".join(filter(None, [note, *lost]))
+            prefix = f"{notebook}: " if len(notebooks) > 1 and note else ""
+            result.notes.append(prefix + note)
         results.append(result)
     return ClassResults(assignment, cells, results, notes)
 

@@ -64,7 +64,7 @@ def start_sandbox(preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD,
             if _BOX is not None:
                 _BOX.close()
             box = sandbox.Sandbox(preload=preload, insecure=insecure)
-            box.isolation  # starts the zygote, or refuses
+            box.start()  # now, not on the first submission; refuses a machine without isolation
             _BOX = box
         return _BOX
 
@@ -209,7 +209,7 @@ def _check_isolation() -> None:
     (like an unusable course, the whole run stops and says why)."""
     try:
         with sandbox.Sandbox(preload=()) as probe:
-            probe.isolation
+            probe.start()
     except sandbox.IsolationMissing as error:
         raise read.CourseError(str(error)) from None
 

@@ -229,6 +229,10 @@ class Sandbox:
             assert self._isolation is not None
             return self._isolation
 
+    def start(self) -> Isolation:
+        """Start the zygote now rather than at the first run; IsolationMissing if refused."""
+        return self.isolation
+
     @property
     def insecure_note(self) -> str | None:
         """None when every protection is in place; else a warning for every reason."""

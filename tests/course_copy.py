@@ -45,9 +45,10 @@ def new_course(dest: Path, files: tuple[str, ...] = COURSE_FILES, origin: Path =
     return dest
 
 
-def generate_assignment(course: Path, *options: str, env: dict[str, str] | None = None) -> None:
-    """Run the real `nbgrader generate_assignment initialization` in ``course``; fail with its output."""
-    args = [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, *options]
+def generate_assignment(course: Path, *options: str, env: dict[str, str] | None = None,
+                        assignment: str = ASSIGNMENT) -> None:
+    """Run the real `nbgrader generate_assignment ASSIGNMENT` in ``course``; fail with its output."""
+    args = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, *options]
     done = subprocess.run(args, cwd=course, env=env or nbgrader_env(), capture_output=True, text=True)
     assert done.returncode == 0, f"generate_assignment failed in {course}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 

@@ -16,6 +16,7 @@ from nbgrader.api import Gradebook
 from course_copy import ASSIGNMENT, ROOT, generate_assignment, nbgrader_env, new_course
 
 sys.path.insert(0, str(ROOT / "bench"))
+import fuzz  # noqa: E402, F401  (the differential generator, built on make_class; tests import it from here)
 import make_class  # noqa: E402  (the class generator under test is also the tests' supplier of work)
 
 
@@ -67,12 +68,19 @@ def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
+def gradebook_grades(course: Path, assignment: str = ASSIGNMENT, course_id: str = "weight-init",
+                     url: str | None = None) -> dict[tuple[str, str], tuple[float | None, bool]]:
+    """{(student, grade cell): (auto_score, needs_manual_grade)} for every submission in the
+    course's gradebook (or the one at `url`); grade ids are unique across an assignment's notebooks."""
+    with Gradebook(url or f"sqlite:///{course / 'gradebook.db'}", course_id) as gb:
+        return {(sub.student.id, grade.name): (grade.auto_score, grade.needs_manual_grade)
+                for sub in gb.find_assignment(assignment).submissions
+                for nb in sub.notebooks for grade in nb.grades}
+
+
 def gradebook_scores(course: Path, url: str | None = None) -> dict[tuple[str, str], float | None]:
     """{(student, grade cell): auto_score} for every submission in the course's gradebook (or at `url`)."""
-    with Gradebook(url or f"sqlite:///{course / 'gradebook.db'}", "weight-init") as gb:
-        return {(sub.student.id, grade.name): grade.auto_score
-                for sub in gb.find_assignment(ASSIGNMENT).submissions
-                for nb in sub.notebooks for grade in nb.grades}
+    return {key: score for key, (score, _) in gradebook_grades(course, url=url).items()}
 
 
 def expected_scores(manifest: dict) -> dict[tuple[str, str], float]:

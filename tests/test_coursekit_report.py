@@ -1,16 +1,22 @@
-"""Unit tests of what the instructor reads: the class report's parts (coursekit/class_report.py),
-the progress reporter (coursekit/report.py), and the course's hidden-test feedback filter
-(hide_hidden_tests.py).  Small notebooks and results written out here; no grader runs."""
+"""What the instructor reads: unit tests of the class report's parts (coursekit/class_report.py),
+the progress reporter (coursekit/report.py) and the course's hidden-test feedback filter
+(hide_hidden_tests.py), on small notebooks and results written out here; then `coursekit report`
+and `coursekit feedback` on a real gradebook in a copy of the course."""
 
 from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
+from nbgrader.api import Gradebook
 
+from course_copy import ASSIGNMENT, copy_course, nbgrader_env
 from coursekit.class_report import (
     CellResult,
     ClassResults,
@@ -25,7 +31,9 @@ from coursekit.class_report import (
 from coursekit.gradebook import GradedSubmission
 from coursekit.read import Submission
 from coursekit.report import Reporter
+from coursekit_course import coursekit, release_notebook, shared_template, submit
 from hide_hidden_tests import ADDED_CELL_NOTE, HIDDEN_NOTE, HideHiddenTests
+from student_work import CORRECT, solve
 
 # ----------------------------------------------------------------------------- class report
 
@@ -72,6 +80,8 @@ def test_a_bare_error_name_is_explained_and_only_the_first_line_is_kept():
     assert readable("NotImplementedError: ") == \
         "NotImplementedError: the stub raise NotImplementedError() is still there"
     assert readable("AssertionError: W1 differs\nyour W1:\n[[1. 2.]]") == "AssertionError: W1 differs"
+    assert readable("AssertionError: \nNot equal to tolerance") == "AssertionError: Not equal to tolerance"
+    assert readable("KeyError") == "KeyError" and readable("") == ""
 
 
 def test_the_report_groups_public_messages_names_hidden_only_failures_and_escapes_everything():
@@ -169,3 +179,55 @@ def test_cells_the_student_added_lose_their_outputs_and_long_prints_are_cut():
     assert [o.text for o in added.outputs] == [ADDED_CELL_NOTE + "\n"]
     assert chatty.outputs[0].text.startswith("spam " * 20)
     assert "4900 more characters not shown" in chatty.outputs[0].text
+
+
+# ----------------------------------------------------------------------------- on a real gradebook
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return shared_template(tmp_path_factory)
+
+
+def run_verb(course: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coursekit", *args, "--course-dir", str(course)],
+                          env=nbgrader_env(), capture_output=True, text=True, timeout=600)
+
+
+def test_the_report_shows_stored_reasons_only_while_they_match_the_gradebook(template, tmp_path):
+    course = copy_course(template, tmp_path / "course")
+    wrong_he = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 / layers_dims[l - 1])", "0.01")
+    submit(course, "ana", solve(release_notebook(), {**CORRECT, "initialize_parameters_he": wrong_he}))
+    submit(course, "bo", solve(release_notebook(), {**CORRECT, "initialize_parameters_he": wrong_he}))
+    coursekit(course)
+    # Another grader (here a person, through nbgrader's API) gives bo the public He test's point.
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "weight-init") as gb:
+        gb.find_grade("test_he_public", ASSIGNMENT, ASSIGNMENT, "bo").auto_score = 1.0
+        gb.db.commit()
+    proc = run_verb(course, "report", ASSIGNMENT, "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith(("ana ", "bo "))}
+    assert rows["ana"].split()[3] == "0/3" and rows["bo"].split()[3] == "1/3"
+    assert "test_he_public: AssertionError" in rows["ana"]  # coursekit's stored reason
+    # bo's stored reason is stale: the report says only what the autograded notebook says of the
+    # points bo still lacks, and counts bo's cells as graded by someone other than coursekit.
+    assert "test_he_public" not in rows["bo"] and "test_he_hidden: AssertionError" in rows["bo"]
+    page = (tmp_path / "out" / "class_report.html").read_text(encoding="utf-8")
+    assert "<td>initialization/test_he_public</td>" in page
+    assert "6 by nbgrader, 6 by coursekit (replay)" in page
+    assert (tmp_path / "out" / "grades.csv").read_text().count("\n") == 3  # header + two students
+
+
+def test_feedback_is_refused_when_no_preprocessor_removes_hidden_tests(template, tmp_path):
+    course = copy_course(template, tmp_path / "course")
+    with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
+        config.write('\nc.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades"]\n')
+    proc = run_verb(course, "feedback", ASSIGNMENT)
+    assert proc.returncode == 2
+    assert "would show its hidden tests" in proc.stderr and "ClearHiddenTests" in proc.stderr
+    assert not (course / "feedback").exists()
+
+
+def test_a_report_before_any_grading_says_what_to_run(template, tmp_path):
+    proc = run_verb(copy_course(template, tmp_path / "course"), "report", ASSIGNMENT)
+    assert proc.returncode == 2 and "coursekit autograde initialization" in proc.stderr

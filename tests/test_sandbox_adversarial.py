@@ -26,6 +26,7 @@ import pytest
 from course_copy import copy_course, nbgrader_env
 from coursekit._sandbox_child import SETUP_FAILED_EXIT, UID_BASE
 from coursekit.gradebook import lock_name
+from coursekit.read import load_course
 from coursekit.sandbox import Call, Limits, Opaque, Sandbox, SandboxResult
 from coursekit_course import ASSIGNMENT, coursekit, release_notebook, run_coursekit, shared_template, submit
 
@@ -59,7 +60,8 @@ def expected_he(dims: list[int]) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def box():
-    with Sandbox() as sandbox:
+    """A sandbox as the course's graders start it: preloading what nbgrader_config.py says."""
+    with Sandbox(preload=load_course(ROOT).settings.sandbox_preload) as sandbox:
         yield sandbox
 
 

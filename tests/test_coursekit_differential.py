@@ -1,0 +1,84 @@
+"""Differential testing against nbgrader (issue 9, item 6), a seeded sample of it.
+
+`bench/fuzz.py` writes notebooks that mix correct and wrong solutions with the unusual things
+students and their tools do (magics, CRLF, NFKC identifiers, `exec`, `global` installers,
+settings in other cells, helper and scratch cells above and below the tests, deleted, duplicated
+and metadata-stripped cells, exceptions, stderr).  Stock `nbgrader autograde` (one batch over
+every student) grades one copy of the course, `coursekit autograde` another, and every test
+cell's score must agree, except where coursekit recovers on purpose and names the recovery in
+its reason (fuzz.compare).
+
+`make fuzz` grades the full set (300 notebooks, every feature).  This sample leaves out the
+classes where coursekit still disagrees with nbgrader on main (KNOWN_DISAGREEMENTS, one line
+each; /work/shared/team/findings.md has a minimal notebook and both scores for each), so that it
+guards what already agrees.  Shrink the list as coursekit learns top-to-bottom semantics.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from course_copy import copy_course, nbgrader_env
+from coursekit_course import fuzz, gradebook_scores, shared_template
+
+# Stock nbgrader takes about 6 s per notebook: the sample costs about 2.5 minutes.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+SAMPLE = 24
+SEED = 9
+
+# "feature" or "feature:style" -> what coursekit does differently today.
+KNOWN_DISAGREEMENTS = {
+    "cell-magic": "F1: a solution cell starting with %%time or %%capture is not run (0 points)",
+    "subscript-setting": "F2: CONFIG['dtype'] = ... in another cell is never run (0 points)",
+    "attribute-setting": "F3: settings.scale = ... in another cell is never run (0 points)",
+    "global-installer": "F4: a function installed through `global` is not found (0 points)",
+    "nfkc-identifier:fullwidth-function-name": "F5: a def whose name NFKC-normalises to the graded name is not found",
+    "nfkc-identifier:bold-function-name": "F5: as above, with a mathematical bold letter",
+    "exec-definition": "F6: a function defined through exec is not found (0 points)",
+    "stderr-in-function:print-stderr": "F7: stderr written inside the student's function does not fail the test",
+    "stderr-in-function:warnings-warn": "F7: a warning inside the student's function does not fail the test",
+    "solution-below-tests": "F8: a definition below the tests is graded (top to bottom it runs too late)",
+    "defined-at-end": "F9: a definition in the last cell is graded (top to bottom it runs too late)",
+    "delete-setup-cell": "F10: the deleted locked `setup` cell is taken from the master without a note",
+    "helper-function-cell:below": "F11: a helper the solution calls, defined below the tests, is used anyway",
+    "helper-function-cell:end": "F11: as above, the helper in the last cell",
+    "del-name:between": "F12: `del f` between the solution and its tests is ignored (top to bottom: NameError)",
+}
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    base = tmp_path_factory.mktemp("differential")
+    template = copy_course(shared_template(tmp_path_factory), base / "template")
+    manifest = fuzz.fuzz_class(template, SAMPLE, SEED, without=KNOWN_DISAGREEMENTS)
+    reference = fuzz.nbgrader_reference(template, base, nbgrader_env(), copy_course, gradebook_scores)
+    fast = copy_course(template, base / "coursekit")
+    reasons = fuzz.coursekit_autograde(fast, nbgrader_env())
+    results = fuzz.compare(manifest, reference["scores"], gradebook_scores(fast), reasons, reference["failed"])
+    return manifest, results, reference
+
+
+def test_the_sample_holds_every_feature_not_known_to_disagree(compared):
+    manifest, _, _ = compared
+    used = {name for entry in manifest.values() for name, _, _ in entry["features"]}
+    assert used == set(fuzz.allowed_styles(KNOWN_DISAGREEMENTS))
+
+
+def test_per_cell_scores_agree_with_nbgrader_outside_documented_recoveries(compared):
+    manifest, results, _ = compared
+    assert len(results) == SAMPLE * len(fuzz.TESTS)
+    differ = fuzz.listing(manifest, results, "disagree")
+    assert not differ, f"coursekit and nbgrader disagree (add a finding, and the class to KNOWN_DISAGREEMENTS " \
+                       f"only if it is a new class):\n{differ}"
+
+
+def test_nbgrader_fails_only_on_notebooks_coursekit_documents_a_recovery_for(compared):
+    # The reference must have graded everything else.  Stock nbgrader cannot grade a notebook
+    # with a duplicated grade id (it even stops the batch: fuzz.nbgrader_autograde sets the
+    # student aside and carries on), nor, with add_missing_cells, one stripped of all metadata.
+    manifest, results, reference = compared
+    for student in reference["failed"]:
+        assert any(fuzz.FEATURES[name].recovery for name, _, _ in manifest[student]["features"]), student
+    recovered = {r.student for r in results if r.verdict == "recovery"}
+    assert all(any(fuzz.FEATURES[name].recovery for name, _, _ in manifest[s]["features"]) for s in recovered)

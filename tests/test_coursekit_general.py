@@ -1,0 +1,187 @@
+"""coursekit on an assignment that is not the lesson's (issue 12, "prove the generality").
+
+`tests/general_course/` is a small nbgrader course written for these tests: the assignment
+`textstats` has two notebooks, `words` (a string exercise) and `stats` (a statistics exercise).
+Between them they hold what the lesson does not:
+
+* several graded functions, one of which calls another (`word_counts` -> `tokenize`,
+  `top_words` -> `word_counts`, `variance` -> `mean`);
+* a graded cell that checks a variable (`sample_std`), not a function;
+* a test that calls a helper defined in a locked cell (`check`, `close`);
+* a test that deletes a name (`del tokenize`, to check that `word_counts` builds on it);
+* a test whose argument is not plain data (`mean(range(1, 101))`);
+* a result that must stay a tuple (`top_words`);
+* a manually graded answer (a markdown cell).
+
+Four students (solved, partial, wrong, untouched) are written here by hand.  The real
+`nbgrader generate_assignment` builds the release in a temporary course; `nbgrader autograde`
+(one run, all students) grades one copy, `coursekit autograde` another.  coursekit must give
+every cell it grades the score nbgrader gives, and anything it does not grade it must refuse
+at planning time, before any submission is graded, with a message naming the cell.  Never a
+wrong grade.  Which cells coursekit grades today and which it refuses is stated in README
+("A second assignment").
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from course_copy import copy_course, generate_assignment, nbgrader_env, new_course
+from coursekit_course import gradebook_grades
+from scripts.student_edits import edit_cells, fill_stub
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+COURSE = Path(__file__).resolve().parent / "general_course"
+ASSIGNMENT = "textstats"
+COURSE_ID = "textstats-course"
+NOTEBOOKS = {"words": ["test_tokenize", "test_word_counts", "test_word_counts_uses_tokenize", "test_top_words",
+                       "explain_tokenize"],
+             "stats": ["test_mean", "test_mean_range", "test_variance", "test_sample_std"]}
+TIMESTAMP = "2026-11-20 12:00:00.000000 UTC"
+
+# What each student writes in place of each stub (code cells) or answer (the markdown cell).
+ANSWERS = {
+    "solved": {
+        "tokenize": "words = []\n"
+                    "for match in re.finditer(r\"[A-Za-z']+\", text):\n"
+                    "    words.append(match.group().lower())\n"
+                    "return words",
+        "word_counts": "counts = {}\n"
+                       "for word in tokenize(text):\n"
+                       "    counts[word] = counts.get(word, 0) + 1\n"
+                       "return counts",
+        "top_words": "return sorted(word_counts(text).items(), key=lambda kv: (-kv[1], kv[0]))[:n]",
+        "explain_tokenize": "Hyphenated words are split in two, and accented letters are dropped (café -> caf).",
+        "mean": "total, count = 0, 0\nfor x in xs:\n    total += x\n    count += 1\nreturn total / count",
+        "variance": "m = mean(xs)\nreturn mean([(x - m) ** 2 for x in xs])",
+        "sample_std": "sample_std = variance(SAMPLE) ** 0.5",
+    },
+    "partial": {
+        "tokenize": "return re.findall(r\"[a-z']+\", text.lower())",
+        "word_counts": "return dict(Counter(text.lower().split()))",  # splits again: punctuation stays
+        "top_words": "pairs = sorted(word_counts(text).items(), key=lambda kv: (-kv[1], kv[0]))\n"
+                     "return [[word, count] for word, count in pairs][:n]",  # lists, not tuples
+        "mean": "return sum(xs) / len(xs)",
+        "variance": "m = mean(xs)\nreturn sum((x - m) ** 2 for x in xs) / (len(xs) - 1)",  # the sample variance
+    },
+    "wrong": {
+        "tokenize": "return text.split()",
+        "word_counts": "return dict(Counter(tokenize(text)))",
+        "top_words": "return sorted(word_counts(text).items())[:n]",
+        "explain_tokenize": "It does not miss any word.",
+        "mean": "return sum(xs) // len(xs)",  # floor division: right only when the mean is whole
+        "variance": "m = mean(xs)\nreturn sum((x - m) ** 2 for x in xs) / len(xs)",
+        "sample_std": "sample_std = math.sqrt(variance(SAMPLE))",
+    },
+    "untouched": {},
+}
+
+# nbgrader's scores, worked out by hand from the tests: auto_score per cell, None where a person
+# grades (an answered manual cell); an untouched manual answer scores 0 ("No response.").
+EXPECTED = {
+    "solved": {"test_tokenize": 1, "test_word_counts": 2, "test_word_counts_uses_tokenize": 1, "test_top_words": 2,
+               "explain_tokenize": None, "test_mean": 1, "test_mean_range": 1, "test_variance": 2,
+               "test_sample_std": 1},
+    "partial": {"test_tokenize": 1, "test_word_counts": 0, "test_word_counts_uses_tokenize": 0, "test_top_words": 0,
+                "explain_tokenize": 0, "test_mean": 1, "test_mean_range": 1, "test_variance": 0,
+                "test_sample_std": 0},
+    # the floor-division mean is right for SAMPLE, [3, 3, 3] and [1, 3], so variance passes
+    "wrong": {"test_tokenize": 0, "test_word_counts": 0, "test_word_counts_uses_tokenize": 1, "test_top_words": 0,
+              "explain_tokenize": None, "test_mean": 0, "test_mean_range": 0, "test_variance": 2,
+              "test_sample_std": 1},
+    "untouched": {cell: 0 for cells in NOTEBOOKS.values() for cell in cells},
+}
+
+
+def _answer(text: str):
+    def edit(source: str) -> str:
+        return text if source.strip() == "YOUR ANSWER HERE" else fill_stub(source, text, keep_comment=False)
+    return edit
+
+
+def write_students(course: Path) -> None:
+    """submitted/<student>/textstats/{words,stats}.ipynb, each edited from the release."""
+    for student, answers in ANSWERS.items():
+        folder = course / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        for notebook in NOTEBOOKS:
+            nb = json.loads((course / "release" / ASSIGNMENT / f"{notebook}.ipynb").read_text(encoding="utf-8"))
+            edit_cells(nb, {gid: _answer(text) for gid, text in answers.items()})
+            (folder / f"{notebook}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
+        (folder / "timestamp.txt").write_text(TIMESTAMP + "\n")
+
+
+# The `words` notebook alone is an assignment coursekit does not refuse today, and grades wrongly
+# (see /work/shared/team/findings.md, G1-G4): a graded function calling another breaks the
+# recorded plan, `del tokenize` in a test has no effect on the sandbox, tuples come back as lists,
+# an untouched manual answer stays "needs manual grading" where nbgrader records 0.  Remove this
+# marker when coursekit grades it like nbgrader (the strict xfail then reports XPASS).
+WORDS_ONLY_GRADED_WRONGLY = pytest.mark.xfail(strict=True, reason="coursekit grades words.ipynb wrongly today (G1-G4)")
+
+
+def _coursekit(course: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"], cwd=course,
+                          env=nbgrader_env(), capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """nbgrader's grades of the whole assignment, and coursekit's of two courses: the assignment
+    as it is, and one whose master holds only the `words` notebook (each nbgrader notebook runs in
+    its own kernel, so nbgrader's scores of `words` cells are the same in both)."""
+    base = tmp_path_factory.mktemp("general")
+    template = new_course(base / "template", ("nbgrader_config.py", "source"), origin=COURSE)
+    generate_assignment(template, "--log-level=WARN", assignment=ASSIGNMENT)
+    write_students(template)
+    stock = copy_course(template, base / "nbgrader")
+    subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--log-level=ERROR"],
+                   cwd=stock, env=nbgrader_env(), check=True, timeout=600)
+    words_only = copy_course(template, base / "words-only")
+    (words_only / "source" / ASSIGNMENT / "stats.ipynb").unlink()
+    runs = {}
+    for name, course in (("textstats", copy_course(template, base / "coursekit")), ("words only", words_only)):
+        ck = _coursekit(course)
+        runs[name] = (gradebook_grades(course, ASSIGNMENT, COURSE_ID), ck)
+    return gradebook_grades(stock, ASSIGNMENT, COURSE_ID), runs
+
+
+def test_nbgrader_gives_the_scores_worked_out_by_hand(graded):
+    stock, _ = graded
+    assert {key: score for key, (score, _) in stock.items()} == {
+        (student, cell): score for student, cells in EXPECTED.items() for cell, score in cells.items()}
+    # an answered manual cell waits for a person, an untouched one does not
+    assert stock[("solved", "explain_tokenize")] == (None, True)
+    assert stock[("untouched", "explain_tokenize")] == (0, False)
+
+
+@pytest.mark.parametrize("run", ["textstats", pytest.param("words only", marks=WORDS_ONLY_GRADED_WRONGLY)])
+def test_every_cell_coursekit_grades_has_the_nbgrader_score(graded, run):
+    stock, runs = graded
+    fast, ck = runs[run]
+    assert ck.returncode in (0, 2), ck.stderr[-3000:]  # 1 would mean a grader fault on a submission
+    wrong = {key: (fast[key], stock.get(key)) for key in fast if fast[key] != stock.get(key)}
+    assert not wrong, f"coursekit graded differently from nbgrader, (coursekit, nbgrader) per cell: {wrong}"
+
+
+@pytest.mark.parametrize("run", ["textstats", "words only"])
+def test_what_coursekit_does_not_grade_it_refuses_at_planning_time_naming_the_cell(graded, run):
+    stock, runs = graded
+    fast, ck = runs[run]
+    notebooks = NOTEBOOKS if run == "textstats" else {"words": NOTEBOOKS["words"]}
+    expected = {(student, cell) for student in ANSWERS for cells in notebooks.values() for cell in cells}
+    missing = expected - set(fast)
+    if not missing:
+        assert ck.returncode == 0, ck.stderr[-3000:]
+        return
+    # Refused at planning time: nothing graded, exit 2, and a message naming a cell.
+    assert ck.returncode == 2 and not fast and not ck.stdout.strip(), (ck.returncode, ck.stdout[-2000:])
+    message = ck.stderr.strip()
+    cells = {cell for cells in notebooks.values() for cell in cells} | {
+        "tokenize", "word_counts", "top_words", "mean", "variance", "sample_std", "words_setup", "stats_setup"}
+    assert any(cell in message for cell in cells), message
