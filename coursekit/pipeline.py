@@ -296,6 +296,12 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
                     retry.append(task)
                     break
                 in_flight[future] = (sub, held)
+            if retry and not scheduler and not in_flight:
+                # Also when the pool broke between tasks: then the refused submit is the only sign.
+                reporter.note(f"a worker process died; {len(retry)} submissions go to a new pool")
+                backend.close()
+                backend = _local_backend(local_workers, preload, insecure)
+                continue
             if not in_flight:
                 break
             for future in backend.wait_first(set(in_flight)):
@@ -319,10 +325,6 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
             if unwritten and (len(unwritten) >= WRITE_BATCH or not in_flight
                               or time.monotonic() - last_write > WRITE_SECONDS):
                 write()
-            if retry and not scheduler and not in_flight:
-                reporter.note(f"a worker process died; {len(retry)} submissions go to a new pool")
-                backend.close()
-                backend = _local_backend(local_workers, preload, insecure)
         if unwritten:
             write()
     finally:
