@@ -41,11 +41,18 @@ $(VENV)/.installed: pyproject.toml course-requirements.txt
 # --- the course -------------------------------------------------------------------------------
 
 # Copy the root helpers into the master folder, then let nbgrader build the student version;
-# both copies are committed and tests check they never drift.
+# both copies are committed and tests check they never drift.  Then every language (README,
+# "Languages"): refresh the catalogues from the master, write source/$(ASSIGNMENT)-<language>/,
+# let nbgrader build each release, and write the standalone notebooks from the releases.
 release: venv
 	mkdir -p $(SRC)/datasets
 	for f in $(HELPERS); do cp $$f $(SRC)/$$f; done
+	python scripts/i18n.py update
+	python scripts/i18n.py build
 	nbgrader generate_assignment $(ASSIGNMENT) --force --log-level=WARN
+	for a in $$(python scripts/i18n.py assignments); do \
+	    nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; done
+	python scripts/i18n.py standalone
 
 # Run the master notebook in a fresh kernel: costs, accuracies, the comparison table, the time.
 lesson: release

@@ -149,12 +149,19 @@ _DENIED_SYSCALLS_X86_64 = {
 # hypervisor's host, which a network namespace does not isolate.
 _SOCKET_SYSCALLS_X86_64 = {"socket": 41, "socketpair": 53}
 _ALLOWED_SOCKET_FAMILIES = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)
+# setsockopt(SOL_SOCKET, SO_SNDBUF/SO_RCVBUF) is skipped (answers success, changes nothing):
+# data queued in socket buffers is not address space, and with buffers raised to wmem_max a
+# submission held about 280 MB in socketpairs passed over a socket, beyond RLIMIT_AS.  At the
+# default size (wmem_default) the same trick holds about a tenth of that.
+_SETSOCKOPT_X86_64 = 54
+_IGNORED_SOCKET_OPTIONS = (socket.SO_SNDBUF, socket.SO_RCVBUF)
 _FORK_SYSCALLS_X86_64 = {"fork": 57, "vfork": 58}
 _CLONE, _CLONE3 = 56, 435
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _X32_SYSCALL_BIT = 0x40000000
 _RET_ALLOW, _RET_KILL_PROCESS = 0x7FFF0000, 0x80000000
 _RET_EPERM, _RET_ENOSYS = 0x00050000 | 1, 0x00050000 | 38
+_RET_SKIP = 0x00050000  # SECCOMP_RET_ERRNO with errno 0: the call is not made and returns 0
 # classic BPF opcodes
 _LD_W_ABS, _JEQ_K, _JSET_K, _JGE_K, _RET_K = 0x20, 0x15, 0x45, 0x35, 0x06
 
@@ -170,7 +177,7 @@ class _SockFprog(ctypes.Structure):
 
 def seccomp_program(allow_fork: bool) -> _SockFprog | None:
     """A seccomp filter denying the calls above, sockets of other families than
-    AF_UNIX/AF_INET/AF_INET6 and, unless allowed, new processes.
+    AF_UNIX/AF_INET/AF_INET6, larger socket buffers and, unless allowed, new processes.
 
     Threads stay possible: clone() with CLONE_THREAD is allowed, and clone3()
     answers ENOSYS so that glibc falls back to clone().  None on machines other
@@ -201,6 +208,14 @@ def seccomp_program(allow_fork: bool) -> _SockFprog | None:
         (_LD_W_ABS, 0, 0, 16),                         # A = the family (low 32 bits of arg 0)
         *((_JEQ_K, families - i, 0, family) for i, family in enumerate(_ALLOWED_SOCKET_FAMILIES)),
         (_RET_K, 0, 0, _RET_EPERM),
+        (_RET_K, 0, 0, _RET_ALLOW),
+        (_JEQ_K, 0, 7, _SETSOCKOPT_X86_64),           # not setsockopt: on to the next check
+        (_LD_W_ABS, 0, 0, 24),                         # A = level (arg 1)
+        (_JEQ_K, 0, 4, socket.SOL_SOCKET),
+        (_LD_W_ABS, 0, 0, 32),                         # A = option name (arg 2)
+        (_JEQ_K, 1, 0, _IGNORED_SOCKET_OPTIONS[0]),
+        (_JEQ_K, 0, 1, _IGNORED_SOCKET_OPTIONS[1]),
+        (_RET_K, 0, 0, _RET_SKIP),
         (_RET_K, 0, 0, _RET_ALLOW),
     ]
     if not allow_fork:

@@ -36,11 +36,12 @@ def shared_template(tmp_path_factory) -> Path:
     return _TEMPLATE[0]
 
 
-def submit(course: Path, student: str, notebook: dict | bytes, timestamp: str | None = make_class.TIMESTAMP) -> Path:
-    """Place a submission as the exchange would: submitted/<student>/initialization/."""
-    folder = course / "submitted" / student / ASSIGNMENT
+def submit(course: Path, student: str, notebook: dict | bytes, timestamp: str | None = make_class.TIMESTAMP,
+           assignment: str = ASSIGNMENT) -> Path:
+    """Place a submission as the exchange would: submitted/<student>/<assignment>/<assignment>.ipynb."""
+    folder = course / "submitted" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{ASSIGNMENT}.ipynb"
+    path = folder / f"{assignment}.ipynb"
     path.write_bytes(notebook if isinstance(notebook, bytes) else json.dumps(notebook).encode())
     if timestamp:
         (folder / "timestamp.txt").write_text(timestamp + "\n")
@@ -52,17 +53,18 @@ def release_notebook() -> dict:
 
 
 def run_coursekit(course: Path, *args: str, timeout: float = 600, wrapper: tuple[str, ...] = (),
-                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI (`python -m coursekit autograde initialization --json ...`), under `wrapper`
+                  env: dict[str, str] | None = None, assignment: str = ASSIGNMENT) -> subprocess.CompletedProcess:
+    """Run the real CLI (`python -m coursekit autograde <assignment> --json ...`), under `wrapper`
     (e.g. setpriv with its options), in `env` (default: nbgrader_env())."""
-    return subprocess.run([*wrapper, sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json", *args],
+    return subprocess.run([*wrapper, sys.executable, "-m", "coursekit", "autograde", assignment, "--json", *args],
                           cwd=course, env=env or nbgrader_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600,
-              wrapper: tuple[str, ...] = (), env: dict[str, str] | None = None) -> list[dict]:
+              wrapper: tuple[str, ...] = (), env: dict[str, str] | None = None,
+              assignment: str = ASSIGNMENT) -> list[dict]:
     """The JSON lines of `run_coursekit`; with `check`, fail unless it exits 0."""
-    proc = run_coursekit(course, *args, timeout=timeout, wrapper=wrapper, env=env)
+    proc = run_coursekit(course, *args, timeout=timeout, wrapper=wrapper, env=env, assignment=assignment)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
@@ -78,9 +80,10 @@ def gradebook_grades(course: Path, assignment: str = ASSIGNMENT, course_id: str 
                 for nb in sub.notebooks for grade in nb.grades}
 
 
-def gradebook_scores(course: Path, url: str | None = None) -> dict[tuple[str, str], float | None]:
+def gradebook_scores(course: Path, url: str | None = None,
+                     assignment: str = ASSIGNMENT) -> dict[tuple[str, str], float | None]:
     """{(student, grade cell): auto_score} for every submission in the course's gradebook (or at `url`)."""
-    return {key: score for key, (score, _) in gradebook_grades(course, url=url).items()}
+    return {key: score for key, (score, _) in gradebook_grades(course, assignment, url=url).items()}
 
 
 def expected_scores(manifest: dict) -> dict[tuple[str, str], float]:

@@ -597,6 +597,35 @@ def test_memory_cannot_be_hoarded_in_memfds_outside_the_memory_limit(box):
     assert result.calls[0].error == "PermissionError: [Errno 1] Operation not permitted"
 
 
+def test_socket_buffers_cannot_be_raised_to_hoard_memory_outside_the_memory_limit(box):
+    requires_isolation(box, "seccomp")
+    # Queued socket data is not address space either: with SO_SNDBUF at its maximum, 32
+    # socketpairs handed over a socket held about 280 MB; at the default size about 8 MB.
+    result = run(box, """
+        import socket
+        def hoard():
+            carrier, keep = socket.socketpair()
+            held = 0
+            while True:
+                a, b = socket.socketpair()
+                a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 20)
+                a.setblocking(False)
+                try:
+                    while True:
+                        held += a.send(b"x" * (1 << 16))
+                except BlockingIOError:
+                    pass
+                try:
+                    socket.send_fds(carrier, [b"."], [a.fileno(), b.fileno()])
+                except OSError:  # the kernel's cap on descriptors in flight
+                    return held
+                a.close()
+                b.close()
+        """, Call("hoard"), limits=Limits(memory_bytes=512 << 20, wall_seconds=5))
+    assert result.calls[0].status == "ok"
+    assert result.calls[0].value < 32 << 20
+
+
 def test_a_submission_that_replaces_its_exit_path_ends_at_once_and_keeps_its_results(box):
     result = run(box, [HE, """
         import os, sys, time

@@ -11,10 +11,51 @@ layer, in layer order, times the scale of each method.
 
 from __future__ import annotations
 
+import gettext
 import math
+import os
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+# --- the language of the messages --------------------------------------------------------------
+# Messages are English in this file and translated through gettext catalogues compiled into
+# locale/<language>/LC_MESSAGES/course.mo beside it (the .po sources live in the course's locale/).
+# The language is, in order: the ``language`` argument of a test, the COURSE_LANGUAGE environment
+# variable, the default of this copy of the course (the one word in locale/LANGUAGE, written by the
+# build for each translated assignment), else English.  A language without a catalogue falls back
+# to English.
+LANGUAGE_VARIABLE = "COURSE_LANGUAGE"
+LOCALE = Path(__file__).resolve().parent / "locale"
+DOMAIN = "course"
+_messages: gettext.NullTranslations = gettext.NullTranslations()
+
+
+def language_of_this_copy() -> str:
+    """The language the messages use when neither an argument nor COURSE_LANGUAGE says otherwise."""
+    try:
+        return (LOCALE / "LANGUAGE").read_text(encoding="utf-8").strip() or "en"
+    except OSError:
+        return "en"
+
+
+def use_language(language: str | None = None) -> str:
+    """Switch the messages to ``language`` (e.g. "tr", "pt_BR", "zh_CN"; "pt-BR" works too); return it."""
+    global _messages
+    chosen = (language or os.environ.get(LANGUAGE_VARIABLE) or language_of_this_copy()).replace("-", "_")
+    _messages = gettext.translation(DOMAIN, localedir=LOCALE, languages=[chosen], fallback=True)
+    return chosen
+
+
+def _(message: str) -> str:
+    return _messages.gettext(message)
+
+
+def N_(message: str) -> str:
+    """Marks a message for the catalogue; it is translated where it is used."""
+    return message
+
 
 Initializer = Callable[[list], dict]
 Scale = Callable[[Sequence[int], int], float]  # (layers_dims, l) -> factor of layer l
@@ -83,36 +124,37 @@ UNIFORM_DRAWS = [
 ]
 
 # Scalings students commonly use by mistake, with what to say about each.  Each maps
-# (layers_dims, l) to the factor the mistake multiplies layer l's np.random.randn(...) by.
+# (layers_dims, l) to the factor the mistake multiplies layer l's np.random.randn(...) by; the
+# messages are marked with N_ for the catalogue and translated when they are used.
 SCALE_MISTAKES: list[tuple[str, Scale, str]] = [
     ("he", lambda d, l: math.sqrt(2 / d[l - 1]),
-     "values look like He scaling sqrt(2/n); this exercise multiplies np.random.randn(...) by 10"),
+     N_("values look like He scaling sqrt(2/n); this exercise multiplies np.random.randn(...) by 10")),
     ("xavier", lambda d, l: math.sqrt(1 / d[l - 1]),
-     "values look like Xavier scaling sqrt(1/n); He uses sqrt(2/n), with n = layers_dims[l-1]"),
+     N_("values look like Xavier scaling sqrt(1/n); He uses sqrt(2/n), with n = layers_dims[l-1]")),
     ("glorot", lambda d, l: math.sqrt(2 / (d[l - 1] + d[l])),
-     "values look like Glorot scaling sqrt(2/(n_in + n_out)); He uses only the layer's inputs: "
-     "np.sqrt(2 / layers_dims[l-1])"),
+     N_("values look like Glorot scaling sqrt(2/(n_in + n_out)); He uses only the layer's inputs: "
+        "np.sqrt(2 / layers_dims[l-1])")),
     ("variance", lambda d, l: 2 / d[l - 1],
-     "you multiplied by the variance 2/n; np.random.randn(...) has standard deviation 1, so multiply "
-     "it by the standard deviation, np.sqrt(2 / layers_dims[l-1])"),
+     N_("you multiplied by the variance 2/n; np.random.randn(...) has standard deviation 1, so multiply "
+        "it by the standard deviation, np.sqrt(2 / layers_dims[l-1])")),
     ("integer-division", lambda d, l: math.sqrt(2 // d[l - 1]),
-     "2 // n is integer division (2 // 3 is 0); write 2 / layers_dims[l-1]"),
+     N_("2 // n is integer division (2 // 3 is 0); write 2 / layers_dims[l-1]")),
     ("root-of-two-over-n", lambda d, l: math.sqrt(2) / d[l - 1],
-     "np.sqrt(2) / n takes the square root of 2 only; He takes the root of the whole fraction: "
-     "np.sqrt(2 / layers_dims[l-1])"),
+     N_("np.sqrt(2) / n takes the square root of 2 only; He takes the root of the whole fraction: "
+        "np.sqrt(2 / layers_dims[l-1])")),
     ("input-size-everywhere", lambda d, l: math.sqrt(2 / d[0]),
-     "every layer is scaled by layers_dims[0]; layer l must use the size of the layer before it, "
-     "np.sqrt(2 / layers_dims[l-1])"),
+     N_("every layer is scaled by layers_dims[0]; layer l must use the size of the layer before it, "
+        "np.sqrt(2 / layers_dims[l-1])")),
     ("he-divided", lambda d, l: 1 / math.sqrt(2 / d[l - 1]),
-     "you divided by sqrt(2/n); He *multiplies* np.random.randn(...) by np.sqrt(2 / layers_dims[l-1])"),
+     N_("you divided by sqrt(2/n); He *multiplies* np.random.randn(...) by np.sqrt(2 / layers_dims[l-1])")),
     ("he-current-layer", lambda d, l: math.sqrt(2 / d[l]),
-     "you scaled by the size of the current layer; He uses the previous one: np.sqrt(2 / layers_dims[l-1])"),
+     N_("you scaled by the size of the current layer; He uses the previous one: np.sqrt(2 / layers_dims[l-1])")),
     ("unscaled", lambda d, l: 1.0,
-     "values look like plain np.random.randn(...) without any scaling factor"),
+     N_("values look like plain np.random.randn(...) without any scaling factor")),
     ("times-ten", lambda d, l: 10.0,
-     "values look like np.random.randn(...) * 10, the large-random scaling; He uses np.sqrt(2 / layers_dims[l-1])"),
+     N_("values look like np.random.randn(...) * 10, the large-random scaling; He uses np.sqrt(2 / layers_dims[l-1])")),
     ("times-0.01", lambda d, l: 0.01,
-     "values look like np.random.randn(...) * 0.01; this exercise asks for the scaling given in its instructions"),
+     N_("values look like np.random.randn(...) * 0.01; this exercise asks for the scaling given in its instructions")),
 ]
 
 
@@ -125,11 +167,12 @@ def _call(target: Initializer, dims: Sequence[int]) -> tuple[str, dict]:
     """Call ``target`` on a fresh list and check that it leaves the list alone."""
     __tracebackhide__ = True
     layers_dims = list(dims)
-    call = f"{getattr(target, '__name__', 'your function')}({layers_dims})"
+    name = getattr(target, "__name__", None) or _("your function")
+    call = f"{name}({layers_dims})"
     parameters = target(layers_dims)
     if layers_dims != list(dims):
-        _fail(call, f"your function changed its input list to {layers_dims}; read layers_dims "
-                    "but do not modify it (no append, pop or assignment to its items)")
+        _fail(call, _("your function changed its input list to {layers_dims}; read layers_dims "
+                      "but do not modify it (no append, pop or assignment to its items)").format(layers_dims=layers_dims))
     return call, parameters
 
 
@@ -137,54 +180,55 @@ def _check_structure(call: str, parameters: object, dims: Sequence[int]) -> None
     """Keys, types, shapes and dtypes: everything except the values."""
     __tracebackhide__ = True
     if not isinstance(parameters, dict):
-        _fail(call, f"returned {type(parameters).__name__}, expected a dict: "
-                    "did you forget `return parameters`?")
+        _fail(call, _("returned {type}, expected a dict: did you forget `return parameters`?")
+              .format(type=type(parameters).__name__))
     n_layers = len(dims) - 1
     expected_keys = {f"{p}{l}" for l in range(1, n_layers + 1) for p in "Wb"}
     keys = set(parameters)
     if keys != expected_keys:
-        missing = sorted(expected_keys - keys, key=str)
-        extra = sorted(keys - expected_keys, key=str)
-        hint = ("loop with `for l in range(1, len(layers_dims))` so that layer l gets "
-                "'W' + str(l) and 'b' + str(l)")
-        _fail(call, f"expected exactly the keys {sorted(expected_keys)}; "
-                    f"missing {missing}, unexpected {extra}: {hint}")
+        _fail(call, _("expected exactly the keys {expected}; missing {missing}, unexpected {extra}: loop with "
+                      "`for l in range(1, len(layers_dims))` so that layer l gets 'W' + str(l) and 'b' + str(l)")
+              .format(expected=sorted(expected_keys), missing=sorted(expected_keys - keys, key=str),
+                      extra=sorted(keys - expected_keys, key=str)))
 
     for l in range(1, n_layers + 1):
         for name, shape in ((f"W{l}", (dims[l], dims[l - 1])), (f"b{l}", (dims[l], 1))):
             value = parameters[name]
             if not isinstance(value, np.ndarray):
-                _fail(call, f"{name} is a {type(value).__name__}, expected a NumPy array: "
-                            "build it with np.zeros(...) or np.random.randn(...)")
+                _fail(call, _("{name} is a {type}, expected a NumPy array: "
+                              "build it with np.zeros(...) or np.random.randn(...)")
+                      .format(name=name, type=type(value).__name__))
             if value.shape != shape:
-                _fail(call, f"{name} has shape {value.shape}, expected {shape}: "
-                            + _shape_hint(name, value.shape, shape, dims))
+                _fail(call, _("{name} has shape {shape}, expected {expected}: {hint}")
+                      .format(name=name, shape=value.shape, expected=shape,
+                              hint=_shape_hint(name, value.shape, shape, dims)))
             if not np.issubdtype(value.dtype, np.floating):
-                _fail(call, f"{name} has dtype {value.dtype}, expected floating point: "
-                            "do not pass dtype=int; np.zeros(shape) gives floats by default")
+                _fail(call, _("{name} has dtype {dtype}, expected floating point: "
+                              "do not pass dtype=int; np.zeros(shape) gives floats by default")
+                      .format(name=name, dtype=value.dtype))
 
 
 def _shape_hint(name: str, got: tuple, expected: tuple, dims: Sequence[int]) -> str:
     if name.startswith("b") and len(got) == 1:
-        return "a bias is a column vector; give np.zeros a tuple with two numbers: (layers_dims[l], 1)"
+        return _("a bias is a column vector; give np.zeros a tuple with two numbers: (layers_dims[l], 1)")
     if got == expected[::-1]:
-        return "rows and columns are swapped; W[l] has shape (layers_dims[l], layers_dims[l-1])"
+        return _("rows and columns are swapped; W[l] has shape (layers_dims[l], layers_dims[l-1])")
     if len(got) == 2 and got[0] == dims[1] and expected[0] != dims[1]:
-        return "did you use layers_dims[1] for every layer? Layer l has layers_dims[l] units"
-    return ("layer l has shape (layers_dims[l], layers_dims[l-1]) for W and "
-            "(layers_dims[l], 1) for b")
+        return _("did you use layers_dims[1] for every layer? Layer l has layers_dims[l] units")
+    return _("layer l has shape (layers_dims[l], layers_dims[l-1]) for W and (layers_dims[l], 1) for b")
 
 
 def _check_zero_biases(call: str, parameters: dict, n_layers: int) -> None:
     __tracebackhide__ = True
     for l in range(1, n_layers + 1):
         if np.any(parameters[f"b{l}"] != 0):
-            _fail(call, f"b{l} is not all zeros: biases start at zero, use np.zeros((layers_dims[l], 1))")
+            _fail(call, _("{name} is not all zeros: biases start at zero, use np.zeros((layers_dims[l], 1))")
+                  .format(name=f"b{l}"))
 
 
 def _names(names: list[str]) -> str:
     """'W1', 'W1 and W2', 'W1, W2 and W3'."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return names[0] if len(names) == 1 else _("{first} and {last}").format(first=", ".join(names[:-1]), last=names[-1])
 
 
 def _check_seeded_weights(call: str, parameters: dict, dims: Sequence[int],
@@ -198,20 +242,22 @@ def _check_seeded_weights(call: str, parameters: dict, dims: Sequence[int],
     mismatched = [name for name, values in expected.items()
                   if not np.allclose(parameters[name], values, rtol=RTOL, atol=ATOL)]
     if mismatched:
-        verb = "differs" if len(mismatched) == 1 else "differ"
         first = mismatched[0]
         with np.printoptions(precision=4, suppress=True, floatmode="maxprec"):
-            shown = (f"\nyour {first} for layers_dims = {list(dims)}:\n{np.asarray(parameters[first])}"
-                     f"\nexpected:\n{np.asarray(expected[first])}")
-        _fail(call, f"{_names(mismatched)} {verb} from the expected values: "
-                    + _diagnose_weights(parameters, dims, expected, method) + shown)
+            shown = _("your {name} for layers_dims = {layers_dims}:\n{got}\nexpected:\n{expected}").format(
+                name=first, layers_dims=list(dims), got=np.asarray(parameters[first]),
+                expected=np.asarray(expected[first]))
+        differ = (_("{name} differs from the expected values") if len(mismatched) == 1
+                  else _("{name} differ from the expected values"))
+        _fail(call, differ.format(name=_names(mismatched)) + ": "
+                    + _diagnose_weights(parameters, dims, expected, method) + "\n" + shown)
 
 
 def _expected_factor(method: str, n_prev: int) -> tuple[float, str]:
     """What the exercise multiplies np.random.randn(...) by, and how a message says it ({value})."""
     if method == "he":
-        return math.sqrt(2 / n_prev), f"He expects sqrt(2/{n_prev}) = {{value}}"
-    return 10.0, "this exercise expects ×{value}"
+        return math.sqrt(2 / n_prev), _("He expects sqrt(2/{n}) = {value}").replace("{n}", str(n_prev))
+    return 10.0, _("this exercise expects ×{value}")
 
 
 def _number(value: float, other: float) -> str:
@@ -249,8 +295,8 @@ def _wrong_factors(dims: Sequence[int], factors: dict[int, float], method: str) 
     for l, used in factors.items():
         expected, says = _expected_factor(method, dims[l - 1])
         if not math.isclose(used, expected, rel_tol=1e-6):
-            parts.append(f"layer {l} uses ×{_number(used, expected)}, "
-                         + says.format(value=_number(expected, used)))
+            parts.append(_("layer {l} uses ×{used}, {expected}").format(
+                l=l, used=_number(used, expected), expected=says.format(value=_number(expected, used))))
     return "; ".join(parts)
 
 
@@ -259,7 +305,7 @@ def _named_mistake(dims: Sequence[int], factors: dict[int, float], method: str) 
     matches = [message for key, scale, message in SCALE_MISTAKES
                if key != method and all(math.isclose(factors[l], scale(dims, l), rel_tol=1e-6, abs_tol=1e-12)
                                         for l in factors)]
-    return matches[0] if len(matches) == 1 else None
+    return _(matches[0]) if len(matches) == 1 else None
 
 
 def _diagnose_weights(parameters: dict, dims: Sequence[int], expected: dict, method: str) -> str:
@@ -274,16 +320,19 @@ def _diagnose_weights(parameters: dict, dims: Sequence[int], expected: dict, met
     wrong = _wrong_factors(dims, factors, method) if None not in factors.values() else ""
     if wrong:
         named = _named_mistake(dims, factors, method)
-        return (f"{named}. Your" if named else "your") + f" random numbers are right, only the scale is wrong: {wrong}"
+        if named:
+            return _("{mistake}. Your random numbers are right, only the scale is wrong: {factors}").format(
+                mistake=named, factors=wrong)
+        return _("your random numbers are right, only the scale is wrong: {factors}").format(factors=wrong)
 
     # Seed set inside the loop: every layer restarts from the first draws, maybe scaled wrongly too.
     restarted = {l: _factor(parameters[f"W{l}"], first_draws[:unit[l].size]) for l in layers}
     if len(dims) > 2 and None not in restarted.values():
-        wrong = _wrong_factors(dims, restarted, method)
-        named = _named_mistake(dims, restarted, method)
-        too = "; ".join(part for part in (named, wrong) if part)
-        return ("every layer starts from the same random numbers: call np.random.seed(3) once, "
-                "before the loop, not inside it" + (f". The scale is wrong too: {too}" if too else ""))
+        too = "; ".join(part for part in (_named_mistake(dims, restarted, method),
+                                          _wrong_factors(dims, restarted, method)) if part)
+        seed = _("every layer starts from the same random numbers: call np.random.seed(3) once, "
+                 "before the loop, not inside it")
+        return _("{mistake}. The scale is wrong too: {details}").format(mistake=seed, details=too) if too else seed
 
     uniform = np.asarray(UNIFORM_DRAWS)
     offsets = np.cumsum([0] + [unit[l].size for l in layers])
@@ -292,18 +341,20 @@ def _diagnose_weights(parameters: dict, dims: Sequence[int], expected: dict, met
         low, high = ranges[1]
         kaiming = all(math.isclose(high, math.sqrt(6 / dims[l - 1]), rel_tol=1e-6)
                       and math.isclose(low, -high, rel_tol=1e-6) for l, (low, high) in ranges.items())
-        return ((f"your weights are uniform on [{low:.2g}, {high:.2g}] in layer 1"
-                 + (", Kaiming-uniform (He's rule for uniform draws, limit sqrt(6/n))" if kaiming else "")
-                 + ": this exercise draws normal numbers with np.random.randn, not np.random.rand or "
-                 "np.random.uniform, then multiplies them by "
-                 + ("np.sqrt(2 / layers_dims[l-1])" if method == "he" else "10")))
+        factor = "np.sqrt(2 / layers_dims[l-1])" if method == "he" else "10"
+        message = (_("your weights are uniform on [{low}, {high}] in layer 1, Kaiming-uniform (He's rule for "
+                     "uniform draws, limit sqrt(6/n)): this exercise draws normal numbers with np.random.randn, "
+                     "not np.random.rand or np.random.uniform, then multiplies them by {factor}") if kaiming else
+                   _("your weights are uniform on [{low}, {high}] in layer 1: this exercise draws normal numbers "
+                     "with np.random.randn, not np.random.rand or np.random.uniform, then multiplies them by {factor}"))
+        return message.format(low=f"{low:.2g}", high=f"{high:.2g}", factor=factor)
 
     if all(np.all(parameters[f"W{l}"] >= 0) for l in layers):
-        return ("all weights are positive: use np.random.randn (normal distribution), "
-                "not np.random.rand (uniform on [0, 1))")
-    return ("your weights differ from the expected ones: call np.random.seed(3) once at the start "
-            "of the function, then draw each layer in order with "
-            "np.random.randn(layers_dims[l], layers_dims[l-1]) and nothing else in between")
+        return _("all weights are positive: use np.random.randn (normal distribution), "
+                 "not np.random.rand (uniform on [0, 1))")
+    return _("your weights differ from the expected ones: call np.random.seed(3) once at the start "
+             "of the function, then draw each layer in order with "
+             "np.random.randn(layers_dims[l], layers_dims[l-1]) and nothing else in between")
 
 
 def _check_repeatable(target: Initializer, dims: Sequence[int], first: dict) -> None:
@@ -311,41 +362,44 @@ def _check_repeatable(target: Initializer, dims: Sequence[int], first: dict) -> 
     call, second = _call(target, dims)
     for name in first:
         if not np.array_equal(first[name], second[name]):
-            _fail(call, f"{name} changes from one call to the next: your function must set "
-                        "np.random.seed(3) itself, at its start, so every call gives the same weights")
+            _fail(call, _("{name} changes from one call to the next: your function must set "
+                          "np.random.seed(3) itself, at its start, so every call gives the same weights")
+                  .format(name=name))
 
 
-def initialize_parameters_zeros_test(target: Initializer) -> None:
-    """Check an ``initialize_parameters_zeros`` implementation."""
+def initialize_parameters_zeros_test(target: Initializer, language: str | None = None) -> None:
+    """Check an ``initialize_parameters_zeros`` implementation; ``language`` as in :func:`use_language`."""
     __tracebackhide__ = True
+    use_language(language)
     for dims in ZEROS_CASES:
         call, parameters = _call(target, dims)
         _check_structure(call, parameters, dims)
         for name, value in parameters.items():
             if np.any(value != 0):
-                _fail(call, f"{name} has non-zero entries: every weight and bias must be 0, "
-                            "use np.zeros((rows, columns))")
-    print("All tests passed.")
+                _fail(call, _("{name} has non-zero entries: every weight and bias must be 0, "
+                              "use np.zeros((rows, columns))").format(name=name))
+    print(_("All tests passed."))
 
 
-def _seeded_test(target: Initializer, expected_by_dims: dict, method: str) -> None:
+def _seeded_test(target: Initializer, expected_by_dims: dict, method: str, language: str | None) -> None:
     __tracebackhide__ = True
+    use_language(language)
     for dims, expected in expected_by_dims.items():
         call, parameters = _call(target, dims)
         _check_structure(call, parameters, dims)
         _check_repeatable(target, dims, parameters)
         _check_zero_biases(call, parameters, len(dims) - 1)
         _check_seeded_weights(call, parameters, dims, expected, method)
-    print("All tests passed.")
+    print(_("All tests passed."))
 
 
-def initialize_parameters_random_test(target: Initializer) -> None:
+def initialize_parameters_random_test(target: Initializer, language: str | None = None) -> None:
     """Check an ``initialize_parameters_random`` implementation (seed 3, weights x 10)."""
     __tracebackhide__ = True
-    _seeded_test(target, EXPECTED_RANDOM, "random")
+    _seeded_test(target, EXPECTED_RANDOM, "random", language)
 
 
-def initialize_parameters_he_test(target: Initializer) -> None:
+def initialize_parameters_he_test(target: Initializer, language: str | None = None) -> None:
     """Check an ``initialize_parameters_he`` implementation (seed 3, weights x sqrt(2/n_prev))."""
     __tracebackhide__ = True
-    _seeded_test(target, EXPECTED_HE, "he")
+    _seeded_test(target, EXPECTED_HE, "he", language)
