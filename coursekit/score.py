@@ -121,10 +121,6 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
         plan.calls[test.grade_id] = list(current)
 
 
-def planned_calls(plan: AssignmentPlan) -> list[sandbox.Call]:
-    return [call for test in plan.tests for call in plan.calls[test.grade_id]]
-
-
 class OpaqueValueError(TypeError):
     """A test used a value that could not leave the sandbox."""
 
