@@ -144,7 +144,7 @@ def _pool_initializer(preload: tuple[str, ...], insecure: bool) -> None:
     _limit_worker()
 
 
-WORKER_MEMORY_BYTES = 6 << 30  # address space of one grading process (it maps about 1.5 GiB)
+WORKER_MEMORY_BYTES = 6 << 30  # address space of one grading process (grading, one maps about 0.4 GiB)
 
 
 def _limit_worker() -> None:
