@@ -23,6 +23,7 @@ import ctypes
 import fcntl
 import gc
 import importlib
+import importlib.util
 import json
 import os
 import py_compile
@@ -32,7 +33,6 @@ import shutil
 import signal
 import socket
 import stat
-import struct
 import sys
 import time
 import traceback
@@ -41,24 +41,7 @@ from typing import Any
 
 import numpy
 
-# The submission runs in the child's own interpreter and may rebind builtins or
-# patch modules.  The reporting code uses these module-level references, which
-# are looked up before builtins, so such patches only break the submission.
-from builtins import (BaseException, Exception, MemoryError, all, callable, compile, dict,  # noqa: A004
-                      enumerate, exec, float, int, isinstance, len, list, memoryview, str, tuple,
-                      type)
-import builtins
-
-_ndarray, _generic, _asarray = numpy.ndarray, numpy.generic, numpy.asarray
-_write = os.write
-# json.dumps has Python-level parts that consult builtins; the C encoder does not.
-_c_encoder = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None,
-                                         ":", ",", False, False, True)
-
-# Shared with sandbox.py (which imports this module for them).
-RECORD_HEADER = struct.Struct("<2sII")  # magic, JSON length, blob length
-RECORD_MAGIC = b"CK"
-RESULT_FD = 3
+RESULT_FD = 3  # the child's end of the run's channel to the grader (see _runner.py)
 # The child's signal pipe to the zygote (see supervise): READY once its sandbox is complete,
 # just before the submission runs, then DONE once the last result is written.  Any byte after
 # READY ends the run, so a submission that writes here early only cuts its own run short.
@@ -69,10 +52,6 @@ REPORT_FAILED_EXIT = 122  # the submission broke the child's reporting code
 UID_BASE = 2_000_000_000  # uid = UID_BASE + pid of the child: unique among live processes
 CHROOT_WORKDIR = "/sandbox/work"  # the submission's cwd, as the child sees it
 CHROOT_PYCACHE = "/pycache"  # sys.pycache_prefix of the child, read-only for it
-MAX_DEPTH = 32
-MAX_NODES = 200_000
-MAX_INT_BITS = 14_000  # about 4200 decimal digits
-ERROR_CHARS = 2000
 
 # Linux constants (not all exposed by the os module on Python 3.11).
 CLONE_NEWNS = 0x00020000
@@ -617,7 +596,12 @@ class _Signals:
         return bool(data)
 
 
+RUNNER: types.ModuleType  # the in-child execution logic, set by zygote_main
+
+
 def zygote_main(argv: list[str]) -> None:
+    global RUNNER
+    RUNNER = _load_runner()
     host_dir, config_json, sock_fd = argv[1], argv[2], int(argv[3])
     config = json.loads(config_json)
     zygote = Zygote(host_dir, config)
@@ -706,11 +690,10 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
     try:
         limits = request["limits"]
         os.setsid()
-        with os.fdopen(os.dup(input_fd), "rb") as f:
-            payload = json.loads(f.read())
-        # Decode every call's arguments now, before the submission can touch json:
-        # each call gets its own objects, so calls cannot see each other's mutations.
-        payload["calls"] = [(name, json.loads(args)) for name, args in payload["calls"]]
+        # The run's channel (a socket to the grader) becomes fd RESULT_FD: steps arrive on
+        # it one at a time and results leave on it (_runner.py); the zygote's result file
+        # is not used.
+        result_fd = input_fd
         # Move the fds we keep above the low numbers before putting them in place,
         # so no dup2 below overwrites one we still need.
         null, out_w, result_fd, signal_w = (
@@ -768,7 +751,7 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
         finally:
             os._exit(SETUP_FAILED_EXIT)
     try:
-        run_submission(payload, limits)
+        RUNNER.serve(limits)
     except BaseException as exc:  # noqa: BLE001 - the submission broke the reporting code
         try:
             write(2, f"\ncoursekit sandbox: could not report the results: {exc!r}\n".encode())
@@ -791,120 +774,14 @@ def _close_from(lowest: int) -> None:
         os.closerange(lowest, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
 
-def run_submission(payload: dict, limits: dict) -> None:
-    module = types.ModuleType("__main__")
-    module.__dict__["__builtins__"] = builtins
-    sys.modules["__main__"] = module
-    namespace = module.__dict__
-    errors = []
-    for index, chunk in enumerate(payload["code"]):
-        try:
-            exec(compile(chunk, f"<submission part {index + 1}>", "exec"), namespace)
-        except BaseException as exc:  # noqa: BLE001 - SystemExit too: a notebook cell survives it
-            errors.append(f"part {index + 1}: {describe(exc, limits)}")
-    write_record({"kind": "loaded", "errors": errors}, [])
-    for index, (name, args) in enumerate(payload["calls"]):
-        arrays: list = []
-        record = {"kind": "call", "index": index, "status": "ok", "value": None, "error": None,
-                  "args_after": None}
-        function = dict.get(namespace, name)
-        if not callable(function):
-            record["status"] = "missing"
-            record["error"] = (f"{name} is not defined by the submission" if function is None
-                               else f"{name} is defined but is not a function")
-        else:
-            try:
-                value = function(*args)
-                record["value"] = Encoder(arrays).encode(value)
-            except BaseException as exc:  # noqa: BLE001
-                record["status"] = "error"
-                record["error"] = describe(exc, limits)
-                list.clear(arrays)
-            try:
-                record["args_after"] = Encoder(arrays).encode(list(args))
-            except BaseException:  # noqa: BLE001 - mutated into something unencodable
-                record["args_after"] = None
-        write_record(record, arrays)
-
-
-def describe(exc: BaseException, limits: dict) -> str:
-    name = type.__getattribute__(type(exc), "__name__")
-    try:
-        text = f"{name}: {exc}"
-    except BaseException:  # noqa: BLE001 - a hostile __str__
-        text = f"{name}: <message could not be rendered>"
-    if isinstance(exc, MemoryError):
-        text += f" (the sandbox memory limit is {limits['memory_bytes'] / 2**30:g} GiB)"
-    return text[:ERROR_CHARS]
-
-
-class ResultTooLarge(Exception):
-    pass
-
-
-class Encoder:
-    """Turn a return value into JSON plus raw array bytes (see sandbox.py for the format).
-
-    Methods are called on the base types (ndarray.view, dict.items, ...) so that
-    overrides in subclasses the submission defines are never consulted.
-    """
-
-    def __init__(self, arrays: list) -> None:
-        self.arrays = arrays
-        self.nodes = 0
-
-    def encode(self, value, depth: int = 0):
-        self.nodes += 1
-        if depth > MAX_DEPTH:
-            raise ResultTooLarge(f"the value is nested deeper than {MAX_DEPTH} levels")
-        if self.nodes > MAX_NODES:
-            raise ResultTooLarge(f"the value has more than {MAX_NODES} parts")
-        kind = type(value)
-        if kind is int or (kind is not bool and isinstance(value, int)):
-            value = int.__int__(value)
-            # JSON readers refuse integers of more than 4300 digits; say so instead.
-            return value if value.bit_length() <= MAX_INT_BITS else {"$opaque": "int (too large)"}
-        if value is None or kind is bool or kind is float or kind is str:
-            return value
-        if isinstance(value, (_ndarray, _generic)):
-            base = _ndarray.view(value if isinstance(value, _ndarray) else _asarray(value),
-                                 _ndarray)
-            if base.dtype.kind not in "biuf":
-                return {"$opaque": f"numpy array of dtype {base.dtype.str}"}
-            list.append(self.arrays, base)
-            return {("$nd" if isinstance(value, _ndarray) else "$np"): len(self.arrays) - 1}
-        if isinstance(value, float):
-            return float.__float__(value)
-        if isinstance(value, str):
-            return str.__str__(value)
-        if isinstance(value, (list, tuple)):
-            items = list.copy(value) if isinstance(value, list) else tuple.__iter__(value)
-            return [self.encode(v, depth + 1) for v in items]
-        if isinstance(value, dict):
-            items = list(dict.items(value))
-            if all(isinstance(k, str) for k, _ in items):
-                return {"$dict": [[str.__str__(k), self.encode(v, depth + 1)] for k, v in items]}
-        return {"$opaque": str.__str__(type.__getattribute__(kind, "__name__"))[:200]}
-
-
-def _dumps(record: dict) -> str:
-    return "".join(_c_encoder(record, 0))
-
-
-def write_record(record: dict, arrays: list) -> None:
-    meta = []
-    offset = 0
-    for array in arrays:
-        meta.append([array.dtype.str, list(array.shape), offset, array.nbytes])
-        offset += array.nbytes
-    record["arrays"] = meta
-    head = _dumps(record).encode()
-    chunks = [RECORD_HEADER.pack(RECORD_MAGIC, len(head), offset), head,
-              *(_ndarray.tobytes(a) for a in arrays)]
-    for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            view = view[_write(RESULT_FD, view):]
+def _load_runner() -> types.ModuleType:
+    """coursekit/_runner.py, loaded from its file by the zygote (which runs with -I and
+    imports nothing from the coursekit package), before any child is forked."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
+    spec = importlib.util.spec_from_file_location("coursekit_runner", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -20,16 +20,18 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import nbformat
+from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.api import Gradebook, MissingEntry
 
+from . import protocol
 from .config import DEFAULTS, Settings
-from .names import DYNAMIC_CALLS, Names, analyze, analyze_source, strip_magics
+from .names import Names, analysis_source, analyze, analyze_source, python_source
 from .read import Course, CourseError
 
 
@@ -63,6 +65,9 @@ class AssignmentPlan:
     tests_of: dict[str, list[str]]  # graded function -> test cells that read it
     checksums: dict[str, str] = field(default_factory=dict)  # grade id -> gradebook checksum
     calls: dict[str, list] = field(default_factory=dict)  # test grade id -> planned sandbox calls
+    # stripped source of a released locked or test cell -> its grade id: recognises cells that
+    # lost their metadata (jupyter/nbgrader#1398)
+    released_ids: dict[str, str] = field(default_factory=dict)
     release_files: dict[str, bytes] = field(default_factory=dict)  # the sandbox's working folder
     trusted_files: dict[str, bytes] = field(default_factory=dict)  # course modules the tests import
     settings: Settings = DEFAULTS  # the course's c.CourseKit.* (preloads, limits, traceback filter)
@@ -137,7 +142,7 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
             raise PlanError(f"master cell {grade_id or index} has a syntax error: {err}") from None
         if solution is not None:
             kind = "solution"
-            for stmt in ast.parse(strip_magics(solution)).body:
+            for stmt in ast.parse(analysis_source(python_source(solution, TransformerManager()))).body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     graded[stmt.name] = grade_id
         else:
@@ -155,7 +160,21 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
         trusted_files={name: data for pattern in course.settings.trusted_modules
                        for name, data in _files(course.source_dir(assignment), pattern).items()},
         settings=course.settings,
+        released_ids=_released_ids(course.release_dir(assignment) / f"{notebook}.ipynb",
+                                   {c.grade_id for c in cells if c.kind in ("locked", "test")}),
     )
+
+
+def _released_ids(path: Path, ids: set[str]) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    released = nbformat.read(path, as_version=4)
+    found = {}
+    for cell in released.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in ids and cell.source.strip():
+            found.setdefault(cell.source.strip(), grade_id)
+    return found
 
 
 def _needed_cells(cells: list[MasterCell], graded: dict[str, str]) -> set[int]:
@@ -189,21 +208,156 @@ def _needed_cells(cells: list[MasterCell], graded: dict[str, str]) -> set[int]:
 # --------------------------------------------------------------------------------------------
 # Student side
 
+MAX_CELL_CHARS = 100_000  # a code cell longer than this is not run (students write a few KB)
+MAX_CODE_CHARS = 1_000_000  # a notebook with more code than this is not graded at all
+
+
+class Refused(Exception):
+    """The submission's content cannot be graded (the message says why); it scores 0."""
+
 
 @dataclass(frozen=True)
-class _Statement:
-    cell: int
-    node: ast.stmt
-    text: str
-    names: Names
+class StudentRun:
+    """What the sandbox runs for one submission, in notebook order (see student_run)."""
+
+    steps: tuple[protocol.Step, ...]
+    tests: tuple[str, ...]  # test cells whose calls the steps make, in that order
+    relevant: frozenset[str]  # labels of the cells whose errors can change a grade
+    notes: tuple[str, ...]  # every recovery and refusal, in words, for the reason
 
 
-@dataclass(frozen=True)
-class StudentCode:
-    parts: tuple[str, ...]  # what the sandbox executes, like cells: needed master statements, then the student's
-    labels: tuple[str, ...]  # where each part comes from, e.g. "setup" or "cell 8"
-    found: dict[str, bool]  # graded function -> a definition was found
-    notes: tuple[str, ...]  # every workaround, in words, for the reason
+@dataclass
+class _Unit:
+    """One cell of the submission as a top-to-bottom run sees it."""
+
+    kind: str  # "student" | "master" (a locked cell: the master's code runs) | "test"
+    label: str
+    code: str = ""  # student and master cells: the Python to run
+    names: Names | None = None
+    grade_id: str | None = None
+    master: MasterCell | None = None
+
+
+def grade_id_of(cell: dict) -> str | None:
+    """The cell's nbgrader grade id if it has a usable one (a string), else None."""
+    meta = cell.get("metadata")
+    nbgrader = meta.get("nbgrader") if isinstance(meta, dict) else None
+    grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+    return grade_id if isinstance(grade_id, str) and grade_id else None
+
+
+def _malformed_metadata(cell: dict) -> bool:
+    meta = cell.get("metadata")
+    nbgrader = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return nbgrader is not None and not (isinstance(nbgrader, dict) and isinstance(nbgrader.get("grade_id", ""), str))
+
+
+def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callable[[str], str]) -> StudentRun:
+    """The steps of a top-to-bottom run of the submission with the master's cells in place.
+
+    Every code cell of the student runs, in notebook order.  A cell holding a locked cell's
+    grade id runs the master's code (nbgrader overwrites it), but only if a test can depend on
+    it (below); a test cell's planned calls are made at its position.  Cells after the last
+    test cannot change a grade and are not run.  `python` turns a cell's source into the
+    Python a kernel runs (IPython's input transformer).
+
+    A locked cell is run when it may bind, or change in place, a name that a test cell, a
+    graded function or another such cell may read (static analysis, coursekit.names); the
+    trainings and plots of this course are skipped that way.  Recoveries (nbgrader would
+    score these cells 0) are named in the notes: duplicated grade ids (#1083), deleted test
+    cells (#1682), cells that lost their metadata (#1398).
+    """
+    notes: list[str] = []
+    known = {c.grade_id: c for c in plan.cells if c.grade_id}
+    units: list[_Unit] = []
+    seen: set[str] = set()
+    duplicated: Counter = Counter()
+    matched_by_source = 0
+    code_chars = 0
+    for index, cell in enumerate(nb.cells):
+        grade_id = grade_id_of(cell)
+        if grade_id is None and _malformed_metadata(cell):
+            notes.append(f"cell {index + 1} has nbgrader metadata of the wrong shape; it counted as an ordinary cell")
+        if grade_id in seen:  # nbgrader's DeduplicateIds: a later copy is an ordinary cell
+            duplicated[grade_id] += 1
+            grade_id = None
+        elif grade_id is not None and grade_id not in known:
+            grade_id = None  # OverwriteCells drops ids the gradebook does not know
+        source = cell.get("source", "")
+        if grade_id is None and cell.get("cell_type") == "code":
+            recognised = plan.released_ids.get(source.strip())
+            if recognised and recognised not in seen and known[recognised].kind in ("locked", "test"):
+                grade_id, matched_by_source = recognised, matched_by_source + 1
+        if grade_id is not None:
+            seen.add(grade_id)
+            master = known[grade_id]
+            if master.kind == "locked":
+                units.append(_Unit("master", grade_id, master.source, master.names, grade_id, master))
+                continue
+            if master.kind == "test":
+                units.append(_Unit("test", grade_id, grade_id=grade_id, master=master))
+                continue
+            if master.kind == "solution" and cell.get("cell_type") != "code":
+                notes.append(f"the solution cell {grade_id} was turned into {cell.get('cell_type')} "
+                             "(jupyter/nbgrader#1941); it ran as code, as nbgrader turns it back")
+            elif master.kind == "text" or cell.get("cell_type") != "code":
+                continue
+        elif cell.get("cell_type") != "code":
+            continue
+        label = f"cell {index + 1}"
+        if len(source) > MAX_CELL_CHARS:
+            notes.append(f"{label} has {len(source):,} characters of code, more than the {MAX_CELL_CHARS:,} "
+                         "a cell may have; it was not run")
+            continue
+        code_chars += len(source)
+        if code_chars > MAX_CODE_CHARS:
+            raise Refused(f"the notebook has more than {MAX_CODE_CHARS:,} characters of code; "
+                          "it was not graded (clear generated code and resubmit)")
+        units.append(_Unit("student", label, source, grade_id=grade_id))
+
+    for grade_id, count in duplicated.items():
+        notes.append(f"grade id {grade_id} is used by {count + 1} cells (duplicated cells, jupyter/nbgrader#1083); "
+                     "the first one was graded, the others ran as ordinary cells")
+    if matched_by_source:
+        notes.append(f"{matched_by_source} cells had lost their nbgrader metadata (jupyter/nbgrader#1398) and "
+                     "were recognised by their released source")
+    if not any(grade_id_of(c) for c in nb.cells):
+        notes.append("no cell has nbgrader metadata (copied into a new notebook, jupyter/nbgrader#1398)")
+    _restore_deleted_tests(units, plan, seen, notes)
+    for unit in units:
+        if unit.kind == "student":
+            unit.code = python(unit.code)
+            unit.names = _names(unit, plan, notes)
+    _note_definitions(units, plan, notes)
+    tests = [i for i, u in enumerate(units) if u.kind == "test"]
+    units = units[:tests[-1] + 1] if tests else []
+    relevant = _relevant(units, plan)
+
+    steps: list[protocol.Step] = []
+    for unit in units:
+        if unit.kind == "test":
+            steps += plan.calls[unit.grade_id]
+        elif unit.kind == "student" or unit.label in relevant:
+            steps.append(protocol.Cell(unit.label, unit.code if unit.kind == "student" else python(unit.code)))
+    return StudentRun(tuple(steps), tuple(u.grade_id for u in units if u.kind == "test"), frozenset(relevant),
+                      tuple(notes))
+
+
+def _restore_deleted_tests(units: list[_Unit], plan: AssignmentPlan, seen: set[str], notes: list[str]) -> None:
+    """Test cells the submission lost go back after the cell that precedes them in the master
+    (as nbgrader's add_missing_cells does), else at the end."""
+    for test in plan.tests:
+        if test.grade_id in seen:
+            continue
+        before = [c.grade_id for c in plan.cells[:test.index] if c.grade_id in seen]
+        at = len(units)
+        if before:
+            at = 1 + max(i for i, u in enumerate(units) if u.grade_id == before[-1])
+        else:
+            notes.append(f"test cell {test.grade_id} could not be placed; it ran at the end of the notebook")
+        units.insert(at, _Unit("test", test.grade_id, grade_id=test.grade_id, master=test))
+        seen.add(test.grade_id)
+        notes.append(f"test cell {test.grade_id} was deleted (jupyter/nbgrader#1682); the master's test ran in its place")
 
 
 # What parsing and analysing hostile source may raise: null bytes give ValueError, absurd
@@ -211,163 +365,55 @@ class StudentCode:
 UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
-def _statements(cell_index: int, source: str) -> list[_Statement]:
-    """Top-level statements of a cell, analysed; raises one of UNPARSABLE."""
-    text = strip_magics(source)
-    tree = ast.parse(text)
-    lines = text.split("\n")
-    out = []
-    for node in tree.body:
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        out.append(_Statement(cell_index, node, "\n".join(lines[first - 1:node.end_lineno]), analyze(node)))
-    return out
+def _names(unit: _Unit, plan: AssignmentPlan, notes: list[str]) -> Names | None:
+    """A student cell's names, or None if Python cannot parse it (it fails in the sandbox too)."""
+    try:
+        return analyze(ast.parse(analysis_source(unit.code)))
+    except UNPARSABLE as err:
+        defines = sorted(f for f in plan.graded if f"def {f}" in unit.code)
+        where = f"line {err.lineno}: " if getattr(err, "lineno", None) else ""
+        what = (f"has a syntax error ({where}{err.msg})" if isinstance(err, SyntaxError)
+                else f"cannot be parsed ({type(err).__name__})")
+        if defines or unit.grade_id:
+            notes.append(f"{unit.label} {what}" + (f"; it held {', '.join(defines)}" if defines else ""))
+        return None
 
 
-def _markdown_code(source: str) -> str:
-    """Code pasted in a markdown cell, with any ``` fences removed."""
-    return "\n".join(line for line in source.split("\n") if not line.strip().startswith("```"))
-
-
-def student_code(nb: nbformat.NotebookNode, plan: AssignmentPlan) -> StudentCode:
-    notes: list[str] = []
-    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells]
-    position = {gid: i for i, gid in reversed(list(enumerate(ids))) if gid}  # first cell with each id
-
-    for gid, count in Counter(g for g in ids if g).items():
-        if count > 1:
-            notes.append(f"grade id {gid} is used by {count} cells (duplicated cells, jupyter/nbgrader#1083)")
-    for test in plan.tests:
-        if test.grade_id not in position:
-            notes.append(f"test cell {test.grade_id} was deleted (jupyter/nbgrader#1682); the master's test ran anyway")
-        elif nb.cells[position[test.grade_id]].cell_type != "code":
-            notes.append(f"test cell {test.grade_id} was turned into {nb.cells[position[test.grade_id]].cell_type} "
-                         "(jupyter/nbgrader#1941); the master's test ran anyway")
-    if not any(ids):
-        notes.append("no cell has nbgrader metadata (copied into a new notebook, jupyter/nbgrader#1398); "
-                     "functions were found by name")
-
-    instructor_ids = {c.grade_id for c in plan.cells if c.kind in ("locked", "test")}
-    code_cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    student = _StudentCells([(i, src) for i, src in code_cells if ids[i] not in instructor_ids], plan, notes)
-    overwritten = _StudentCells([(i, src) for i, src in code_cells if ids[i] in instructor_ids], plan, notes)
-
-    chosen: dict[str, _Statement] = {}
-    for function, solution_id in plan.graded.items():
-        candidates = student.binders(function)
-        if not candidates:
-            candidates = overwritten.binders(function)
-            if candidates:
-                notes.append(f"{function} was found only in cell {candidates[-1].cell + 1}, a locked cell that "
-                             "nbgrader would overwrite with the master's version; graded it anyway")
-        if not candidates:
-            candidates = _from_text_cells(nb, function)
-            if candidates:
-                notes.append(f"{function} was found only in a {nb.cells[candidates[-1].cell].cell_type} cell "
-                             f"(cell {candidates[-1].cell + 1}, jupyter/nbgrader#1941) and was graded from there")
-        if not candidates:
-            notes.append(f"no definition of {function} in the notebook: its tests score 0")
-            continue
-        # nbgrader runs a test after the cells above it: use the last definition above the first test.
-        first_test = min((position[t] for t in plan.tests_of.get(function, []) if t in position), default=None)
-        above = [s for s in candidates if first_test is None or s.cell < first_test]
-        chosen[function] = (above or candidates)[-1]
-        if len(candidates) > 1:
-            notes.append(f"{function} is defined {len(candidates)} times; graded the one in cell "
-                         f"{chosen[function].cell + 1}")
-        if solution_id not in position:
-            notes.append(f"the solution cell {solution_id} lost its nbgrader metadata or was deleted; "
-                         f"{function} was found by name in cell {chosen[function].cell + 1}")
-
-    included, master_statements = _closure(student, chosen, plan)
-    chunks = [(gid, "\n".join(s.text for _, s in group))
-              for gid, group in itertools.groupby(master_statements, key=lambda item: item[0])]
-    by_cell: dict[int, list[str]] = {}
-    for s in sorted(included, key=lambda s: (s.cell, s.node.lineno)):
-        by_cell.setdefault(s.cell, []).append(s.text)
-    chunks += [(f"cell {i + 1}", "\n".join(texts)) for i, texts in by_cell.items()]
-    skipped_demo = sorted({gid for gid, _ in master_statements if gid in plan.skipped})
-    if skipped_demo:
-        notes.append(f"the student code reads names from demo cells {', '.join(skipped_demo)}; they ran in the sandbox")
-    return StudentCode(tuple(text for _, text in chunks), tuple(label for label, _ in chunks),
-                       {f: f in chosen for f in plan.graded}, tuple(notes))
-
-
-class _StudentCells:
-    """Code cells of a submission, each parsed only when a name being looked for appears in its
-    text (a cell cannot bind a name it does not spell, unless it star-imports or calls exec)."""
-
-    def __init__(self, cells: list[tuple[int, str]], plan: AssignmentPlan, notes: list[str]) -> None:
-        self.cells, self.plan, self.notes = cells, plan, notes
-        self.parsed: dict[int, list[_Statement]] = {}
-
-    def statements(self, index: int, source: str) -> list[_Statement]:
-        if index not in self.parsed:
-            try:
-                self.parsed[index] = _statements(index, source)
-            except UNPARSABLE as err:
-                defines = sorted(f for f in self.plan.graded if f"def {f}" in source)
-                where = f"line {err.lineno}: " if getattr(err, "lineno", None) else ""
-                what = (f"has a syntax error ({where}{err.msg})" if isinstance(err, SyntaxError)
-                        else f"cannot be parsed ({type(err).__name__})")
-                self.notes.append(f"cell {index + 1} {what} and was skipped"
-                                  + (f"; it held {', '.join(defines)}" if defines else ""))
-                self.parsed[index] = []
-        return self.parsed[index]
-
-    def binders(self, name: str) -> list[_Statement]:
-        """Top-level statements that may bind `name`, in notebook order."""
-        return [s for index, source in self.cells
-                if name in source or "import *" in source or any(f"{c}(" in source for c in DYNAMIC_CALLS)
-                for s in self.statements(index, source) if _binds(s, name)]
-
-
-def _binds(statement: _Statement, name: str) -> bool:
-    """A top-level statement that may bind `name` (an expression statement such as a training never counts)."""
-    return not isinstance(statement.node, ast.Expr) and (name in statement.names.binds or statement.names.dynamic)
-
-
-def _from_text_cells(nb: nbformat.NotebookNode, function: str) -> list[_Statement]:
-    found = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" and f"def {function}" in cell.source:
-            try:
-                found += [s for s in _statements(index, _markdown_code(cell.source)) if function in s.names.binds]
-            except UNPARSABLE:
+def _relevant(units: list[_Unit], plan: AssignmentPlan) -> set[str]:
+    """Labels of the cells a test can depend on: those that may bind or change in place a
+    name the tests, the graded functions or another relevant cell may read (a fixpoint)."""
+    wanted = set(plan.graded)
+    for unit in units:
+        if unit.kind == "test":
+            wanted |= unit.master.names.reads
+    relevant: set[str] = set()
+    grew = True
+    while grew:
+        grew = False
+        for unit in units:
+            names = unit.names
+            if unit.kind == "test" or names is None or unit.label in relevant:
                 continue
-    return found
+            if names.dynamic or names.binds & wanted or names.mutates & wanted:
+                relevant.add(unit.label)
+                wanted |= names.reads
+                grew = True
+    return relevant
 
 
-_MASTER_STATEMENTS: dict[str, list[tuple[str, _Statement]]] = {}
-
-
-def _master_statements(plan: AssignmentPlan) -> list[tuple[str, _Statement]]:
-    """The locked cells' statements, parsed once per plan object (per worker process)."""
-    if plan.key not in _MASTER_STATEMENTS:
-        _MASTER_STATEMENTS[plan.key] = [(c.grade_id or f"cell {c.index}", s) for c in plan.cells
-                                        if c.kind == "locked" for s in _statements(c.index, c.source)]
-    return _MASTER_STATEMENTS[plan.key]
-
-
-def _closure(student: _StudentCells, chosen: dict[str, _Statement],
-             plan: AssignmentPlan) -> tuple[list[_Statement], list[tuple[str, _Statement]]]:
-    """The student statements, then the master's locked-cell statements, the chosen definitions
-    may read (transitively).  The student's own binding of a name wins, as it would in a kernel."""
-    master = _master_statements(plan)
-    included: dict[int, _Statement] = {id(s): s for s in chosen.values()}
-    from_master: dict[int, tuple[str, _Statement]] = {}
-    todo = [n for s in chosen.values() for n in s.names.reads]
-    seen: set[str] = set(chosen)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        binders = student.binders(name)
-        pool, found = (included, [(None, s) for s in binders]) if binders else \
-            (from_master, [(gid, s) for gid, s in master if _binds(s, name)])
-        for gid, s in found:
-            if id(s) not in pool:
-                pool[id(s)] = s if gid is None else (gid, s)
-                todo.extend(s.names.reads)
-    ordered = sorted(from_master.values(), key=lambda item: (item[1].cell, item[1].node.lineno))
-    return list(included.values()), ordered
+def _note_definitions(units: list[_Unit], plan: AssignmentPlan, notes: list[str]) -> None:
+    """Say when a graded function has no definition, several, or none above its tests (each
+    test uses the one a top-to-bottom run has at its position)."""
+    for function in plan.graded:
+        defined = [i for i, u in enumerate(units) if u.kind == "student" and u.names is not None
+                   and (function in u.names.binds or u.names.dynamic)]
+        tests = [i for i, u in enumerate(units) if u.kind == "test" and u.grade_id in plan.tests_of.get(function, ())]
+        where = ", ".join(units[i].label.removeprefix("cell ") for i in defined)
+        if not defined:
+            notes.append(f"no definition of {function} in the notebook: its tests score 0")
+        elif tests and min(defined) > min(tests):
+            notes.append(f"{function} is defined only below its first test (cell {where}), which a "
+                         "top-to-bottom run has not reached there")
+        elif len(defined) > 1:
+            notes.append(f"{function} is defined {len(defined)} times (cells {where}); each test used the "
+                         "definition in force at its position, as in a top-to-bottom run")

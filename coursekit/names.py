@@ -11,26 +11,45 @@ from __future__ import annotations
 
 import ast
 import builtins
-import re
 from dataclasses import dataclass
+
+from IPython.core.inputtransformer2 import TransformerManager
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 # Calls that can read or bind any global name: code using them defeats the analysis.
 DYNAMIC_CALLS = frozenset({"globals", "locals", "vars", "exec", "eval"})
 
-_MAGIC = re.compile(r"^(\s*)(%|!)")
-
-
-def strip_magics(source: str) -> str:
-    """Replace IPython magics and shell escapes by `pass`, keeping line numbers and indentation.
-
-    A cell magic (``%%...`` on the first line) turns the whole cell into something that is not
-    Python, so the cell becomes empty.
+def python_source(source: str, transformer: TransformerManager) -> str:
+    """A cell's source as an IPython kernel runs it: magics, shell escapes and help requests
+    turned into ``get_ipython()`` calls by IPython's own input transformer.  A cell magic's
+    body is transformed too (IPython does that when the magic runs it), so the sandbox needs
+    no IPython.  Line endings are left to Python's own rules (``\r\n`` and ``\r`` are newlines).
     """
-    if source.lstrip().startswith("%%"):
-        return ""
-    return "\n".join(_MAGIC.sub(r"\1pass  # ", line) if _MAGIC.match(line) else line
-                     for line in source.split("\n"))
+    code = transformer.transform_cell(source)
+    if not code.startswith("get_ipython().run_cell_magic("):
+        return code
+    try:
+        call = ast.parse(code).body[0].value
+        name, line, body = (arg.value for arg in call.args)
+    except (SyntaxError, ValueError, AttributeError, IndexError):
+        return code
+    return f"get_ipython().run_cell_magic({name!r}, {line!r}, {transformer.transform_cell(body)!r})\n"
+
+
+# Cell magics that run their body as Python in the user namespace (see _runner.Shell).
+CODE_CELL_MAGICS = frozenset({"time", "timeit", "prun", "capture"})
+
+
+def analysis_source(code: str) -> str:
+    """What to analyse of a transformed cell: a code-running cell magic's body, else the code."""
+    if code.startswith("get_ipython().run_cell_magic("):
+        try:
+            call = ast.parse(code).body[0].value
+            name, _, body = (arg.value for arg in call.args)
+        except (SyntaxError, ValueError, AttributeError, IndexError):
+            return code
+        return body if name in CODE_CELL_MAGICS else ""
+    return code
 
 
 @dataclass(frozen=True)
@@ -40,18 +59,30 @@ class Names:
     reads: frozenset[str]
     binds: frozenset[str]
     dynamic: bool  # star import or globals()/exec: the analysis cannot be trusted
+    # Names whose object the code may change in place: `x[k] = v`, `x.a = v`, `x += ...` on
+    # an item, `del x[k]`, and method calls made as statements (`x.update(...)`).
+    mutates: frozenset[str] = frozenset()
 
 
 def analyze(tree: ast.AST) -> Names:
     visitor = _Flow()
     body = tree.body if isinstance(tree, ast.Module) else [tree]
     visitor.block(body, set())
-    return Names(frozenset(visitor.reads), frozenset(visitor.binds), visitor.dynamic)
+    return Names(frozenset(visitor.reads), frozenset(visitor.binds), visitor.dynamic,
+                 frozenset(visitor.mutates))
 
 
-def analyze_source(source: str) -> Names:
-    """Names of a cell's source; raises SyntaxError like `compile` would."""
-    return analyze(ast.parse(strip_magics(source)))
+def analyze_source(source: str, transformer: TransformerManager | None = None) -> Names:
+    """Names of a cell's source as a kernel runs it; raises SyntaxError like `compile` would."""
+    code = python_source(source, transformer or TransformerManager())
+    return analyze(ast.parse(analysis_source(code)))
+
+
+def _root(node: ast.AST) -> str | None:
+    """`x` of `x.a[1].b`: the name whose object an item or attribute store changes."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def _targets(node: ast.AST) -> set[str]:
@@ -69,6 +100,7 @@ class _Flow:
     def __init__(self) -> None:
         self.reads: set[str] = set()
         self.binds: set[str] = set()
+        self.mutates: set[str] = set()
         self.dynamic = False
 
     # -- expressions ---------------------------------------------------------------------------
@@ -130,6 +162,7 @@ class _Flow:
             inner = _Flow()
             inner.block(node.body, set())
             self.reads |= inner.reads - bound
+            self.mutates |= inner.mutates
             self.dynamic |= inner.dynamic
             self.bind({node.name}, bound)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -157,6 +190,10 @@ class _Flow:
                 self.bind({node.target.id}, bound)
             else:
                 self.store_target(node.target, bound)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
+                and isinstance(node.value.func, ast.Attribute) and _root(node.value.func.value):
+            self.mutates.add(_root(node.value.func.value))
+            self.expr(node, bound)
         elif isinstance(node, (ast.For, ast.AsyncFor)):
             self.expr(node.iter, bound)
             inner = set(bound)
@@ -192,6 +229,10 @@ class _Flow:
             for target in node.targets:
                 self.expr(target, bound)
                 bound -= _targets(target)
+                if isinstance(target, (ast.Attribute, ast.Subscript)) and _root(target):
+                    self.mutates.add(_root(target))
+                else:
+                    self.binds |= _targets(target)  # `del f` changes what the name means
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             self.binds |= set(node.names)
         else:
@@ -210,8 +251,10 @@ class _Flow:
                 self.store_target(elt, bound)
         elif isinstance(target, ast.Starred):
             self.store_target(target.value, bound)
-        else:  # x[i] = ..., x.a = ...: reads x
+        else:  # x[i] = ..., x.a = ...: reads x and changes its object
             self.expr(target, bound)
+            if _root(target):
+                self.mutates.add(_root(target))
 
     def function_body(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         """Globals a function may read when called: body reads minus its parameters and locals."""
@@ -225,6 +268,7 @@ class _Flow:
         local = (inner.binds | params) - declared_global
         self.reads |= inner.reads - local
         self.binds |= declared_global
+        self.mutates |= inner.mutates - local  # counted where the function is defined
         self.dynamic |= inner.dynamic
 
 

@@ -4,8 +4,8 @@ Per assignment (once, in the grader's process):
     extract.plan_assignment -> score.record_calls       master + gradebook -> tests, call plan
 Per submission:
     read      read.read_bytes / read.parse_notebook    (grader: bytes; worker: notebook)
-    extract   extract.student_code                     (worker)
-    sandbox   sandbox.Sandbox.run                      (worker; student code runs only here)
+    extract   extract.student_run                      (worker: the top-to-bottom steps)
+    sandbox   sandbox.Sandbox.run_steps                (worker; student code runs only here)
     score     score.replay, score.autograded_notebook  (worker, trusted)
     gradebook gradebook.GradebookWriter.record         (grader)
     report    report.Reporter                          (grader)
@@ -17,9 +17,14 @@ task runs in a local pool of pre-warmed processes (default) or on a Dask cluster
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
+import functools
 import json
 import multiprocessing
+import multiprocessing.util
+import resource
+import shutil
 import os
 import sys
 import threading
@@ -30,9 +35,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 import nbformat
+from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.utils import compute_checksum
 
 from . import extract, read, sandbox, score
+from .names import python_source
+from .protocol import clean_text
 from .gradebook import GradebookWriter, GradedSubmission, claim
 from .report import Reporter
 
@@ -45,105 +53,198 @@ WRITE_SECONDS = 1.0
 
 # ----------------------------------------------------------------------------- worker side
 
-_WARM: dict[str, Path] = {}
-_WARM_LOCK = threading.Lock()
+
+class Worker:
+    """What one grading process keeps between submissions: its pre-warmed sandbox, each plan's
+    release files on local disk and trusted namespace, and its caches.  A local pool's
+    initializer builds it (`start_worker`) and it is closed when the process ends; on Dask
+    the first task builds it.  Everything it writes lives in one temporary folder it deletes."""
+
+    def __init__(self, preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD, insecure: bool = False) -> None:
+        self.folder = sandbox.scratch_folder("coursekit-worker-")
+        self.box = sandbox.Sandbox(preload=preload, insecure=insecure)
+        self.transformer = TransformerManager()
+        self.python = functools.lru_cache(maxsize=4096)(self._python)
+        self.compiled = functools.lru_cache(maxsize=512)(score.compile_cell)
+        self._release: dict[str, Path] = {}
+        self._namespaces: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self.owner = os.getpid()
+
+    def _python(self, source: str) -> str:
+        return python_source(source, self.transformer)
+
+    def start(self) -> Worker:
+        """Start the zygote now rather than on the first submission; raises
+        sandbox.IsolationMissing on a machine that cannot isolate submissions, unless the
+        worker is insecure (--insecure)."""
+        self.box.start()
+        return self
+
+    def release(self, plan: extract.AssignmentPlan) -> Path:
+        """The plan's release files (the sandbox's working folder), written once."""
+        with self._lock:
+            if plan.key not in self._release:
+                folder = self.folder / f"release-{plan.key}"
+                for name, data in plan.release_files.items():
+                    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                    (folder / name).write_bytes(data)
+                folder.mkdir(exist_ok=True)
+                self._release[plan.key] = folder
+            return self._release[plan.key]
+
+    def namespace(self, plan: extract.AssignmentPlan) -> dict:
+        """A fresh copy of the plan's trusted namespace (the needed locked cells, run once)."""
+        with self._lock:
+            if plan.key not in self._namespaces:
+                folder = self.folder / f"trusted-{plan.key}"
+                folder.mkdir()
+                self._namespaces[plan.key] = score.trusted_namespace(plan, folder, self.python)
+            return dict(self._namespaces[plan.key])
+
+    def close(self) -> None:
+        self.box.close()
+        for key in self._namespaces:
+            folder = str(self.folder / f"trusted-{key}")
+            if folder in sys.path:
+                sys.path.remove(folder)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
-_BOX: sandbox.Sandbox | None = None
+def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: Worker) -> extract.AssignmentPlan:
+    """The notebook's plan, with the calls its tests make recorded on the master's solutions."""
+    plan = extract.plan_assignment(course, assignment, notebook)
+    score.record_calls(plan, worker.namespace(plan), worker.python)
+    return plan
 
 
-def start_sandbox(preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD,
-                  insecure: bool = False) -> sandbox.Sandbox:
-    """This process's sandbox: a zygote with the course's preloads (c.CourseKit.sandbox_preload)
-    imported, started now rather than on the first submission (a local pool's workers call this
-    as they start).  Raises sandbox.IsolationMissing on a machine that cannot isolate
-    submissions, unless `insecure` (--insecure)."""
-    global _BOX
-    with _WARM_LOCK:
-        if _BOX is None or _BOX.insecure != insecure:
-            if _BOX is not None:
-                _BOX.close()
-            box = sandbox.Sandbox(preload=preload, insecure=insecure)
-            box.start()  # now, not on the first submission; refuses a machine without isolation
-            _BOX = box
-        return _BOX
+_WORKER: Worker | None = None  # this process's worker: the pool initializer's, or the first task's
+_WORKER_LOCK = threading.Lock()
 
 
-def _warm(plan: extract.AssignmentPlan, insecure: bool) -> tuple[sandbox.Sandbox, Path]:
-    """The sandbox and this plan's release files on local disk, made once per process."""
-    box = start_sandbox(plan.settings.sandbox_preload, insecure)
-    with _WARM_LOCK:
-        if plan.key not in _WARM:
-            folder = sandbox.scratch_folder(f"coursekit-release-{plan.key}-")
-            for name, data in plan.release_files.items():
-                (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                (folder / name).write_bytes(data)
-            _WARM[plan.key] = folder
-    score.trusted_namespace(plan)  # import the course's test helpers before the first task
-    return box, _WARM[plan.key]
+def start_worker(preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD, insecure: bool = False) -> Worker:
+    """This process's Worker, built once (its zygote preloading the course's
+    c.CourseKit.sandbox_preload) and closed when the process exits (a pool worker exits
+    through multiprocessing, which runs its finalizers; a Dask worker through atexit)."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None or _WORKER.owner != os.getpid() or _WORKER.box.insecure != insecure:
+            if _WORKER is not None and _WORKER.owner == os.getpid():
+                _WORKER.close()
+            _WORKER = Worker(preload, insecure).start()
+            multiprocessing.util.Finalize(_WORKER, _WORKER.close, exitpriority=10)
+            atexit.register(_WORKER.close)
+        return _WORKER
+
+
+def _pool_initializer(preload: tuple[str, ...], insecure: bool) -> None:
+    """A local pool process: its worker, and limits on the process itself."""
+    start_worker(preload, insecure)
+    _limit_worker()
+
+
+WORKER_MEMORY_BYTES = 6 << 30  # address space of one grading process (grading, one maps about 0.4 GiB)
+
+
+def _limit_worker() -> None:
+    """Bound the grading process itself: a submission that makes the trusted side allocate
+    without end meets MemoryError (and scores 0 with that reason), not the OOM killer.
+    Only the soft limit: the sandbox zygote, should it restart, lowers its children's limits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft > WORKER_MEMORY_BYTES:
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, hard))
 
 
 def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
                      data: bytes | read.Unreadable, limits: sandbox.Limits,
                      insecure: bool = False) -> GradedSubmission:
-    """read -> extract -> sandbox -> score for one submission; never raises for bad input.
-    With `insecure` (--insecure), a machine without full isolation grades anyway and every
-    reason starts by saying so."""
-    box, release = _warm(plan, insecure)
-    warning = [box.insecure_note] if box.insecure_note else []
+    """read -> extract -> sandbox -> score for one submission.
+
+    Never raises because of what the submission holds: anything its content causes scores 0
+    with the reason.  Only a failure of the grader itself (the sandbox machinery) raises, and
+    leaves the submission ungraded for a rerun.  With `insecure` (--insecure), a machine
+    without full isolation grades anyway and every reason starts by saying so."""
+    worker = start_worker(plan.settings.sandbox_preload, insecure)
+    warning = [worker.box.insecure_note] if worker.box.insecure_note else []
     nb = read.parse_notebook(data, f"{submission.notebook}.ipynb") if isinstance(data, bytes) else data
     if isinstance(nb, read.Unreadable):
-        outcomes = score.failed_outcomes(plan, nb.reason)
-        graded_nb = score.autograded_notebook(None, plan, outcomes)
-        return _result(plan, submission, outcomes, graded_nb, warning + [nb.reason], cell_failures=False)
+        return _zero(plan, submission, warning + [nb.reason])
+    try:
+        run = extract.student_run(nb, plan, worker.python)
+        result = _run_steps(worker, plan, run, limits)
+        if result.reason and result.reason.startswith("sandbox failure"):
+            raise sandbox.SandboxError(result.reason)
+        outcomes = score.replay(plan, result, run.tests, worker.namespace(plan), worker.python, worker.compiled)
+        graded_nb = score.autograded_notebook(nb, plan, outcomes)
+        notes = warning + list(run.notes) + [e for e in result.code_errors if e.partition(":")[0] in run.relevant]
+        if result.reason:
+            notes.append(f"sandbox: {result.reason}")
+        return _result(plan, submission, outcomes, graded_nb, notes)
+    except sandbox.SandboxError:
+        raise
+    except extract.Refused as refused:
+        return _zero(plan, submission, warning + [str(refused)])
+    except (Exception, RecursionError, MemoryError) as error:  # the content broke the grader's code
+        return _zero(plan, submission, warning + [f"coursekit could not grade this notebook's content "
+                                                  f"({type(error).__name__}: {str(error)[:300]}); it scores 0"])
 
-    code = extract.student_code(nb, plan)
-    result = _run_calls(box, release, plan, list(code.parts), limits)
-    outcomes = score.replay(plan, result)
-    graded_nb = score.autograded_notebook(nb, plan, outcomes)
-    notes = warning + list(code.notes) + [_name_part(e, code.labels) for e in result.code_errors]
-    if result.reason:
-        notes.append(f"sandbox: {result.reason}")
-    return _result(plan, submission, outcomes, graded_nb, notes)
+
+def _zero(plan: extract.AssignmentPlan, submission: read.Submission, notes: list[str]) -> GradedSubmission:
+    reason = notes[-1]
+    outcomes = score.failed_outcomes(plan, reason)
+    graded_nb = score.autograded_notebook(None, plan, outcomes)
+    return _result(plan, submission, outcomes, graded_nb, notes, cell_failures=False)
 
 
-def _run_calls(box: sandbox.Sandbox, release: Path, plan: extract.AssignmentPlan, parts: list[str],
+MAX_RUNS = 3  # a run that dies is repeated without what killed it, at most this often
+
+
+def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.StudentRun,
                limits: sandbox.Limits) -> sandbox.SandboxResult:
-    """All planned calls in one sandbox run.  If the run dies in a call (exit, crash, timeout,
-    memory), the rest of that function's calls fail with the reason and the other functions'
-    calls run again in a fresh sandbox: one broken function costs only its own exercise."""
-    calls = score.planned_calls(plan)
-    results: list[sandbox.CallResult | None] = [None] * len(calls)
+    """The submission's steps in one sandbox run.  If the run dies in a call (exit, crash,
+    timeout, memory), the rest of that function's calls fail with the reason and everything
+    else runs again in a fresh sandbox: one broken function costs only its own exercise.  If
+    it dies in a cell, the cell is left out of the next run (and the reason says so)."""
+    steps = list(run.steps)
+    failed: dict[int, sandbox.CallResult] = {}  # step index -> its result, for calls left out
+    left_out: set[int] = set()
     reasons: list[str] = []
     first: sandbox.SandboxResult | None = None
-    while None in results:
-        pending = [i for i, r in enumerate(results) if r is None]
-        run = box.run(parts, [calls[i] for i in pending], workdir_files=release, limits=limits)
-        first = first or run
-        done = [(i, r) for i, r in zip(pending, run.calls) if r.status != "not_run"]
-        for i, r in done:
-            results[i] = r
-        if run.reason:
-            reasons.append(run.reason)
-        if len(done) == len(pending):
+    last_calls: dict[int, sandbox.CallResult] = {}
+    step_seconds = max(1.0, limits.wall_seconds / 2)
+    for attempt in range(MAX_RUNS):
+        todo = [i for i in range(len(steps)) if i not in left_out]
+        result = worker.box.run_steps([steps[i] for i in todo], workdir_files=worker.release(plan),
+                                      limits=limits, step_seconds=step_seconds)
+        first = first or result
+        positions = [i for i in todo if isinstance(steps[i], sandbox.Call)]
+        last_calls = dict(zip(positions, result.calls))
+        if result.reason:
+            reasons.append(result.reason)
+        stopped = result.completed < len(todo) and attempt < MAX_RUNS - 1 and not result.reason.startswith(
+            ("sandbox failure", "malformed result"))
+        if not stopped:
             break
-        # The last call that reported is the one the run died in; without one, loading died.
-        broken = {done[-1][1].function} if done else {calls[i].function for i in pending}
-        for i in pending:
-            if results[i] is None and calls[i].function in broken:
-                results[i] = sandbox.CallResult(calls[i].function, "error",
-                                                error=f"SandboxStopped: {run.reason or 'the run ended early'}")
-    return sandbox.SandboxResult(list(results), "; ".join(dict.fromkeys(reasons)) or None,
-                                 first.output if first else "", first.code_errors if first else [])
-
-
-def _name_part(error: str, labels: tuple[str, ...]) -> str:
-    """"part 2: NameError: ..." -> "cell 8: NameError: ..." (the sandbox numbers the parts)."""
-    head, _, rest = error.partition(": ")
-    number = head.removeprefix("part ")
-    if number.isdigit() and 0 < int(number) <= len(labels):
-        return f"{labels[int(number) - 1]}: {rest}"
-    return error
+        where = todo[result.completed]
+        if isinstance(steps[where], sandbox.Call):
+            broken = steps[where].function
+            for i in todo[result.completed:]:
+                if isinstance(steps[i], sandbox.Call) and steps[i].function == broken:
+                    failed[i] = sandbox.CallResult(broken, "error", error=f"SandboxStopped: {result.reason}")
+                    left_out.add(i)
+        else:
+            left_out.add(where)
+            reasons.append(f"{steps[where].label} stopped the sandbox and was left out of a second run")
+    calls = [failed.get(i) or last_calls.get(i) or sandbox.CallResult(steps[i].function, "not_run")
+             for i in range(len(steps)) if isinstance(steps[i], sandbox.Call)]
+    return sandbox.SandboxResult(calls, "; ".join(dict.fromkeys(reasons)) or None, first.output if first else "",
+                                 result.code_errors)
 
 
 def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes: list[score.CellOutcome],
@@ -153,18 +254,18 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
     reason = "; ".join(notes + failures)
     solutions = set(plan.graded.values())
     unanswered = tuple(dict.fromkeys(
-        c.metadata.nbgrader["grade_id"] for c in graded_nb.cells
-        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") in solutions
-        and compute_checksum(c) == plan.checksums.get(c.metadata.nbgrader["grade_id"])))
+        extract.grade_id_of(c) for c in graded_nb.cells
+        if extract.grade_id_of(c) in solutions and compute_checksum(c) == plan.checksums.get(extract.grade_id_of(c))))
+    # Lone surrogates (a "\ud800" in the JSON) cannot be stored in a file or a database: '?' instead.
     return GradedSubmission(
         submission=submission,
         scores={o.grade_id: o.score for o in outcomes},
         max_scores={o.grade_id: o.max_score for o in outcomes},
-        messages={o.grade_id: o.message for o in outcomes},
+        messages={o.grade_id: o.message and clean_text(o.message) for o in outcomes},
         unanswered=unanswered,
         # Compact JSON: json's C encoder writes it; `indent` would use the pure-Python one (3x slower).
-        notebook=json.dumps(graded_nb, ensure_ascii=False, separators=(",", ":")) + "\n",
-        reason=reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ...",
+        notebook=clean_text(json.dumps(graded_nb, ensure_ascii=False, separators=(",", ":")) + "\n"),
+        reason=clean_text(reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ..."),
     )
 
 
@@ -182,7 +283,7 @@ class _Backend:
 def _local_backend(workers: int, preload: tuple[str, ...], insecure: bool) -> _Backend:
     # fork: workers start with everything this process imported (NumPy, nbgrader) already loaded.
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                  initializer=start_sandbox, initargs=(preload, insecure))
+                                  initializer=_pool_initializer, initargs=(preload, insecure))
     return _Backend(submit=lambda *args: pool.submit(grade_submission, *args),
                     wait_first=lambda fs: cf.wait(fs, return_when=cf.FIRST_COMPLETED).done,
                     width=8 * workers, close=pool.shutdown)
@@ -234,10 +335,9 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     course = read.load_course(Path(course_dir))
     if not scheduler and not insecure:
         _check_isolation()  # refuse at once, not in every worker (Dask workers check their own)
-    plans = {}
-    for name in extract.notebooks_of(course, assignment):
-        plans[name] = extract.plan_assignment(course, assignment, name)
-        score.record_calls(plans[name])
+    with Worker() as planner:  # runs the master's tests once, in this process
+        plans = {name: plan_notebook(course, assignment, name, planner)
+                 for name in extract.notebooks_of(course, assignment)}
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
     limits = course.settings.limits
     if timeout is not None:

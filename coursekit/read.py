@@ -27,6 +27,7 @@ from traitlets.config.loader import PyFileConfigLoader
 from .config import DEFAULTS, Settings, settings_from
 
 MAX_NOTEBOOK_BYTES = DEFAULTS.max_notebook_bytes  # c.CourseKit.max_notebook_mb changes it per course
+MAX_JSON_DEPTH = 64  # nbformat's own structure is 6 levels deep; metadata adds a few
 
 
 class CourseError(Exception):
@@ -144,6 +145,20 @@ def read_bytes(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes | Unreadabl
             return Unreadable(f"cannot read {path.name}: {err.strerror}")
 
 
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether JSON data nests deeper than `limit` (checked without recursion)."""
+    todo = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            todo.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item)
+    return False
+
+
 def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.NotebookNode | Unreadable:
     """A notebook (nbformat 4) from raw bytes, or why it is not one."""
     if not data.strip():
@@ -156,6 +171,11 @@ def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.Notebook
         raw = json.loads(text)
     except json.JSONDecodeError as err:
         return Unreadable(f"{name} is not JSON ({err.msg} at line {err.lineno}); "
+                          "it was probably edited outside Jupyter")
+    except RecursionError:
+        raw = None
+    if raw is None or _deeper_than(raw, MAX_JSON_DEPTH):
+        return Unreadable(f"{name} is nested deeper than {MAX_JSON_DEPTH} levels, which no notebook is; "
                           "it was probably edited outside Jupyter")
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         return Unreadable(f"{name} is JSON but not a notebook (no list of cells)")

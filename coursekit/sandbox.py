@@ -10,58 +10,41 @@ How it works (threat model and limits: SECURITY.md).  A :class:`Sandbox` starts 
 zygote (coursekit/_sandbox_child.py) that imports NumPy and Matplotlib once and
 moves itself into its own mount, network and IPC namespaces with a read-only
 chroot.  For each run the zygote forks a child, which takes a fresh uid, sets
-its resource limits, executes the code and calls the functions.  The child
-writes its results to a memory file as records of JSON plus raw array bytes;
-this process, never the child, turns them back into Python values and refuses
-anything that is not plain data, oversized or malformed.  A machine that does not
-allow every one of these protections is refused (`IsolationMissing`, naming what is
-missing and what to do) unless the caller opts in with ``Sandbox(insecure=True)``.
-
-Result file format (written by the child, one record per event)::
-
-    record := "CK" u32(json_len) u32(blob_len) json blob          (little-endian)
-    json   := {"kind": "loaded", "errors": [str], "arrays": []}
-            | {"kind": "call", "index": int, "status": "ok"|"error"|"missing",
-               "value": V, "error": str|null, "args_after": V|null,
-               "arrays": [[dtype_str, shape, offset, nbytes], ...]}
-    V      := null | bool | int | float | str | [V, ...]
-            | {"$dict": [[str, V], ...]} | {"$nd": i} | {"$np": i} | {"$opaque": type_name}
-
-``$nd``/``$np`` refer to entry ``i`` of the record's "arrays", whose bytes are in
-the blob; ``$np`` is a NumPy scalar.
+its resource limits, and runs the steps it receives one at a time over a
+socket (coursekit/_runner.py): notebook cells, planned calls, test cells.  It
+answers each with a record of JSON plus raw array bytes; this process, never
+the child, turns them back into Python values and refuses anything that is not
+plain data, oversized or malformed (coursekit/protocol.py has the format).
+A machine that does not allow every one of these protections is refused
+(`IsolationMissing`, naming what is missing and what to do) unless the caller opts
+in with ``Sandbox(insecure=True)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import math
 import multiprocessing.util
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from coursekit import _sandbox_child as child
+from coursekit import protocol
+from coursekit.protocol import Call, CallResult, Cell, Opaque, SandboxResult, Step, Test, TestResult
 
-__all__ = ["Call", "CallResult", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
-           "SandboxResult", "SandboxError", "scratch_folder"]
+__all__ = ["Call", "CallResult", "Cell", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
+           "SandboxResult", "SandboxError", "Test", "TestResult", "scratch_folder"]
 
 # A course preloads more with c.CourseKit.sandbox_preload (coursekit/config.py).
 DEFAULT_PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing")
-# Only these dtypes come back as arrays: booleans, integers and floats.
-_DTYPE_RE = re.compile(r"[<>|=][biuf](1|2|4|8|16)")
-_MAX_ARRAY_DIMS = 32
 # How long to wait for the zygote beyond the run's own wall-clock limit before
 # deciding that the zygote itself is stuck.
 _SUPERVISOR_GRACE_SECONDS = 15.0
@@ -96,36 +79,6 @@ class Limits:
         if self.memory_bytes < _MIN_MEMORY_BYTES:
             raise ValueError(f"Limits.memory_bytes must be at least {_size(_MIN_MEMORY_BYTES)}: "
                              "the preloaded Python, NumPy and Matplotlib alone map about 170 MB")
-
-
-@dataclass(frozen=True)
-class Call:
-    function: str
-    args: tuple = ()  # JSON-able positional arguments; each call gets fresh copies
-
-
-@dataclass(frozen=True)
-class Opaque:
-    """Stands for a returned object that is not plain data (it stayed in the sandbox)."""
-
-    type_name: str
-
-
-@dataclass
-class CallResult:
-    function: str
-    status: str              # "ok" | "error" | "missing" | "not_run"
-    value: object = None     # plain data, only when status == "ok"
-    error: str | None = None
-    args_after: list | None = None
-
-
-@dataclass
-class SandboxResult:
-    calls: list[CallResult]
-    reason: str | None       # None if the run finished; else what stopped it, for an instructor
-    output: str              # stdout + stderr, at most Limits.output_bytes
-    code_errors: list[str] = field(default_factory=list)  # exceptions while executing `code`
 
 
 @dataclass(frozen=True)
@@ -337,16 +290,26 @@ class Sandbox:
         """Execute `code` in a fresh sandbox, then call each function; see the module doc.
 
         `code` may be a list of parts executed one after another like notebook
-        cells: an exception in one part is recorded in `code_errors` and the
-        next part still runs.
+        cells ("part 1", ...): an exception in one part is recorded in `code_errors`
+        and the next part still runs.
         """
         parts = [code] if isinstance(code, str) else list(code)
-        try:
-            encoded_calls = [[c.function, json.dumps(list(c.args))] for c in calls]
-        except TypeError as exc:
-            raise ValueError(f"Call arguments must be JSON-able (lists, numbers, strings): {exc}"
-                             ) from exc
-        payload = json.dumps({"code": parts, "calls": encoded_calls}).encode()
+        steps = [Cell(f"part {i}", part) for i, part in enumerate(parts, 1)]
+        return self.run_steps([*steps, *calls], workdir_files=workdir_files, limits=limits)
+
+    def run_steps(self, steps: Sequence[Step], *, workdir_files: Path | None,
+                  limits: Limits = Limits(), step_seconds: float | None = None) -> SandboxResult:
+        """Run notebook cells, calls and test cells in order in one fresh sandbox
+        (coursekit/protocol.py): the child receives one call or test at a time.
+        `step_seconds`: a time limit for each step (as nbgrader's per-cell timeout), after
+        which that step fails and the next one runs."""
+        for step in steps:
+            if isinstance(step, Call):
+                try:
+                    json.dumps(list(step.args))
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"Call arguments must be JSON-able (lists, numbers, strings): {exc}"
+                                     ) from exc
         release = str(Path(workdir_files).resolve()) if workdir_files is not None else None
         if release is not None and not os.path.isdir(release):
             raise ValueError(f"workdir_files must be a directory (the release folder): {release}")
@@ -357,41 +320,48 @@ class Sandbox:
             for _attempt in (1, 2):
                 self._ensure_started()
                 try:
-                    status, fds = self._exchange(request, payload, limits)
+                    status, fds, data, problem = self._exchange(request, steps, limits, step_seconds)
                     break
                 except (BrokenPipeError, ConnectionResetError, EOFError):
                     self._stop()
             else:
-                status, fds = {"error": "the sandbox zygote died twice during this run"}, []
+                status, fds, data, problem = {"error": "the sandbox zygote died twice during this run"}, [], b"", None
         try:
-            return _collect(calls, status, fds, limits)
+            return _collect(steps, status, fds, data, problem, limits)
         finally:
             for fd in fds:
                 os.close(fd)
 
-    def _exchange(self, request: bytes, payload: bytes, limits: Limits) -> tuple[dict, list[int]]:
+    def _exchange(self, request: bytes, steps: Sequence[Step], limits: Limits, step_seconds: float | None
+                  ) -> tuple[dict, list[int], bytes, str | None]:
         assert self._sock is not None
-        input_fd = os.memfd_create("coursekit-input", os.MFD_CLOEXEC)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(input_fd, view):]
-            os.lseek(input_fd, 0, os.SEEK_SET)
-            socket.send_fds(self._sock, [request], [input_fd])
+            try:
+                socket.send_fds(self._sock, [request], [theirs.fileno()])
+            finally:
+                theirs.close()
+            # The zygote kills the child at the deadline and then closes its copy of the
+            # channel, so reading ends by then; the grace covers a stuck zygote.
+            ours.settimeout(limits.wall_seconds + _SUPERVISOR_GRACE_SECONDS)
+            try:
+                data, problem = protocol.feed(ours, steps, limits.output_bytes, step_seconds)
+            except TimeoutError:
+                data, problem = b"", None
         finally:
-            os.close(input_fd)
+            ours.close()
         self._sock.settimeout(limits.wall_seconds + _SUPERVISOR_GRACE_SECONDS)
         try:
             message, fds, _, _ = socket.recv_fds(self._sock, 1 << 20, 2)
         except TimeoutError:
             self._stop()
-            return {"error": "the sandbox supervisor did not answer in time"}, []
+            return {"error": "the sandbox supervisor did not answer in time"}, [], b"", None
         if not message:
             raise EOFError
         status = json.loads(message)
         if "error" in status:
             sys.stderr.write(status.get("trace", ""))
-        return status, fds
+        return status, fds, data, problem
 
 
 def scratch_folder(prefix: str) -> Path:
@@ -413,61 +383,29 @@ def _remove_quietly(path: str) -> None:
         pass  # nothing to do about it on the way out
 
 
-def _collect(calls: Sequence[Call], status: dict, fds: list[int], limits: Limits
-             ) -> SandboxResult:
+def _collect(steps: Sequence[Step], status: dict, fds: list[int], data: bytes, problem: str | None,
+             limits: Limits) -> SandboxResult:
     if "error" in status:
-        return SandboxResult([CallResult(c.function, "not_run") for c in calls],
-                             f"sandbox failure (not the submission's fault): {status['error']}",
-                             "")
-    output_fd, result_fd = fds
+        return protocol.results(steps, b"", f"sandbox failure (not the submission's fault): {status['error']}", "",
+                                void=True)
+    output_fd = fds[0]  # fds[1], the zygote's result file, is unused: records come over the channel
     output = _read_capped(output_fd, limits.output_bytes).decode("utf-8", errors="replace")
-    reason = _process_reason(status, limits, output)
-    raw_result = _read_capped(result_fd, limits.output_bytes + 1)
-    # Anything wrong with the result file voids all of it: a run is never half-trusted.
-    loaded, code_errors, results = False, [], []
-    if len(raw_result) > limits.output_bytes:
-        reason = reason or f"the result is larger than the {_size(limits.output_bytes)} limit"
-    else:
-        try:
-            loaded, code_errors, results = _read_results(raw_result, calls)
-        except ValueError as exc:
-            reason = reason or f"malformed result from the sandbox: {exc}"
-    if loaded and len(results) == len(calls) and not status["finished"] \
-            and not status["output_exceeded"]:
-        # Every call reported, yet the child did not end the way the sandbox ends it: the
+    if problem:
+        # The grader stopped reading at a forged or oversized record, so the child's own end
+        # (often a broken pipe) says nothing: the problem is the reason, and it voids the run.
+        reason = (f"the result is larger than the {_size(limits.output_bytes)} limit" if problem == "too large"
+                  else f"malformed result from the sandbox: {problem}")
+        return protocol.results(steps, b"", reason, output, void=True)
+    result = protocol.results(steps, data, _process_reason(status, limits, output), output)
+    if result.completed == len(steps) and not status["finished"] and not status["output_exceeded"]:
+        # Every step reported, yet the child did not end the way the sandbox ends it: the
         # submission broke the exit path (a hang, or a closed signal pipe).  Fail closed.
         reason = (f"the submission interfered with the sandbox's exit after its last call "
-                  f"({reason or 'no end signal'}); its results are discarded")
-        results = [CallResult(c.function, "error", error=reason) for c in calls]
-    if len(results) < len(calls):
-        reason = reason or "the process ended before reporting every call"
-        if loaded:  # the call in progress when the process died
-            results.append(CallResult(calls[len(results)].function, "error",
-                                      error=f"the sandbox stopped during this call: {reason}"))
-        results.extend(CallResult(c.function, "not_run") for c in calls[len(results):])
-    return SandboxResult(results, reason, output, code_errors)
-
-
-def _read_results(data: bytes, calls: Sequence[Call]
-                  ) -> tuple[bool, list[str], list[CallResult]]:
-    """(code loaded?, code errors, one result per reported call); ValueError if malformed."""
-    loaded, code_errors, results = False, [], []
-    for record in _parse_records(data):
-        if record["kind"] == "loaded" and not loaded:
-            loaded, code_errors = True, record["errors"]
-        elif record["kind"] == "call" and loaded and record["index"] == len(results) < len(calls):
-            results.append(_call_result(calls[len(results)].function, record))
-        else:
-            raise ValueError("records out of order")
-    return loaded, code_errors, results
-
-
-def _call_result(function: str, record: dict) -> CallResult:
-    status = record["status"]
-    return CallResult(function, status,
-                      value=record["value"] if status == "ok" else None,
-                      error=record["error"],
-                      args_after=record["args_after"])
+                  f"({result.reason or 'no end signal'}); its results are discarded")
+        void = protocol.results(steps, b"", reason, output, void=True)
+        void.calls = [CallResult(c.function, "error", error=reason) for c in void.calls]
+        return void
+    return result
 
 
 def _read_capped(fd: int, cap: int) -> bytes:
@@ -519,113 +457,3 @@ def _process_reason(status: dict, limits: Limits, output: str) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- decoding
-
-
-def _parse_records(data: bytes):
-    """Yield the complete records of a result file; ValueError if anything is off."""
-    view = memoryview(data)
-    pos = 0
-    header = child.RECORD_HEADER
-    while pos + header.size <= len(view):
-        magic, json_len, blob_len = header.unpack_from(view, pos)
-        if magic != child.RECORD_MAGIC:
-            raise ValueError("bad record marker")
-        start = pos + header.size
-        end = start + json_len + blob_len
-        if end > len(view):
-            return  # cut off mid-write when the process died: the reason says why
-        try:
-            record = json.loads(bytes(view[start:start + json_len]))
-        except (ValueError, RecursionError) as exc:
-            raise ValueError(f"record is not valid JSON ({exc})") from None
-        yield _check_record(record, view[start + json_len:end])
-        pos = end
-
-
-def _check_record(record: object, blob: memoryview) -> dict:
-    if not isinstance(record, dict) or record.get("kind") not in ("loaded", "call"):
-        raise ValueError("record without a known kind")
-    if record["kind"] == "loaded":
-        errors = record.get("errors")
-        if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
-            raise ValueError("bad code error list")
-        return {"kind": "loaded", "errors": [e[:child.ERROR_CHARS] for e in errors]}
-    arrays = [_array(meta, blob) for meta in _as_list(record.get("arrays"), "arrays")]
-    status = record.get("status")
-    if status not in ("ok", "error", "missing"):
-        raise ValueError(f"unknown call status {status!r}")
-    index = record.get("index")
-    if type(index) is not int:
-        raise ValueError("call record without an index")
-    error = record.get("error")
-    if error is not None and not isinstance(error, str):
-        raise ValueError("error message is not a string")
-    decoder = _Decoder(arrays)
-    return {"kind": "call", "index": index, "status": status,
-            "value": decoder.decode(record.get("value")),
-            "error": None if error is None else error[:child.ERROR_CHARS],
-            "args_after": _as_list(decoder.decode(record.get("args_after")), "args_after",
-                                   allow_none=True)}
-
-
-def _as_list(value: object, what: str, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, list):
-        raise ValueError(f"{what} is not a list")
-    return value
-
-
-def _array(meta: object, blob: memoryview) -> np.ndarray:
-    if not (isinstance(meta, list) and len(meta) == 4):
-        raise ValueError("bad array description")
-    dtype_str, shape, offset, nbytes = meta
-    if not (isinstance(dtype_str, str) and _DTYPE_RE.fullmatch(dtype_str)):
-        raise ValueError(f"array dtype {dtype_str!r} is not bool/int/float")
-    if not (isinstance(shape, list) and len(shape) <= _MAX_ARRAY_DIMS
-            and all(type(n) is int and n >= 0 for n in shape)):
-        raise ValueError("bad array shape")
-    if not (type(offset) is int and type(nbytes) is int and 0 <= offset
-            and offset + nbytes <= len(blob)):
-        raise ValueError("array bytes out of range")
-    dtype = _dtype(dtype_str)
-    count = math.prod(shape)
-    if count * dtype.itemsize != nbytes:
-        raise ValueError("array size does not match its shape")
-    return np.frombuffer(blob[offset:offset + nbytes], dtype=dtype, count=count).reshape(shape)
-
-
-@functools.lru_cache(maxsize=64)
-def _dtype(dtype_str: str) -> np.dtype:
-    return np.dtype(dtype_str)
-
-
-class _Decoder:
-    def __init__(self, arrays: list[np.ndarray]) -> None:
-        self.arrays = arrays
-        self.nodes = 0
-
-    def decode(self, value: object, depth: int = 0) -> object:
-        self.nodes += 1
-        if depth > child.MAX_DEPTH or self.nodes > child.MAX_NODES:
-            raise ValueError("value nested too deeply or too large")
-        if value is None or type(value) in (bool, int, float, str):
-            return value
-        if type(value) is list:
-            return [self.decode(v, depth + 1) for v in value]
-        if type(value) is dict and len(value) == 1:
-            (tag, inner), = value.items()
-            if tag == "$dict" and type(inner) is list:
-                out = {}
-                for pair in inner:
-                    if not (type(pair) is list and len(pair) == 2 and type(pair[0]) is str):
-                        raise ValueError("bad dict entry")
-                    out[pair[0]] = self.decode(pair[1], depth + 1)
-                return out
-            if tag in ("$nd", "$np") and type(inner) is int and 0 <= inner < len(self.arrays):
-                array = self.arrays[inner].copy()  # writable, owning its memory
-                return array if tag == "$nd" else array[()]
-            if tag == "$opaque" and type(inner) is str:
-                return Opaque(inner[:200])
-        raise ValueError("unknown value encoding")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import functools
 import io
 import json
 import re
@@ -27,23 +26,24 @@ import threading
 import traceback
 import warnings
 from collections import deque
-from contextlib import redirect_stderr, redirect_stdout
+import signal
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import nbformat
 from nbformat.corpus.words import generate_corpus_id
 from nbgrader.utils import determine_grade
 
 from . import sandbox
-from .extract import AssignmentPlan, PlanError
-from .names import strip_magics
+from .extract import AssignmentPlan, PlanError, grade_id_of
+from ._runner import Shell
+from .protocol import clean_text
 
 # Test cells print through sys.stdout, which is one per process: replay one cell at a time
 # even when a Dask worker runs several tasks in threads.
 _REPLAY_LOCK = threading.Lock()
-_NAMESPACES: dict[str, dict] = {}
 
 
 @dataclass(frozen=True)
@@ -55,39 +55,38 @@ class CellOutcome:
     message: str | None  # the failure, e.g. "AssertionError: W1 has shape (3, 2) ..."
 
 
-def trusted_namespace(plan: AssignmentPlan) -> dict:
+def trusted_namespace(plan: AssignmentPlan, folder: Path, python: Callable[[str], str]) -> dict:
     """The globals the test cells start from: the needed locked cells (e.g. setup), executed
-    here with the course's own trusted modules (from the master folder)."""
-    key = plan.key
-    if key not in _NAMESPACES:
-        folder = sandbox.scratch_folder(f"coursekit-trusted-{key}-")
-        for name, data in plan.trusted_files.items():
-            (folder / name).write_bytes(data)
-        for module in (Path(name).stem for name in plan.trusted_files):
-            sys.modules.pop(module, None)  # never reuse a module of the same name from elsewhere
-        sys.path.insert(0, str(folder))
-        namespace: dict = {"__name__": "__main__"}
-        for index in plan.trusted:
-            cell = plan.cells[index]
-            label = cell.grade_id or f"cell {index + 1}"
-            errors = [o for o in _run_cell(cell.source, namespace, f"<{label}>", _traceback_files(plan))
-                      if o.output_type == "error"]
-            if errors:  # every test would fail with a NameError: say why once, here
-                raise PlanError(f"the locked cell {label} fails in the grader: {errors[0].ename}: "
-                                f"{errors[0].evalue}; the tests need it")
-        _NAMESPACES[key] = namespace
-    return dict(_NAMESPACES[key])
+    here with the course's own trusted modules (from the master folder), written to
+    `folder`, which goes first on sys.path.  The caller (the worker) keeps and copies it."""
+    for name, data in plan.trusted_files.items():
+        (folder / name).write_bytes(data)
+    for module in (Path(name).stem for name in plan.trusted_files):
+        sys.modules.pop(module, None)  # never reuse a module of the same name from elsewhere
+    sys.path.insert(0, str(folder))
+    namespace: dict = {"__name__": "__main__"}
+    shell = Shell(namespace)
+    namespace["get_ipython"] = lambda: shell
+    for index in plan.trusted:
+        cell = plan.cells[index]
+        label = cell.grade_id or f"cell {index + 1}"
+        errors = [o for o in run_cell(python(cell.source), namespace, f"<{label}>", shown=_traceback_files(plan))
+                  if o.output_type == "error"]
+        if errors:  # every test would fail with a NameError: say why once, here
+            raise PlanError(f"the locked cell {label} fails in the grader: {errors[0].ename}: "
+                            f"{errors[0].evalue}; the tests need it")
+    return namespace
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def record_calls(plan: AssignmentPlan) -> None:
-    """Fill `plan.calls` by running the master's tests against the master's solutions."""
-    namespace = trusted_namespace(plan)
+def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], str]) -> None:
+    """Fill `plan.calls` by running the master's tests against the master's solutions, in
+    `namespace` (a copy of the trusted one)."""
     for grade_id in dict.fromkeys(plan.graded.values()):
-        exec(compile(strip_magics(plan.cell(grade_id).solution), f"<{grade_id}>", "exec"), namespace)
+        exec(compile(python(plan.cell(grade_id).solution), f"<{grade_id}>", "exec"), namespace)
     current: list[sandbox.Call] = []
 
     def recorder(function: str, solution: Callable) -> Callable:
@@ -100,16 +99,21 @@ def record_calls(plan: AssignmentPlan) -> None:
             except (TypeError, ValueError):
                 raise PlanError(f"a test calls {function}{args!r} with arguments that are not plain "
                                 "JSON data; the sandbox cannot receive them") from None
-            current.append(sandbox.Call(function, tuple(snapshot)))
+            current.append(sandbox.Call(function, tuple(snapshot), secret))
             return solution(*args)
         record.__name__ = record.__qualname__ = function
         return record
 
     for function in plan.graded:
         namespace[function] = recorder(function, namespace[function])
+    # A test's calls are public when anyone can read them in the release: no hidden tests in
+    # the cell, and the course modules the tests import are the released ones.
+    helpers_released = all(plan.release_files.get(name) == data for name, data in plan.trusted_files.items())
+    secret = True
     for test in plan.tests:
+        secret = not helpers_released or "BEGIN HIDDEN TESTS" in test.source
         current.clear()
-        outputs = _run_cell(test.source, namespace, f"<{test.grade_id}>", _traceback_files(plan))
+        outputs = run_cell(python(test.source), namespace, f"<{test.grade_id}>", shown=_traceback_files(plan))
         failed = [o for o in outputs if o.output_type == "error"]
         if failed:
             raise PlanError(f"master test cell {test.grade_id} fails with the master's solution: "
@@ -117,26 +121,34 @@ def record_calls(plan: AssignmentPlan) -> None:
         plan.calls[test.grade_id] = list(current)
 
 
-def planned_calls(plan: AssignmentPlan) -> list[sandbox.Call]:
-    return [call for test in plan.tests for call in plan.calls[test.grade_id]]
+class OpaqueValueError(TypeError):
+    """A test used a value that could not leave the sandbox."""
 
 
 class _Opaque:
-    """Stands for a returned object that is not plain data: it equals nothing and is no dict."""
-
-    __hash__ = None  # type: ignore[assignment]
+    """Stands for a returned object that is not plain data (a generator, an object of the
+    student's own class, ...): any use beyond printing it fails the test with a message that
+    says so, rather than comparing quietly unequal."""
 
     def __init__(self, type_name: str) -> None:
-        self.type_name = type_name
+        object.__setattr__(self, "type_name", type_name)
 
-    def __eq__(self, other: object) -> bool:
-        return False
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise OpaqueValueError(f"the function returned a {self.type_name} object, which cannot leave the sandbox "
+                               "as plain data (numbers, strings, lists, tuples, sets, dicts, NumPy arrays), so this "
+                               "test cannot check it")
 
-    def __ne__(self, other: object) -> bool:
-        return True
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = __bool__ = __len__ = __iter__ = _refuse
+    __getitem__ = __contains__ = __call__ = __add__ = __sub__ = __mul__ = __truediv__ = __float__ = __int__ = _refuse
+    __array__ = _refuse
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._refuse()
 
     def __repr__(self) -> str:
-        return f"<{self.type_name} object (not plain data, not compared)>"
+        return f"<{self.type_name} object (not plain data, stayed in the sandbox)>"
 
 
 def _trusted(value: Any) -> Any:
@@ -146,7 +158,9 @@ def _trusted(value: Any) -> Any:
         return {k: _trusted(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_trusted(v) for v in value]
-    return value
+    if isinstance(value, tuple):
+        return tuple(_trusted(v) for v in value)
+    return value  # sets and keys hold only hashable values: an opaque one stays the sandbox's marker
 
 
 def _exception(error: str | None) -> Exception:
@@ -170,6 +184,12 @@ def _replay_stub(function: str, queue: deque, reason: str | None) -> Callable:
         for passed, after in zip(args, result.args_after or ()):
             if isinstance(passed, list) and isinstance(after, list) and passed != after:
                 passed[:] = after  # the student's function changed its argument in place
+        # What the call printed appears in the test cell's output, stderr included (which, as
+        # in nbgrader, costs the cell its points).
+        if result.stdout:
+            sys.stdout.write(result.stdout)
+        if result.stderr:
+            sys.stderr.write(result.stderr)
         if result.status == "ok":
             return _trusted(result.value)
         if result.status == "error":
@@ -181,17 +201,21 @@ def _replay_stub(function: str, queue: deque, reason: str | None) -> Callable:
     return replay
 
 
-def replay(plan: AssignmentPlan, result: sandbox.SandboxResult) -> list[CellOutcome]:
-    """Score every test cell from the sandbox's recorded results."""
-    namespace = trusted_namespace(plan)
+def replay(plan: AssignmentPlan, result: sandbox.SandboxResult, order: Sequence[str], namespace: dict,
+           python: Callable[[str], str], compiled: Callable = None) -> list[CellOutcome]:
+    """Score every test cell from the sandbox's recorded results.  `result.calls` hold the
+    calls of the tests in `order` (the submission's order); `namespace` is a fresh copy of
+    the trusted namespace."""
     results = iter(result.calls)
+    by_test = {test: [(call, next(results)) for call in plan.calls[test]] for test in order}
     outcomes = []
     with _REPLAY_LOCK:
         for test in plan.tests:
-            queue = deque((call, next(results)) for call in plan.calls[test.grade_id])
+            queue = deque(by_test.get(test.grade_id, ()))
             for function in plan.graded:
                 namespace[function] = _replay_stub(function, queue, result.reason)
-            outputs = _run_cell(test.source, namespace, f"<{test.grade_id}>", _traceback_files(plan))
+            outputs = run_cell(python(test.source), namespace, f"<{test.grade_id}>", compiled, REPLAY_SECONDS,
+                               _traceback_files(plan))
             outcomes.append(_outcome(test.grade_id, test.nbgrader, test.points or 0.0, outputs))
     return outcomes
 
@@ -229,10 +253,9 @@ def _outcome(grade_id: str, metadata: dict, points: float, outputs: list) -> Cel
     return CellOutcome(grade_id, float(score or 0.0), float(max_score), outputs, message)
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled(source: str, label: str) -> tuple[Any, Any]:
-    """A cell compiled once: its statements, and its last expression (shown like Jupyter does)."""
-    tree = ast.parse(strip_magics(source))
+def compile_cell(code: str, label: str) -> tuple[Any, Any]:
+    """A cell compiled: its statements, and its last expression (shown like Jupyter does)."""
+    tree = ast.parse(code)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     return (compile(tree, label, "exec"),
             compile(ast.Expression(last.value), label, "eval") if last is not None else None)
@@ -243,30 +266,83 @@ def _traceback_files(plan: AssignmentPlan) -> frozenset[str]:
     return frozenset(name for name in plan.trusted_files if plan.settings.shows_frames_of(name))
 
 
-def _run_cell(source: str, namespace: dict, label: str, shown: frozenset[str]) -> list:
-    """Run trusted cell code as a kernel would; return the outputs Jupyter would show.  A
-    traceback shows the cell's own lines and those of the trusted helper files in ``shown``."""
-    body, last = _compiled(source, label)
-    stdout, stderr = io.StringIO(), io.StringIO()
+REPLAY_SECONDS = 10.0  # one test cell replayed in the grader (the master's take milliseconds)
+OUTPUT_CHARS = 100_000  # kept per stream and per result of one replayed test cell
+
+
+class ReplayTimeout(Exception):
+    """A replayed test cell ran past REPLAY_SECONDS in the grader."""
+
+
+class _Bounded(io.StringIO):
+    """Keeps the first OUTPUT_CHARS characters written, and says when it dropped the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut = False
+
+    def write(self, text: str) -> int:
+        room = OUTPUT_CHARS - self.tell()
+        if len(text) > room:
+            self.cut = True
+            text = text[:max(room, 0)]
+        return super().write(text) if text else 0
+
+    def text(self) -> str:
+        return self.getvalue() + ("\n... (output cut by coursekit)\n" if self.cut else "")
+
+
+@contextmanager
+def _time_limit(seconds: float | None):
+    """Raise ReplayTimeout in this code after `seconds` (main thread only: a Dask worker's
+    task threads have no signals, and rely on the worker's own limits)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise ReplayTimeout(f"replaying this test cell took more than {seconds:g} s in the grader")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_cell(code: str, namespace: dict, label: str, compiled: Callable | None = None,
+             seconds: float | None = None, shown: frozenset[str] = frozenset()) -> list:
+    """Run trusted cell code (already turned into Python) as a kernel would; the outputs
+    Jupyter would show, each capped at OUTPUT_CHARS, within `seconds`.  A traceback shows the
+    cell's own lines and those of the trusted helper files in ``shown``."""
+    stdout, stderr = _Bounded(), _Bounded()
     error = value = None
+    text = None
     with redirect_stdout(stdout), redirect_stderr(stderr), warnings.catch_warnings():
         warnings.simplefilter("default")
         try:
-            exec(body, namespace)
-            if last is not None:
-                value = eval(last, namespace)
+            with _time_limit(seconds):
+                body, last = (compiled or compile_cell)(code, label)
+                exec(body, namespace)
+                if last is not None:
+                    value = eval(last, namespace)
+                    if value is not None:
+                        text = repr(value)[:OUTPUT_CHARS]
         except Exception as exc:  # the cell fails; its error is an output, as in Jupyter
             error = exc
-    outputs = [new_output("stream", name=name, text=buffer.getvalue())
-               for name, buffer in (("stdout", stdout), ("stderr", stderr)) if buffer.getvalue()]
-    if value is not None:
-        outputs.append(new_output("execute_result", data={"text/plain": repr(value)}, execution_count=None))
+    outputs = [new_output("stream", name=name, text=clean_text(buffer.text()))
+               for name, buffer in (("stdout", stdout), ("stderr", stderr)) if buffer.getvalue() or buffer.cut]
+    if text is not None:
+        outputs.append(new_output("execute_result", data={"text/plain": clean_text(text)}, execution_count=None))
     if error is not None:
         frames = [f for f in traceback.extract_tb(error.__traceback__)
                   if f.filename == label or Path(f.filename).name in shown]
         lines = traceback.format_list(frames) + traceback.format_exception_only(type(error), error)
-        outputs.append(new_output("error", ename=type(error).__name__, evalue=str(error),
-                                  traceback=["Traceback (most recent call last):"] + [l.rstrip("\n") for l in lines]))
+        outputs.append(new_output("error", ename=type(error).__name__, evalue=clean_text(str(error)[:OUTPUT_CHARS]),
+                                  traceback=["Traceback (most recent call last):"]
+                                  + [clean_text(line.rstrip("\n"))[:OUTPUT_CHARS] for line in lines]))
     return outputs
 
 
@@ -284,11 +360,10 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id is None:
-            continue
-        if grade_id in seen or grade_id not in known:  # as nbgrader's DeduplicateIds / OverwriteCells
-            del cell.metadata["nbgrader"]
+        grade_id = grade_id_of(cell)
+        if grade_id is None or grade_id in seen or grade_id not in known:
+            # as nbgrader's DeduplicateIds / OverwriteCells; metadata of the wrong shape goes too
+            cell.get("metadata", {}).pop("nbgrader", None)
             continue
         seen.add(grade_id)
         master = known[grade_id]
@@ -303,7 +378,7 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
         if test.grade_id in seen:
             continue
         before = [c.grade_id for c in plan.cells[:test.index] if c.grade_id in seen]
-        ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells]
+        ids = [grade_id_of(c) for c in nb.cells]
         at = ids.index(before[-1]) + 1 if before else len(nb.cells)
         nb.cells.insert(at, _master_cell(test, by_id.get(test.grade_id), plan.checksums.get(test.grade_id)))
         seen.add(test.grade_id)

@@ -14,6 +14,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook
 
 from course_copy import ASSIGNMENT, ROOT, generate_assignment, nbgrader_env, new_course
+from student_work import CORRECT, solve
 
 sys.path.insert(0, str(ROOT / "bench"))
 import fuzz  # noqa: E402, F401  (the differential generator, built on make_class; tests import it from here)
@@ -84,6 +85,28 @@ def gradebook_scores(course: Path, url: str | None = None,
                      assignment: str = ASSIGNMENT) -> dict[tuple[str, str], float | None]:
     """{(student, grade cell): auto_score} for every submission in the course's gradebook (or at `url`)."""
     return {key: score for key, (score, _) in gradebook_grades(course, assignment, url=url).items()}
+
+
+FULL = {"zeros": 3.0, "random": 3.0, "he": 3.0}  # points of each exercise
+
+
+def grade_id(cell: dict) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def index_of(nb: dict, gid: str) -> int:
+    return next(i for i, c in enumerate(nb["cells"]) if grade_id(c) == gid)
+
+
+def solved() -> dict:
+    """The release notebook with all three exercises solved correctly."""
+    return solve(release_notebook(), CORRECT)
+
+
+def exercise_scores(result: dict) -> dict[str, float]:
+    """{exercise: points} of one `--json` result line."""
+    cells = result["cells"]
+    return {ex: cells[f"test_{ex}_public"]["score"] + cells[f"test_{ex}_hidden"]["score"] for ex in FULL}
 
 
 def expected_scores(manifest: dict) -> dict[tuple[str, str], float]:

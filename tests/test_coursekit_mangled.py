@@ -14,24 +14,8 @@ import nbformat
 import pytest
 
 from course_copy import copy_course
-from coursekit_course import (ASSIGNMENT, coursekit, gradebook_scores, release_notebook, shared_template,
-                              submit)
-from student_work import CORRECT, solve
-
-FULL = {"zeros": 3.0, "random": 3.0, "he": 3.0}
-
-
-def grade_id(cell: dict) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
-def solved() -> dict:
-    """The release notebook with all three exercises solved correctly."""
-    return solve(release_notebook(), CORRECT)
-
-
-def index_of(nb: dict, gid: str) -> int:
-    return next(i for i, c in enumerate(nb["cells"]) if grade_id(c) == gid)
+from coursekit_course import (ASSIGNMENT, FULL, coursekit, exercise_scores, grade_id, gradebook_scores, index_of,
+                              release_notebook, shared_template, solved, submit)
 
 
 def duplicated_ids() -> dict:
@@ -148,11 +132,6 @@ def results(tmp_path_factory):
             submit(course, student, data)
     graded = {r["student"]: r for r in coursekit(course)}
     return course, graded
-
-
-def exercise_scores(result: dict) -> dict[str, float]:
-    cells = result["cells"]
-    return {ex: cells[f"test_{ex}_public"]["score"] + cells[f"test_{ex}_hidden"]["score"] for ex in FULL}
 
 
 @pytest.mark.parametrize("student", CASES)

@@ -16,9 +16,11 @@ import pytest
 from course_copy import ASSIGNMENT, ROOT, copy_course, generate_assignment, nbgrader_env, new_course
 from coursekit_course import make_class, shared_template
 from coursekit.extract import PlanError, plan_assignment
-from coursekit.names import analyze, strip_magics
+from IPython.core.inputtransformer2 import TransformerManager
+
+from coursekit.names import analyze, analyze_source, python_source
+from coursekit.pipeline import Worker, plan_notebook
 from coursekit.read import load_course
-from coursekit.score import record_calls
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +55,18 @@ def test_star_imports_and_exec_make_a_cell_dynamic():
     assert names_of("exec('x = 1')\n").dynamic
 
 
-def test_magics_become_pass_statements_on_the_same_lines():
-    assert strip_magics("%matplotlib inline\nx = 1\n  !ls") == "pass  # matplotlib inline\nx = 1\n  pass  # ls"
-    assert strip_magics("%%time\nx = 1") == ""
+def test_magics_become_what_ipython_runs_and_a_cell_magic_body_is_analysed():
+    ipython = TransformerManager()
+    assert python_source("%matplotlib inline\nx = 1\n!ls", ipython) == (
+        "get_ipython().run_line_magic('matplotlib', 'inline')\nx = 1\nget_ipython().system('ls')\n")
+    assert python_source("%%time\n%time y = 2\nx = 1", ipython) == (
+        "get_ipython().run_cell_magic('time', '', \"get_ipython().run_line_magic('time', 'y = 2')\\nx = 1\\n\")\n")
+    assert analyze_source("%%time\ndef f():\n    return np.ones(2)\n").binds == {"f"}
+
+
+def test_subscript_and_attribute_stores_and_method_statements_count_as_changes():
+    names = names_of("CONFIG['dtype'] = np.float64\nopts.seed = 3\nitems.append(4)\nprint(x.y)\n")
+    assert names.mutates == {"CONFIG", "opts", "items"} and "CONFIG" in names.reads
 
 
 def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skipped(template):
@@ -69,8 +80,8 @@ def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skippe
 
 
 def test_the_call_plan_lists_the_calls_each_test_cell_makes(template):
-    plan = plan_assignment(load_course(template), ASSIGNMENT, ASSIGNMENT)
-    record_calls(plan)
+    with Worker() as worker:
+        plan = plan_notebook(load_course(template), ASSIGNMENT, ASSIGNMENT, worker)
     he = [(c.function, list(c.args)) for c in plan.calls["test_he_public"]]
     # The cell's own call, then public_tests: each case once, and again to check repeatability.
     assert he == [("initialize_parameters_he", [dims]) for dims in

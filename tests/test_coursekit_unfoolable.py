@@ -10,9 +10,8 @@ from __future__ import annotations
 import pytest
 
 from course_copy import copy_course
-from coursekit_course import coursekit, shared_template, submit
+from coursekit_course import FULL, coursekit, exercise_scores, grade_id, shared_template, solved, submit
 from student_work import CORRECT, solved_cell
-from test_coursekit_mangled import FULL, exercise_scores, grade_id, solved
 
 # A whole He cell that returns an object equal to everything, inside a dict equal to everything.
 EQUAL_TO_EVERYTHING = '''

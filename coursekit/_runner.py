@@ -1,0 +1,450 @@
+"""Inside the sandbox child: run a submission top to bottom, one step at a time.
+
+The grader sends steps over a stream socket (``CHANNEL_FD``), one message at a time: the
+notebook cells to run next (the student's cells in notebook order, and the master's locked
+cells the tests need), then at most one of
+
+* **calls**: planned calls of a test cell, made against the namespace as it stands at that
+  test cell's position (replay grading; the comparison happens in the grader): one at a time
+  for a hidden test, all of a public test's at once, or
+* a **test**: a whole test cell run here, in its place, as nbgrader would run it (sandbox
+  grading, for tests replay cannot reproduce).
+
+For each cell, call or test the child answers with one record (format in protocol.py) on the
+same socket.  The grader sends the next message only after it has received the records of the
+current one, so a call's result is fixed before the child could learn the next secret call's
+arguments: the child never holds more of the hidden call plan than the call it is making.
+
+This module is loaded by the zygote from its file (it imports nothing from coursekit), so its
+code is in memory before any submission runs; the submission can still reach and patch it, but
+that only changes what this child reports about itself.
+"""
+
+from __future__ import annotations
+
+import json
+import json.decoder
+import json.scanner
+import os
+import signal
+import struct
+import sys
+import time
+import traceback
+import types
+
+import numpy
+
+# Module-level references, looked up before builtins: a submission rebinding builtins or
+# patching modules breaks its own code, not the reporting below.
+from builtins import (BaseException, Exception, MemoryError, all, bytes, callable, compile,  # noqa: A004
+                      dict, enumerate, eval, exec, float, frozenset, int, isinstance, len, list,
+                      memoryview, set, str, tuple, type)
+import builtins
+
+_ndarray, _generic, _asarray = numpy.ndarray, numpy.generic, numpy.asarray
+_write, _read = os.write, os.read
+_setitimer, _ITIMER_REAL = signal.setitimer, signal.ITIMER_REAL
+# The C scanner, bound now: json.loads is Python code that consults builtins.isinstance,
+# which the submission may have replaced by the time the next message arrives.
+_scan = json.scanner.c_make_scanner(json.decoder.JSONDecoder())
+_decode = bytes.decode
+
+
+def _loads(data):
+    text = _decode(data, "utf-8") if isinstance(data, bytes) else data
+    return _scan(text, 0)[0]
+
+
+# json.dumps has Python-level parts that consult builtins; the C encoder does not.
+_c_encoder = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None,
+                                         ":", ",", False, False, True)
+
+RECORD_HEADER = struct.Struct("<2sII")  # magic, JSON length, blob length
+RECORD_MAGIC = b"CK"
+MESSAGE_HEADER = struct.Struct("<I")  # grader -> child: length of one JSON message
+CHANNEL_FD = 3  # the same number as the result file it replaced
+MAX_DEPTH = 32
+MAX_NODES = 200_000
+MAX_INT_BITS = 14_000  # about 4200 decimal digits
+ERROR_CHARS = 2000
+CAPTURE_CHARS = 20_000  # printed by one call or test cell and kept (nbgrader keeps 1000 lines)
+TRACEBACK_LINES = 40
+
+
+# --------------------------------------------------------------------------- IPython, enough of it
+
+class UsageError(Exception):
+    """What IPython raises for a magic it does not know."""
+
+
+# Magics that change only how a kernel displays or reloads things: nothing to do here.
+_QUIET_MAGICS = frozenset({
+    "matplotlib", "load_ext", "reload_ext", "unload_ext", "autoreload", "aimport", "config",
+    "precision", "who", "whos", "who_ls", "pinfo", "pinfo2", "psearch", "pdoc", "pdef",
+    "psource", "pfile", "history", "hist", "lsmagic", "magic", "xmode", "pprint", "colors",
+    "automagic", "autocall", "pip", "conda", "debug", "pdb", "tb", "page", "notebook",
+    "connect_info", "load", "save", "alias", "unalias", "rehashx", "store", "logstart",
+    "logstop", "logon", "logoff", "logstate", "bookmark", "dhist", "dirs", "html", "HTML",
+    "markdown", "latex", "javascript", "js", "svg", "bash", "sh", "script", "system", "sx", "env",
+})
+
+
+class Shell:
+    """`get_ipython()` for cells that IPython's input transformer turned into calls.
+
+    The grader transforms every cell with IPython's own TransformerManager (a cell magic's
+    body too), so only the calls it emits reach this class.  Magics that run code (time,
+    timeit, prun, capture) run it once in the user namespace; shell escapes do nothing (no
+    processes in the sandbox; nbgrader ignores their exit status too); unknown magics raise
+    UsageError, as IPython does.
+    """
+
+    def __init__(self, namespace: dict) -> None:
+        self.user_ns = namespace
+
+    def _run(self, code: str, frame: types.FrameType | None, mode: str):
+        scope = frame.f_locals if frame is not None and frame.f_globals is self.user_ns else None
+        start = time.perf_counter()
+        if mode == "eval":
+            try:
+                compiled = compile(code, "<magic>", "eval")
+            except SyntaxError:
+                compiled, mode = compile(code, "<magic>", "exec"), "exec"
+        else:
+            compiled = compile(code, "<magic>", "exec")
+        value = (eval if mode == "eval" else exec)(compiled, self.user_ns, scope)
+        return value, time.perf_counter() - start
+
+    def run_line_magic(self, name: str, line: str, _stack_depth: int = 1):
+        if name in ("time", "timeit", "prun"):
+            value, seconds = self._run(line, sys._getframe(_stack_depth), "eval")
+            print(f"Wall time: {seconds * 1e3:.2f} ms")
+            return value if name == "time" else None
+        if name == "pwd":
+            return os.getcwd()
+        if name == "set_env":
+            key, _, value = line.replace("=", " ", 1).partition(" ")
+            os.environ[key.strip()] = value.strip()
+            return None
+        if name in _QUIET_MAGICS:
+            return None
+        raise UsageError(f"Line magic function `%{name}` not found.")
+
+    def run_cell_magic(self, name: str, line: str, cell: str):
+        if name in ("time", "timeit", "prun", "capture"):
+            _, seconds = self._run(cell, None, "exec")
+            if name != "capture":
+                print(f"Wall time: {seconds * 1e3:.2f} ms")
+            return None
+        if name == "writefile":
+            path = line.split()[-1] if line.split() else ""
+            mode = "a" if "-a" in line.split() else "w"
+            with open(path, mode, encoding="utf-8") as fh:
+                fh.write(cell)
+            print(f"Writing {path}")
+            return None
+        if name in _QUIET_MAGICS:
+            return None
+        raise UsageError(f"Cell magic `%%{name}` not found.")
+
+    def system(self, cmd: str) -> None:
+        self.user_ns["_exit_code"] = 0
+
+    def getoutput(self, cmd: str, split: bool = True):
+        return []
+
+    def magic(self, line: str):
+        name, _, rest = line.lstrip("%").partition(" ")
+        return self.run_line_magic(name, rest, 2)
+
+
+def _display(*objs, **kwargs) -> None:
+    for obj in objs:
+        print(repr(obj))
+
+
+# --------------------------------------------------------------------------- output capture
+
+class Capture:
+    """A text stream that keeps at most `limit` characters.
+
+    What does not fit goes to `overflow_fd` (the child's stdout pipe, which the zygote caps
+    at Limits.output_bytes and kills the run beyond), or nowhere when it is None: a notebook
+    cell's output is not graded, so a cell that prints without end only runs out of time.
+    """
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, limit: int, overflow_fd: int | None) -> None:
+        self.limit = limit
+        self.overflow_fd = overflow_fd
+        self.parts: list = []
+        self.size = 0
+        self.cut = False
+
+    def write(self, text) -> int:
+        text = str.__str__(text) if isinstance(text, str) else str(text)
+        room = self.limit - self.size
+        if room > 0:
+            list.append(self.parts, text[:room])
+            self.size += min(len(text), room)
+        if len(text) > room:
+            self.cut = True
+            if self.overflow_fd is not None:
+                view = memoryview(str.encode(text[max(room, 0):], "utf-8", "replace"))
+                while view:
+                    view = view[_write(self.overflow_fd, view):]
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError("captured stream has no file descriptor")
+
+    def value(self) -> str:
+        text = "".join(self.parts)
+        return text + ("\n... (output cut by coursekit)\n" if self.cut else "")
+
+
+class StepTimeout(BaseException):
+    """Raised in the submission's code when one cell or call runs past its time."""
+
+
+_armed = [False]
+
+
+def _on_alarm(signum, frame) -> None:
+    if _armed[0]:
+        _armed[0] = False
+        raise StepTimeout()
+
+
+class _Step:
+    """Run a piece of submission code with its output captured and a time limit."""
+
+    def __init__(self, seconds: float | None, keep: bool) -> None:
+        self.seconds = seconds
+        self.out = Capture(CAPTURE_CHARS, 1) if keep else Capture(0, None)
+        self.err = Capture(CAPTURE_CHARS, 2) if keep else Capture(0, None)
+
+    def __enter__(self) -> _Step:
+        self.saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self.out, self.err
+        if self.seconds:
+            signal.signal(signal.SIGALRM, _on_alarm)
+            _armed[0] = True
+            _setitimer(_ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.seconds:
+            _armed[0] = False
+            _setitimer(_ITIMER_REAL, 0)
+        sys.stdout, sys.stderr = self.saved
+
+
+# --------------------------------------------------------------------------- the run
+
+def serve(limits: dict) -> None:
+    """Answer the grader's messages until it sends {"end": true} or closes the channel."""
+    module = types.ModuleType("__main__")
+    namespace = module.__dict__
+    namespace["__builtins__"] = builtins
+    sys.modules["__main__"] = module
+    shell = Shell(namespace)
+    namespace.update(get_ipython=lambda: shell, display=_display, In=[""], Out={})
+    step_seconds = None
+    while True:
+        message = _receive()
+        if message is None or message.get("end"):
+            return
+        step_seconds = message.get("step_seconds", step_seconds)
+        for label, code in message.get("cells", ()):
+            _send({"kind": "cell", "error": _run_cell(code, label, namespace, step_seconds, limits)}, [])
+        for index, name, args_json in message.get("calls", ()):
+            _call(namespace, index, name, _loads(args_json), step_seconds, limits)
+        if message.get("test") is not None:
+            label, code = message["test"]
+            _test(namespace, label, code, step_seconds, limits)
+        message = None  # hold nothing of this step while waiting for the next
+
+
+def _receive():
+    head = _read_exactly(MESSAGE_HEADER.size)
+    if head is None:
+        return None
+    (size,) = MESSAGE_HEADER.unpack(head)
+    body = _read_exactly(size)
+    return None if body is None else _loads(body)
+
+
+def _read_exactly(size: int):
+    chunks, missing = [], size
+    while missing:
+        chunk = _read(CHANNEL_FD, min(missing, 1 << 20))
+        if not chunk:
+            return None
+        list.append(chunks, chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
+
+
+def _run_cell(code: str, label: str, namespace: dict, seconds: float | None, limits: dict):
+    """Run one notebook cell; its error (for the reason), or None.  Its output is dropped."""
+    try:
+        with _Step(seconds, keep=False):
+            exec(compile(code, f"<{label}>", "exec"), namespace)
+    except StepTimeout:
+        return f"the cell ran past {seconds:g} s and was stopped"
+    except BaseException as exc:  # noqa: BLE001 - SystemExit too: a notebook cell survives it
+        return describe(exc, limits)
+    return None
+
+
+def _call(namespace: dict, index: int, name: str, args: list, seconds: float | None, limits: dict) -> None:
+    arrays: list = []
+    record = {"kind": "call", "index": index, "status": "ok", "value": None, "error": None, "args_after": None,
+              "stdout": "", "stderr": ""}
+    function = dict.get(namespace, name)
+    if not callable(function):
+        record["status"] = "missing"
+        record["error"] = (f"name {name!r} is not defined" if function is None
+                           else f"{name} is defined but is not a function")
+        _send(record, arrays)
+        return
+    step = _Step(seconds, keep=True)
+    try:
+        with step:
+            value = function(*args)
+        record["value"] = Encoder(arrays).encode(value)
+    except StepTimeout:
+        record["status"], record["error"] = "error", f"TimeoutError: the call ran past {seconds:g} s"
+        list.clear(arrays)
+    except BaseException as exc:  # noqa: BLE001
+        record["status"], record["error"] = "error", describe(exc, limits)
+        list.clear(arrays)
+    try:
+        record["args_after"] = Encoder(arrays).encode(list(args))
+    except BaseException:  # noqa: BLE001 - mutated into something unencodable
+        record["args_after"] = None
+    record["stdout"], record["stderr"] = step.out.value(), step.err.value()
+    _send(record, arrays)
+
+
+def _test(namespace: dict, label: str, code: str, seconds: float | None, limits: dict) -> None:
+    """A test cell run in place, as a kernel would: its outputs, as Jupyter shows them."""
+    step = _Step(seconds, keep=True)
+    outputs: list = []
+    error = None
+    try:
+        with step:
+            exec(compile(code, f"<{label}>", "exec"), namespace)
+    except StepTimeout:
+        error = ["CellTimeoutError", f"the cell ran past {seconds:g} s", []]
+    except BaseException as exc:  # noqa: BLE001
+        name, _, message = describe(exc, limits).partition(": ")
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+        lines = traceback.format_list(frames[-TRACEBACK_LINES:])
+        error = [name, message, [line.rstrip("\n") for line in lines]]
+    for stream, capture in (("stdout", step.out), ("stderr", step.err)):
+        if capture.size or capture.cut:
+            list.append(outputs, {"stream": stream, "text": capture.value()})
+    if error is not None:
+        list.append(outputs, {"error": error})
+    _send({"kind": "test", "outputs": outputs}, [])
+
+
+def describe(exc: BaseException, limits: dict) -> str:
+    name = type.__getattribute__(type(exc), "__name__")
+    try:
+        text = f"{name}: {exc}"
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        text = f"{name}: <message could not be rendered>"
+    if isinstance(exc, MemoryError):
+        text += f" (the sandbox memory limit is {limits['memory_bytes'] / 2**30:g} GiB)"
+    return text[:ERROR_CHARS]
+
+
+# --------------------------------------------------------------------------- results
+
+class ResultTooLarge(Exception):
+    pass
+
+
+class Encoder:
+    """Turn a value into JSON plus raw array bytes (see sandbox.py for the format).
+
+    Methods are called on the base types (ndarray.view, dict.items, ...) so that overrides in
+    subclasses the submission defines are never consulted.  Containers keep their type (a
+    tuple stays a tuple); what cannot cross becomes {"$opaque": type name}.
+    """
+
+    def __init__(self, arrays: list) -> None:
+        self.arrays = arrays
+        self.nodes = 0
+
+    def encode(self, value, depth: int = 0):
+        self.nodes += 1
+        if depth > MAX_DEPTH:
+            raise ResultTooLarge(f"the value is nested deeper than {MAX_DEPTH} levels")
+        if self.nodes > MAX_NODES:
+            raise ResultTooLarge(f"the value has more than {MAX_NODES} parts")
+        kind = type(value)
+        if kind is int or (kind is not bool and isinstance(value, int)):
+            value = int.__int__(value)
+            # JSON readers refuse integers of more than 4300 digits; say so instead.
+            return value if value.bit_length() <= MAX_INT_BITS else {"$opaque": "int (too large)"}
+        if value is None or kind is bool or kind is float or kind is str:
+            return value
+        if isinstance(value, (_ndarray, _generic)):
+            base = _ndarray.view(value if isinstance(value, _ndarray) else _asarray(value), _ndarray)
+            if base.dtype.kind not in "biuf":
+                return {"$opaque": f"numpy array of dtype {base.dtype.str}"}
+            list.append(self.arrays, base)
+            return {("$nd" if isinstance(value, _ndarray) else "$np"): len(self.arrays) - 1}
+        if isinstance(value, float):
+            return float.__float__(value)
+        if isinstance(value, str):
+            return str.__str__(value)
+        if isinstance(value, list):
+            return [self.encode(v, depth + 1) for v in list.copy(value)]
+        if isinstance(value, tuple):
+            return {"$tuple": [self.encode(v, depth + 1) for v in tuple.__iter__(value)]}
+        if isinstance(value, (set, frozenset)):
+            tag = "$frozenset" if isinstance(value, frozenset) else "$set"
+            items = set.__iter__(value) if isinstance(value, set) else frozenset.__iter__(value)
+            return {tag: [self.encode(v, depth + 1) for v in list(items)]}
+        if isinstance(value, dict):
+            return {"$dict": [[self.encode(k, depth + 1), self.encode(v, depth + 1)]
+                              for k, v in list(dict.items(value))]}
+        return {"$opaque": str.__str__(type.__getattribute__(kind, "__name__"))[:200]}
+
+
+def _dumps(record: dict) -> str:
+    return "".join(_c_encoder(record, 0))
+
+
+def _send(record: dict, arrays: list) -> None:
+    meta = []
+    offset = 0
+    for array in arrays:
+        meta.append([array.dtype.str, list(array.shape), offset, array.nbytes])
+        offset += array.nbytes
+    record["arrays"] = meta
+    head = _dumps(record).encode()
+    chunks = [RECORD_HEADER.pack(RECORD_MAGIC, len(head), offset), head,
+              *(_ndarray.tobytes(a) for a in arrays)]
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            view = view[_write(CHANNEL_FD, view):]
