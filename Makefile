@@ -23,9 +23,10 @@ demo: lesson grade feedback report
 test: venv
 	python -m pytest
 
-# The inner loop: skips the browser test and the tests that run stock nbgrader on many notebooks.
+# The inner loop: skips the browser test, the hub tests and the tests that run stock nbgrader on
+# many notebooks.
 test-quick: venv
-	python -m pytest -m "not browser and not slow"
+	python -m pytest -m "not browser and not slow and not hub"
 
 venv: $(VENV)/.installed
 
@@ -114,12 +115,12 @@ exchange:
 
 # The Python environment a hub's single-user servers and formgrader service run from: Debian's
 # python3 with this kit, JupyterHub and psycopg2, outside every home so each account can run it.
-# Reinstalls the kit when it changes (the hub test checks the installed copy is current).
+# Reinstalls the kit when a file of it changes, appears or goes (the hub test checks the copy is current).
 HUB_ENV    ?= /opt/weight-init-hub
 HUB_PYTHON ?= /usr/bin/python3
 hub-env: $(HUB_ENV)/.installed
 
-$(HUB_ENV)/.installed: pyproject.toml course-requirements.txt $(wildcard coursekit/*.py)
+$(HUB_ENV)/.installed: pyproject.toml course-requirements.txt coursekit $(wildcard coursekit/*.py)
 	test -x $(HUB_ENV)/bin/python || $(HUB_PYTHON) -m venv $(HUB_ENV)
 	$(HUB_ENV)/bin/python -m pip install -q -r course-requirements.txt ".[hub]"
 	$(HUB_ENV)/bin/python -m pip install -q --no-deps --force-reinstall .
@@ -131,9 +132,10 @@ BRANCH ?= main
 link:
 	@$(PYTHON_BOOT) scripts/nbgitpuller_link.py --hub "$(HUB)" --repo "$(REPO)" --branch "$(BRANCH)"
 
-# Rerun the JupyterLab browser test and keep its screenshot of the solved notebook for README.
+# Rerun the browser tests and keep the screenshots README shows (the solved notebook; a student and
+# the instructor on the hub, which needs root and `make hub-env`).
 screenshot: venv
-	COURSEKIT_UPDATE_SCREENSHOT=1 python -m pytest tests/test_browser_jupyterlab.py
+	COURSEKIT_UPDATE_SCREENSHOT=1 python -m pytest tests/test_browser_jupyterlab.py tests/test_hub_class.py
 
 clean:
 	rm -rf $(VENV) gradebook.db autograded/*/ feedback/ reports/

@@ -35,8 +35,9 @@ c.ExecutePreprocessor.interrupt_on_timeout = True
 
 # The instructor's modules the test cells import; coursekit runs them, from the master
 # folder, in the grader's own process.  Only public_tests.py's lines appear in a failing
-# test's traceback (students read its explanations, not init_utils' internals).
-c.CourseKit.trusted_modules = ["public_tests.py", "init_utils.py"]
+# test's traceback (students read its explanations, not init_utils' internals).  The compiled
+# catalogues and locale/LANGUAGE come along, so a translated assignment's messages keep its language.
+c.CourseKit.trusted_modules = ["public_tests.py", "init_utils.py", "locale/*/LC_MESSAGES/*.mo", "locale/LANGUAGE"]
 c.CourseKit.traceback_modules = ["public_tests.py"]
 # The release's init_utils imports these; importing them once per sandbox, not per
 # submission, saves about 200 ms each.

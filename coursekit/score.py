@@ -60,6 +60,7 @@ def trusted_namespace(plan: AssignmentPlan, folder: Path, python: Callable[[str]
     here with the course's own trusted modules (from the master folder), written to
     `folder`, which goes first on sys.path.  The caller (the worker) keeps and copies it."""
     for name, data in plan.trusted_files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. locale/tr/LC_MESSAGES/
         (folder / name).write_bytes(data)
     for module in (Path(name).stem for name in plan.trusted_files):
         sys.modules.pop(module, None)  # never reuse a module of the same name from elsewhere

@@ -332,8 +332,9 @@ FIELD = re.compile(r"\{[^{}]*\}")
 
 
 def _fields(text: str) -> list[str]:
-    """The {fields} of a message; words quoted inside a field ({'first cost':>12}) may be translated."""
-    return [re.sub(r"'[^']*'|\"[^\"]*\"", "''", field) for field in FIELD.findall(text)]
+    """The {fields} of a message.  A field that only formats a quoted word ({'first cost':>12}) may
+    translate it; any other field is code ({deep['randn × 1'][0]} names a key) and stays as it is."""
+    return [re.sub(r"^\{('[^']*'|\"[^\"]*\")", "{''", field) for field in FIELD.findall(text)]
 
 
 def damage(msgid: str, msgstr: str, markdown: bool, translate: Callable[[str], str] = str) -> list[str]:

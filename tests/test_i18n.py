@@ -267,11 +267,12 @@ def graded(generated_course, tmp_path_factory):
             submit(generated_course, student, notebook, assignment=names[language])
     base = tmp_path_factory.mktemp("graded")
     stock, fast = copy_course(generated_course, base / "stock"), copy_course(generated_course, base / "fast")
+    reports = {}
     for language in EVERY:
         subprocess.run([sys.executable, "-m", "nbgrader", "autograde", names[language], "--log-level=ERROR"],
                        cwd=stock, env=nbgrader_env(), check=True, timeout=1800)
-        coursekit(fast, assignment=names[language])
-    return stock, fast
+        reports[language] = {r["student"]: r for r in coursekit(fast, assignment=names[language])}
+    return stock, fast, reports
 
 
 def by_student(scores: dict) -> dict[str, dict[str, float]]:
@@ -287,3 +288,13 @@ def by_student(scores: dict) -> dict[str, dict[str, float]]:
 def test_every_language_gets_the_same_scores(graded, grader, language):
     course = graded[0] if grader == "nbgrader" else graded[1]
     assert by_student(gradebook_scores(course, assignment=names[language])) == EXPECTED
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_both_graders_show_the_test_messages_in_the_assignments_language(graded, language):
+    stock, _, reports = graded
+    expected = translation_of(XAVIER, language)
+    assert expected in reports[language]["wrong"]["cells"]["test_he_public"]["message"]
+    autograded = stock / "autograded" / "wrong" / names[language] / f"{names[language]}.ipynb"
+    assert expected in autograded.read_text(encoding="utf-8")
