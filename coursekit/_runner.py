@@ -22,6 +22,7 @@ that only changes what this child reports about itself.
 
 from __future__ import annotations
 
+import builtins
 import json
 import json.decoder
 import json.scanner
@@ -33,14 +34,32 @@ import time
 import traceback
 import types
 
-import numpy
-
 # Module-level references, looked up before builtins: a submission rebinding builtins or
 # patching modules breaks its own code, not the reporting below.
-from builtins import (BaseException, Exception, MemoryError, all, bytes, callable, compile,  # noqa: A004
-                      dict, enumerate, eval, exec, float, frozenset, int, isinstance, len, list,
-                      memoryview, set, str, tuple, type)
-import builtins
+from builtins import (  # noqa: A004, UP029 (deliberate: see the comment above)
+    BaseException,
+    Exception,
+    MemoryError,
+    bytes,
+    callable,
+    compile,
+    dict,
+    eval,
+    exec,
+    float,
+    frozenset,
+    int,
+    isinstance,
+    len,
+    list,
+    memoryview,
+    set,
+    str,
+    tuple,
+    type,
+)
+
+import numpy
 
 _ndarray, _generic, _asarray = numpy.ndarray, numpy.generic, numpy.asarray
 _write, _read = os.write, os.read

@@ -23,9 +23,9 @@ import functools
 import json
 import multiprocessing
 import multiprocessing.util
+import os
 import resource
 import shutil
-import os
 import sys
 import threading
 import time
@@ -39,9 +39,9 @@ from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.utils import compute_checksum
 
 from . import extract, read, sandbox, score
+from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import python_source
 from .protocol import clean_text
-from .gradebook import GradebookWriter, GradedSubmission, claim
 from .report import Reporter
 
 MAX_REASON = 4000

@@ -21,12 +21,12 @@ import builtins
 import io
 import json
 import re
+import signal
 import sys
 import threading
 import traceback
 import warnings
 from collections import deque
-import signal
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +37,8 @@ from nbformat.corpus.words import generate_corpus_id
 from nbgrader.utils import determine_grade
 
 from . import sandbox
-from .extract import AssignmentPlan, PlanError, grade_id_of
 from ._runner import Shell
+from .extract import AssignmentPlan, PlanError, grade_id_of
 from .protocol import clean_text
 
 # Test cells print through sys.stdout, which is one per process: replay one cell at a time

@@ -409,7 +409,7 @@ def translate_notebook(nb: nbformat.NotebookNode, translate: Callable[[str], str
             try:
                 ast.parse(_blank_magics(translated))
             except SyntaxError as error:
-                raise SystemExit(f"{language}: a translation breaks the code of a cell ({error}):\n{translated}")
+                raise SystemExit(f"{language}: a translation breaks the code of a cell ({error}):\n{translated}") from None
             cell.source = translated
             cell.outputs, cell.execution_count = [], None
     out.metadata["lesson_language"] = language

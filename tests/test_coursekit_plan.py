@@ -12,15 +12,14 @@ import sys
 
 import nbformat
 import pytest
-
-from course_copy import ASSIGNMENT, ROOT, copy_course, generate_assignment, nbgrader_env, new_course
-from coursekit_course import make_class, shared_template
-from coursekit.extract import PlanError, plan_assignment
 from IPython.core.inputtransformer2 import TransformerManager
 
+from course_copy import ASSIGNMENT, ROOT, copy_course, generate_assignment, nbgrader_env, new_course
+from coursekit.extract import PlanError, plan_assignment
 from coursekit.names import analyze, analyze_source, python_source
 from coursekit.pipeline import Worker, plan_notebook
 from coursekit.read import load_course
+from coursekit_course import make_class, shared_template
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +129,7 @@ def test_on_a_terminal_a_progress_bar_is_drawn_on_stderr(template, tmp_path):
     make_class.make_class(course, 3)
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT], cwd=course,
-                            env=nbgrader_env(), stdout=subprocess.PIPE, stderr=follower)
+                            env=nbgrader_env(), stdout=subprocess.DEVNULL, stderr=follower)
     os.close(follower)
     chunks = []
     while True:
