@@ -66,7 +66,7 @@ TEMPLATE = LOCALE / f"{DOMAIN}.pot"
 STANDALONE = ROOT / "standalone"
 # The helpers every assignment folder holds (the Makefile copies the same list into the master).
 HELPERS = ("init_utils.py", "public_tests.py", "datasets/circles.h5")
-PYTHON_SOURCES = ("public_tests.py",)
+PYTHON_SOURCES = ("public_tests.py", "init_utils.py")
 # Fixed header dates: rebuilding the same text gives the same bytes, so the tests can compare files.
 STAMP = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
