@@ -141,7 +141,7 @@ link:
 # Rerun the browser tests and keep the screenshots README shows (the solved notebook; a student and
 # the instructor on the hub, which needs root and `make hub-env`).
 screenshot: venv
-	COURSEKIT_UPDATE_SCREENSHOT=1 python -m pytest tests/test_browser_jupyterlab.py tests/test_hub_class.py
+	COURSEKIT_UPDATE_SCREENSHOT=1 python -m pytest tests/test_browser_jupyterlab.py tests/test_browser_jupyterlab_tr.py tests/test_hub_class.py
 
 clean:
 	rm -rf $(VENV) gradebook.db autograded/*/ feedback/ reports/

@@ -14,109 +14,32 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
 from conftest import ASSIGNMENT, RELEASE, ROOT
+from course_copy import CHROMIUM, CHROMIUM_ARGS, student_lab
 from student_work import CORRECT, solved_cell
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT_FOR_README = ROOT / "docs" / "jupyterlab.png"
 EXPLORER_FOR_README = ROOT / "docs" / "explorer.png"
 RUN_TIMEOUT_MS = 180_000  # the three trainings take seconds; a busy 2-core machine may be slower
-# JupyterLab settings for a test: render every cell (not only those in view), no news pop-up.
-LAB_SETTINGS = {
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
-}
-
 NOTEBOOK_CELLS = json.loads(RELEASE.read_text(encoding="utf-8"))["cells"]
 GRADE_IDS = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in NOTEBOOK_CELLS]
 PUBLIC_TESTS = ["test_zeros_public", "test_random_public", "test_he_public"]
-# What a student's JupyterLab must not offer (nbgrader's installation guide: `jupyter labextension disable`).
-INSTRUCTOR_LABEXTENSIONS = ["@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader",
-                            "@jupyter/nbgrader:course-list"]
-INSTRUCTOR_SERVER_EXTENSIONS = ["nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"jupyter lab did not answer {url} within {timeout} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, course_env) -> Iterator[str]:
     """A JupyterLab server on a fresh copy of the release; yields the notebook's URL."""
-    base = tmp_path_factory.mktemp("lab")
-    shutil.copytree(RELEASE.parent, base / "home" / ASSIGNMENT)
-    for name, values in LAB_SETTINGS.items():
-        path = base / "settings" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    (base / "workspaces").mkdir()
-    env = {k: v for k, v in course_env.items() if not k.startswith(("JUPYTER", "XDG_"))}
-    env.update(HOME=str(base / "home"), JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"), JUPYTER_CONFIG_DIR=str(base / "config"))
-    disable_instructor_tools(env)
-    token, port = secrets.token_hex(16), free_port()
-    log = base / "jupyter-lab.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            ["jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'home'}",
-             "--ServerApp.allow_root=True"],  # CI runs as root; a hub never would
-            cwd=base / "home", env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(f"http://127.0.0.1:{port}/api/status?token={token}", server, log)
-        yield f"http://127.0.0.1:{port}/lab/tree/{ASSIGNMENT}/{ASSIGNMENT}.ipynb?token={token}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
-def disable_instructor_tools(env: dict[str, str]) -> None:
-    """Give the server a student's configuration: nbgrader's instructor extensions off, user level.
-
-    `--level=user` and `--user` write into JUPYTER_CONFIG_DIR, which `env` points at a temporary folder.
-    """
-    for extension in INSTRUCTOR_LABEXTENSIONS:
-        subprocess.run(["jupyter", "labextension", "disable", "--level=user", extension],
-                       env=env, check=True, capture_output=True)
-    for extension in INSTRUCTOR_SERVER_EXTENSIONS:
-        subprocess.run(["jupyter", "server", "extension", "disable", "--user", extension],
-                       env=env, check=True, capture_output=True)
+    with student_lab(tmp_path_factory.mktemp("lab"), RELEASE.parent, course_env) as (url, token):
+        yield f"{url}/lab/tree/{ASSIGNMENT}/{ASSIGNMENT}.ipynb?token={token}"
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,10 @@ from typing import Callable
 
 import numpy as np
 
+# The words this module shows (legends, axis labels, printed explanations) go through the course's
+# message catalogues, like the tests' messages: public_tests.py's header says how the language is chosen.
+from public_tests import N_, _  # no function here may use _ as a variable: it is the translator
+
 DATASET_PATH = Path(__file__).resolve().parent / "datasets" / "circles.h5"
 # SHA-256 of datasets/circles.h5 as written by datasets/make_circles_h5.py.
 DATASET_SHA256 = "47e9d32a0338a4c6de2bd8b41ba76dc3c4ce6b5a98a841c9d6ded5b01c13dc97"
@@ -167,15 +171,15 @@ def predict(X: np.ndarray, y: np.ndarray, parameters: Parameters) -> np.ndarray:
     Returns:
         An integer array of shape (1, m).
     """
-    a3, _ = forward_propagation(X, parameters)
+    a3, _cache = forward_propagation(X, parameters)
     p = (a3 > 0.5).astype(int)
-    print("Accuracy: " + str(np.mean(p[0, :] == y[0, :])))
+    print(_("Accuracy: {accuracy}").format(accuracy=np.mean(p[0, :] == y[0, :])))
     return p
 
 
 def predict_dec(parameters: Parameters, X: np.ndarray) -> np.ndarray:
     """Return boolean predictions (a3 > 0.5) for X; used to draw decision boundaries."""
-    a3, _ = forward_propagation(X, parameters)
+    a3, _cache = forward_propagation(X, parameters)
     return a3 > 0.5
 
 
@@ -197,14 +201,14 @@ def one_blas_thread():
 LABEL_COLOURS = ("#0072B2", "#E69F00")
 FILL_COLOURS = ("#C6DBEF", "#FBE3B4")
 LABEL_MARKERS = ("o", "^")
-LABEL_NAMES = ("label 0 (outer circle)", "label 1 (inner circle)")
+LABEL_NAMES = (N_("label 0 (outer circle)"), N_("label 1 (inner circle)"))
 # Curves of different runs: Okabe & Ito colours, each with its own line style and marker.
 RUN_STYLES = ({"color": "#0072B2", "linestyle": "-", "marker": "o"},
               {"color": "#D55E00", "linestyle": "--", "marker": "^"},
               {"color": "#009E73", "linestyle": "-.", "marker": "s"},
               {"color": "#CC79A7", "linestyle": ":", "marker": "D"},
               {"color": "#000000", "linestyle": "-", "marker": "v"})
-INF_NOTE = "inf: a prediction rounded to exactly 0 or 1 and wrong"
+INF_NOTE = N_("inf: a prediction rounded to exactly 0 or 1 and wrong")
 
 
 def show_figure(caption: str | None = None) -> None:
@@ -224,7 +228,7 @@ def scatter_labels(ax, X: np.ndarray, y: np.ndarray) -> None:
     labels = y.ravel()
     for label in (0, 1):
         ax.scatter(X[0, labels == label], X[1, labels == label], s=22, c=LABEL_COLOURS[label],
-                   marker=LABEL_MARKERS[label], edgecolors="k", linewidths=0.5, label=LABEL_NAMES[label])
+                   marker=LABEL_MARKERS[label], edgecolors="k", linewidths=0.5, label=_(LABEL_NAMES[label]))
     ax.legend(loc="upper right", fontsize="small", framealpha=0.9)
     ax.set_aspect("equal")
     ax.set_xlabel("x1")
@@ -298,7 +302,7 @@ def draw_costs(ax, runs: dict[str, list[float]], every: int = 1000, log: bool = 
         for i in iterations[~finite]:
             ax.plot([i], [1.0], transform=ax.get_xaxis_transform(), clip_on=False, marker="^",
                     markersize=10, color=style["color"], linestyle="none",
-                    label=None if inf_marked else INF_NOTE)
+                    label=None if inf_marked else _(INF_NOTE))
             inf_marked = True
     if log:
         ax.set_yscale("log")
@@ -306,8 +310,8 @@ def draw_costs(ax, runs: dict[str, list[float]], every: int = 1000, log: bool = 
         ax.set_ylim(*ylim)
     elif not log:  # from 0: a cost creeping in its 8th digit must look flat, not like learning
         ax.set_ylim(0, 1.15 * highest or 1.0)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("cost")
+    ax.set_xlabel(_("iteration"))
+    ax.set_ylabel(_("cost"))
     if title:
         ax.set_title(title)
     if len(runs) > 1 or inf_marked:  # one curve needs no legend unless it has an inf mark to explain
@@ -340,7 +344,7 @@ def deep_relu_spreads(scale: Callable[[int, int], float], n_layers: int = 10, wi
     """
     rng = np.random.RandomState(seed)
     a = rng.randn(width, n_examples)
-    weights = [rng.randn(width, width) * scale(width, width) for _ in range(n_layers)]
+    weights = [rng.randn(width, width) * scale(width, width) for _layer in range(n_layers)]
     activations = [a]
     weight_gradients = []
     with one_blas_thread():
@@ -355,7 +359,7 @@ def deep_relu_spreads(scale: Callable[[int, int], float], n_layers: int = 10, wi
 
 
 def draw_spreads(ax, spreads: dict[str, list[float]], title: str | None = None,
-                 ylabel: str = "std of the activations", legend: bool = True,
+                 ylabel: str | None = None, legend: bool = True,
                  ylim: tuple[float, float] | None = None) -> None:
     """Draw one line per rule: a layer-by-layer size (from ``deep_relu_spreads``) on a log axis.
 
@@ -366,8 +370,8 @@ def draw_spreads(ax, spreads: dict[str, list[float]], title: str | None = None,
     ax.set_yscale("log")
     if ylim:
         ax.set_ylim(*ylim)
-    ax.set_xlabel("layer")
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(_("layer"))
+    ax.set_ylabel(ylabel or _("std of the activations"))
     if title:
         ax.set_title(title)
     if legend:
@@ -404,16 +408,16 @@ def scaled_parameters(layers_dims: list[int], s: float, rule: str, seed: int = 3
 def draw_exploration(axes, X: np.ndarray, Y: np.ndarray, s: float, rule: str) -> None:
     """Fill three axes for one setting: deep-network spread, short training's cost, its boundary."""
     rule_name = EXPLORER_RULE_NAMES[rule]
-    spreads, _ = deep_relu_spreads(lambda n_in, n_out: s * EXPLORER_RULES[rule](n_in, n_out))
-    draw_spreads(axes[0], {rule_name: spreads}, title=f"Deep network, {rule_name}, s = {s:.3g}",
+    spreads, _gradients = deep_relu_spreads(lambda n_in, n_out: s * EXPLORER_RULES[rule](n_in, n_out))
+    draw_spreads(axes[0], {rule_name: spreads}, title=_("Deep network, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"),
                  legend=False, ylim=EXPLORER_SPREAD_LIMITS)
     axes[0].axhspan(0.1, 10, color="0.9", zorder=0)
     start = scaled_parameters([X.shape[0], 10, 5, 1], s, rule)
     parameters, costs = train(X, Y, start, EXPLORER_ITERATIONS, EXPLORER_LEARNING_RATE, record_every=100)
     draw_costs(axes[1], {rule_name: costs}, every=100, log=True, ylim=EXPLORER_COST_LIMITS,
-               title=f"Cost, {rule_name}, s = {s:.3g}")
+               title=_("Cost, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"))
     draw_decision_boundary(axes[2], lambda x: predict_dec(parameters, x.T), X, Y,
-                           title=f"Boundary, {rule_name}, s = {s:.3g}", step=0.02)
+                           title=_("Boundary, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"), step=0.02)
 
 
 def exploration_figure(X: np.ndarray, Y: np.ndarray, settings: list[tuple[float, str]],
@@ -477,12 +481,12 @@ def explore_initialization(X: np.ndarray, Y: np.ndarray) -> None:
 
     static_png = figure_png(exploration_figure(
         X, Y, [(s, "plain") for s in EXPLORER_STATIC_SCALES],
-        title="One row per scale s (rule s × randn), each with the explorer's three plots."))
+        title=_("One row per scale s (rule s × randn), each with the explorer's three plots.")))
     try:
         import ipywidgets as widgets
     except ImportError:
         display(Image(static_png))
-        print("Install ipywidgets and rerun this cell to get the slider.")
+        print(_("Install ipywidgets and rerun this cell to get the slider."))
         return
 
     scale = widgets.FloatLogSlider(value=1.0, base=10, min=-3, max=2, step=0.25, description="s",
@@ -496,17 +500,17 @@ def explore_initialization(X: np.ndarray, Y: np.ndarray) -> None:
         with output:
             output.clear_output(wait=True)
             display(Image(png))
-            print("Left: the deep network's activations per layer (grey band: 0.1 to 10). "
-                  "Middle: the short training's cost. Right: its boundary.")
+            print(_("Left: the deep network's activations per layer (grey band: 0.1 to 10). "
+                    "Middle: the short training's cost. Right: its boundary."))
 
     scale.observe(redraw, names="value")
     rule.observe(redraw, names="value")
     with output:  # until the first change, the widget shows the static grid: no second drawing
         display(Image(static_png))
-        print("Move the slider or pick a rule to draw one setting.")
+        print(_("Move the slider or pick a rule to draw one setting."))
     explorer = widgets.VBox([widgets.HBox([scale, rule]), output])
     display(WidgetWithFallback(explorer, static_png,
-                               "An interactive explorer: run this cell in JupyterLab to get its slider."))
+                               _("An interactive explorer: run this cell in JupyterLab to get its slider.")))
 
 
 def file_sha256(path: Path) -> str:
@@ -532,16 +536,17 @@ def load_dataset(path: Path | str = DATASET_PATH) -> tuple[np.ndarray, np.ndarra
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"The data set {path} is missing. It ships with the assignment in the "
-            "'datasets' folder next to init_utils.py: fetch the assignment again, or ask "
-            "your instructor (it can be rebuilt with datasets/make_circles_h5.py)."
+            _("The data set {path} is missing. It ships with the assignment in the "
+              "'datasets' folder next to init_utils.py: fetch the assignment again, or ask "
+              "your instructor (it can be rebuilt with datasets/make_circles_h5.py).").format(path=path)
         )
     digest = file_sha256(path)
     if digest != DATASET_SHA256:
         raise ValueError(
-            f"The data set {path} has been changed (SHA-256 {digest[:12]}..., expected "
-            f"{DATASET_SHA256[:12]}...). Restore the original file from the assignment "
-            "or rebuild it with datasets/make_circles_h5.py."
+            _("The data set {path} has been changed (SHA-256 {digest}..., expected "
+              "{expected}...). Restore the original file from the assignment "
+              "or rebuild it with datasets/make_circles_h5.py.").format(
+                  path=path, digest=digest[:12], expected=DATASET_SHA256[:12])
         )
     with h5py.File(path, "r") as f:
         return (f["train_X"][()], f["train_Y"][()], f["test_X"][()], f["test_Y"][()])
