@@ -10,8 +10,8 @@ ASSIGNMENT  := initialization
 SRC         := source/$(ASSIGNMENT)
 HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
-.PHONY: demo lesson test test-quick venv release grade grade-nbgrader feedback report demo-class bench \
-        bench-scale fuzz exchange link screenshot hub-env clean
+.PHONY: demo lesson test test-quick lint venv release grade grade-nbgrader feedback report demo-class \
+        bench bench-scale fuzz exchange link screenshot hub-env clean
 # Steps run in the order listed, even under `make -j`: each one reads what the previous wrote.
 .NOTPARALLEL:
 
@@ -22,6 +22,12 @@ demo: lesson grade feedback report
 
 test: venv
 	python -m pytest
+
+# Lint, import order and types (settings in pyproject.toml); `.ci/run` runs this before the tests.
+LINTED := coursekit scripts bench tests hide_hidden_tests.py nbgrader_config.py
+lint: venv
+	ruff check $(LINTED)
+	mypy
 
 # The inner loop: skips the browser test, the hub tests and the tests that run stock nbgrader on
 # many notebooks.
@@ -135,7 +141,7 @@ link:
 # Rerun the browser tests and keep the screenshots README shows (the solved notebook; a student and
 # the instructor on the hub, which needs root and `make hub-env`).
 screenshot: venv
-	COURSEKIT_UPDATE_SCREENSHOT=1 python -m pytest tests/test_browser_jupyterlab.py tests/test_hub_class.py
+	COURSEKIT_UPDATE_SCREENSHOT=1 python -m pytest tests/test_browser_jupyterlab.py tests/test_browser_jupyterlab_tr.py tests/test_hub_class.py
 
 clean:
 	rm -rf $(VENV) gradebook.db autograded/*/ feedback/ reports/

@@ -25,8 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from course_copy import copy_course, nbgrader_env  # noqa: E402
-from coursekit_course import (ASSIGNMENT, build_template, expected_scores, gradebook_scores,  # noqa: E402
-                              make_class)
+from coursekit_course import ASSIGNMENT, build_template, expected_scores, gradebook_scores, make_class  # noqa: E402
 
 
 def timed(cmd: list[str], cwd: Path) -> float:

@@ -24,8 +24,8 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from student_work import CORRECT, solved_cell  # noqa: E402  (the hand-written answers the core tests use)
 from scripts.student_edits import edit_cells  # noqa: E402  (student_work put the repo root on sys.path)
+from student_work import CORRECT, solved_cell  # noqa: E402  (the hand-written answers the core tests use)
 
 ASSIGNMENT = "initialization"
 RELEASE = ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"

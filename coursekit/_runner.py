@@ -22,6 +22,7 @@ that only changes what this child reports about itself.
 
 from __future__ import annotations
 
+import builtins
 import json
 import json.decoder
 import json.scanner
@@ -32,15 +33,34 @@ import sys
 import time
 import traceback
 import types
-
-import numpy
+import warnings
 
 # Module-level references, looked up before builtins: a submission rebinding builtins or
 # patching modules breaks its own code, not the reporting below.
-from builtins import (BaseException, Exception, MemoryError, all, bytes, callable, compile,  # noqa: A004
-                      dict, enumerate, eval, exec, float, frozenset, int, isinstance, len, list,
-                      memoryview, set, str, tuple, type)
-import builtins
+from builtins import (  # noqa: A004, UP029 (deliberate: see the comment above)
+    BaseException,
+    Exception,
+    MemoryError,
+    bytes,
+    callable,
+    compile,
+    dict,
+    eval,
+    exec,
+    float,
+    frozenset,
+    int,
+    isinstance,
+    len,
+    list,
+    memoryview,
+    set,
+    str,
+    tuple,
+    type,
+)
+
+import numpy
 
 _ndarray, _generic, _asarray = numpy.ndarray, numpy.generic, numpy.asarray
 _write, _read = os.write, os.read
@@ -48,6 +68,7 @@ _setitimer, _ITIMER_REAL = signal.setitimer, signal.ITIMER_REAL
 # The C scanner, bound now: json.loads is Python code that consults builtins.isinstance,
 # which the submission may have replaced by the time the next message arrives.
 _scan = json.scanner.c_make_scanner(json.decoder.JSONDecoder())
+_filters_mutated = getattr(warnings, "_filters_mutated", None) or (lambda: None)
 _decode = bytes.decode
 
 
@@ -118,7 +139,7 @@ class Shell:
 
     def run_line_magic(self, name: str, line: str, _stack_depth: int = 1):
         if name in ("time", "timeit", "prun"):
-            value, seconds = self._run(line, sys._getframe(_stack_depth), "eval")
+            value, seconds = self._run(_statement(line), sys._getframe(_stack_depth), "eval")
             print(f"Wall time: {seconds * 1e3:.2f} ms")
             return value if name == "time" else None
         if name == "pwd":
@@ -132,6 +153,8 @@ class Shell:
         raise UsageError(f"Line magic function `%{name}` not found.")
 
     def run_cell_magic(self, name: str, line: str, cell: str):
+        if name in ("timeit", "prun") and _statement(line):  # %%timeit's line is setup code
+            self._run(_statement(line), None, "exec")
         if name in ("time", "timeit", "prun", "capture"):
             _, seconds = self._run(cell, None, "exec")
             if name != "capture":
@@ -157,6 +180,20 @@ class Shell:
     def magic(self, line: str):
         name, _, rest = line.lstrip("%").partition(" ")
         return self.run_line_magic(name, rest, 2)
+
+
+# Options of %time/%timeit/%prun that take a value (IPython's option strings), then flags.
+_VALUED_OPTIONS = frozenset("nrpsTDl")
+
+
+def _statement(line: str) -> str:
+    """The code of a %timeit/%prun line, without its options (-n 1 -r 1 -q -o ...)."""
+    words = line.split(" ")
+    while words and (not words[0] or words[0].startswith("-")):
+        option = words.pop(0)
+        if len(option) == 2 and option[1] in _VALUED_OPTIONS and words:
+            words.pop(0)
+    return " ".join(words)
 
 
 def _display(*objs, **kwargs) -> None:
@@ -323,6 +360,9 @@ def _call(namespace: dict, index: int, name: str, args: list, seconds: float | N
         _send(record, arrays)
         return
     step = _Step(seconds, keep=True)
+    # Test code between the calls of a kernel (numpy.testing, for one) resets the warnings
+    # registry, so a warning a function gives shows at every call there: here too.
+    _filters_mutated()
     try:
         with step:
             value = function(*args)

@@ -618,7 +618,7 @@ def zygote_main(argv: list[str]) -> None:
         zygote.isolate()
     except OSError as exc:
         sock.send(json.dumps({"fatal": f"could not build the sandbox: {exc}"}).encode())
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     _ok(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
     # The children's environment, set once here (the preloaded modules have read theirs).
     # The working directory has the same path in every run.

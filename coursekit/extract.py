@@ -68,6 +68,10 @@ class AssignmentPlan:
     # stripped source of a released locked or test cell -> its grade id: recognises cells that
     # lost their metadata (jupyter/nbgrader#1398)
     released_ids: dict[str, str] = field(default_factory=dict)
+    # test grade id -> why it runs in the sandbox, in its place, instead of by replay (variables,
+    # names the test changes, arguments that are not plain data, graded functions calling others)
+    sandboxed: dict[str, str] = field(default_factory=dict)
+    manual: dict[str, float] = field(default_factory=dict)  # manually graded answer cells -> points
     release_files: dict[str, bytes] = field(default_factory=dict)  # the sandbox's working folder
     trusted_files: dict[str, bytes] = field(default_factory=dict)  # course modules the tests import
     settings: Settings = DEFAULTS  # the course's c.CourseKit.* (preloads, limits, traceback filter)
@@ -149,7 +153,12 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
             kind = "test" if meta.get("grade") else "locked"
         cells.append(MasterCell(index, grade_id, "code", kind, source, meta, points.get(grade_id), names, solution))
 
-    trusted = _needed_cells(cells, graded)
+    sandboxed: dict[str, str] = {}
+    trusted = _needed_cells(cells, graded, sandboxed)
+    for cell in cells:  # a test that rebinds or deletes a graded name (`del tokenize`)
+        changed = sorted(set(cell.names.binds) & set(graded)) if cell.kind == "test" else []
+        if changed and cell.grade_id not in sandboxed:
+            sandboxed[cell.grade_id] = f"it changes the name {changed[0]}"
     return AssignmentPlan(
         assignment=assignment, notebook=notebook, cells=cells, graded=graded,
         trusted=sorted(trusted),
@@ -162,6 +171,9 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
         settings=course.settings,
         released_ids=_released_ids(course.release_dir(assignment) / f"{notebook}.ipynb",
                                    {c.grade_id for c in cells if c.kind in ("locked", "test")}),
+        sandboxed=sandboxed,
+        manual={gid: points[gid] for gid, (_, _) in sources.items() if gid in points
+                and any(c.grade_id == gid and c.nbgrader.get("solution") for c in cells)},
     )
 
 
@@ -177,8 +189,10 @@ def _released_ids(path: Path, ids: set[str]) -> dict[str, str]:
     return found
 
 
-def _needed_cells(cells: list[MasterCell], graded: dict[str, str]) -> set[int]:
-    """Indices of the locked cells the test cells need, following reads back to binders."""
+def _needed_cells(cells: list[MasterCell], graded: dict[str, str], sandboxed: dict[str, str]) -> set[int]:
+    """Indices of the locked cells the test cells need, following reads back to binders.  A
+    test that reads a variable a solution cell defines goes into `sandboxed` (it runs in the
+    sandbox, in its place, where that variable is the student's)."""
     needed: set[int] = set()
     # (test cell the chain started from, cell that reads, name it reads)
     todo = [(c.grade_id, c, name) for c in cells if c.kind == "test" for name in c.names.reads]
@@ -188,8 +202,8 @@ def _needed_cells(cells: list[MasterCell], graded: dict[str, str]) -> set[int]:
             if cell.names is None or not (name in cell.names.binds or cell.names.dynamic):
                 continue
             if cell.kind == "solution" and name not in graded:
-                raise PlanError(f"cell {reader.grade_id} reads {name!r}, which the solution cell "
-                                f"{cell.grade_id} defines but is not a graded function")
+                sandboxed.setdefault(test, f"it reads {name!r}, which the solution cell {cell.grade_id} defines")
+                continue
             if cell.kind != "locked" or cell.index in needed:
                 continue
             student_names = sorted(set(cell.names.reads) & set(graded))
@@ -335,7 +349,9 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
 
     steps: list[protocol.Step] = []
     for unit in units:
-        if unit.kind == "test":
+        if unit.kind == "test" and unit.grade_id in plan.sandboxed:
+            steps.append(protocol.Test(unit.grade_id, python(unit.master.source)))
+        elif unit.kind == "test":
             steps += plan.calls[unit.grade_id]
         elif unit.kind == "student" or unit.label in relevant:
             steps.append(protocol.Cell(unit.label, unit.code if unit.kind == "student" else python(unit.code)))

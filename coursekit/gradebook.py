@@ -164,6 +164,8 @@ class GradedSubmission:
     notebook: str  # the autograded notebook, JSON
     reason: str  # everything worth telling the instructor, in words
     modes: dict[str, str] = field(default_factory=dict)  # test grade id -> one of MODES; missing: "replay"
+    # manually graded answer cells -> 0 when left as released ("No response."), None when answered
+    manual_scores: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -285,7 +287,7 @@ class GradebookWriter:
         if raw is not None:
             _atomic_write(dest / "timestamp.txt", raw)
         comments = {name: "No response." if name in result.unanswered else None
-                    for name in (*plan.graded.values(), *result.unanswered)}
+                    for name in (*plan.graded.values(), *result.manual_scores, *result.unanswered)}
         return Recorded(result, plan, timestamp, note, comments)
 
     def _structure(self, connection: Connection, assignment: str) -> _Structure:
@@ -405,7 +407,7 @@ def _write_rows(connection: Connection, batch: list[Recorded],
 def _new_cells(new: dict[str, list], sn_id: str, notebook_id: str, structure: _Structure,
                recorded: Recorded | None) -> None:
     """Rows of one new submitted notebook, as `add_submission` makes them, with final values."""
-    scores = recorded.result.scores if recorded else {}
+    scores = {**recorded.result.manual_scores, **recorded.result.scores} if recorded else {}
     comments = recorded.comments if recorded else {}
     for name, cell_id in (structure.of(notebook_id, "GradeCell") | structure.of(notebook_id, "TaskCell")).items():
         score = scores.get(name) if name in structure.of(notebook_id, "GradeCell") else None
@@ -420,7 +422,7 @@ def _new_cells(new: dict[str, list], sn_id: str, notebook_id: str, structure: _S
 def _updated_cells(grade_updates: list, comment_updates: list, sn_id: str, notebook_id: str,
                    structure: _Structure, recorded: Recorded) -> None:
     grade_cells, solution_cells = structure.of(notebook_id, "GradeCell"), structure.of(notebook_id, "SolutionCell")
-    for name, score in recorded.result.scores.items():
+    for name, score in {**recorded.result.manual_scores, **recorded.result.scores}.items():
         if name in grade_cells:
             grade_updates.append({"sn_id": sn_id, "cell": grade_cells[name], "score": score,
                                   "unscored": score is None})

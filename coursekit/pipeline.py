@@ -23,9 +23,9 @@ import functools
 import json
 import multiprocessing
 import multiprocessing.util
+import os
 import resource
 import shutil
-import os
 import sys
 import threading
 import time
@@ -39,9 +39,9 @@ from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.utils import compute_checksum
 
 from . import extract, read, sandbox, score
+from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import python_source
 from .protocol import clean_text
-from .gradebook import GradebookWriter, GradedSubmission, claim
 from .report import Reporter
 
 MAX_REASON = 4000
@@ -217,14 +217,15 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
     reasons: list[str] = []
     first: sandbox.SandboxResult | None = None
     last_calls: dict[int, sandbox.CallResult] = {}
+    last_tests: dict[int, sandbox.TestResult] = {}
     step_seconds = max(1.0, limits.wall_seconds / 2)
     for attempt in range(MAX_RUNS):
         todo = [i for i in range(len(steps)) if i not in left_out]
         result = worker.box.run_steps([steps[i] for i in todo], workdir_files=worker.release(plan),
                                       limits=limits, step_seconds=step_seconds)
         first = first or result
-        positions = [i for i in todo if isinstance(steps[i], sandbox.Call)]
-        last_calls = dict(zip(positions, result.calls))
+        last_calls = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Call)], result.calls))
+        last_tests = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Test)], result.tests))
         if result.reason:
             reasons.append(result.reason)
         stopped = result.completed < len(todo) and attempt < MAX_RUNS - 1 and not result.reason.startswith(
@@ -232,7 +233,10 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
         if not stopped:
             break
         where = todo[result.completed]
-        if isinstance(steps[where], sandbox.Call):
+        if isinstance(steps[where], sandbox.Test):
+            left_out.add(where)  # the test cell killed its run: it fails, the rest runs again
+            reasons.append(f"the test cell {steps[where].label} stopped the sandbox; it scored 0")
+        elif isinstance(steps[where], sandbox.Call):
             broken = steps[where].function
             for i in todo[result.completed:]:
                 if isinstance(steps[i], sandbox.Call) and steps[i].function == broken:
@@ -243,8 +247,10 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
             reasons.append(f"{steps[where].label} stopped the sandbox and was left out of a second run")
     calls = [failed.get(i) or last_calls.get(i) or sandbox.CallResult(steps[i].function, "not_run")
              for i in range(len(steps)) if isinstance(steps[i], sandbox.Call)]
+    tests = [last_tests.get(i) or sandbox.TestResult(steps[i].label, "not_run")
+             for i in range(len(steps)) if isinstance(steps[i], sandbox.Test)]
     return sandbox.SandboxResult(calls, "; ".join(dict.fromkeys(reasons)) or None, first.output if first else "",
-                                 result.code_errors)
+                                 result.code_errors, tests)
 
 
 def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes: list[score.CellOutcome],
@@ -255,7 +261,11 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
     solutions = set(plan.graded.values())
     unanswered = tuple(dict.fromkeys(
         extract.grade_id_of(c) for c in graded_nb.cells
-        if extract.grade_id_of(c) in solutions and compute_checksum(c) == plan.checksums.get(extract.grade_id_of(c))))
+        if extract.grade_id_of(c) in solutions | set(plan.manual)
+        and compute_checksum(c) == plan.checksums.get(extract.grade_id_of(c))))
+    # A manually graded answer left as released scores 0 with "No response.", as in nbgrader;
+    # an answered one waits for a person (no auto score).
+    manual = {gid: (0.0 if gid in unanswered else None) for gid in plan.manual}
     # Lone surrogates (a "\ud800" in the JSON) cannot be stored in a file or a database: '?' instead.
     return GradedSubmission(
         submission=submission,
@@ -263,6 +273,8 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
         max_scores={o.grade_id: o.max_score for o in outcomes},
         messages={o.grade_id: o.message and clean_text(o.message) for o in outcomes},
         unanswered=unanswered,
+        modes={o.grade_id: o.mode for o in outcomes},
+        manual_scores=manual,
         # Compact JSON: json's C encoder writes it; `indent` would use the pure-Python one (3x slower).
         notebook=clean_text(json.dumps(graded_nb, ensure_ascii=False, separators=(",", ":")) + "\n"),
         reason=clean_text(reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ..."),

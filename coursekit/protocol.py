@@ -35,7 +35,7 @@ import math
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class Test:
     code: str
 
 
-Step = Union[Cell, Call, Test]
+Step = Cell | Call | Test
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ def as_json(result: GradedSubmission) -> dict:
         "score": result.score,
         "max_score": result.max_score,
         "cells": {gid: {"score": result.scores[gid], "max_score": result.max_scores[gid],
-                        "message": result.messages[gid]} for gid in result.scores},
+                        "message": result.messages[gid], "mode": result.modes.get(gid, "replay")}
+                  for gid in result.scores},
         "reason": result.reason,
     }
 

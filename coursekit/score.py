@@ -21,12 +21,12 @@ import builtins
 import io
 import json
 import re
+import signal
 import sys
 import threading
 import traceback
 import warnings
 from collections import deque
-import signal
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +37,8 @@ from nbformat.corpus.words import generate_corpus_id
 from nbgrader.utils import determine_grade
 
 from . import sandbox
-from .extract import AssignmentPlan, PlanError, grade_id_of
 from ._runner import Shell
+from .extract import AssignmentPlan, PlanError, grade_id_of
 from .protocol import clean_text
 
 # Test cells print through sys.stdout, which is one per process: replay one cell at a time
@@ -53,6 +53,7 @@ class CellOutcome:
     max_score: float
     outputs: list  # nbformat outputs, as Jupyter would show them
     message: str | None  # the failure, e.g. "AssertionError: W1 has shape (3, 2) ..."
+    mode: str = "replay"  # "replay": compared in the grader; "sandbox": the test cell ran in the sandbox
 
 
 def trusted_namespace(plan: AssignmentPlan, folder: Path, python: Callable[[str], str]) -> dict:
@@ -85,23 +86,31 @@ def _jsonable(value: Any) -> Any:
 
 def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], str]) -> None:
     """Fill `plan.calls` by running the master's tests against the master's solutions, in
-    `namespace` (a copy of the trusted one)."""
+    `namespace` (a copy of the trusted one).  A test whose calls replay cannot make (keyword
+    arguments or arguments that are not plain data, a graded function calling another) goes to
+    `plan.sandboxed` instead: it will run in the sandbox, in its place."""
     for grade_id in dict.fromkeys(plan.graded.values()):
         exec(compile(python(plan.cell(grade_id).solution), f"<{grade_id}>", "exec"), namespace)
     current: list[sandbox.Call] = []
+    why: list[str] = []  # why the current test cannot be replayed
+    depth = [0]
 
     def recorder(function: str, solution: Callable) -> Callable:
         def record(*args: Any, **kwargs: Any) -> Any:
-            if kwargs:
-                raise PlanError(f"a test calls {function} with keyword arguments; the call plan "
-                                "supports positional arguments only")
+            if depth[0]:
+                why.append(f"a graded function it calls calls {function}")
+            elif kwargs:
+                why.append(f"it calls {function} with keyword arguments")
+            else:
+                try:
+                    current.append(sandbox.Call(function, tuple(_jsonable(args)), secret))
+                except (TypeError, ValueError):
+                    why.append(f"it calls {function} with arguments that are not plain data")
+            depth[0] += 1
             try:
-                snapshot = _jsonable(args)
-            except (TypeError, ValueError):
-                raise PlanError(f"a test calls {function}{args!r} with arguments that are not plain "
-                                "JSON data; the sandbox cannot receive them") from None
-            current.append(sandbox.Call(function, tuple(snapshot), secret))
-            return solution(*args)
+                return solution(*args, **kwargs)
+            finally:
+                depth[0] -= 1
         record.__name__ = record.__qualname__ = function
         return record
 
@@ -112,14 +121,20 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
     helpers_released = all(plan.release_files.get(name) == data for name, data in plan.trusted_files.items())
     secret = True
     for test in plan.tests:
+        if test.grade_id in plan.sandboxed:
+            continue  # it reads what only the student's notebook defines: nothing to record
         secret = not helpers_released or "BEGIN HIDDEN TESTS" in test.source
         current.clear()
+        why.clear()
         outputs = run_cell(python(test.source), namespace, f"<{test.grade_id}>", shown=_traceback_files(plan))
         failed = [o for o in outputs if o.output_type == "error"]
         if failed:
             raise PlanError(f"master test cell {test.grade_id} fails with the master's solution: "
                             f"{failed[0].ename}: {failed[0].evalue}")
-        plan.calls[test.grade_id] = list(current)
+        if why:
+            plan.sandboxed[test.grade_id] = why[0]
+        else:
+            plan.calls[test.grade_id] = list(current)
 
 
 class OpaqueValueError(TypeError):
@@ -208,10 +223,16 @@ def replay(plan: AssignmentPlan, result: sandbox.SandboxResult, order: Sequence[
     calls of the tests in `order` (the submission's order); `namespace` is a fresh copy of
     the trusted namespace."""
     results = iter(result.calls)
-    by_test = {test: [(call, next(results)) for call in plan.calls[test]] for test in order}
+    by_test = {test: [(call, next(results)) for call in plan.calls[test]] for test in order
+               if test not in plan.sandboxed}
+    ran = {t.label: t for t in result.tests}
     outcomes = []
     with _REPLAY_LOCK:
         for test in plan.tests:
+            if test.grade_id in plan.sandboxed:  # it ran in the sandbox, in its place
+                outputs = _sandbox_outputs(ran.get(test.grade_id), result.reason)
+                outcomes.append(_outcome(test.grade_id, test.nbgrader, test.points or 0.0, outputs, "sandbox"))
+                continue
             queue = deque(by_test.get(test.grade_id, ()))
             for function in plan.graded:
                 namespace[function] = _replay_stub(function, queue, result.reason)
@@ -219,6 +240,23 @@ def replay(plan: AssignmentPlan, result: sandbox.SandboxResult, order: Sequence[
                                _traceback_files(plan))
             outcomes.append(_outcome(test.grade_id, test.nbgrader, test.points or 0.0, outputs))
     return outcomes
+
+
+def _sandbox_outputs(ran: sandbox.TestResult | None, reason: str | None) -> list:
+    """The outputs of a test cell that ran in the sandbox, as Jupyter shows them."""
+    if ran is None or ran.status != "ran":
+        why = reason or "the sandbox stopped before this test"
+        return [new_output("error", ename="SandboxStopped", evalue=why, traceback=[f"SandboxStopped: {why}"])]
+    outputs = []
+    for output in ran.outputs:
+        if "stream" in output:
+            outputs.append(new_output("stream", name=output["stream"], text=output["text"]))
+        else:
+            ename, evalue, trace = output["error"]
+            outputs.append(new_output("error", ename=ename, evalue=evalue,
+                                      traceback=["Traceback (most recent call last):", *trace,
+                                                 f"{ename}: {evalue}" if evalue else ename]))
+    return outputs
 
 
 def failed_outcomes(plan: AssignmentPlan, reason: str) -> list[CellOutcome]:
@@ -241,7 +279,7 @@ def new_cell(cell_type: str, source: str = "", metadata: dict | None = None) -> 
     return nbformat.from_dict(cell)
 
 
-def _outcome(grade_id: str, metadata: dict, points: float, outputs: list) -> CellOutcome:
+def _outcome(grade_id: str, metadata: dict, points: float, outputs: list, mode: str = "replay") -> CellOutcome:
     cell = new_cell("code", metadata={"nbgrader": dict(metadata, points=points)})
     cell.outputs = outputs
     score, max_score = determine_grade(cell)
@@ -251,7 +289,7 @@ def _outcome(grade_id: str, metadata: dict, points: float, outputs: list) -> Cel
             message = f"{output.ename}: {output.evalue}" if output.evalue else output.ename
         elif output.output_type == "stream" and output.name == "stderr" and message is None:
             message = f"wrote to stderr: {output.text.strip()[:300]}"
-    return CellOutcome(grade_id, float(score or 0.0), float(max_score), outputs, message)
+    return CellOutcome(grade_id, float(score or 0.0), float(max_score), outputs, message, mode)
 
 
 def compile_cell(code: str, label: str) -> tuple[Any, Any]:
@@ -390,8 +428,11 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
 
 
 def _master_cell(master: Any, outcome: CellOutcome | None, checksum: str | None) -> nbformat.NotebookNode:
-    """A master cell as nbgrader restores it (the gradebook's source, so solutions stay stubs)."""
+    """A master cell as nbgrader restores it (the gradebook's source, so solutions stay stubs);
+    a graded test cell says how coursekit graded it (metadata coursekit.mode)."""
     meta = {"nbgrader": dict(master.nbgrader, checksum=checksum)}
+    if outcome:
+        meta["coursekit"] = {"mode": outcome.mode}
     cell = new_cell(master.cell_type, master.source, meta)
     if master.cell_type == "code" and outcome:
         cell.outputs = outcome.outputs

@@ -56,6 +56,7 @@ def members(group: str) -> set[str]:
                          f"(groupadd {group}) or name another one in the environment") from None
 
 
+# Read when the hub starts: restart it after adding an instructor to the group.
 INSTRUCTORS = members(INSTRUCTORS_GROUP)
 
 # --- Logging in -------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ TEMPLATE = LOCALE / f"{DOMAIN}.pot"
 STANDALONE = ROOT / "standalone"
 # The helpers every assignment folder holds (the Makefile copies the same list into the master).
 HELPERS = ("init_utils.py", "public_tests.py", "datasets/circles.h5")
-PYTHON_SOURCES = ("public_tests.py",)
+PYTHON_SOURCES = ("public_tests.py", "init_utils.py")
 # Fixed header dates: rebuilding the same text gives the same bytes, so the tests can compare files.
 STAMP = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -409,7 +409,7 @@ def translate_notebook(nb: nbformat.NotebookNode, translate: Callable[[str], str
             try:
                 ast.parse(_blank_magics(translated))
             except SyntaxError as error:
-                raise SystemExit(f"{language}: a translation breaks the code of a cell ({error}):\n{translated}")
+                raise SystemExit(f"{language}: a translation breaks the code of a cell ({error}):\n{translated}") from None
             cell.source = translated
             cell.outputs, cell.execution_count = [], None
     out.metadata["lesson_language"] = language

@@ -1,15 +1,19 @@
 """Execute the master notebook with a real Jupyter kernel and print what matters.
 
-    python scripts/run_master.py [--save PATH]
+    python scripts/run_master.py [--save PATH] [--figures DIR]
 
-Prints every training's cost lines and accuracies, the closing comparison table,
-and how long the kernel took to run the notebook top to bottom (the figure README
-quotes).  Exits non-zero if any cell raises.
+Prints every training's cost lines and accuracies, the numbers the lesson's
+explanations rest on (signal sizes, gradient norms, the deep network's spreads),
+the closing comparison table, and how long the kernel took to run the notebook top
+to bottom (the figure README quotes).  With --figures, also writes the figures
+README shows (he_boundary.png, deep_network.png, costs.png) into DIR, taken from
+the executed notebook.  Exits non-zero if any cell raises.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
 import time
 from pathlib import Path
@@ -19,7 +23,10 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTER = ROOT / "source" / "initialization" / "initialization.ipynb"
-TRAINING_CELLS = ("train_zeros", "train_random", "train_he")
+TRAINING_CELLS = ("train_zeros", "train_random", "train_he", "train_small", "train_one")
+EVIDENCE_CELLS = ("symmetry_demo", "saturation_demo", "small_signal", "deep_spreads", "results_table")
+# README's figures: file name -> grade id of the cell that draws it (its first PNG).
+FIGURES = {"he_boundary.png": "plot_he", "deep_network.png": "deep_spreads", "costs.png": "plot_compare"}
 
 
 def execute(path: Path, allow_errors: bool = False, timeout: int = 300) -> nbformat.NotebookNode:
@@ -41,20 +48,30 @@ def cell_text(nb: nbformat.NotebookNode, grade_id: str) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
 
 
+def first_png(nb: nbformat.NotebookNode, grade_id: str) -> bytes:
+    """The first PNG the cell with this grade id displayed."""
+    cell = cells_by_id(nb)[grade_id]
+    return next(base64.b64decode(o["data"]["image/png"]) for o in cell.get("outputs", [])
+                if "image/png" in o.get("data", {}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--save", type=Path, help="also write the executed notebook here")
+    parser.add_argument("--figures", type=Path, help="also write README's figures into this folder")
     args = parser.parse_args()
 
     start = time.perf_counter()
     nb = execute(MASTER)
     seconds = time.perf_counter() - start
-    for grade_id in TRAINING_CELLS:
+    for grade_id in TRAINING_CELLS + EVIDENCE_CELLS:
         print(f"--- {grade_id}\n{cell_text(nb, grade_id)}")
-    print(cell_text(nb, "results_table"))
     print(f"Master notebook executed top to bottom in {seconds:.1f} s (kernel start included).")
     if args.save:
         nbformat.write(nb, args.save)
+    if args.figures:
+        for name, grade_id in FIGURES.items():
+            (args.figures / name).write_bytes(first_png(nb, grade_id))
     return 0
 
 

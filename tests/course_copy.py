@@ -1,4 +1,5 @@
-"""Temporary courses: the one place tests (and bench/) build, generate and copy a course folder.
+"""Temporary courses: the one place tests (and bench/) build, generate and copy a course folder,
+and serve one to a browser with a student's JupyterLab (`student_lab`).
 
 A course is a folder with nbgrader_config.py and source/ (plus whatever else a test needs); nbgrader
 runs in it with `nbgrader_env()`, so it uses the course's own gradebook and the default exchange.
@@ -6,10 +7,17 @@ runs in it with `nbgrader_env()`, so it uses the course's own gradebook and the 
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +65,87 @@ def copy_course(template: Path, dest: Path) -> Path:
     """A private copy of a generated course (its gradebook included), for one test to change."""
     shutil.copytree(template, dest)
     return dest
+
+
+# --- a student's JupyterLab (the browser tests) ---------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# JupyterLab settings for a test: render every cell (not only those in view), no news pop-up.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+}
+# What a student's JupyterLab must not offer (nbgrader's installation guide: `jupyter labextension disable`).
+INSTRUCTOR_LABEXTENSIONS = ["@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader",
+                            "@jupyter/nbgrader:course-list"]
+INSTRUCTOR_SERVER_EXTENSIONS = ["nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"jupyter lab did not answer {url} within {timeout} s:\n{log.read_text()}")
+
+
+def disable_instructor_tools(env: dict[str, str]) -> None:
+    """Give the server a student's configuration: nbgrader's instructor extensions off, user level.
+
+    `--level=user` and `--user` write into JUPYTER_CONFIG_DIR, which `env` points at a temporary folder.
+    """
+    for extension in INSTRUCTOR_LABEXTENSIONS:
+        subprocess.run(["jupyter", "labextension", "disable", "--level=user", extension],
+                       env=env, check=True, capture_output=True)
+    for extension in INSTRUCTOR_SERVER_EXTENSIONS:
+        subprocess.run(["jupyter", "server", "extension", "disable", "--user", extension],
+                       env=env, check=True, capture_output=True)
+
+
+@contextmanager
+def student_lab(base: Path, folder: Path, env: dict[str, str],
+                settings: dict[str, dict] | None = None) -> Iterator[tuple[str, str]]:
+    """A real `jupyter lab` with a student's configuration, serving a copy of ``folder`` (the release
+    of one assignment) under ``base``/home/; yields (server URL, token).  ``settings`` add to
+    LAB_SETTINGS (e.g. the interface language)."""
+    shutil.copytree(folder, base / "home" / folder.name)
+    for name, values in {**LAB_SETTINGS, **(settings or {})}.items():
+        path = base / "settings" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    (base / "workspaces").mkdir()
+    env = {k: v for k, v in env.items() if not k.startswith(("JUPYTER", "XDG_"))}
+    env.update(HOME=str(base / "home"), JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"), JUPYTER_CONFIG_DIR=str(base / "config"))
+    disable_instructor_tools(env)
+    token, port = secrets.token_hex(16), free_port()
+    log = base / "jupyter-lab.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            ["jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'home'}",
+             "--ServerApp.allow_root=True"],  # CI runs as root; a hub never would
+            cwd=base / "home", env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/api/status?token={token}", server, log)
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()

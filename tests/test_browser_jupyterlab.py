@@ -2,99 +2,44 @@
 through Debian's Chromium by Playwright.
 
 The tests run in order on one page, as one student session: open the notebook and run it with the
-stubs, type the three solutions into the editor, run again, validate with nbgrader's button.
-Screenshots go to test-artifacts/; `make screenshot` also copies the one of the solved He exercise to
-docs/jupyterlab.png, which README shows.
+stubs, type the three solutions into the editor, run again, move the explorer's slider, validate with
+nbgrader's button.  The server runs with a student's configuration: nbgrader's instructor extensions
+(create-assignment, formgrader, course-list) are disabled the way nbgrader's installation guide says,
+in the test's own temporary Jupyter config folder.  Screenshots go to test-artifacts/; `make
+screenshot` also copies the one of the solved He exercise to docs/jupyterlab.png and the one of the
+explorer to docs/explorer.png, which README shows.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
 from conftest import ASSIGNMENT, RELEASE, ROOT
+from course_copy import CHROMIUM, CHROMIUM_ARGS, student_lab
 from student_work import CORRECT, solved_cell
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT_FOR_README = ROOT / "docs" / "jupyterlab.png"
+EXPLORER_FOR_README = ROOT / "docs" / "explorer.png"
 RUN_TIMEOUT_MS = 180_000  # the three trainings take seconds; a busy 2-core machine may be slower
-# JupyterLab settings for a test: render every cell (not only those in view), no news pop-up.
-LAB_SETTINGS = {
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
-}
-
 NOTEBOOK_CELLS = json.loads(RELEASE.read_text(encoding="utf-8"))["cells"]
 GRADE_IDS = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in NOTEBOOK_CELLS]
 PUBLIC_TESTS = ["test_zeros_public", "test_random_public", "test_he_public"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"jupyter lab did not answer {url} within {timeout} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, course_env) -> Iterator[str]:
     """A JupyterLab server on a fresh copy of the release; yields the notebook's URL."""
-    base = tmp_path_factory.mktemp("lab")
-    shutil.copytree(RELEASE.parent, base / "home" / ASSIGNMENT)
-    for name, values in LAB_SETTINGS.items():
-        path = base / "settings" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    (base / "workspaces").mkdir()
-    env = {k: v for k, v in course_env.items() if not k.startswith(("JUPYTER", "XDG_"))}
-    env.update(HOME=str(base / "home"), JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"))
-    token, port = secrets.token_hex(16), free_port()
-    log = base / "jupyter-lab.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            ["jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'home'}",
-             "--ServerApp.allow_root=True"],  # CI runs as root; a hub never would
-            cwd=base / "home", env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(f"http://127.0.0.1:{port}/api/status?token={token}", server, log)
-        yield f"http://127.0.0.1:{port}/lab/tree/{ASSIGNMENT}/{ASSIGNMENT}.ipynb?token={token}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with student_lab(tmp_path_factory.mktemp("lab"), RELEASE.parent, course_env) as (url, token):
+        yield f"{url}/lab/tree/{ASSIGNMENT}/{ASSIGNMENT}.ipynb?token={token}"
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +87,16 @@ def test_the_notebook_opens_with_nbgraders_validate_button(page):
     page.screenshot(path=ARTIFACTS / "1-opened.png")
 
 
+def test_the_student_sees_no_instructor_tools(page):
+    page.locator(".lm-MenuBar-item", has_text="Nbgrader").first.click()
+    menu = page.locator(".lm-Menu-content").last.inner_text()
+    page.keyboard.press("Escape")
+    assert "Assignment List" in menu  # the student tools stay
+    assert "Formgrader" not in menu and "Course List" not in menu
+    assert page.locator("[title='Create Assignment'], #jp-right-stack [title*='Create Assignment']").count() == 0
+    assert page.locator(".jp-SideBar", has_text="Create Assignment").count() == 0
+
+
 def test_running_all_with_the_stubs_stops_at_the_first_exercise_with_not_implemented_error(page):
     run_all(page)
     wait_for_run_to_finish(page, "test_zeros_public", "NotImplementedError")
@@ -179,14 +134,73 @@ def test_typed_solutions_pass_the_public_tests_and_every_plot_renders(page):
     wait_for_run_to_finish(page, "results_table", "recommended for ReLU")
     for grade_id in PUBLIC_TESTS:
         assert "All tests passed." in cell(page, grade_id).locator(".jp-OutputArea").inner_text(), grade_id
-    assert page.locator(".jp-Notebook .jp-OutputArea-output[data-mime-type*='error']").count() == 0
-    # one data set plot, then per initialization a cost curve and a decision boundary
-    assert png_images(page.locator(".jp-Notebook")) == 7
+    assert page.locator(".jp-Notebook .jp-OutputArea-output[data-mime-type*='stderr']").count() == 0
+    # the data set; per training (zeros, x10, He, x0.01, x1) a cost curve; the boundaries of zeros,
+    # the constant network, x10 and He; the deep network; the comparison; the explorer's drawing
+    assert png_images(page.locator(".jp-Notebook")) == 1 + 5 + 4 + 1 + 1 + 1
     page.evaluate("document.activeElement && document.activeElement.blur()")  # no cursor in the shot
     cell(page, "initialize_parameters_he").evaluate("c => c.scrollIntoView({block: 'start'})")
     page.screenshot(path=ARTIFACTS / "4-solved.png")
     if os.environ.get("COURSEKIT_UPDATE_SCREENSHOT"):  # `make screenshot`; not every run dirties docs/
         shutil.copy(ARTIFACTS / "4-solved.png", SCREENSHOT_FOR_README)
+
+
+EXPLORER_IMAGE = ".jupyter-widgets img[src^='data:image/png']"
+
+
+def explorer_image(page) -> str:
+    return cell(page, "explore").locator(EXPLORER_IMAGE).first.get_attribute("src")
+
+
+def wait_for_explorer_image(page, old: str, same: bool) -> None:
+    """Wait until the explorer's picture differs from `old` (same=False) or equals it again (same=True)."""
+    page.wait_for_function(
+        """([index, selector, old, same]) => {
+               const img = document.querySelectorAll('.jp-Notebook .jp-Cell')[index].querySelector(selector);
+               return img !== null && (img.getAttribute('src') === old) === same;
+           }""",
+        arg=[GRADE_IDS.index("explore"), EXPLORER_IMAGE, old, same], timeout=RUN_TIMEOUT_MS)
+
+
+def set_scale(page, value: str) -> None:
+    """Type a scale into the slider's readout, as a student may, and wait for the redraw."""
+    readout = cell(page, "explore").locator(".widget-readout").first
+    readout.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(value)
+    page.keyboard.press("Enter")
+    wait_for_kernel_idle(page)
+
+
+def test_moving_the_explorer_slider_redraws_its_figure(page):
+    explorer = cell(page, "explore")
+    explorer.evaluate("c => c.scrollIntoView({block: 'start'})")
+    grid = explorer_image(page)  # the static grid, until the first change
+    assert float(explorer.locator(".widget-readout").first.inner_text()) == 1
+    handle = explorer.locator(".noUi-handle").first
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] - 120, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    wait_for_explorer_image(page, grid, same=False)
+    wait_for_kernel_idle(page)
+    assert float(explorer.locator(".widget-readout").first.inner_text()) < 1, "dragging left lowers the scale"
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.screenshot(path=ARTIFACTS / "6-explorer.png")
+    if os.environ.get("COURSEKIT_UPDATE_SCREENSHOT"):
+        shutil.copy(ARTIFACTS / "6-explorer.png", EXPLORER_FOR_README)
+
+
+def test_the_same_explorer_setting_draws_the_same_picture(page):
+    dragged = explorer_image(page)
+    set_scale(page, "1")
+    wait_for_explorer_image(page, dragged, same=False)
+    at_one = explorer_image(page)
+    set_scale(page, "0.1")
+    wait_for_explorer_image(page, at_one, same=False)
+    set_scale(page, "1")
+    wait_for_explorer_image(page, at_one, same=True)
 
 
 def test_validating_the_solved_notebook_succeeds(page):

@@ -14,8 +14,19 @@ import nbformat
 import pytest
 
 from course_copy import copy_course
-from coursekit_course import (ASSIGNMENT, FULL, coursekit, exercise_scores, grade_id, gradebook_scores, index_of,
-                              release_notebook, shared_template, solved, submit)
+from coursekit_course import (
+    ASSIGNMENT,
+    FULL,
+    coursekit,
+    exercise_scores,
+    grade_id,
+    gradebook_scores,
+    index_of,
+    release_notebook,
+    shared_template,
+    solved,
+    submit,
+)
 
 
 def duplicated_ids() -> dict:

@@ -12,15 +12,14 @@ import sys
 
 import nbformat
 import pytest
-
-from course_copy import ASSIGNMENT, ROOT, copy_course, generate_assignment, nbgrader_env, new_course
-from coursekit_course import make_class, shared_template
-from coursekit.extract import PlanError, plan_assignment
 from IPython.core.inputtransformer2 import TransformerManager
 
+from course_copy import ASSIGNMENT, ROOT, copy_course, generate_assignment, nbgrader_env, new_course
+from coursekit.extract import PlanError, plan_assignment
 from coursekit.names import analyze, analyze_source, python_source
 from coursekit.pipeline import Worker, plan_notebook
 from coursekit.read import load_course
+from coursekit_course import make_class, shared_template
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +71,9 @@ def test_subscript_and_attribute_stores_and_method_statements_count_as_changes()
 def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skipped(template):
     plan = plan_assignment(load_course(template), ASSIGNMENT, ASSIGNMENT)
     assert [plan.cells[i].grade_id for i in plan.trusted] == ["setup"]
-    assert plan.skipped == ["load_data", "model", "train_zeros", "plot_zeros", "symmetry_demo", "train_random",
-                            "plot_random", "saturation_demo", "train_he", "plot_he", "results_table"]
+    assert plan.skipped == ["load_data", "model", "train_zeros", "plot_zeros", "symmetry_demo", "plot_constant",
+                            "train_random", "plot_random", "saturation_demo", "train_he", "plot_he", "train_small",
+                            "small_signal", "train_one", "deep_spreads", "results_table", "plot_compare", "explore"]
     assert plan.graded == {f: f for f in ("initialize_parameters_zeros", "initialize_parameters_random",
                                           "initialize_parameters_he")}
     assert plan.max_score == 9.0
@@ -130,7 +130,7 @@ def test_on_a_terminal_a_progress_bar_is_drawn_on_stderr(template, tmp_path):
     make_class.make_class(course, 3)
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT], cwd=course,
-                            env=nbgrader_env(), stdout=subprocess.PIPE, stderr=follower)
+                            env=nbgrader_env(), stdout=subprocess.DEVNULL, stderr=follower)
     os.close(follower)
     chunks = []
     while True:

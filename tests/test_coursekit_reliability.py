@@ -51,7 +51,7 @@ def test_a_batch_killed_with_sigkill_resumes_without_regrading_what_was_done(cla
         if len(done_before_kill) == 15:
             break
     os.killpg(grader.pid, signal.SIGKILL)
-    grader.wait()
+    grader.communicate()  # waits, and closes the pipes
     assert grader.returncode == -signal.SIGKILL
     assert len(done_before_kill) == 15 < CLASS
 

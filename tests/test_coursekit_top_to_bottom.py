@@ -17,8 +17,17 @@ import nbformat
 import pytest
 
 from course_copy import ASSIGNMENT, copy_course, nbgrader_env
-from coursekit_course import (FULL, coursekit, exercise_scores, grade_id, gradebook_scores, index_of,
-                              shared_template, solved, submit)
+from coursekit_course import (
+    FULL,
+    coursekit,
+    exercise_scores,
+    grade_id,
+    gradebook_scores,
+    index_of,
+    shared_template,
+    solved,
+    submit,
+)
 
 HE = "initialize_parameters_he"
 NO_HE = dict(FULL, he=0.0)

@@ -8,7 +8,6 @@ of hostile notebooks through the CLI, and checks the gradebook rows they replace
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -19,8 +18,16 @@ import pytest
 from course_copy import ASSIGNMENT, copy_course
 from coursekit import score
 from coursekit.sandbox import Call, Cell, Limits, Sandbox
-from coursekit_course import (FULL, coursekit, exercise_scores, gradebook_scores, index_of, shared_template,
-                              solved, submit)
+from coursekit_course import (
+    FULL,
+    coursekit,
+    exercise_scores,
+    gradebook_scores,
+    index_of,
+    shared_template,
+    solved,
+    submit,
+)
 
 QUICK = Limits(wall_seconds=5, cpu_seconds=3)
 SECRET = [31, 41, 59, 26]  # the arguments of a "hidden" call

@@ -288,7 +288,10 @@ def hub(tmp_path_factory) -> Iterator[Hub]:
                 [str(VENV_BIN / "jupyterhub"), "-f", str(config / "jupyterhub_config.py"),
                  f"--JupyterHub.bind_url={h.url}",
                  f"--JupyterHub.hub_bind_url=http://127.0.0.1:{free_port()}",
-                 f"--ConfigurableHTTPProxy.api_url=http://127.0.0.1:{free_port()}"],
+                 f"--ConfigurableHTTPProxy.api_url=http://127.0.0.1:{free_port()}",
+                 # A Jupyter server without a terminal ignores SIGINT, so at shutdown the hub waits
+                 # this long before it sends SIGTERM (default 10 s): the test's clean-up, nothing more.
+                 "--LocalProcessSpawner.interrupt_timeout=1"],
                 cwd=state, env=env, stdout=out, stderr=subprocess.STDOUT)
         wait_for_hub(h.url, server, log)
         yield h

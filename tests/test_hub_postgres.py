@@ -141,7 +141,7 @@ def test_a_grader_killed_with_sigkill_mid_batch_then_rerun_completes_the_class(c
     grader = start_grader(course, url)
     done_before_kill = [json.loads(grader.stdout.readline())["student"] for _ in range(10)]
     os.killpg(grader.pid, signal.SIGKILL)
-    grader.wait()
+    grader.communicate()  # waits, and closes the pipes
     assert grader.returncode == -signal.SIGKILL
 
     rerun = coursekit(course, env=gradebook_env(url))

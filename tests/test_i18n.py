@@ -11,7 +11,6 @@ import ast
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import MASTER
-from course_copy import ROOT, copy_course, generate_assignment, new_course, nbgrader_env
+from course_copy import ROOT, copy_course, generate_assignment, nbgrader_env, new_course
 from coursekit_course import coursekit, gradebook_scores, submit
 from scripts import i18n
 from student_work import CORRECT, solve

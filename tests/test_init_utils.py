@@ -150,3 +150,75 @@ def test_large_random_training_raises_no_warning():
             grads = init_utils.backward_propagation(train_X, train_Y, cache)
             params = init_utils.update_parameters(params, grads, 0.01)
     assert costs[0] == float("inf") and np.isfinite(costs[-1])
+
+
+# --- the lesson's demonstrations and figures ---------------------------------------------------
+
+@pytest.fixture
+def agg():
+    """Matplotlib drawing off screen; every figure is closed afterwards."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    yield plt
+    plt.close("all")
+
+
+def test_scaled_parameters_draw_the_same_numbers_as_the_seeded_exercises():
+    np.random.seed(3)
+    expected = [np.random.randn(4, 3), np.random.randn(2, 4)]
+    params = init_utils.scaled_parameters([3, 4, 2], 0.01, "plain")
+    assert np.array_equal(params["W1"], expected[0] * 0.01) and np.array_equal(params["W2"], expected[1] * 0.01)
+    he = init_utils.scaled_parameters([3, 4, 2], 1.0, "he")
+    assert np.allclose(he["W2"], expected[1] * np.sqrt(2 / 4), rtol=1e-15)
+    assert not np.any(params["b1"]) and params["b2"].shape == (2, 1)
+
+
+def test_cost_plot_marks_an_infinite_cost_instead_of_dropping_it(agg):
+    _, ax = agg.subplots()
+    init_utils.draw_costs(ax, {"randn × 10": [float("inf"), 0.6, 0.5]})
+    curve, inf_mark = ax.get_lines()
+    assert list(curve.get_xdata()) == [1000, 2000] and list(curve.get_ydata()) == [0.6, 0.5]
+    assert list(inf_mark.get_xdata()) == [0] and inf_mark.get_marker() == "^"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["randn × 10", init_utils.INF_NOTE]
+    assert ax.get_ylim()[0] == 0
+
+
+def test_a_boundary_of_one_class_is_filled_with_that_class_colour(agg):
+    import matplotlib.colors as mcolors
+    _, ax = agg.subplots()
+    X = np.array([[0.5, -0.5], [0.5, -0.5]])
+    init_utils.draw_decision_boundary(ax, lambda points: np.zeros(len(points)), X, np.array([[0, 1]]))
+    fill = ax.collections[0]  # one filled region per level: below 0.5, above 0.5
+    below, above = fill.get_paths()
+    assert len(below.vertices) > 0 and len(above.vertices) == 0
+    assert mcolors.to_hex(fill.get_facecolor()[0]) == mcolors.to_hex(init_utils.FILL_COLOURS[0])
+    assert ax.get_aspect() == 1.0
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == list(init_utils.LABEL_NAMES)
+
+
+def test_deep_network_spreads_are_deterministic_and_he_keeps_the_size():
+    he = init_utils.deep_relu_spreads(lambda n_in, n_out: np.sqrt(2 / n_in))
+    assert he == init_utils.deep_relu_spreads(lambda n_in, n_out: np.sqrt(2 / n_in))
+    activations, gradients = he
+    assert len(activations) == len(gradients) == 10
+    assert all(0.5 < a < 2 for a in activations)
+    small, _ = init_utils.deep_relu_spreads(lambda n_in, n_out: 0.01)
+    assert small[-1] < 1e-10 and small[-1] / small[0] == pytest.approx((0.01 * np.sqrt(50)) ** 9, rel=0.5)
+
+
+def test_the_same_exploration_setting_draws_the_same_picture(agg):
+    train_X, train_Y, _, _ = init_utils.load_dataset()
+    first = init_utils.figure_png(init_utils.exploration_figure(train_X, train_Y, [(0.1, "he")]))
+    again = init_utils.figure_png(init_utils.exploration_figure(train_X, train_Y, [(0.1, "he")]))
+    other = init_utils.figure_png(init_utils.exploration_figure(train_X, train_Y, [(1.0, "he")]))
+    assert first == again != other
+
+
+def test_explorer_without_ipywidgets_shows_the_static_grid(agg, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # makes `import ipywidgets` raise ImportError
+    train_X, train_Y, _, _ = init_utils.load_dataset()
+    init_utils.explore_initialization(train_X, train_Y)
+    out = capsys.readouterr().out
+    assert "Image object" in out and "Install ipywidgets and rerun this cell to get the slider." in out

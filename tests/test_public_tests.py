@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 from course_copy import ROOT
-from public_tests import (initialize_parameters_he_test, initialize_parameters_random_test,
-                          initialize_parameters_zeros_test)
-
+from public_tests import (
+    initialize_parameters_he_test,
+    initialize_parameters_random_test,
+    initialize_parameters_zeros_test,
+)
 
 # --- correct implementations, in several styles -------------------------------------------
 
@@ -290,8 +292,10 @@ def test_stub_error_reaches_the_student_unchanged():
 def test_public_tests_ship_no_reference_solution():
     """Expected values are literals: the module never draws random numbers itself."""
     import ast
+    from pathlib import Path
+
     import public_tests
-    tree = ast.parse(open(public_tests.__file__, encoding="utf-8").read())
+    tree = ast.parse(Path(public_tests.__file__).read_text(encoding="utf-8"))
     called = [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)
               and not any(isinstance(part, ast.Constant) for part in ast.walk(node.func))]  # not _("...").format
     random_calls = [name for name in called if "random" in name]

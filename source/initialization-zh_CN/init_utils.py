@@ -17,6 +17,10 @@ from typing import Callable
 
 import numpy as np
 
+# The words this module shows (legends, axis labels, printed explanations) go through the course's
+# message catalogues, like the tests' messages: public_tests.py's header says how the language is chosen.
+from public_tests import N_, _  # no function here may use _ as a variable: it is the translator
+
 DATASET_PATH = Path(__file__).resolve().parent / "datasets" / "circles.h5"
 # SHA-256 of datasets/circles.h5 as written by datasets/make_circles_h5.py.
 DATASET_SHA256 = "47e9d32a0338a4c6de2bd8b41ba76dc3c4ce6b5a98a841c9d6ded5b01c13dc97"
@@ -110,6 +114,24 @@ def update_parameters(parameters: Parameters, grads: dict[str, np.ndarray],
     return parameters
 
 
+def train(X: np.ndarray, Y: np.ndarray, parameters: Parameters, num_iterations: int,
+          learning_rate: float, record_every: int = 1000) -> tuple[Parameters, list[float]]:
+    """Run gradient descent on the cross-entropy cost: forward, loss, backward, update, repeated.
+
+    Returns:
+        The trained parameters, and the cost before iterations 0, record_every, 2 * record_every, ...
+    """
+    costs = []
+    for i in range(num_iterations):
+        a3, cache = forward_propagation(X, parameters)
+        cost = compute_loss(a3, Y)
+        grads = backward_propagation(X, Y, cache)
+        parameters = update_parameters(parameters, grads, learning_rate)
+        if i % record_every == 0:
+            costs.append(cost)
+    return parameters, costs
+
+
 def compute_loss(a3: np.ndarray, Y: np.ndarray) -> float:
     """Return the mean binary cross-entropy  -1/m * sum(y log a + (1-y) log(1-a)).
 
@@ -125,63 +147,370 @@ def compute_loss(a3: np.ndarray, Y: np.ndarray) -> float:
     return float(1.0 / m * np.sum(per_example))
 
 
+def signal_sizes(X: np.ndarray, Y: np.ndarray, parameters: Parameters) -> dict:
+    """How large the 3-layer network's signals are for these parameters, before any training step.
+
+    Returns:
+        "z_std": the standard deviation of z1, z2 and z3 over all units and examples;
+        "median_abs_z3": the median of |z3|, the input of the final sigmoid;
+        "grad_norms": the Frobenius norms of dW1, dW2 and dW3;
+        "db3": the gradient of the last bias.
+    """
+    _, cache = forward_propagation(X, parameters)
+    grads = backward_propagation(X, Y, cache)
+    z1, z2, z3 = cache[0], cache[4], cache[8]
+    return {"z_std": [float(z.std()) for z in (z1, z2, z3)],
+            "median_abs_z3": float(np.median(np.abs(z3))),
+            "grad_norms": [float(np.linalg.norm(grads[f"dW{l}"])) for l in (1, 2, 3)],
+            "db3": float(grads["db3"][0, 0])}
+
+
 def predict(X: np.ndarray, y: np.ndarray, parameters: Parameters) -> np.ndarray:
     """Predict 0/1 labels for X, print "Accuracy: <fraction correct>" and return them.
 
     Returns:
         An integer array of shape (1, m).
     """
-    a3, _ = forward_propagation(X, parameters)
+    a3, _cache = forward_propagation(X, parameters)
     p = (a3 > 0.5).astype(int)
-    print("Accuracy: " + str(np.mean(p[0, :] == y[0, :])))
+    print(_("Accuracy: {accuracy}").format(accuracy=np.mean(p[0, :] == y[0, :])))
     return p
 
 
 def predict_dec(parameters: Parameters, X: np.ndarray) -> np.ndarray:
     """Return boolean predictions (a3 > 0.5) for X; used to draw decision boundaries."""
-    a3, _ = forward_propagation(X, parameters)
+    a3, _cache = forward_propagation(X, parameters)
     return a3 > 0.5
 
 
-def plot_decision_boundary(model: Callable[[np.ndarray], np.ndarray],
-                           X: np.ndarray, y: np.ndarray, title: str | None = None) -> None:
-    """Colour the plane by ``model``'s prediction and draw the points (X, y) on top.
+def one_blas_thread():
+    """A context in which NumPy's matrix products use one BLAS thread.
 
-    Args:
-        model: maps an array of points of shape (k, 2) to k predictions.
-        X: points, shape (2, m).
-        y: labels, shape (1, m).
-        title: optional title of the figure.
+    The demonstrations multiply matrices just large enough for OpenBLAS to split them over threads;
+    on a busy machine those threads wait for each other and a product takes many times longer.  One
+    thread is fast everywhere and gives the same bits on every run.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+# Figures.  One colour-blind-safe pair (Okabe & Ito's blue and orange) marks the two labels
+# everywhere: darker for the points, lighter for the filled regions, and each label also has its own
+# marker, so the plots read without colour too.
+LABEL_COLOURS = ("#0072B2", "#E69F00")
+FILL_COLOURS = ("#C6DBEF", "#FBE3B4")
+LABEL_MARKERS = ("o", "^")
+LABEL_NAMES = (N_("label 0 (outer circle)"), N_("label 1 (inner circle)"))
+# Curves of different runs: Okabe & Ito colours, each with its own line style and marker.
+RUN_STYLES = ({"color": "#0072B2", "linestyle": "-", "marker": "o"},
+              {"color": "#D55E00", "linestyle": "--", "marker": "^"},
+              {"color": "#009E73", "linestyle": "-.", "marker": "s"},
+              {"color": "#CC79A7", "linestyle": ":", "marker": "D"},
+              {"color": "#000000", "linestyle": "-", "marker": "v"})
+INF_NOTE = N_("inf: a prediction rounded to exactly 0 or 1 and wrong")
+
+
+def show_figure(caption: str | None = None) -> None:
+    """Show the current figure, then print its one-line caption under it.
+
+    The caption says what to see; as plain text it also serves readers who cannot see the image.
     """
     import matplotlib.pyplot as plt
 
-    step = 0.01
-    x_min, x_max = X[0, :].min() - 1, X[0, :].max() + 1
-    y_min, y_max = X[1, :].min() - 1, X[1, :].max() + 1
-    xx, yy = np.meshgrid(np.arange(x_min, x_max, step), np.arange(y_min, y_max, step))
-    Z = np.asarray(model(np.c_[xx.ravel(), yy.ravel()]), dtype=float).reshape(xx.shape)
-
-    plt.contourf(xx, yy, Z, cmap=plt.cm.Spectral)
-    plt.scatter(X[0, :], X[1, :], c=y.ravel(), s=20, cmap=plt.cm.Spectral, edgecolors="k")
-    plt.xlim(-1.5, 1.5)
-    plt.ylim(-1.5, 1.5)
-    plt.xlabel("x1")
-    plt.ylabel("x2")
-    if title:
-        plt.title(title)
     plt.show()
+    if caption:
+        print(caption)
 
 
-def plot_dataset(X: np.ndarray, y: np.ndarray, title: str = "Training set") -> None:
-    """Scatter-plot 2-D points coloured by their 0/1 label."""
+def scatter_labels(ax, X: np.ndarray, y: np.ndarray) -> None:
+    """Draw the points (X, y), one colour and one marker per label, with a legend."""
+    labels = y.ravel()
+    for label in (0, 1):
+        ax.scatter(X[0, labels == label], X[1, labels == label], s=22, c=LABEL_COLOURS[label],
+                   marker=LABEL_MARKERS[label], edgecolors="k", linewidths=0.5, label=_(LABEL_NAMES[label]))
+    ax.legend(loc="upper right", fontsize="small", framealpha=0.9)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+
+
+def draw_decision_boundary(ax, model: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray,
+                           title: str | None = None, step: float = 0.01) -> None:
+    """Fill the plane of ``ax`` by ``model``'s 0/1 prediction and draw the points on top.
+
+    The contour levels are fixed (0 below 0.5, 1 above), so a model that predicts one label
+    everywhere is filled with that label's colour, never with a colour of its own.
+    """
+    xx, yy = np.meshgrid(np.arange(-1.5, 1.5, step), np.arange(-1.5, 1.5, step))
+    with one_blas_thread():
+        Z = np.asarray(model(np.c_[xx.ravel(), yy.ravel()]), dtype=float).reshape(xx.shape)
+    ax.contourf(xx, yy, Z, levels=[-0.5, 0.5, 1.5], colors=FILL_COLOURS)
+    scatter_labels(ax, X, y)
+    ax.set_xlim(-1.5, 1.5)
+    ax.set_ylim(-1.5, 1.5)
+    if title:
+        ax.set_title(title)
+
+
+def plot_decision_boundary(model: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray,
+                           title: str | None = None, caption: str | None = None) -> None:
+    """Colour the plane by ``model``'s prediction, draw the points (X, y) on top, show the figure.
+
+    Args:
+        model: maps an array of points of shape (k, 2) to k predictions (0/1 or False/True).
+        X: points, shape (2, m).
+        y: labels, shape (1, m).
+        title: title of the figure; name the initialization.
+        caption: one line printed under the figure that says what to see.
+    """
     import matplotlib.pyplot as plt
 
-    plt.scatter(X[0, :], X[1, :], c=y.ravel(), s=30, cmap=plt.cm.Spectral, edgecolors="k")
-    plt.gca().set_aspect("equal")
-    plt.xlabel("x1")
-    plt.ylabel("x2")
-    plt.title(title)
-    plt.show()
+    _, ax = plt.subplots(figsize=(5.5, 5.5))
+    draw_decision_boundary(ax, model, X, y, title)
+    show_figure(caption)
+
+
+def plot_dataset(X: np.ndarray, y: np.ndarray, title: str = "Training set",
+                 caption: str | None = None) -> None:
+    """Scatter-plot 2-D points, one colour and marker per 0/1 label, then print the caption."""
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=(5.5, 5.5))
+    scatter_labels(ax, X, y)
+    ax.set_xlim(-1.5, 1.5)
+    ax.set_ylim(-1.5, 1.5)
+    ax.set_title(title)
+    show_figure(caption)
+
+
+def draw_costs(ax, runs: dict[str, list[float]], every: int = 1000, log: bool = False,
+               title: str | None = None, ylim: tuple[float, float] | None = None) -> None:
+    """Draw one cost curve per run (legend label -> costs recorded every ``every`` iterations).
+
+    An infinite cost cannot be drawn as a point, and matplotlib would silently drop it; it is
+    marked instead by a triangle on the top edge of the plot at its iteration, labelled INF_NOTE.
+    """
+    inf_marked = False
+    highest = 0.0
+    for style, (label, costs) in zip(RUN_STYLES, runs.items()):
+        iterations = np.arange(len(costs)) * every
+        costs = np.asarray(costs, dtype=float)
+        finite = np.isfinite(costs)
+        highest = max(highest, float(costs[finite].max(initial=0.0)))
+        ax.plot(iterations[finite], costs[finite], label=label, markersize=4, **style)
+        for i in iterations[~finite]:
+            ax.plot([i], [1.0], transform=ax.get_xaxis_transform(), clip_on=False, marker="^",
+                    markersize=10, color=style["color"], linestyle="none",
+                    label=None if inf_marked else _(INF_NOTE))
+            inf_marked = True
+    if log:
+        ax.set_yscale("log")
+    if ylim:
+        ax.set_ylim(*ylim)
+    elif not log:  # from 0: a cost creeping in its 8th digit must look flat, not like learning
+        ax.set_ylim(0, 1.15 * highest or 1.0)
+    ax.set_xlabel(_("iteration"))
+    ax.set_ylabel(_("cost"))
+    if title:
+        ax.set_title(title)
+    if len(runs) > 1 or inf_marked:  # one curve needs no legend unless it has an inf mark to explain
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0) if len(runs) > 1 else None)
+
+
+def plot_costs(runs: dict[str, list[float]], title: str, caption: str | None = None,
+               every: int = 1000, log: bool = False) -> None:
+    """Plot the cost curves of one or more runs (see ``draw_costs``), then print the caption."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.0) if len(runs) == 1 else (10.0, 4.5))  # room for the legend
+    draw_costs(ax, runs, every, log, title)
+    fig.tight_layout()
+    show_figure(caption)
+
+
+def deep_relu_spreads(scale: Callable[[int, int], float], n_layers: int = 10, width: int = 100,
+                      n_examples: int = 200, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Push random inputs through a deep ReLU network and measure how the signal's size changes.
+
+    Every layer has ``width`` units and weights ``randn(width, width) * scale(n_in, n_out)``.  The
+    random numbers come from their own generator, seeded with ``seed``, so two calls with different
+    ``scale`` use the very same draws and differ only by the factor.  The backward pass starts from
+    a random output gradient, as if some loss sat on top.
+
+    Returns:
+        The standard deviation of the activations of layers 1..n_layers, and the standard
+        deviation of the gradient of each layer's weights dW1..dWn_layers.
+    """
+    rng = np.random.RandomState(seed)
+    a = rng.randn(width, n_examples)
+    weights = [rng.randn(width, width) * scale(width, width) for _layer in range(n_layers)]
+    activations = [a]
+    weight_gradients = []
+    with one_blas_thread():
+        for W in weights:
+            activations.append(relu(W @ activations[-1]))
+        da = rng.randn(width, n_examples)
+        for W, a_in, a_out in reversed(list(zip(weights, activations[:-1], activations[1:]))):
+            dz = da * (a_out > 0)
+            weight_gradients.append(float(np.std(dz @ a_in.T / n_examples)))
+            da = W.T @ dz
+    return [float(a.std()) for a in activations[1:]], weight_gradients[::-1]
+
+
+def draw_spreads(ax, spreads: dict[str, list[float]], title: str | None = None,
+                 ylabel: str | None = None, legend: bool = True,
+                 ylim: tuple[float, float] | None = None) -> None:
+    """Draw one line per rule: a layer-by-layer size (from ``deep_relu_spreads``) on a log axis.
+
+    ``ylim`` fixes the axis, so that plots of different settings can be compared by eye.
+    """
+    for style, (label, values) in zip(RUN_STYLES, spreads.items()):
+        ax.plot(np.arange(1, len(values) + 1), values, label=label, markersize=4, **style)
+    ax.set_yscale("log")
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(_("layer"))
+    ax.set_ylabel(ylabel or _("std of the activations"))
+    if title:
+        ax.set_title(title)
+    if legend:
+        ax.legend(fontsize="small")
+
+
+# The explorer: weights s * randn * factor(n_in), where the rule gives the factor.
+EXPLORER_RULES: dict[str, Callable[[int, int], float]] = {
+    "plain": lambda n_in, n_out: 1.0,
+    "lecun": lambda n_in, n_out: float(np.sqrt(1 / n_in)),
+    "he": lambda n_in, n_out: float(np.sqrt(2 / n_in)),
+}
+EXPLORER_RULE_NAMES = {"plain": "s × randn", "lecun": "s × LeCun", "he": "s × He"}
+# A short training, ten times the lesson's learning rate, so that a redraw takes about a second.
+EXPLORER_ITERATIONS = 2000
+EXPLORER_LEARNING_RATE = 0.1
+EXPLORER_STATIC_SCALES = (0.01, 1.0, 10.0)
+# Fixed axes, so that two settings can be compared by eye.
+EXPLORER_SPREAD_LIMITS = (1e-16, 1e16)
+EXPLORER_COST_LIMITS = (0.01, 100.0)
+
+
+def scaled_parameters(layers_dims: list[int], s: float, rule: str, seed: int = 3) -> Parameters:
+    """Weights ``s * randn * EXPLORER_RULES[rule](n_in, n_out)`` and zero biases, from their own seeded generator."""
+    rng = np.random.RandomState(seed)
+    parameters = {}
+    for l in range(1, len(layers_dims)):
+        factor = s * EXPLORER_RULES[rule](layers_dims[l - 1], layers_dims[l])
+        parameters[f"W{l}"] = rng.randn(layers_dims[l], layers_dims[l - 1]) * factor
+        parameters[f"b{l}"] = np.zeros((layers_dims[l], 1))
+    return parameters
+
+
+def draw_exploration(axes, X: np.ndarray, Y: np.ndarray, s: float, rule: str) -> None:
+    """Fill three axes for one setting: deep-network spread, short training's cost, its boundary."""
+    rule_name = EXPLORER_RULE_NAMES[rule]
+    spreads, _gradients = deep_relu_spreads(lambda n_in, n_out: s * EXPLORER_RULES[rule](n_in, n_out))
+    draw_spreads(axes[0], {rule_name: spreads}, title=_("Deep network, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"),
+                 legend=False, ylim=EXPLORER_SPREAD_LIMITS)
+    axes[0].axhspan(0.1, 10, color="0.9", zorder=0)
+    start = scaled_parameters([X.shape[0], 10, 5, 1], s, rule)
+    parameters, costs = train(X, Y, start, EXPLORER_ITERATIONS, EXPLORER_LEARNING_RATE, record_every=100)
+    draw_costs(axes[1], {rule_name: costs}, every=100, log=True, ylim=EXPLORER_COST_LIMITS,
+               title=_("Cost, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"))
+    draw_decision_boundary(axes[2], lambda x: predict_dec(parameters, x.T), X, Y,
+                           title=_("Boundary, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"), step=0.02)
+
+
+def exploration_figure(X: np.ndarray, Y: np.ndarray, settings: list[tuple[float, str]],
+                       title: str | None = None):
+    """One row of three plots (see ``draw_exploration``) per (s, rule) setting; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(settings), 3, figsize=(13, 4.0 * len(settings)), squeeze=False,
+                             layout="constrained")
+    for row, (s, rule) in zip(axes, settings):
+        draw_exploration(row, X, Y, s, rule)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    """The figure as PNG bytes, as the inline backend would show it; closes the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=72)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+class WidgetWithFallback:
+    """Displays as ``widget`` where widgets render, and as a static PNG everywhere else.
+
+    Its one output carries both MIME types.  JupyterLab and Notebook 7 prefer the widget view;
+    nbconvert (HTML export, nbviewer) skips a widget view whose state was not saved and takes the
+    next type, the PNG; a plain-text viewer shows ``text``.
+    """
+
+    def __init__(self, widget, png: bytes, text: str) -> None:
+        self.widget, self.png, self.text = widget, png, text
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        import base64
+
+        data = dict(self.widget._repr_mimebundle_(**kwargs))
+        data["image/png"] = base64.b64encode(self.png).decode("ascii")
+        data["text/plain"] = self.text
+        return data
+
+
+def explore_initialization(X: np.ndarray, Y: np.ndarray) -> None:
+    """Show the interactive explorer: a log slider for s and a choice of rule.
+
+    Each change redraws, for weights s * randn * factor: the 10-layer ReLU network's activation
+    spread, and a short training (EXPLORER_ITERATIONS steps at EXPLORER_LEARNING_RATE) of the
+    lesson's 3-layer network, its cost curve and its boundary.  Every draw is seeded, so the same
+    setting always gives the same picture.  Without ipywidgets, or in a viewer that cannot render
+    widgets, a static grid over EXPLORER_STATIC_SCALES (rule s × randn) is shown instead; the widget
+    also shows it until the first change.  The grid's caption is its title, since the output that
+    carries it must not print a caption under the live widget.
+    """
+    from IPython.display import Image, display
+
+    static_png = figure_png(exploration_figure(
+        X, Y, [(s, "plain") for s in EXPLORER_STATIC_SCALES],
+        title=_("One row per scale s (rule s × randn), each with the explorer's three plots.")))
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        display(Image(static_png))
+        print(_("Install ipywidgets and rerun this cell to get the slider."))
+        return
+
+    scale = widgets.FloatLogSlider(value=1.0, base=10, min=-3, max=2, step=0.25, description="s",
+                                   continuous_update=False, readout_format=".3g")
+    rule = widgets.ToggleButtons(options=[(name, key) for key, name in EXPLORER_RULE_NAMES.items()],
+                                 value="plain", description="rule")
+    output = widgets.Output()
+
+    def redraw(_change=None) -> None:
+        png = figure_png(exploration_figure(X, Y, [(scale.value, rule.value)]))
+        with output:
+            output.clear_output(wait=True)
+            display(Image(png))
+            print(_("Left: the deep network's activations per layer (grey band: 0.1 to 10). "
+                    "Middle: the short training's cost. Right: its boundary."))
+
+    scale.observe(redraw, names="value")
+    rule.observe(redraw, names="value")
+    with output:  # until the first change, the widget shows the static grid: no second drawing
+        display(Image(static_png))
+        print(_("Move the slider or pick a rule to draw one setting."))
+    explorer = widgets.VBox([widgets.HBox([scale, rule]), output])
+    display(WidgetWithFallback(explorer, static_png,
+                               _("An interactive explorer: run this cell in JupyterLab to get its slider.")))
 
 
 def file_sha256(path: Path) -> str:
@@ -207,16 +536,17 @@ def load_dataset(path: Path | str = DATASET_PATH) -> tuple[np.ndarray, np.ndarra
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"The data set {path} is missing. It ships with the assignment in the "
-            "'datasets' folder next to init_utils.py: fetch the assignment again, or ask "
-            "your instructor (it can be rebuilt with datasets/make_circles_h5.py)."
+            _("The data set {path} is missing. It ships with the assignment in the "
+              "'datasets' folder next to init_utils.py: fetch the assignment again, or ask "
+              "your instructor (it can be rebuilt with datasets/make_circles_h5.py).").format(path=path)
         )
     digest = file_sha256(path)
     if digest != DATASET_SHA256:
         raise ValueError(
-            f"The data set {path} has been changed (SHA-256 {digest[:12]}..., expected "
-            f"{DATASET_SHA256[:12]}...). Restore the original file from the assignment "
-            "or rebuild it with datasets/make_circles_h5.py."
+            _("The data set {path} has been changed (SHA-256 {digest}..., expected "
+              "{expected}...). Restore the original file from the assignment "
+              "or rebuild it with datasets/make_circles_h5.py.").format(
+                  path=path, digest=digest[:12], expected=DATASET_SHA256[:12])
         )
     with h5py.File(path, "r") as f:
         return (f["train_X"][()], f["train_Y"][()], f["test_X"][()], f["test_Y"][()])

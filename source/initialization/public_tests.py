@@ -20,8 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 # --- the language of the messages --------------------------------------------------------------
-# Messages are English in this file and translated through gettext catalogues compiled into
-# locale/<language>/LC_MESSAGES/course.mo beside it (the .po sources live in the course's locale/).
+# Messages (this file's and init_utils.py's words) are English in the code and translated through
+# gettext catalogues compiled into locale/<language>/LC_MESSAGES/course.mo beside it (the .po
+# sources live in the course's locale/).
 # The language is, in order: the ``language`` argument of a test, the COURSE_LANGUAGE environment
 # variable, the default of this copy of the course (the one word in locale/LANGUAGE, written by the
 # build for each translated assignment), else English.  A language without a catalogue falls back
@@ -55,6 +56,9 @@ def _(message: str) -> str:
 def N_(message: str) -> str:
     """Marks a message for the catalogue; it is translated where it is used."""
     return message
+
+
+use_language()  # this copy's default, for init_utils' words before any test has run
 
 
 Initializer = Callable[[list], dict]
