@@ -101,6 +101,11 @@ CELL_RESULTS = Table(
 
 
 TIMESTAMP_BYTES = 4096  # "2026-11-25 17:05:29.123456 UTC" is 30 bytes
+# nbgrader autograde copies every other file of the submission folder into autograded/, and the
+# exchange's submission_secret.txt must be there for release_feedback to name the feedback file.
+# coursekit copies the folder's regular files up to this size, never through a symbolic link.
+SUPPORT_FILE_BYTES = 1 << 20
+NBGRADER_IGNORED = {".ipynb_checkpoints", "__pycache__", "feedback"}  # CourseDirectory.ignore
 
 
 def lock_name(notebook: str) -> str:
@@ -286,6 +291,9 @@ class GradebookWriter:
         raw, timestamp, note = _timestamp_file(src)
         if raw is not None:
             _atomic_write(dest / "timestamp.txt", raw)
+        skipped = _copy_support_files(src, dest)
+        if skipped:
+            note = "; ".join(filter(None, [note, f"not copied to autograded/: {skipped}"]))
         comments = {name: "No response." if name in result.unanswered else None
                     for name in (*plan.graded.values(), *result.manual_scores, *result.unanswered)}
         return Recorded(result, plan, timestamp, note, comments)
@@ -547,6 +555,33 @@ def _timestamp_file(folder: Path) -> tuple[bytes | None, datetime | None, str | 
         return data, parse_utc(text), None
     except Exception:  # dateutil raises several kinds on nonsense
         return data, None, f"timestamp.txt ignored: it is not a time ({text[:40]!r})"
+
+
+def _copy_support_files(src: Path, dest: Path) -> str | None:
+    """Copy the submission folder's other files (submission_secret.txt, a student's data file) to
+    the autograded folder, as nbgrader autograde does; why any were left out, or None.
+
+    Only regular files at the top level, read like a submission (`read_bytes`: no symbolic links,
+    no FIFOs) and at most SUPPORT_FILE_BYTES each: the grader is often root and the folder is the
+    student's."""
+    skipped = []
+    for path in sorted(src.iterdir()):
+        name = path.name
+        if (name.endswith((".ipynb", ".coursekit.lock", ".pyc")) or name == "timestamp.txt"
+                or name in NBGRADER_IGNORED):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            skipped.append(f"{name}/ (a folder)")
+            continue
+        if path.lstat().st_size > SUPPORT_FILE_BYTES:
+            skipped.append(f"{name} (over {SUPPORT_FILE_BYTES >> 20} MiB)")
+            continue
+        data = read_bytes(path, SUPPORT_FILE_BYTES)
+        if isinstance(data, Unreadable):
+            skipped.append(f"{name} ({data.reason})")
+            continue
+        _atomic_write(dest / name, data)
+    return ", ".join(skipped) or None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

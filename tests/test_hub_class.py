@@ -417,14 +417,14 @@ def formgrader_button(hub: Hub, page: Page, button: str, done: str) -> None:
     modal.wait_for(state="detached")
 
 
-def carry_submission_secrets(hub: Hub) -> None:
-    """Workaround (team findings, hub): put each submission's submission_secret.txt next to its
-    autograded notebook where `coursekit autograde` left it out, as `nbgrader autograde` copies it;
-    `release_feedback` names each feedback file after it.  A no-op once coursekit copies it."""
-    for secret in (hub.course / "submitted").glob(f"*/{ASSIGNMENT}/submission_secret.txt"):
+def assert_submission_secrets_carried(hub: Hub) -> None:
+    """`release_feedback` names each feedback file after the submission's submission_secret.txt, so
+    coursekit must copy it next to the autograded notebook, as `nbgrader autograde` does."""
+    secrets = list((hub.course / "submitted").glob(f"*/{ASSIGNMENT}/submission_secret.txt"))
+    assert len(secrets) == len(STUDENTS)
+    for secret in secrets:
         graded = hub.course / "autograded" / secret.parent.parent.name / ASSIGNMENT / secret.name
-        if not graded.exists():
-            shutil.copy2(secret, graded)
+        assert graded.read_bytes() == secret.read_bytes()
 
 
 def instructor_grades(hub: Hub) -> None:
@@ -436,7 +436,7 @@ def instructor_grades(hub: Hub) -> None:
                             capture_output=True, text=True, timeout=600)
     assert graded.returncode == 0, graded.stderr[-3000:]
     hub.coursekit_report = [json.loads(line) for line in graded.stdout.splitlines() if line.strip()]
-    carry_submission_secrets(hub)
+    assert_submission_secrets_carried(hub)
 
     page = hub.pages[INSTRUCTOR]
     wait_for_lab(page, INSTRUCTOR)

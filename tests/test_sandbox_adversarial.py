@@ -940,9 +940,11 @@ def test_symlinks_and_fifos_in_a_submission_folder_are_never_followed_and_no_tem
     (bob / lock_name(ASSIGNMENT)).symlink_to(target)
     (bob / "timestamp.txt").unlink()
     (bob / "timestamp.txt").symlink_to(master)  # would be copied into autograded/, if followed
+    (bob / "notes.txt").symlink_to(master)  # other files are copied like nbgrader does, links never
     carol = submit(course, "carol", release_notebook()).parent
     (carol / "timestamp.txt").unlink()
     os.mkfifo(carol / "timestamp.txt")  # opening it to read would wait for a writer forever
+    (carol / "submission_secret.txt").write_text("s3cr3t")  # release_feedback needs it in autograded/
     temp = base / "tmp"  # the system temporary folder of this run
     temp.mkdir()
     results = {r["student"]: r for r in coursekit(course, env={**nbgrader_env(), "TMPDIR": str(temp)},
@@ -953,6 +955,9 @@ def test_symlinks_and_fifos_in_a_submission_folder_are_never_followed_and_no_tem
     assert results["bob"]["status"] == "graded" and not os.path.lexists(target)
     assert "timestamp.txt ignored: timestamp.txt is a symbolic link" in results["bob"]["reason"]
     assert not (course / "autograded" / "bob" / ASSIGNMENT / "timestamp.txt").exists()
+    assert not os.path.lexists(course / "autograded" / "bob" / ASSIGNMENT / "notes.txt")
+    assert "not copied to autograded/: notes.txt (notes.txt is a symbolic link" in results["bob"]["reason"]
+    assert (course / "autograded" / "carol" / ASSIGNMENT / "submission_secret.txt").read_text() == "s3cr3t"
     assert "timestamp.txt ignored: timestamp.txt is not a regular file" in results["carol"]["reason"]
     assert list(temp.iterdir()) == []
 
