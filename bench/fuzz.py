@@ -166,24 +166,31 @@ def _helper_function(nb: dict, function: str, style: str, rng: random.Random) ->
     return True
 
 
+def _setting_in_another_cell(nb: dict, function: str, where: str, rng: random.Random, returned: str,
+                             create: str, store: str) -> bool:
+    """The solution returns ``returned``, which reads a setting: the cell ``create`` goes just above
+    the solution, the cell ``store`` that sets it goes ``where``."""
+    if not _reroute_return(nb, function, returned):
+        return False
+    place(nb, new_cell(rng, create), function, "above")
+    place(nb, new_cell(rng, store), function, where)
+    return True
+
+
 @feature("subscript-setting", PLACES[:3], order=10)
 def _subscript_setting(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     config = f"CONFIG_{SHORT[function]}"
-    if not _reroute_return(nb, function, f"{{k: np.asarray(v, dtype={config}['dtype']) for k, v in parameters.items()}}"):
-        return False
-    place(nb, new_cell(rng, f"{config} = {{}}\n"), function, "above")
-    place(nb, new_cell(rng, f"{config}['dtype'] = np.float64\n"), function, style)
-    return True
+    return _setting_in_another_cell(
+        nb, function, style, rng, f"{{k: np.asarray(v, dtype={config}['dtype']) for k, v in parameters.items()}}",
+        f"{config} = {{}}\n", f"{config}['dtype'] = np.float64\n")
 
 
 @feature("attribute-setting", PLACES[:3], order=10)
 def _attribute_setting(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     settings = f"settings_{SHORT[function]}"
-    if not _reroute_return(nb, function, f"{{k: v * {settings}.scale for k, v in parameters.items()}}"):
-        return False
-    place(nb, new_cell(rng, f"import types\n{settings} = types.SimpleNamespace()\n"), function, "above")
-    place(nb, new_cell(rng, f"{settings}.scale = 1.0\n"), function, style)
-    return True
+    return _setting_in_another_cell(
+        nb, function, style, rng, f"{{k: v * {settings}.scale for k, v in parameters.items()}}",
+        f"import types\n{settings} = types.SimpleNamespace()\n", f"{settings}.scale = 1.0\n")
 
 
 # -- how the function gets defined
