@@ -443,16 +443,21 @@ Plan = tuple[dict[str, str], list[tuple[str, str, str]]]  # variants, [(feature,
 
 
 def plan_class(count: int, seed: int, styles: dict[str, tuple[str, ...]]) -> list[Plan]:
-    """First a cover, each on an otherwise correct notebook, cycling through the exercises: every
-    (feature, style) once when the class is at least twice that long, else every feature once.
-    Then random mixtures of one to four features on random variants."""
+    """First a cover, on otherwise correct notebooks, cycling through the exercises: every
+    (feature, style) alone once when the class is at least twice that long, else every feature
+    once, two to a notebook.  Then random mixtures of one to four features on random variants."""
     rng = random.Random(seed)
     functions = list(EXERCISES)
     pairs = [(name, style) for name, options in styles.items() for style in options]
-    if count < 2 * len(pairs):
+    correct = {f: "correct" for f in EXERCISES}
+    if count >= 2 * len(pairs):
+        plans: list[Plan] = [(dict(correct), [(name, functions[i % len(functions)], style)])
+                             for i, (name, style) in enumerate(pairs)]
+    else:  # a small sample: two features per notebook, on two different exercises
         pairs = [(name, rng.choice(options)) for name, options in styles.items()]
-    plans: list[Plan] = [({f: "correct" for f in EXERCISES}, [(name, functions[i % len(functions)], style)])
-                         for i, (name, style) in enumerate(pairs)]
+        plans = [(dict(correct), [(name, functions[(i + j) % len(functions)], style)
+                                  for j, (name, style) in enumerate(pairs[i:i + 2])])
+                 for i in range(0, len(pairs), 2)]
     while len(plans) < count:
         chosen = rng.sample(sorted(styles), rng.randint(1, min(4, len(styles))))
         plans.append((_variant_pick(rng), [(name, rng.choice(functions), rng.choice(styles[name])) for name in chosen]))
@@ -677,15 +682,12 @@ def save_reference(path: Path, reference: dict, digest: str) -> None:
 def load_reference(path: Path, digest: str) -> dict:
     saved = json.loads(path.read_text())
     if saved["course_digest"] != digest:
-        sys.exit(f"{path}: the course (nbgrader_config.py or source/) changed since nbgrader graded this class; "
-                 "run without --reuse to grade it again")
+        sys.exit(f"{path}: nbgrader graded another course than the one kept beside it; run without --reuse")
     return {**saved, "scores": {(s, c): v for s, c, v in saved["scores"]}}
 
 
-def partial_reference(base: Path, digest: str, gradebook_scores: Callable[[Path], dict]) -> dict:
+def partial_reference(base: Path, gradebook_scores: Callable[[Path], dict]) -> dict:
     """nbgrader's grades so far, from the course copies of a run still under way."""
-    if course_digest(base / "template") != digest:
-        sys.exit(f"{base}: the course changed since this class was generated")
     scores: dict = {}
     for course in sorted(base.glob("nbgrader*")):
         if course.is_dir():
@@ -693,7 +695,11 @@ def partial_reference(base: Path, digest: str, gradebook_scores: Callable[[Path]
             # A batch grades students in sorted order; its last one may still be running.
             last = max((student for student, _ in graded), default=None)
             scores.update({key: score for key, score in graded.items() if key[0] != last})
-    return {"scores": scores, "failed": {}, "runs": 0, "seconds": float("nan")}
+    # A student nbgrader could not grade has its submission but no score at all.
+    students = {student for student, _ in scores}
+    failed = {s: "nbgrader recorded no score" for s in students
+              if all(v is None for (student, _), v in scores.items() if student == s)}
+    return {"scores": scores, "failed": failed, "runs": 0, "seconds": float("nan")}
 
 
 def _tests_helpers():
@@ -725,19 +731,24 @@ def main() -> int:
     base = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="coursekit-fuzz-"))
     try:
         template = base / "template"
-        digest = course_digest(ROOT)
         if args.reuse:
+            # Both graders grade the kept copy of the course, whatever happened to the course since.
+            digest = course_digest(template)
+            if digest != course_digest(ROOT):
+                print(f"note: {ROOT / 'source'} or nbgrader_config.py changed since this class was graded; "
+                      f"the comparison is on the course kept in {template}", flush=True)
             manifest = json.loads((template / "fuzz_manifest.json").read_text())
             if (base / "nbgrader.json").is_file():
                 reference = load_reference(base / "nbgrader.json", digest)
             else:  # nbgrader is still grading (or was stopped): compare what it has graded so far
-                reference = partial_reference(base, digest, coursekit_course.gradebook_scores)
+                reference = partial_reference(base, coursekit_course.gradebook_scores)
                 manifest = {s: e for s, e in manifest.items() if any(k[0] == s for k in reference["scores"])}
                 print(f"PARTIAL: nbgrader has graded {len(manifest)} notebooks so far", flush=True)
             shutil.rmtree(base / "coursekit", ignore_errors=True)
             print(f"{len(manifest)} notebooks from {base}; nbgrader's grades from {base}", flush=True)
         else:
             coursekit_course.build_template(template)
+            digest = course_digest(template)
             manifest = fuzz_class(template, args.count, args.seed, args.without)
             print(f"{len(manifest)} notebooks (seed {args.seed}); grading with nbgrader autograde (about 6 s each, "
                   f"{args.nbgrader_jobs} batch{'es' if args.nbgrader_jobs > 1 else ''} side by side) ...", flush=True)
