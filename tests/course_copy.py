@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from scripts.pg_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "initialization"
@@ -83,24 +84,20 @@ INSTRUCTOR_LABEXTENSIONS = ["@jupyter/nbgrader:create-assignment", "@jupyter/nbg
 INSTRUCTOR_SERVER_EXTENSIONS = ["nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+def wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float = 90,
+                       name: str = "jupyter lab") -> None:
+    """Wait until ``url`` answers 200, or fail with the server's log if it exits or stays silent."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {server.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"{name} exited with {server.returncode}:\n{log.read_text()[-5000:]}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    raise RuntimeError(f"jupyter lab did not answer {url} within {timeout} s:\n{log.read_text()}")
+    raise RuntimeError(f"{name} did not answer {url} within {timeout} s:\n{log.read_text()[-5000:]}")
 
 
 def disable_instructor_tools(env: dict[str, str]) -> None:

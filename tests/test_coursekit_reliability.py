@@ -14,17 +14,14 @@ import threading
 import pytest
 
 from course_copy import copy_course, nbgrader_env
-from coursekit_course import ASSIGNMENT, coursekit, expected_scores, gradebook_scores, make_class, shared_template
+from coursekit_course import ASSIGNMENT, coursekit, expected_scores, generated_class, gradebook_scores
 
 CLASS = 80
 
 
 @pytest.fixture(scope="module")
 def class_template(tmp_path_factory):
-    base = tmp_path_factory.mktemp("reliability")
-    template = copy_course(shared_template(tmp_path_factory), base / "template")
-    manifest = make_class.make_class(template, CLASS)
-    return base, template, manifest
+    return generated_class(tmp_path_factory, "reliability", CLASS)
 
 
 def start(course, *args):

@@ -23,10 +23,9 @@ from coursekit_course import (
     ASSIGNMENT,
     coursekit,
     expected_scores,
+    generated_class,
     gradebook_scores,
-    make_class,
     release_notebook,
-    shared_template,
     submit,
 )
 from scripts.pg_server import PostgresServer
@@ -36,9 +35,7 @@ SMALL = 12
 
 @pytest.fixture(scope="module")
 def small_class(tmp_path_factory):
-    base = tmp_path_factory.mktemp("scale-small")
-    template = copy_course(shared_template(tmp_path_factory), base / "template")
-    manifest = make_class.make_class(template, SMALL)
+    _, template, manifest = generated_class(tmp_path_factory, "scale-small", SMALL)
     return template, manifest
 
 
@@ -159,9 +156,7 @@ LARGE = 1000
 
 @pytest.fixture(scope="module")
 def large_class(tmp_path_factory):
-    base = tmp_path_factory.mktemp("scale-large")
-    template = copy_course(shared_template(tmp_path_factory), base / "template")
-    manifest = make_class.make_class(template, LARGE)
+    _, template, manifest = generated_class(tmp_path_factory, "scale-large", LARGE)
     return template, manifest
 
 

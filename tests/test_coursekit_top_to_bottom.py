@@ -19,14 +19,13 @@ import pytest
 from course_copy import ASSIGNMENT, copy_course, nbgrader_env
 from coursekit_course import (
     FULL,
+    course_with,
     coursekit,
     exercise_scores,
     grade_id,
     gradebook_scores,
     index_of,
-    shared_template,
     solved,
-    submit,
 )
 
 HE = "initialize_parameters_he"
@@ -128,11 +127,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    base = tmp_path_factory.mktemp("top-to-bottom")
-    course = copy_course(shared_template(tmp_path_factory), base / "course")
-    for student, (make, _) in CASES.items():
-        submit(course, student, make())
-    return course
+    return course_with(tmp_path_factory, "top-to-bottom", {student: make() for student, (make, _) in CASES.items()})
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from course_copy import copy_course
-from coursekit_course import FULL, coursekit, exercise_scores, grade_id, shared_template, solved, submit
+from coursekit_course import FULL, course_with, coursekit, exercise_scores, grade_id, solved
 from student_work import CORRECT, solved_cell
 
 # A whole He cell that returns an object equal to everything, inside a dict equal to everything.
@@ -71,10 +70,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    base = tmp_path_factory.mktemp("unfoolable")
-    course = copy_course(shared_template(tmp_path_factory), base / "course")
-    for student, (make, _) in CASES.items():
-        submit(course, student, make())
+    course = course_with(tmp_path_factory, "unfoolable", {student: make() for student, (make, _) in CASES.items()})
     return {r["student"]: r for r in coursekit(course, "--timeout", "4")}
 
 

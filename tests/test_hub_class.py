@@ -36,8 +36,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +46,7 @@ from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
 from conftest import ASSIGNMENT, RELEASE, ROOT
-from course_copy import VENV_BIN, nbgrader_env, new_course
+from course_copy import VENV_BIN, nbgrader_env, new_course, wait_until_serving
 from scripts.pg_server import PostgresServer, PostgresUnavailable, free_port
 from student_work import CORRECT, solved_cell
 
@@ -232,20 +230,6 @@ def check_prerequisites() -> None:
         f"the kit in {USER_ENV} differs from coursekit/ ({stale.diff_files + stale.right_only}); run `make hub-env`"
 
 
-def wait_for_hub(url: str, hub: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if hub.poll() is not None:
-            raise RuntimeError(f"jupyterhub exited with {hub.returncode}:\n{log.read_text()[-5000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/hub/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"jupyterhub did not answer within {timeout} s:\n{log.read_text()[-5000:]}")
-
-
 def set_up_course(hub: Hub) -> None:
     """What README tells the admin and the instructor to do before the class starts."""
     subprocess.run(["make", "-s", "-C", str(ROOT), "exchange", f"EXCHANGE={hub.exchange}"], check=True)
@@ -293,7 +277,7 @@ def hub(tmp_path_factory) -> Iterator[Hub]:
                  # this long before it sends SIGTERM (default 10 s): the test's clean-up, nothing more.
                  "--LocalProcessSpawner.interrupt_timeout=1"],
                 cwd=state, env=env, stdout=out, stderr=subprocess.STDOUT)
-        wait_for_hub(h.url, server, log)
+        wait_until_serving(f"{h.url}/hub/health", server, log, timeout=120, name="jupyterhub")
         yield h
     finally:
         if server is not None:
