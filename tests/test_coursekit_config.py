@@ -20,7 +20,8 @@ from student_work import CORRECT, solve
 
 WRONG_ZEROS = CORRECT["initialize_parameters_zeros"].replace("layers_dims[l - 1]", "layers_dims[1]")
 # A student function that scores only where the sandbox preloaded matplotlib.pyplot.
-PROBE_PRELOAD = ('import sys\nassert "matplotlib.pyplot" in sys.modules, "not preloaded"\n'
+# colorsys: a module nothing in the notebook imports, so only a preload can have loaded it.
+PROBE_PRELOAD = ('import sys\nassert "colorsys" in sys.modules, "not preloaded"\n'
                  + CORRECT["initialize_parameters_random"])
 ENDLESS = "while True:\n    pass"
 
@@ -88,7 +89,8 @@ def test_the_grader_uses_the_courses_traceback_filter_and_preloads(template, tmp
     submit(course, "s1", solve(release_notebook(), {**CORRECT, "initialize_parameters_zeros": WRONG_ZEROS,
                                                      "initialize_parameters_random": PROBE_PRELOAD}))
     (result,) = run_coursekit(course)
-    assert graded_cells(result)["test_random_public"] == 1  # matplotlib.pyplot was preloaded
+    assert graded_cells(result)["test_random_public"] == 0  # the course does not preload colorsys
+    assert "not preloaded" in result["cells"]["test_random_public"]["message"]
     shown = autograded_traceback(course, "s1", "test_zeros_public")
     assert "public_tests.py" in shown and "has shape (2, 2), expected (2, 3)" in shown
     assert "numpy" not in shown  # frames outside the listed helper modules stay out
@@ -97,17 +99,16 @@ def test_the_grader_uses_the_courses_traceback_filter_and_preloads(template, tmp
 def test_other_settings_change_what_the_grader_does(template, tmp_path):
     course = with_config(template, tmp_path / "course", "\n".join([
         "c.CourseKit.traceback_modules = []",
-        "c.CourseKit.sandbox_preload = ['numpy']",
-        "c.CourseKit.timeout = 2",
+        "c.CourseKit.sandbox_preload = ['numpy', 'colorsys']",
+        "c.CourseKit.timeout = 5",  # ENDLESS runs into it; the other calls have room under load
     ]))
     submit(course, "s1", solve(release_notebook(), {**CORRECT, "initialize_parameters_zeros": WRONG_ZEROS,
                                                      "initialize_parameters_random": PROBE_PRELOAD,
                                                      "initialize_parameters_he": ENDLESS}))
     (result,) = run_coursekit(course)
     cells = graded_cells(result)
-    assert cells["test_random_public"] == 0  # nothing but NumPy preloaded now
-    assert "not preloaded" in result["cells"]["test_random_public"]["message"]
-    assert cells["test_he_public"] == 0 and "timeout after 2 s" in result["reason"]
+    assert cells["test_random_public"] == 1  # colorsys was preloaded
+    assert cells["test_he_public"] == 0 and "timeout after 5 s" in result["reason"]
     shown = autograded_traceback(course, "s1", "test_zeros_public")
     assert "public_tests.py" not in shown and "has shape (2, 2), expected (2, 3)" in shown
 
