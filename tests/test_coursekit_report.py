@@ -131,7 +131,8 @@ def test_the_progress_reporter_writes_one_json_object_per_submission_and_a_summa
     assert [(line["status"], line["student"]) for line in lines] == [("graded", "ana"), ("skipped", "bo"),
                                                                      ("error", "cy")]
     assert lines[0]["score"] == 1.0 and lines[0]["max_score"] == 3.0
-    assert lines[0]["cells"]["t2"] == {"score": 0.0, "max_score": 2.0, "message": "AssertionError: no"}
+    assert lines[0]["cells"]["t2"] == {"score": 0.0, "max_score": 2.0, "message": "AssertionError: no",
+                                       "mode": "replay"}
     assert "could not grade cy/hw: KeyError: 'x'" in err.getvalue()
     assert "graded 1, skipped 1, failed 1" in err.getvalue()
     assert "\r[" not in err.getvalue()  # not a terminal: no progress bar
