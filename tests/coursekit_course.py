@@ -7,6 +7,7 @@ A template course (config, master, release, a fresh gradebook made by the real
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,25 @@ def shared_template(tmp_path_factory) -> Path:
     if not _TEMPLATE:
         _TEMPLATE.append(build_template(tmp_path_factory.mktemp("coursekit") / "template"))
     return _TEMPLATE[0]
+
+
+def slow_down_last(course: Path, manifest: dict, seconds: int = 5) -> list[str]:
+    """Make the last students' first solution cells sleep first (their grades stay the same);
+    return them in grading order.
+
+    A test that kills a grader mid-batch needs the kill to land before the end on however fast a
+    machine.  The grader reports a batch only once it is committed, so the first report may come
+    when a slow student finishes; there are more slow students than workers (one per core), so the
+    last one starts after that and cannot be done when the test kills the grader on that report."""
+    slow = sorted(manifest)[-((os.cpu_count() or 1) + 2):]
+    for student in slow:
+        path = course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        cell = next(c for c in notebook["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("solution"))
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        cell["source"] = f"import time\ntime.sleep({seconds})\n" + source
+        path.write_text(json.dumps(notebook), encoding="utf-8")
+    return slow
 
 
 def generated_class(tmp_path_factory, name: str, size: int) -> tuple[Path, Path, dict]:

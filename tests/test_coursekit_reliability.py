@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from course_copy import copy_course, nbgrader_env
-from coursekit_course import ASSIGNMENT, coursekit, expected_scores, generated_class, gradebook_scores
+from coursekit_course import ASSIGNMENT, coursekit, expected_scores, generated_class, gradebook_scores, slow_down_last
 
 CLASS = 80
 
@@ -50,6 +50,7 @@ def assert_consistent(course, manifest):
 def test_a_batch_killed_with_sigkill_resumes_without_regrading_what_was_done(class_template, tmp_path):
     base, template, manifest = class_template
     course = copy_course(template, tmp_path / "course")
+    slow = slow_down_last(course, manifest)
     grader = start(course)
     done_before_kill = []
     for line in grader.stdout:
@@ -65,6 +66,7 @@ def test_a_batch_killed_with_sigkill_resumes_without_regrading_what_was_done(cla
     skipped = {r["student"] for r in second if r["status"] == "skipped"}
     graded = {r["student"] for r in second if r["status"] == "graded"}
     assert set(done_before_kill) <= skipped  # reported done before the kill: not graded again
+    assert slow[-1] in graded, "the kill did not land mid-batch"
     assert skipped | graded == set(manifest) and not skipped & graded
     assert_consistent(course, manifest)
 

@@ -6,7 +6,8 @@ submissions (bench/make_class.py, every variant with its hand-worked score) is g
 
 - two graders started at once, while `nbgrader export` reads the gradebook, lose no row and leave
   each grade right (and the export taken mid-batch shows only whole submissions);
-- a grader killed with SIGKILL mid-batch and started again completes the class.
+- a grader killed with SIGKILL mid-batch and started again completes the class (the last students'
+  notebooks sleep first, so the kill lands mid-batch however fast the others are graded).
 
 The assignment is put in a template database once, by the real `nbgrader generate_assignment`; each
 test grades into its own copy of it.
@@ -27,7 +28,15 @@ import psycopg2
 import pytest
 
 from course_copy import copy_course, generate_assignment, nbgrader_env
-from coursekit_course import ASSIGNMENT, coursekit, expected_scores, gradebook_scores, make_class, shared_template
+from coursekit_course import (
+    ASSIGNMENT,
+    coursekit,
+    expected_scores,
+    gradebook_scores,
+    make_class,
+    shared_template,
+    slow_down_last,
+)
 from scripts.pg_server import PostgresServer, PostgresUnavailable
 
 pytestmark = pytest.mark.hub
@@ -138,6 +147,7 @@ def test_two_graders_and_an_export_at_once_lose_no_row_and_leave_each_grade_righ
 
 def test_a_grader_killed_with_sigkill_mid_batch_then_rerun_completes_the_class(class_template, postgres, tmp_path):
     course, url, manifest = fresh_course(class_template, postgres, tmp_path, "killed")
+    slow = slow_down_last(course, manifest)
     grader = start_grader(course, url)
     done_before_kill = [json.loads(grader.stdout.readline())["student"] for _ in range(10)]
     os.killpg(grader.pid, signal.SIGKILL)
@@ -148,6 +158,7 @@ def test_a_grader_killed_with_sigkill_mid_batch_then_rerun_completes_the_class(c
     skipped = {r["student"] for r in rerun if r["status"] == "skipped"}
     graded = {r["student"] for r in rerun if r["status"] == "graded"}
     assert set(done_before_kill) <= skipped, "work reported done before the kill was graded again"
-    assert graded and skipped | graded == set(manifest) and not skipped & graded
+    assert slow[-1] in graded, ("the kill did not land mid-batch", done_before_kill, rerun)
+    assert skipped | graded == set(manifest) and not skipped & graded
     assert row_counts(postgres, "killed")["grade"] == CLASS * 6
     assert_class_graded(course, url, manifest)
