@@ -18,7 +18,6 @@ task runs in a local pool of pre-warmed processes (default) or on a Dask cluster
 from __future__ import annotations
 
 import atexit
-import concurrent.futures as cf
 import functools
 import json
 import multiprocessing
@@ -29,7 +28,6 @@ import shutil
 import sys
 import threading
 import time
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
@@ -41,6 +39,7 @@ from nbgrader.utils import compute_checksum
 from . import extract, read, sandbox, score
 from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import python_source
+from .pool import LocalPool, WorkerDied
 from .protocol import clean_text
 from .report import Reporter
 
@@ -292,13 +291,13 @@ class _Backend:
     close: Callable[[], None]
 
 
-def _local_backend(workers: int, preload: tuple[str, ...], insecure: bool) -> _Backend:
-    # fork: workers start with everything this process imported (NumPy, nbgrader) already loaded.
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                  initializer=_pool_initializer, initargs=(preload, insecure))
+def _local_backend(workers: int, preload: tuple[str, ...], insecure: bool, limits: sandbox.Limits) -> _Backend:
+    # A worker that holds one submission longer than every sandbox run it may make, with room for
+    # a loaded machine, is stuck: the pool kills it and the submission gets its second try.
+    pool = LocalPool(workers, _pool_initializer, (preload, insecure),
+                     task_seconds=2 * MAX_RUNS * limits.wall_seconds + 120)
     return _Backend(submit=lambda *args: pool.submit(grade_submission, *args),
-                    wait_first=lambda fs: cf.wait(fs, return_when=cf.FIRST_COMPLETED).done,
-                    width=8 * workers, close=pool.shutdown)
+                    wait_first=pool.wait_first, width=8 * workers, close=pool.close)
 
 
 def _dask_backend(address: str) -> _Backend:
@@ -356,7 +355,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
         limits = replace(limits, wall_seconds=float(timeout))
     local_workers = workers or os.cpu_count() or 1
     preload = course.settings.sandbox_preload
-    backend = _dask_backend(scheduler) if scheduler else _local_backend(local_workers, preload, insecure)
+    backend = _dask_backend(scheduler) if scheduler else _local_backend(local_workers, preload, insecure, limits)
     reporter = Reporter(len(submissions), json_lines, out, err)
     writer = GradebookWriter(course)
     results: list[GradedSubmission] = []
@@ -401,32 +400,23 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
         while True:
             while len(in_flight) < backend.width and (task := next_task()) is not None:
                 sub, held = task
-                try:
-                    data = read.read_bytes(sub.path, course.settings.max_notebook_bytes)
-                    future = backend.submit(plans[sub.notebook], sub, data, limits, insecure)
-                except BrokenProcessPool:  # the pool broke since: retry once it is rebuilt
-                    retry.append(task)
-                    break
-                in_flight[future] = (sub, held)
-            if retry and not scheduler and not in_flight:
-                # Also when the pool broke between tasks: then the refused submit is the only sign.
-                reporter.note(f"a worker process died; {len(retry)} submissions go to a new pool")
-                backend.close()
-                backend = _local_backend(local_workers, preload, insecure)
-                continue
+                data = read.read_bytes(sub.path, course.settings.max_notebook_bytes)
+                in_flight[backend.submit(plans[sub.notebook], sub, data, limits, insecure)] = (sub, held)
             if not in_flight:
                 break
             for future in backend.wait_first(set(in_flight)):
                 sub, held = in_flight.pop(future)
                 try:
                     unwritten.append((future.result(), held))
-                except BrokenProcessPool:
+                except WorkerDied as died:
                     # A worker process died (not a sandbox: those die alone), e.g. at the OOM
-                    # killer's hand. Its submissions get one more try in a new pool.
+                    # killer's hand, or was stuck. Its one submission gets one more try.
                     if sub in retried:
-                        reporter.failed_one(sub, "the worker process grading it died twice")
+                        reporter.failed_one(sub, f"the worker process grading it died twice (the last time: {died})")
                         held.release()
                     else:
+                        reporter.note(f"a worker process died ({died}); {sub.student}/{sub.notebook} "
+                                      "goes to another worker process")
                         retried.add(sub)
                         retry.append((sub, held))
                 except Exception as error:  # a grader fault: report it, leave it ungraded, go on

@@ -1,0 +1,276 @@
+"""A pool of local grading processes that outlives the death of any of them.
+
+Why not `concurrent.futures.ProcessPoolExecutor`: its workers share one call queue and one result
+pipe.  A worker killed with SIGKILL (the OOM killer, an operator) while it writes its result leaves
+half a message in the shared pipe; the executor's manager thread then waits in `recv()` for the
+rest forever (the executor and the other workers keep the pipe's write end open), every future
+stays pending and the grader hangs.  A worker killed while it holds the queue's lock blocks the
+others the same way.
+
+Here each worker process has a pipe of its own and holds at most one task.  The grader waits on
+every pipe and every process sentinel at once, with a timeout, so a dead worker is noticed
+however it died: its one task fails with `WorkerDied` (the caller decides whether to try it
+again) and a new process takes its place.  Half a message from a dead worker is an `EOFError` on
+its own pipe, never a wait.  A worker that holds one task much longer than any task may take is
+killed and counts as dead.  A worker announces itself ready once its initializer ran, and tasks
+go only to ready, idle workers, so sending never waits on a busy or starting process.
+
+Each task names one *shared* object (the assignment's plan) that the pool sends to a worker once,
+not with every task.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+WATCH_SECONDS = 1.0  # how often a wait looks at the workers even when nothing arrives
+START_SECONDS = 300.0  # a worker not ready after this long (initializer stuck) is replaced
+STOP_SECONDS = 10.0  # how long close() waits for a worker to finish its clean-up
+START_FAILURES = 3  # workers in a row that die before they are ready: the pool gives up
+
+
+class WorkerDied(Exception):
+    """The worker process holding the task died (or was killed as stuck) before it answered."""
+
+
+class PoolBroken(Exception):
+    """Worker processes cannot be started: each one died before it was ready."""
+
+
+@dataclass
+class _Task:
+    future: cf.Future
+    fn: Callable[..., Any]
+    shared: Any
+    args: tuple
+    started: float = 0.0
+
+
+@dataclass
+class _Slot:
+    process: Any  # multiprocessing.Process
+    conn: multiprocessing.connection.Connection
+    started: float
+    ready: bool = False
+    task: _Task | None = None
+    sent: set[int] = field(default_factory=set)  # ids of the shared objects this worker holds
+
+
+class LocalPool:
+    """`workers` forked processes, each running `initializer(*initargs)` once, then tasks
+    `fn(shared, *args)` one at a time.  `task_seconds`: the longest a task may take before its
+    worker is killed as stuck.  Drive it with `wait_first`; it runs in the caller's thread."""
+
+    def __init__(self, workers: int, initializer: Callable[..., None], initargs: tuple,
+                 task_seconds: float) -> None:
+        # fork: workers start with everything this process imported (NumPy, nbgrader) already loaded.
+        self._context = multiprocessing.get_context("fork")
+        self._initializer, self._initargs = initializer, initargs
+        self.task_seconds = task_seconds
+        self._queue: collections.deque[_Task] = collections.deque()
+        self._shared: dict[int, Any] = {}  # keeps each shared object, and so its id, alive
+        self._start_failures = 0
+        self.broken: str | None = None
+        self.deaths: list[str] = []  # why each worker that died did, in order
+        self._slots: list[_Slot] = []
+        for _ in range(workers):
+            self._slots.append(self._start())
+
+    def _start(self) -> _Slot:
+        # Output buffered in this process would be written again by the child when it exits.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        ours, theirs = self._context.Pipe(duplex=True)
+        others = [slot.conn for slot in self._slots if not slot.conn.closed]
+        process = self._context.Process(target=_serve, args=(theirs, others, self._initializer, self._initargs),
+                                        name="coursekit-worker")
+        process.start()
+        theirs.close()  # the child's end lives only in the child: its death is EOF here
+        return _Slot(process, ours, time.monotonic())
+
+    def submit(self, fn: Callable[..., Any], shared: Any, *args: Any) -> cf.Future:
+        """Queue `fn(shared, *args)`; the future fails with WorkerDied if its worker dies, with
+        PoolBroken if no worker can start, or with what `fn` raised."""
+        future: cf.Future = cf.Future()
+        if self.broken:
+            future.set_exception(PoolBroken(self.broken))
+            return future
+        self._shared.setdefault(id(shared), shared)
+        self._queue.append(_Task(future, fn, shared, args))
+        self._dispatch()
+        return future
+
+    def wait_first(self, futures: set[cf.Future]) -> set[cf.Future]:
+        """Run the pool until at least one of `futures` is done; return the done ones."""
+        while True:
+            self._dispatch()
+            done = {f for f in futures if f.done()}
+            if done or not futures:
+                return done
+            self._watch(WATCH_SECONDS)
+
+    def _dispatch(self) -> None:
+        for i, slot in enumerate(self._slots):
+            if not self._queue:
+                return
+            if not slot.ready or slot.task is not None:
+                continue
+            task = self._queue.popleft()
+            task.started = time.monotonic()
+            slot.task = task
+            try:
+                if id(task.shared) not in slot.sent:
+                    slot.conn.send(("shared", id(task.shared), task.shared))
+                    slot.sent.add(id(task.shared))
+                slot.conn.send(("task", task.fn, id(task.shared), task.args))
+            except (OSError, EOFError) as error:  # it died meanwhile: its sentinel would say so too
+                self._lost(i, f"its pipe broke: {error}")
+
+    def _watch(self, timeout: float) -> None:
+        """Wait up to `timeout` for an answer or a death; handle what happened."""
+        live = [slot for slot in self._slots if not slot.conn.closed]
+        if not live:  # broken: every task has failed already
+            return
+        ready = set(multiprocessing.connection.wait([s.conn for s in live] + [s.process.sentinel for s in live],
+                                                    timeout))
+        now = time.monotonic()
+        for i, slot in enumerate(self._slots):
+            if slot.conn.closed:
+                continue
+            if slot.conn in ready:
+                try:
+                    message = slot.conn.recv()
+                except (EOFError, OSError):  # dead, possibly half-way through its answer
+                    self._lost(i, self._death_cause(slot))
+                    continue
+                self._receive(slot, message)
+            if slot.process.sentinel in ready or not slot.process.is_alive():
+                self._lost(i, self._death_cause(slot))
+            elif slot.task is not None and now - slot.task.started > self.task_seconds:
+                self._kill(slot)
+                self._lost(i, f"it held one submission for more than {self.task_seconds:.0f} s and was killed")
+            elif not slot.ready and now - slot.started > START_SECONDS:
+                self._kill(slot)
+                self._lost(i, f"it was not ready after {START_SECONDS:.0f} s and was killed")
+
+    def _receive(self, slot: _Slot, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            slot.ready = True
+            self._start_failures = 0
+        elif slot.task is not None:
+            task, slot.task = slot.task, None
+            if kind == "ok":
+                task.future.set_result(message[1])
+            else:
+                task.future.set_exception(message[1])
+
+    @staticmethod
+    def _death_cause(slot: _Slot) -> str:
+        slot.process.join(STOP_SECONDS)
+        code = slot.process.exitcode
+        if code is None:
+            return "its pipe closed"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+    @staticmethod
+    def _kill(slot: _Slot) -> None:
+        try:
+            os.kill(slot.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        slot.process.join(STOP_SECONDS)
+
+    def _lost(self, i: int, why: str) -> None:
+        """Slot i's process is gone: fail its task, start another in its place."""
+        slot = self._slots[i]
+        slot.conn.close()
+        if slot.process.is_alive():
+            self._kill(slot)
+        self.deaths.append(f"pid {slot.process.pid}: {why}")
+        if slot.task is not None:
+            slot.task.future.set_exception(WorkerDied(why))
+        if not slot.ready:
+            self._start_failures += 1
+            if self._start_failures >= START_FAILURES:
+                self.broken = (f"{START_FAILURES} worker processes in a row died before they were ready "
+                               f"(the last: {why})")
+                while self._queue:
+                    self._queue.popleft().future.set_exception(PoolBroken(self.broken))
+        self._slots[i] = self._start() if not self.broken else _dead_slot(slot)
+
+    def close(self) -> None:
+        """Stop every worker: idle ones finish their clean-up (their sandboxes), others are killed."""
+        for slot in self._slots:
+            try:
+                if slot.task is None and not slot.conn.closed:
+                    slot.conn.send(None)
+                else:
+                    self._kill(slot)
+            except OSError:
+                pass
+        for slot in self._slots:
+            slot.process.join(STOP_SECONDS)
+            if slot.process.is_alive():
+                self._kill(slot)
+            if not slot.conn.closed:
+                slot.conn.close()
+        for task in self._queue:
+            task.future.cancel()
+        self._queue.clear()
+
+
+def _dead_slot(slot: _Slot) -> _Slot:
+    """A slot that stays empty once the pool is broken (never ready, so never given a task)."""
+    return _Slot(slot.process, slot.conn, slot.started, ready=False, task=None)
+
+
+def _serve(conn: multiprocessing.connection.Connection, others: list[multiprocessing.connection.Connection],
+           initializer: Callable[..., None], initargs: tuple) -> None:
+    """A worker process: initialize, say so, then answer tasks until told to stop or the grader
+    is gone.  A failing initializer fails every task with its error rather than dying, so the
+    reason reaches the operator."""
+    for other in others:  # the grader's ends of the other workers' pipes: not ours to hold open
+        other.close()
+    broken: BaseException | None = None
+    try:
+        initializer(*initargs)
+    except BaseException as error:
+        broken = error
+    conn.send(("ready",))
+    shared: dict[int, Any] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the grader is gone
+            return
+        if message is None:
+            return
+        if message[0] == "shared":
+            shared[message[1]] = message[2]
+            continue
+        _, fn, key, args = message
+        try:
+            if broken is not None:
+                raise broken
+            reply: tuple = ("ok", fn(shared[key], *args))
+        except BaseException as error:
+            reply = ("error", error)
+        try:
+            conn.send(reply)
+        except (OSError, EOFError):
+            return
+        except Exception as error:  # the answer does not pickle: say so instead
+            conn.send(("error", RuntimeError(f"the worker could not send its answer: {type(error).__name__}: "
+                                             f"{error}")))

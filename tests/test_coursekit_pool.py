@@ -1,0 +1,127 @@
+"""The local worker pool with real forked processes: a worker that dies or hangs costs only the
+task it held, which fails with WorkerDied, and a new process takes the next tasks; a worker
+that cannot start fails its tasks with its error instead of looping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from coursekit.pool import LocalPool, PoolBroken, WorkerDied
+
+
+def nothing() -> None:
+    pass
+
+
+def refuse_to_start() -> None:
+    raise RuntimeError("no sandbox on this machine")
+
+
+def die_on_start() -> None:
+    os._exit(3)
+
+
+def work(shared: dict, what: str) -> str:
+    if what == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if what == "hang":
+        time.sleep(3600)
+    if what == "big":  # larger than a pipe's buffer: a kill while sending it leaves half a message
+        return "x" * (4 << 20)
+    return f"{shared['greeting']} {what} from {os.getpid()}"
+
+
+def finish(pool: LocalPool, futures: list) -> None:
+    pending = set(futures)
+    while pending:
+        pending -= pool.wait_first(pending)
+
+
+def test_a_worker_killed_with_sigkill_costs_only_its_task_and_is_replaced():
+    pool = LocalPool(2, nothing, (), task_seconds=60)
+    try:
+        shared = {"greeting": "hello"}
+        futures = [pool.submit(work, shared, what) for what in ["a", "die", "b", "c", "d"]]
+        finish(pool, futures)
+        with pytest.raises(WorkerDied, match="killed by SIGKILL"):
+            futures[1].result()
+        answers = [futures[i].result() for i in (0, 2, 3, 4)]
+        assert [a.split(" from ")[0] for a in answers] == ["hello a", "hello b", "hello c", "hello d"]
+        assert len(pool.deaths) == 1
+        later = pool.submit(work, shared, "e")  # the replacement serves new tasks
+        finish(pool, [later])
+        assert later.result().startswith("hello e")
+    finally:
+        pool.close()
+
+
+def test_a_worker_killed_while_it_sends_a_large_answer_is_noticed_not_waited_for():
+    pool = LocalPool(1, nothing, (), task_seconds=60)
+    try:
+        warm = pool.submit(work, {"greeting": "hi"}, "warm")
+        finish(pool, [warm])
+        pid = int(warm.result().rsplit(" ", 1)[1])
+        big = pool.submit(work, {}, "big")  # sent at once: the worker is ready and idle
+        time.sleep(1)  # it is sending: 4 MiB does not fit the pipe while nobody reads
+        os.kill(pid, signal.SIGKILL)
+        finish(pool, [big])
+        with pytest.raises(WorkerDied):
+            big.result()
+        again = pool.submit(work, {"greeting": "hi"}, "again")
+        finish(pool, [again])
+        assert again.result().startswith("hi again")
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_holds_a_task_too_long_is_killed_and_its_task_fails():
+    pool = LocalPool(1, nothing, (), task_seconds=2)
+    try:
+        hung = pool.submit(work, {}, "hang")
+        after = pool.submit(work, {"greeting": "hi"}, "next")
+        finish(pool, [hung, after])
+        with pytest.raises(WorkerDied, match="more than 2 s"):
+            hung.result()
+        assert after.result().startswith("hi next")
+    finally:
+        pool.close()
+
+
+def test_an_initializer_that_fails_fails_each_task_with_its_error():
+    pool = LocalPool(1, refuse_to_start, (), task_seconds=60)
+    try:
+        future = pool.submit(work, {}, "a")
+        finish(pool, [future])
+        with pytest.raises(RuntimeError, match="no sandbox on this machine"):
+            future.result()
+    finally:
+        pool.close()
+
+
+def test_workers_that_die_while_starting_break_the_pool_instead_of_restarting_forever():
+    pool = LocalPool(1, die_on_start, (), task_seconds=60)
+    try:
+        future = pool.submit(work, {}, "a")
+        finish(pool, [future])
+        with pytest.raises(PoolBroken, match="died before they were ready .*exit status 3"):
+            future.result()
+        with pytest.raises(PoolBroken):
+            pool.submit(work, {}, "b").result(timeout=0)
+    finally:
+        pool.close()
+
+
+def test_closing_the_pool_leaves_no_worker_process():
+    pool = LocalPool(2, nothing, (), task_seconds=60)
+    futures = [pool.submit(work, {"greeting": "hi"}, str(i)) for i in range(6)]
+    finish(pool, futures)
+    pids = {int(f.result().rsplit(" ", 1)[1]) for f in futures}
+    pool.close()
+    assert pids
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # exited and reaped
+            os.kill(pid, 0)
