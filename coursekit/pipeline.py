@@ -291,11 +291,12 @@ class _Backend:
     close: Callable[[], None]
 
 
-def _local_backend(workers: int, preload: tuple[str, ...], insecure: bool, limits: sandbox.Limits) -> _Backend:
+def _local_backend(workers: int, preload: tuple[str, ...], insecure: bool, limits: sandbox.Limits,
+                   note: Callable[[str], None]) -> _Backend:
     # A worker that holds one submission longer than every sandbox run it may make, with room for
     # a loaded machine, is stuck: the pool kills it and the submission gets its second try.
     pool = LocalPool(workers, _pool_initializer, (preload, insecure),
-                     task_seconds=2 * MAX_RUNS * limits.wall_seconds + 120)
+                     task_seconds=2 * MAX_RUNS * limits.wall_seconds + 120, note=note)
     return _Backend(submit=lambda *args: pool.submit(grade_submission, *args),
                     wait_first=pool.wait_first, width=8 * workers, close=pool.close)
 
@@ -355,8 +356,9 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
         limits = replace(limits, wall_seconds=float(timeout))
     local_workers = workers or os.cpu_count() or 1
     preload = course.settings.sandbox_preload
-    backend = _dask_backend(scheduler) if scheduler else _local_backend(local_workers, preload, insecure, limits)
     reporter = Reporter(len(submissions), json_lines, out, err)
+    backend = (_dask_backend(scheduler) if scheduler
+               else _local_backend(local_workers, preload, insecure, limits, reporter.note))
     writer = GradebookWriter(course)
     results: list[GradedSubmission] = []
     in_flight: dict[Any, tuple[read.Submission, Any]] = {}
@@ -415,8 +417,6 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
                         reporter.failed_one(sub, f"the worker process grading it died twice (the last time: {died})")
                         held.release()
                     else:
-                        reporter.note(f"a worker process died ({died}); {sub.student}/{sub.notebook} "
-                                      "goes to another worker process")
                         retried.add(sub)
                         retry.append((sub, held))
                 except Exception as error:  # a grader fault: report it, leave it ungraded, go on

@@ -68,19 +68,20 @@ class _Slot:
 class LocalPool:
     """`workers` forked processes, each running `initializer(*initargs)` once, then tasks
     `fn(shared, *args)` one at a time.  `task_seconds`: the longest a task may take before its
-    worker is killed as stuck.  Drive it with `wait_first`; it runs in the caller's thread."""
+    worker is killed as stuck; `note(message)` hears of each worker that died.  Drive it with
+    `wait_first`; it runs in the caller's thread."""
 
     def __init__(self, workers: int, initializer: Callable[..., None], initargs: tuple,
-                 task_seconds: float) -> None:
+                 task_seconds: float, note: Callable[[str], None] = lambda message: None) -> None:
         # fork: workers start with everything this process imported (NumPy, nbgrader) already loaded.
         self._context = multiprocessing.get_context("fork")
         self._initializer, self._initargs = initializer, initargs
         self.task_seconds = task_seconds
+        self._note = note  # told of every death, busy or idle: the operator should know
         self._queue: collections.deque[_Task] = collections.deque()
         self._shared: dict[int, Any] = {}  # keeps each shared object, and so its id, alive
         self._start_failures = 0
         self.broken: str | None = None
-        self.deaths: list[str] = []  # why each worker that died did, in order
         self._slots: list[_Slot] = []
         for _ in range(workers):
             self._slots.append(self._start())
@@ -198,7 +199,8 @@ class LocalPool:
         slot.conn.close()
         if slot.process.is_alive():
             self._kill(slot)
-        self.deaths.append(f"pid {slot.process.pid}: {why}")
+        self._note(f"a worker process died ({why}; pid {slot.process.pid}); "
+                   + ("the submission it held gets another try" if slot.task is not None else "it held no submission"))
         if slot.task is not None:
             slot.task.future.set_exception(WorkerDied(why))
         if not slot.ready:
