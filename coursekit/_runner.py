@@ -66,8 +66,9 @@ _ndarray, _generic, _asarray = numpy.ndarray, numpy.generic, numpy.asarray
 _write, _read = os.write, os.read
 _setitimer, _ITIMER_REAL = signal.setitimer, signal.ITIMER_REAL
 # The C scanner, bound now: json.loads is Python code that consults builtins.isinstance,
-# which the submission may have replaced by the time the next message arrives.
-_scan = json.scanner.c_make_scanner(json.decoder.JSONDecoder())
+# which the submission may have replaced by the time the next message arrives.  (typeshed's
+# json.scanner stub leaves out c_make_scanner, the C implementation it exports.)
+_scan = json.scanner.c_make_scanner(json.decoder.JSONDecoder())  # type: ignore[attr-defined]
 _filters_mutated = getattr(warnings, "_filters_mutated", None) or (lambda: None)
 _decode = bytes.decode
 
@@ -77,9 +78,10 @@ def _loads(data):
     return _scan(text, 0)[0]
 
 
-# json.dumps has Python-level parts that consult builtins; the C encoder does not.
-_c_encoder = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None,
-                                         ":", ",", False, False, True)
+# json.dumps has Python-level parts that consult builtins; the C encoder does not.  (typeshed's
+# json.encoder stub leaves out c_make_encoder, as it does c_make_scanner.)
+_c_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
 
 RECORD_HEADER = struct.Struct("<2sII")  # magic, JSON length, blob length
 RECORD_MAGIC = b"CK"
@@ -326,7 +328,8 @@ def _receive():
 
 
 def _read_exactly(size: int):
-    chunks, missing = [], size
+    chunks: list[bytes] = []
+    missing = size
     while missing:
         chunk = _read(CHANNEL_FD, min(missing, 1 << 20))
         if not chunk:

@@ -779,6 +779,8 @@ def _load_runner() -> types.ModuleType:
     imports nothing from the coursekit package), before any child is forked."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
     spec = importlib.util.spec_from_file_location("coursekit_runner", path)
+    if spec is None or spec.loader is None:  # a .py path always has a loader: this is a broken install
+        raise ImportError(f"coursekit's sandbox runner cannot be loaded from {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

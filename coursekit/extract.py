@@ -51,6 +51,20 @@ class MasterCell:
     names: Names | None = None
     solution: str | None = None  # solution cells: the master's solution, used to record the call plan
 
+    @property
+    def id(self) -> str:
+        """The grade id of a cell that must have one: nbgrader gives every solution and test
+        cell one, and planning refuses a solution cell without."""
+        if self.grade_id is None:
+            raise PlanError(f"master cell {self.index + 1} is a {self.kind} cell without a grade id: "
+                            "give it one in the master and run `nbgrader generate_assignment` again")
+        return self.grade_id
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """Names the cell may read before binding them (none for a text cell)."""
+        return self.names.reads if self.names is not None else frozenset()
+
 
 @dataclass
 class AssignmentPlan:
@@ -146,6 +160,9 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
             raise PlanError(f"master cell {grade_id or index} has a syntax error: {err}") from None
         if solution is not None:
             kind = "solution"
+            if grade_id is None:  # nbgrader's own validation refuses this too
+                raise PlanError(f"master cell {index + 1} is a solution cell without a grade id: "
+                                "give it one in the master and run `nbgrader generate_assignment` again")
             for stmt in ast.parse(analysis_source(python_source(solution, TransformerManager()))).body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     graded[stmt.name] = grade_id
@@ -156,21 +173,21 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
     sandboxed: dict[str, str] = {}
     trusted = _needed_cells(cells, graded, sandboxed)
     for cell in cells:  # a test that rebinds or deletes a graded name (`del tokenize`)
-        changed = sorted(set(cell.names.binds) & set(graded)) if cell.kind == "test" else []
-        if changed and cell.grade_id not in sandboxed:
-            sandboxed[cell.grade_id] = f"it changes the name {changed[0]}"
+        changed = sorted(set(cell.names.binds) & set(graded)) if cell.kind == "test" and cell.names else []
+        if changed and cell.id not in sandboxed:
+            sandboxed[cell.id] = f"it changes the name {changed[0]}"
     return AssignmentPlan(
         assignment=assignment, notebook=notebook, cells=cells, graded=graded,
         trusted=sorted(trusted),
         skipped=[c.grade_id or f"cell {c.index}" for c in cells if c.kind == "locked" and c.index not in trusted],
-        tests_of={f: [c.grade_id for c in cells if c.kind == "test" and f in c.names.reads] for f in graded},
+        tests_of={f: [c.id for c in cells if c.kind == "test" and f in c.reads] for f in graded},
         checksums={name: checksum for name, (_, checksum) in sources.items() if checksum},
         release_files=_files(course.release_dir(assignment), "**/*"),
         trusted_files={name: data for pattern in course.settings.trusted_modules
                        for name, data in _files(course.source_dir(assignment), pattern).items()},
         settings=course.settings,
         released_ids=_released_ids(course.release_dir(assignment) / f"{notebook}.ipynb",
-                                   {c.grade_id for c in cells if c.kind in ("locked", "test")}),
+                                   {c.grade_id for c in cells if c.kind in ("locked", "test") and c.grade_id}),
         sandboxed=sandboxed,
         manual={gid: points[gid] for gid, (_, _) in sources.items() if gid in points
                 and any(c.grade_id == gid and c.nbgrader.get("solution") for c in cells)},
@@ -181,7 +198,7 @@ def _released_ids(path: Path, ids: set[str]) -> dict[str, str]:
     if not path.is_file():
         return {}
     released = nbformat.read(path, as_version=4)
-    found = {}
+    found: dict[str, str] = {}
     for cell in released.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if grade_id in ids and cell.source.strip():
@@ -195,7 +212,7 @@ def _needed_cells(cells: list[MasterCell], graded: dict[str, str], sandboxed: di
     sandbox, in its place, where that variable is the student's)."""
     needed: set[int] = set()
     # (test cell the chain started from, cell that reads, name it reads)
-    todo = [(c.grade_id, c, name) for c in cells if c.kind == "test" for name in c.names.reads]
+    todo = [(c.id, c, name) for c in cells if c.kind == "test" for name in c.reads]
     while todo:
         test, reader, name = todo.pop()
         for cell in cells[:reader.index]:
@@ -349,13 +366,14 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
 
     steps: list[protocol.Step] = []
     for unit in units:
-        if unit.kind == "test" and unit.grade_id in plan.sandboxed:
-            steps.append(protocol.Test(unit.grade_id, python(unit.master.source)))
-        elif unit.kind == "test":
-            steps += plan.calls[unit.grade_id]
+        if unit.kind == "test" and unit.master is not None and unit.master.id in plan.sandboxed:
+            steps.append(protocol.Test(unit.master.id, python(unit.master.source)))
+        elif unit.kind == "test" and unit.master is not None:
+            steps += plan.calls[unit.master.id]
         elif unit.kind == "student" or unit.label in relevant:
             steps.append(protocol.Cell(unit.label, unit.code if unit.kind == "student" else python(unit.code)))
-    return StudentRun(tuple(steps), tuple(u.grade_id for u in units if u.kind == "test"), frozenset(relevant),
+    return StudentRun(tuple(steps), tuple(u.master.id for u in units if u.kind == "test" and u.master is not None),
+                      frozenset(relevant),
                       tuple(notes))
 
 
@@ -363,17 +381,17 @@ def _restore_deleted_tests(units: list[_Unit], plan: AssignmentPlan, seen: set[s
     """Test cells the submission lost go back after the cell that precedes them in the master
     (as nbgrader's add_missing_cells does), else at the end."""
     for test in plan.tests:
-        if test.grade_id in seen:
+        if test.id in seen:
             continue
         before = [c.grade_id for c in plan.cells[:test.index] if c.grade_id in seen]
         at = len(units)
         if before:
             at = 1 + max(i for i, u in enumerate(units) if u.grade_id == before[-1])
         else:
-            notes.append(f"test cell {test.grade_id} could not be placed; it ran at the end of the notebook")
-        units.insert(at, _Unit("test", test.grade_id, grade_id=test.grade_id, master=test))
-        seen.add(test.grade_id)
-        notes.append(f"test cell {test.grade_id} was deleted (jupyter/nbgrader#1682); the master's test ran in its place")
+            notes.append(f"test cell {test.id} could not be placed; it ran at the end of the notebook")
+        units.insert(at, _Unit("test", test.id, grade_id=test.id, master=test))
+        seen.add(test.id)
+        notes.append(f"test cell {test.id} was deleted (jupyter/nbgrader#1682); the master's test ran in its place")
 
 
 # What parsing and analysing hostile source may raise: null bytes give ValueError, absurd
@@ -387,7 +405,8 @@ def _names(unit: _Unit, plan: AssignmentPlan, notes: list[str]) -> Names | None:
         return analyze(ast.parse(analysis_source(unit.code)))
     except UNPARSABLE as err:
         defines = sorted(f for f in plan.graded if f"def {f}" in unit.code)
-        where = f"line {err.lineno}: " if getattr(err, "lineno", None) else ""
+        lineno = getattr(err, "lineno", None)
+        where = f"line {lineno}: " if lineno else ""
         what = (f"has a syntax error ({where}{err.msg})" if isinstance(err, SyntaxError)
                 else f"cannot be parsed ({type(err).__name__})")
         if defines or unit.grade_id:
@@ -400,8 +419,8 @@ def _relevant(units: list[_Unit], plan: AssignmentPlan) -> set[str]:
     name the tests, the graded functions or another relevant cell may read (a fixpoint)."""
     wanted = set(plan.graded)
     for unit in units:
-        if unit.kind == "test":
-            wanted |= unit.master.names.reads
+        if unit.kind == "test" and unit.master is not None:
+            wanted |= unit.master.reads
     relevant: set[str] = set()
     grew = True
     while grew:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import sys
 from dataclasses import dataclass
 
 from IPython.core.inputtransformer2 import TransformerManager
@@ -18,6 +19,21 @@ from IPython.core.inputtransformer2 import TransformerManager
 BUILTIN_NAMES = frozenset(dir(builtins))
 # Calls that can read or bind any global name: code using them defeats the analysis.
 DYNAMIC_CALLS = frozenset({"globals", "locals", "vars", "exec", "eval"})
+
+def _cell_magic_call(code: str) -> tuple[str, str, str] | None:
+    """Name, line and body of a transformed cell that is one ``get_ipython().run_cell_magic(...)``
+    call with three string arguments, as IPython's transformer writes it; None for anything else."""
+    try:
+        first = ast.parse(code).body[0]
+    except (SyntaxError, ValueError, IndexError):
+        return None
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Call)):
+        return None
+    args = [arg.value for arg in first.value.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+    if len(args) != 3 or len(first.value.args) != 3:
+        return None
+    return args[0], args[1], args[2]
+
 
 def python_source(source: str, transformer: TransformerManager) -> str:
     """A cell's source as an IPython kernel runs it: magics, shell escapes and help requests
@@ -28,11 +44,10 @@ def python_source(source: str, transformer: TransformerManager) -> str:
     code = transformer.transform_cell(source)
     if not code.startswith("get_ipython().run_cell_magic("):
         return code
-    try:
-        call = ast.parse(code).body[0].value
-        name, line, body = (arg.value for arg in call.args)
-    except (SyntaxError, ValueError, AttributeError, IndexError):
+    magic = _cell_magic_call(code)
+    if magic is None:
         return code
+    name, line, body = magic
     return f"get_ipython().run_cell_magic({name!r}, {line!r}, {transformer.transform_cell(body)!r})\n"
 
 
@@ -43,11 +58,10 @@ CODE_CELL_MAGICS = frozenset({"time", "timeit", "prun", "capture"})
 def analysis_source(code: str) -> str:
     """What to analyse of a transformed cell: a code-running cell magic's body, else the code."""
     if code.startswith("get_ipython().run_cell_magic("):
-        try:
-            call = ast.parse(code).body[0].value
-            name, _, body = (arg.value for arg in call.args)
-        except (SyntaxError, ValueError, AttributeError, IndexError):
+        magic = _cell_magic_call(code)
+        if magic is None:
             return code
+        name, _, body = magic
         return body if name in CODE_CELL_MAGICS else ""
     return code
 
@@ -64,7 +78,7 @@ class Names:
     mutates: frozenset[str] = frozenset()
 
 
-def analyze(tree: ast.AST) -> Names:
+def analyze(tree: ast.Module | ast.stmt) -> Names:
     visitor = _Flow()
     body = tree.body if isinstance(tree, ast.Module) else [tree]
     visitor.block(body, set())
@@ -159,11 +173,11 @@ class _Flow:
         elif isinstance(node, ast.ClassDef):
             for sub in node.decorator_list + node.bases + [k.value for k in node.keywords]:
                 self.expr(sub, bound)
-            inner = _Flow()
-            inner.block(node.body, set())
-            self.reads |= inner.reads - bound
-            self.mutates |= inner.mutates
-            self.dynamic |= inner.dynamic
+            class_body = _Flow()
+            class_body.block(node.body, set())
+            self.reads |= class_body.reads - bound
+            self.mutates |= class_body.mutates
+            self.dynamic |= class_body.dynamic
             self.bind({node.name}, bound)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names = set()
@@ -191,8 +205,8 @@ class _Flow:
             else:
                 self.store_target(node.target, bound)
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
-                and isinstance(node.value.func, ast.Attribute) and _root(node.value.func.value):
-            self.mutates.add(_root(node.value.func.value))
+                and isinstance(node.value.func, ast.Attribute) and (root := _root(node.value.func.value)):
+            self.mutates.add(root)
             self.expr(node, bound)
         elif isinstance(node, (ast.For, ast.AsyncFor)):
             self.expr(node.iter, bound)
@@ -215,22 +229,16 @@ class _Flow:
                 if item.optional_vars is not None:
                     self.store_target(item.optional_vars, inner)
             self.block(node.body, inner)
-        elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
-            self.block(node.body, set(bound))
-            for handler in node.handlers:
-                self.expr(handler.type, bound)
-                inner = set(bound)
-                if handler.name:
-                    self.bind({handler.name}, inner)
-                self.block(handler.body, inner)
-            self.block(node.orelse, set(bound))
-            self.block(node.finalbody, set(bound))
+        elif isinstance(node, ast.Try):
+            self.try_block(node.body, node.handlers, node.orelse, node.finalbody, bound)
+        elif sys.version_info >= (3, 11) and isinstance(node, ast.TryStar):  # try/except*, same fields
+            self.try_block(node.body, node.handlers, node.orelse, node.finalbody, bound)
         elif isinstance(node, ast.Delete):
             for target in node.targets:
                 self.expr(target, bound)
                 bound -= _targets(target)
-                if isinstance(target, (ast.Attribute, ast.Subscript)) and _root(target):
-                    self.mutates.add(_root(target))
+                if isinstance(target, (ast.Attribute, ast.Subscript)) and (root := _root(target)):
+                    self.mutates.add(root)
                 else:
                     self.binds |= _targets(target)  # `del f` changes what the name means
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
@@ -238,10 +246,22 @@ class _Flow:
         else:
             # Expression statements, return, raise, assert, match, ...: read everything in them,
             # and count any name they store as a possible binding.
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-                    self.binds.add(sub.id)
+            for inner_node in ast.walk(node):
+                if isinstance(inner_node, ast.Name) and isinstance(inner_node.ctx, ast.Store):
+                    self.binds.add(inner_node.id)
             self.expr(node, bound)
+
+    def try_block(self, body: list[ast.stmt], handlers: list[ast.ExceptHandler], orelse: list[ast.stmt],
+                  finalbody: list[ast.stmt], bound: set[str]) -> None:
+        self.block(body, set(bound))
+        for handler in handlers:
+            self.expr(handler.type, bound)
+            inner = set(bound)
+            if handler.name:
+                self.bind({handler.name}, inner)
+            self.block(handler.body, inner)
+        self.block(orelse, set(bound))
+        self.block(finalbody, set(bound))
 
     def store_target(self, target: ast.AST, bound: set[str]) -> None:
         if isinstance(target, ast.Name):
@@ -253,8 +273,8 @@ class _Flow:
             self.store_target(target.value, bound)
         else:  # x[i] = ..., x.a = ...: reads x and changes its object
             self.expr(target, bound)
-            if _root(target):
-                self.mutates.add(_root(target))
+            if root := _root(target):
+                self.mutates.add(root)
 
     def function_body(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         """Globals a function may read when called: body reads minus its parameters and locals."""

@@ -227,27 +227,29 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
         last_tests = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Test)], result.tests))
         if result.reason:
             reasons.append(result.reason)
-        stopped = result.completed < len(todo) and attempt < MAX_RUNS - 1 and not result.reason.startswith(
+        stopped = result.completed < len(todo) and attempt < MAX_RUNS - 1 and not (result.reason or "").startswith(
             ("sandbox failure", "malformed result"))
         if not stopped:
             break
         where = todo[result.completed]
-        if isinstance(steps[where], sandbox.Test):
+        stopper = steps[where]
+        if isinstance(stopper, sandbox.Test):
             left_out.add(where)  # the test cell killed its run: it fails, the rest runs again
-            reasons.append(f"the test cell {steps[where].label} stopped the sandbox; it scored 0")
-        elif isinstance(steps[where], sandbox.Call):
-            broken = steps[where].function
+            reasons.append(f"the test cell {stopper.label} stopped the sandbox; it scored 0")
+        elif isinstance(stopper, sandbox.Call):
+            broken = stopper.function
             for i in todo[result.completed:]:
-                if isinstance(steps[i], sandbox.Call) and steps[i].function == broken:
+                step = steps[i]
+                if isinstance(step, sandbox.Call) and step.function == broken:
                     failed[i] = sandbox.CallResult(broken, "error", error=f"SandboxStopped: {result.reason}")
                     left_out.add(i)
         else:
             left_out.add(where)
-            reasons.append(f"{steps[where].label} stopped the sandbox and was left out of a second run")
-    calls = [failed.get(i) or last_calls.get(i) or sandbox.CallResult(steps[i].function, "not_run")
-             for i in range(len(steps)) if isinstance(steps[i], sandbox.Call)]
-    tests = [last_tests.get(i) or sandbox.TestResult(steps[i].label, "not_run")
-             for i in range(len(steps)) if isinstance(steps[i], sandbox.Test)]
+            reasons.append(f"{stopper.label} stopped the sandbox and was left out of a second run")
+    calls = [failed.get(i) or last_calls.get(i) or sandbox.CallResult(step.function, "not_run")
+             for i, step in enumerate(steps) if isinstance(step, sandbox.Call)]
+    tests = [last_tests.get(i) or sandbox.TestResult(step.label, "not_run")
+             for i, step in enumerate(steps) if isinstance(step, sandbox.Test)]
     return sandbox.SandboxResult(calls, "; ".join(dict.fromkeys(reasons)) or None, first.output if first else "",
                                  result.code_errors, tests)
 
@@ -257,11 +259,10 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
     failures = [f"{o.grade_id}: {o.message}" for o in outcomes
                 if cell_failures and o.score < o.max_score and o.message]
     reason = "; ".join(notes + failures)
-    solutions = set(plan.graded.values())
+    answers = set(plan.graded.values()) | set(plan.manual)
     unanswered = tuple(dict.fromkeys(
-        extract.grade_id_of(c) for c in graded_nb.cells
-        if extract.grade_id_of(c) in solutions | set(plan.manual)
-        and compute_checksum(c) == plan.checksums.get(extract.grade_id_of(c))))
+        grade_id for c in graded_nb.cells if (grade_id := extract.grade_id_of(c)) in answers
+        and compute_checksum(c) == plan.checksums.get(grade_id)))
     # A manually graded answer left as released scores 0 with "No response.", as in nbgrader;
     # an answered one waits for a person (no auto score).
     manual = {gid: (0.0 if gid in unanswered else None) for gid in plan.manual}
@@ -370,6 +371,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
         while retry or (sub := next(pending, None)) is not None:
             if retry:
                 return retry.pop()
+            assert sub is not None  # the loop's condition fetched it: retry was empty
             held = claim(course, sub)
             if held is None:
                 reporter.skipped_one(sub, "another grader is grading it")

@@ -219,12 +219,12 @@ def results(steps: Sequence[Step], data: bytes, reason: str | None, output: str,
         if len(parsed) > len(steps):
             raise ValueError("records out of order")
         ordinal = 0
-        for step, record in zip(steps, parsed):
+        for step, received in zip(steps, parsed):
             kind = {Cell: "cell", Call: "call", Test: "test"}[type(step)]
-            if record["kind"] != kind or (kind == "call" and record["index"] != ordinal):
+            if received["kind"] != kind or (kind == "call" and received["index"] != ordinal):
                 raise ValueError("records out of order")
             ordinal += kind == "call"
-            records.append(record)
+            records.append(received)
     except ValueError as exc:
         reason = reason or f"malformed result from the sandbox: {exc}"  # (a voided run has its reason)
         records = []

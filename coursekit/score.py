@@ -90,7 +90,9 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
     arguments or arguments that are not plain data, a graded function calling another) goes to
     `plan.sandboxed` instead: it will run in the sandbox, in its place."""
     for grade_id in dict.fromkeys(plan.graded.values()):
-        exec(compile(python(plan.cell(grade_id).solution), f"<{grade_id}>", "exec"), namespace)
+        solution = plan.cell(grade_id).solution
+        assert solution is not None, grade_id  # plan.graded names solution cells only
+        exec(compile(python(solution), f"<{grade_id}>", "exec"), namespace)
     current: list[sandbox.Call] = []
     why: list[str] = []  # why the current test cannot be replayed
     depth = [0]
@@ -121,20 +123,20 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
     helpers_released = all(plan.release_files.get(name) == data for name, data in plan.trusted_files.items())
     secret = True
     for test in plan.tests:
-        if test.grade_id in plan.sandboxed:
+        if test.id in plan.sandboxed:
             continue  # it reads what only the student's notebook defines: nothing to record
         secret = not helpers_released or "BEGIN HIDDEN TESTS" in test.source
         current.clear()
         why.clear()
-        outputs = run_cell(python(test.source), namespace, f"<{test.grade_id}>", shown=_traceback_files(plan))
+        outputs = run_cell(python(test.source), namespace, f"<{test.id}>", shown=_traceback_files(plan))
         failed = [o for o in outputs if o.output_type == "error"]
         if failed:
-            raise PlanError(f"master test cell {test.grade_id} fails with the master's solution: "
+            raise PlanError(f"master test cell {test.id} fails with the master's solution: "
                             f"{failed[0].ename}: {failed[0].evalue}")
         if why:
-            plan.sandboxed[test.grade_id] = why[0]
+            plan.sandboxed[test.id] = why[0]
         else:
-            plan.calls[test.grade_id] = list(current)
+            plan.calls[test.id] = list(current)
 
 
 class OpaqueValueError(TypeError):
@@ -218,7 +220,7 @@ def _replay_stub(function: str, queue: deque, reason: str | None) -> Callable:
 
 
 def replay(plan: AssignmentPlan, result: sandbox.SandboxResult, order: Sequence[str], namespace: dict,
-           python: Callable[[str], str], compiled: Callable = None) -> list[CellOutcome]:
+           python: Callable[[str], str], compiled: Callable | None = None) -> list[CellOutcome]:
     """Score every test cell from the sandbox's recorded results.  `result.calls` hold the
     calls of the tests in `order` (the submission's order); `namespace` is a fresh copy of
     the trusted namespace."""
@@ -229,16 +231,16 @@ def replay(plan: AssignmentPlan, result: sandbox.SandboxResult, order: Sequence[
     outcomes = []
     with _REPLAY_LOCK:
         for test in plan.tests:
-            if test.grade_id in plan.sandboxed:  # it ran in the sandbox, in its place
-                outputs = _sandbox_outputs(ran.get(test.grade_id), result.reason)
-                outcomes.append(_outcome(test.grade_id, test.nbgrader, test.points or 0.0, outputs, "sandbox"))
+            if test.id in plan.sandboxed:  # it ran in the sandbox, in its place
+                outputs = _sandbox_outputs(ran.get(test.id), result.reason)
+                outcomes.append(_outcome(test.id, test.nbgrader, test.points or 0.0, outputs, "sandbox"))
                 continue
-            queue = deque(by_test.get(test.grade_id, ()))
+            queue = deque(by_test.get(test.id, ()))
             for function in plan.graded:
                 namespace[function] = _replay_stub(function, queue, result.reason)
-            outputs = run_cell(python(test.source), namespace, f"<{test.grade_id}>", compiled, REPLAY_SECONDS,
+            outputs = run_cell(python(test.source), namespace, f"<{test.id}>", compiled, REPLAY_SECONDS,
                                _traceback_files(plan))
-            outcomes.append(_outcome(test.grade_id, test.nbgrader, test.points or 0.0, outputs))
+            outcomes.append(_outcome(test.id, test.nbgrader, test.points or 0.0, outputs))
     return outcomes
 
 
@@ -262,7 +264,7 @@ def _sandbox_outputs(ran: sandbox.TestResult | None, reason: str | None) -> list
 def failed_outcomes(plan: AssignmentPlan, reason: str) -> list[CellOutcome]:
     """Every test cell at zero, with the same reason (the notebook could not be read)."""
     error = new_output("error", ename="CoursekitError", evalue=reason, traceback=[f"CoursekitError: {reason}"])
-    return [_outcome(t.grade_id, t.nbgrader, t.points or 0.0, [error]) for t in plan.tests]
+    return [_outcome(t.id, t.nbgrader, t.points or 0.0, [error]) for t in plan.tests]
 
 
 def new_output(output_type: str, **fields: Any) -> nbformat.NotebookNode:
@@ -273,7 +275,7 @@ def new_output(output_type: str, **fields: Any) -> nbformat.NotebookNode:
 
 
 def new_cell(cell_type: str, source: str = "", metadata: dict | None = None) -> nbformat.NotebookNode:
-    cell = {"cell_type": cell_type, "metadata": metadata or {}, "source": source}
+    cell: dict[str, Any] = {"cell_type": cell_type, "metadata": metadata or {}, "source": source}
     if cell_type == "code":
         cell.update(outputs=[], execution_count=None)
     return nbformat.from_dict(cell)
@@ -295,9 +297,11 @@ def _outcome(grade_id: str, metadata: dict, points: float, outputs: list, mode: 
 def compile_cell(code: str, label: str) -> tuple[Any, Any]:
     """A cell compiled: its statements, and its last expression (shown like Jupyter does)."""
     tree = ast.parse(code)
-    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-    return (compile(tree, label, "exec"),
-            compile(ast.Expression(last.value), label, "eval") if last is not None else None)
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr):
+        return compile(tree, label, "exec"), None
+    tree.body.pop()
+    return compile(tree, label, "exec"), compile(ast.Expression(last.value), label, "eval")
 
 
 def _traceback_files(plan: AssignmentPlan) -> frozenset[str]:
@@ -393,7 +397,8 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
     by_id = {o.grade_id: o for o in outcomes}
     if nb is None:
         nb = nbformat.from_dict({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
-                                 "cells": [_master_cell(c, None, plan.checksums.get(c.grade_id)) for c in plan.cells]})
+                                 "cells": [_master_cell(c, None, plan.checksums.get(c.grade_id) if c.grade_id else None)
+                                           for c in plan.cells]})
     seen: set[str] = set()
     known = {c.grade_id: c for c in plan.cells if c.grade_id}
     for index, cell in enumerate(nb.cells):
@@ -414,13 +419,13 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
             cell.metadata["nbgrader"] = dict(master.nbgrader, checksum=plan.checksums.get(grade_id))
     # Test cells the student deleted come back after the cell that precedes them in the master.
     for test in plan.tests:
-        if test.grade_id in seen:
+        if test.id in seen:
             continue
         before = [c.grade_id for c in plan.cells[:test.index] if c.grade_id in seen]
         ids = [grade_id_of(c) for c in nb.cells]
         at = ids.index(before[-1]) + 1 if before else len(nb.cells)
-        nb.cells.insert(at, _master_cell(test, by_id.get(test.grade_id), plan.checksums.get(test.grade_id)))
-        seen.add(test.grade_id)
+        nb.cells.insert(at, _master_cell(test, by_id.get(test.id), plan.checksums.get(test.id)))
+        seen.add(test.id)
     if (nb.nbformat, nb.nbformat_minor) >= (4, 5):  # cell ids are required from nbformat 4.5 on
         for cell in nb.cells:
             cell.setdefault("id", generate_corpus_id())
