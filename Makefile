@@ -75,9 +75,10 @@ demo-class: venv
 grade: release
 	coursekit autograde $(ASSIGNMENT) --force
 
-# The same with stock nbgrader, one student at a time with a progress line each (the reference).
+# The same with stock nbgrader (the reference): one nbgrader call per student, one per core side by
+# side, with a progress line each.
 grade-nbgrader: release
-	python scripts/grade_class.py
+	python scripts/grade_class.py --jobs $$(nproc)
 
 # Per-student HTML feedback with the hidden tests removed (after either grader).
 feedback: venv

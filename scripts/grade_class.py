@@ -1,6 +1,6 @@
 """Autograde every submission in submitted/ with the stock nbgrader CLI, one student at a time.
 
-    python scripts/grade_class.py [STUDENT ...]        (`make grade-nbgrader`)
+    python scripts/grade_class.py [--jobs N] [STUDENT ...]        (`make grade-nbgrader`)
 
 The reference path beside `make grade` (which uses `coursekit autograde`): it runs
 ``nbgrader autograde initialization --student=ID --force`` for each student folder in
@@ -10,6 +10,8 @@ reports/logs/autograde-<student>.log.  `coursekit report initialization` (`make 
 then builds the class report from the gradebook and the autograded notebooks.
 
 One nbgrader call per student keeps a broken submission from hiding the others' progress;
+`--jobs N` runs N of those calls side by side (stock nbgrader keeps one core busy); the lines
+still come in student order;
 --force regrades from scratch, so a second run gives the same grades (nbgrader updates the
 student's rows in the gradebook, it never adds new ones).  Exits 0 even when some
 submissions could not be graded: they get zero, and the line says why.
@@ -22,12 +24,13 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
 from coursekit.class_report import restores_deleted_cells, tampering_note
-from coursekit.read import load_course
+from coursekit.read import Course, load_course
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "initialization"
@@ -80,7 +83,11 @@ def autograde(student: str, restores_deleted: bool) -> tuple[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("students", nargs="*", help="student ids (default: every folder in submitted/)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="grade N students side by side (default 1: one at a time)")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, not {args.jobs}")
     students = args.students or sorted(p.parent.name for p in (ROOT / "submitted").glob(f"*/{ASSIGNMENT}"))
     if not students:
         print(f"No submissions: expected submitted/<student>/{ASSIGNMENT}/ folders in {ROOT}", file=sys.stderr)
@@ -89,16 +96,22 @@ def main() -> int:
     restores_deleted = restores_deleted_cells(course)
 
     print(f"Autograding {len(students)} submission(s) with nbgrader (5-10 s each).", flush=True)
-    for i, student in enumerate(students, 1):
-        note, seconds = autograde(student, restores_deleted)
-        with Gradebook(course.db_url, course.course_id) as gb:
-            try:
-                submission = gb.find_submission(ASSIGNMENT, student)
-                score = f"{submission.score:g}/{submission.max_score:g}"
-            except MissingEntry:  # nbgrader stopped before recording the student
-                score = "0/?"
-        print(f"[{i}/{len(students)}] {student:<28} {score:>5}  ({seconds:>4} s)  {note}".rstrip(), flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        outcomes = pool.map(lambda student: (student, *autograde(student, restores_deleted)), students)
+        for i, (student, note, seconds) in enumerate(outcomes, 1):
+            print_line(course, f"[{i}/{len(students)}] {student:<28}", student, note, seconds)
     return 0
+
+
+def print_line(course: Course, head: str, student: str, note: str, seconds: float) -> None:
+    """One progress line: the student's score as the gradebook holds it, the time, the note."""
+    with Gradebook(course.db_url, course.course_id) as gb:
+        try:
+            submission = gb.find_submission(ASSIGNMENT, student)
+            score = f"{submission.score:g}/{submission.max_score:g}"
+        except MissingEntry:  # nbgrader stopped before recording the student
+            score = "0/?"
+    print(f"{head} {score:>5}  ({seconds:>4} s)  {note}".rstrip(), flush=True)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,27 @@ def generate_assignment(course: Path, *options: str, env: dict[str, str] | None 
     assert done.returncode == 0, f"generate_assignment failed in {course}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
+def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT, jobs: int = 2,
+                       timeout: float = 1800) -> None:
+    """Stock `nbgrader autograde ASSIGNMENT` over every student in ``course``, as `jobs` runs side
+    by side, each over its share of the students (`--CourseDirectory.student_id_exclude` names the
+    others); fail with their output.
+
+    Stock nbgrader runs one notebook at a time, so one run leaves a core idle; the runs write to
+    the same gradebook, a submission at a time, as two instructors' runs would."""
+    students = sorted(p.parent.name for p in (course / "submitted").glob(f"*/{assignment}") if p.is_dir())
+    shares = [students[i::jobs] for i in range(jobs) if students[i::jobs]]
+    runs = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", assignment, *options,
+                              "--CourseDirectory.student_id_exclude="
+                              + ",".join(s for s in students if s not in share)],
+                             cwd=course, env=nbgrader_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+            for share in shares]
+    for run in runs:
+        output, _ = run.communicate(timeout=timeout)
+        assert run.returncode == 0, f"nbgrader autograde failed in {course}:\n{output[-3000:]}"
+
+
 def copy_course(template: Path, dest: Path) -> Path:
     """A private copy of a generated course (its gradebook included), for one test to change."""
     shutil.copytree(template, dest)

@@ -16,7 +16,7 @@ import sys
 import nbformat
 import pytest
 
-from course_copy import copy_course, nbgrader_env
+from course_copy import copy_course, nbgrader_autograde, nbgrader_env
 from coursekit_course import ASSIGNMENT, coursekit, expected_scores, gradebook_scores, make_class, shared_template
 
 # The module's first test waits for stock nbgrader to grade the whole sample (about 90 s):
@@ -34,8 +34,7 @@ def graded(tmp_path_factory):
     template = copy_course(shared_template(tmp_path_factory), base / "template")
     manifest = make_class.make_class(template, SAMPLE)
     stock, fast = copy_course(template, base / "stock"), copy_course(template, base / "coursekit")
-    subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--log-level=WARN"],
-                   cwd=stock, env=nbgrader_env(), check=True, timeout=1800)
+    nbgrader_autograde(stock, "--log-level=WARN")
     results = coursekit(fast)
     return stock, fast, manifest, results
 

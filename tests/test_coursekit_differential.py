@@ -42,7 +42,8 @@ def compared(tmp_path_factory):
     base = tmp_path_factory.mktemp("differential")
     template = copy_course(shared_template(tmp_path_factory), base / "template")
     manifest = fuzz.fuzz_class(template, SAMPLE, SEED, without=KNOWN_DISAGREEMENTS)
-    reference = fuzz.nbgrader_reference(template, base, nbgrader_env(), copy_course, gradebook_scores)
+    # Two batches side by side: stock nbgrader keeps one core busy.
+    reference = fuzz.nbgrader_reference(template, base, nbgrader_env(), copy_course, gradebook_scores, jobs=2)
     fast = copy_course(template, base / "coursekit")
     reasons = fuzz.coursekit_autograde(fast, nbgrader_env())
     results = fuzz.compare(manifest, reference["scores"], gradebook_scores(fast), reasons, reference["failed"])

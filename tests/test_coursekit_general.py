@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from course_copy import copy_course, generate_assignment, nbgrader_env, new_course
+from course_copy import copy_course, generate_assignment, nbgrader_autograde, nbgrader_env, new_course
 from coursekit_course import gradebook_grades
 from scripts.student_edits import edit_cells, fill_stub
 
@@ -132,8 +132,7 @@ def graded(tmp_path_factory):
     generate_assignment(template, "--log-level=WARN", assignment=ASSIGNMENT)
     write_students(template)
     stock = copy_course(template, base / "nbgrader")
-    subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--log-level=ERROR"],
-                   cwd=stock, env=nbgrader_env(), check=True, timeout=600)
+    nbgrader_autograde(stock, "--log-level=ERROR", assignment=ASSIGNMENT, timeout=600)
     words_only = copy_course(template, base / "words-only")
     (words_only / "source" / ASSIGNMENT / "stats.ipynb").unlink()
     runs = {}

@@ -9,14 +9,12 @@ correct.  The expected scores are nbgrader's (the slow test checks them against 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import nbformat
 import pytest
 
-from course_copy import ASSIGNMENT, copy_course, nbgrader_env
+from course_copy import ASSIGNMENT, copy_course, nbgrader_autograde
 from coursekit_course import (
     FULL,
     course_with,
@@ -157,6 +155,5 @@ def test_the_training_and_plot_cells_of_the_master_are_still_skipped(course, res
 @pytest.mark.timeout(1800)
 def test_stock_nbgrader_gives_the_same_per_cell_scores(course, results, tmp_path):
     stock = copy_course(course, tmp_path / "stock")
-    subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force", "--log-level=ERROR"],
-                   cwd=stock, env=nbgrader_env(), check=True, timeout=1800)
+    nbgrader_autograde(stock, "--force", "--log-level=ERROR")
     assert gradebook_scores(stock) == gradebook_scores(course)

@@ -11,8 +11,6 @@ import ast
 import importlib.util
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -21,7 +19,7 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import MASTER
-from course_copy import ROOT, copy_course, generate_assignment, nbgrader_env, new_course
+from course_copy import ROOT, copy_course, generate_assignment, nbgrader_autograde, new_course
 from coursekit_course import coursekit, gradebook_scores, submit
 from scripts import i18n
 from student_work import CORRECT, solve
@@ -268,8 +266,7 @@ def graded(generated_course, tmp_path_factory):
     stock, fast = copy_course(generated_course, base / "stock"), copy_course(generated_course, base / "fast")
     reports = {}
     for language in EVERY:
-        subprocess.run([sys.executable, "-m", "nbgrader", "autograde", names[language], "--log-level=ERROR"],
-                       cwd=stock, env=nbgrader_env(), check=True, timeout=1800)
+        nbgrader_autograde(stock, "--log-level=ERROR", assignment=names[language])
         reports[language] = {r["student"]: r for r in coursekit(fast, assignment=names[language])}
     return stock, fast, reports
 

@@ -140,7 +140,8 @@ def bad_class(tmp_path_factory, course_env):
         path.parent.mkdir(parents=True)
         path.write_bytes(content if isinstance(content, bytes) else nbformat.writes(content).encode())
     generate_assignment(course, "--force", "--log-level=ERROR", env=course_env)
-    graded = run(course, course_env, sys.executable, "scripts/grade_class.py", preexec_fn=limit_address_space)
+    graded = run(course, course_env, sys.executable, "scripts/grade_class.py", "--jobs", "2",
+                 preexec_fn=limit_address_space)
     run(course, course_env, sys.executable, "-m", "coursekit", "feedback", ASSIGNMENT)
     run(course, course_env, sys.executable, "-m", "coursekit", "report", ASSIGNMENT)
     report = html.unescape((course / "reports" / "class_report.html").read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """The instructor loop on the demo class, in a temporary copy of the course, after each grader.
 
 generate_assignment, then the demo class of submitted/ graded three times: by stock nbgrader
-through scripts/grade_class.py (`make grade-nbgrader`, one student at a time), then twice by
+through scripts/grade_class.py (`make grade-nbgrader`, two students side by side), then twice by
 `coursekit autograde --force` (`make grade`); after each, `coursekit feedback` and
 `coursekit report` (`make feedback report`).  Both graders must give the scores written down
 here by hand, the report must be built after either, and a second coursekit run must change
@@ -46,7 +46,7 @@ COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "init_utils.py", "
                 "source", "scripts")
 # What `make grade` and `make grade-nbgrader` run, in the course folder.
 GRADERS = {
-    "nbgrader": [sys.executable, "scripts/grade_class.py"],
+    "nbgrader": [sys.executable, "scripts/grade_class.py", "--jobs", "2"],
     "coursekit": [sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--force"],
 }
 RUNS = ("nbgrader", "coursekit", "coursekit again")
