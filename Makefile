@@ -54,20 +54,20 @@ $(VENV)/.installed: pyproject.toml course-requirements.txt
 release: venv
 	mkdir -p $(SRC)/datasets
 	for f in $(HELPERS); do cp $$f $(SRC)/$$f; done
-	python scripts/i18n.py update
-	python scripts/i18n.py build
+	python -m scripts.i18n update
+	python -m scripts.i18n build
 	nbgrader generate_assignment $(ASSIGNMENT) --force --log-level=WARN
-	for a in $$(python scripts/i18n.py assignments); do \
+	for a in $$(python -m scripts.i18n assignments); do \
 	    nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; done
-	python scripts/i18n.py standalone
+	python -m scripts.i18n standalone
 
 # Run the master notebook in a fresh kernel: costs, accuracies, the comparison table, the time.
 lesson: release
-	python scripts/run_master.py
+	python -m scripts.run_master
 
 # Rebuild the demo students in submitted/ from the current release.
 demo-class: venv
-	python scripts/make_demo_class.py
+	python -m scripts.make_demo_class
 
 # --- grading (docs/grading.md); every step can be rerun ------------------------------------------
 
@@ -78,7 +78,7 @@ grade: release
 # The same with stock nbgrader (the reference): one nbgrader call per student, one per core side by
 # side, with a progress line each.
 grade-nbgrader: release
-	python scripts/grade_class.py --jobs $$(nproc)
+	python -m scripts.grade_class --jobs $$(nproc)
 
 # Per-student HTML feedback with the hidden tests removed (after either grader).
 feedback: venv
@@ -95,14 +95,14 @@ report: venv
 # runs ~16-20 minutes; `make bench BENCH_ARGS="--stock-sample 20"` lets nbgrader grade only 20.
 BENCH_ARGS ?=
 bench: venv
-	python bench/bench.py $(BENCH_ARGS)
+	python -m bench.bench $(BENCH_ARGS)
 
 # Class scale (README "Throughput"): classes of 200, 2,000 and 10,000 graded by coursekit on SQLite and
 # on a PostgreSQL server it starts and stops, against a stock nbgrader sample of the same run.
 # Prints the table; writes bench/results/scale.{md,json,png}.  About 15-30 minutes on 2 cores.
 SCALE_ARGS ?=
 bench-scale: venv
-	python bench/scale_bench.py $(SCALE_ARGS)
+	python -m bench.scale_bench $(SCALE_ARGS)
 
 # Differential testing: 300 seeded unusual notebooks (bench/fuzz.py) graded by both nbgrader
 # autograde (one batch) and coursekit autograde; prints the per-cell agreement table and every
@@ -110,7 +110,7 @@ bench-scale: venv
 # `make fuzz FUZZ_ARGS="--count 60"` is quicker, `--keep DIR` keeps both graded courses.
 FUZZ_ARGS ?=
 fuzz: venv
-	python bench/fuzz.py $(FUZZ_ARGS)
+	python -m bench.fuzz $(FUZZ_ARGS)
 
 # --- JupyterHub classes (README) --------------------------------------------------------------
 
@@ -137,7 +137,7 @@ $(HUB_ENV)/.installed: pyproject.toml course-requirements.txt coursekit $(wildca
 #   make link HUB=https://hub.example.edu REPO=https://github.com/you/weight-init BRANCH=main
 BRANCH ?= main
 link:
-	@$(PYTHON_BOOT) scripts/nbgitpuller_link.py --hub "$(HUB)" --repo "$(REPO)" --branch "$(BRANCH)"
+	@$(PYTHON_BOOT) -m scripts.nbgitpuller_link --hub "$(HUB)" --repo "$(REPO)" --branch "$(BRANCH)"
 
 # Rerun the browser tests and keep the screenshots README shows (the solved notebook; a student and
 # the instructor on the hub, which needs root and `make hub-env`).

@@ -1,7 +1,7 @@
 """Grade one generated class with both `nbgrader autograde` and `coursekit autograde`; print the
 throughput of each, the ratio, and whether the grades agree.
 
-    python bench/bench.py [--count 200] [--stock-sample N] [--workers N] [--keep DIR]
+    python -m bench.bench [--count 200] [--stock-sample N] [--workers N] [--keep DIR]
 
 Both graders run end to end as a teacher would run them (start-up included), each on its own
 copy of a throw-away course.  By default stock nbgrader grades the whole class too, which takes
@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from course_copy import copy_course, nbgrader_env  # noqa: E402
-from coursekit_course import ASSIGNMENT, build_template, expected_scores, gradebook_scores, make_class  # noqa: E402
+from bench import make_class
+from scripts.course import ASSIGNMENT
+from tests.helpers import build_template, copy_course, expected_scores, gradebook_scores, nbgrader_env
 
 
 def timed(cmd: list[str], cwd: Path) -> float:

@@ -1,7 +1,7 @@
 """Differential testing: grade a seeded class of unusual notebooks with both `nbgrader autograde`
 and `coursekit autograde`, and compare every test cell's score.
 
-    python bench/fuzz.py [--count 300] [--seed 0] [--without FEATURE[:STYLE] ...] [--keep DIR] [--json FILE]
+    python -m bench.fuzz [--count 300] [--seed 0] [--without FEATURE[:STYLE] ...] [--keep DIR] [--json FILE]
 
 `make fuzz` runs the full set and prints the agreement table.  The generator extends
 `bench/make_class.py`: each exercise gets one of its variants (correct in several styles or a
@@ -43,25 +43,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection
 
-import make_class  # noqa: E402  (bench/ is on sys.path: this file's folder, or tests' coursekit_course)
+from bench import make_class
+from scripts.course import ASSIGNMENT, RELEASE, ROOT
+from scripts.student_work import grade_id, index_of
+from tests.helpers import build_template, copy_course, gradebook_scores, nbgrader_env
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSIGNMENT = make_class.ASSIGNMENT
 EXERCISES = make_class.EXERCISES  # function (= its solution cell's grade id) -> (variants, test cells)
 SHORT = {f: f.rsplit("_", 1)[-1] for f in EXERCISES}  # initialize_parameters_he -> he
 P_CORRECT = 0.6  # chance that an exercise gets a correct variant (picked among the correct styles)
 
 
 # ----------------------------------------------------------------------------- notebook helpers
-
-def grade_id(cell: dict) -> str | None:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return meta.get("grade_id") if isinstance(meta, dict) else None
-
-
-def index_of(nb: dict, gid: str) -> int:
-    return next(i for i, c in enumerate(nb["cells"]) if grade_id(c) == gid)
-
 
 def text(cell: dict) -> str:
     return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
@@ -101,7 +93,7 @@ def release_cell(gid: str) -> dict:
 
 @functools.cache
 def _release() -> dict:
-    return json.loads(make_class.RELEASE.read_text(encoding="utf-8"))
+    return json.loads(RELEASE.read_text(encoding="utf-8"))
 
 
 def solution(nb: dict, function: str) -> dict:
@@ -641,8 +633,7 @@ def coursekit_autograde(course: Path, env: dict, workers: int | None = None) -> 
     return reasons
 
 
-def nbgrader_reference(template: Path, base: Path, env: dict, copy_course: Callable[[Path, Path], Path],
-                       gradebook_scores: Callable[[Path], dict], jobs: int = 1) -> dict:
+def nbgrader_reference(template: Path, base: Path, env: dict, jobs: int = 1) -> dict:
     """Stock nbgrader's grades of the class: `jobs` copies of the course, each graded by batch runs
     of `nbgrader autograde` over its share of the students, side by side.  Returns {"scores":
     {(student, cell): score}, "failed": {student: why}, "runs": batch runs, "seconds": wall time}."""
@@ -686,7 +677,7 @@ def load_reference(path: Path, digest: str) -> dict:
     return {**saved, "scores": {(s, c): v for s, c, v in saved["scores"]}}
 
 
-def partial_reference(base: Path, gradebook_scores: Callable[[Path], dict]) -> dict:
+def partial_reference(base: Path) -> dict:
     """nbgrader's grades so far, from the course copies of a run still under way."""
     scores: dict = {}
     for course in sorted(base.glob("nbgrader*")):
@@ -700,14 +691,6 @@ def partial_reference(base: Path, gradebook_scores: Callable[[Path], dict]) -> d
     failed = {s: "nbgrader recorded no score" for s in students
               if all(v is None for (student, _), v in scores.items() if student == s)}
     return {"scores": scores, "failed": failed, "runs": 0, "seconds": float("nan")}
-
-
-def _tests_helpers():
-    """The tests' course helpers (one place that builds and reads throw-away courses)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import course_copy  # noqa: PLC0415
-    import coursekit_course  # noqa: PLC0415
-    return course_copy, coursekit_course
 
 
 def main() -> int:
@@ -725,8 +708,7 @@ def main() -> int:
                         "earlier --keep DIR (the course must be unchanged) and grade again with coursekit only")
     parser.add_argument("--json", type=Path, help="write every cell's result here")
     args = parser.parse_args()
-    course_copy, coursekit_course = _tests_helpers()
-    env = course_copy.nbgrader_env()
+    env = nbgrader_env()
 
     base = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="coursekit-fuzz-"))
     try:
@@ -741,26 +723,25 @@ def main() -> int:
             if (base / "nbgrader.json").is_file():
                 reference = load_reference(base / "nbgrader.json", digest)
             else:  # nbgrader is still grading (or was stopped): compare what it has graded so far
-                reference = partial_reference(base, coursekit_course.gradebook_scores)
+                reference = partial_reference(base)
                 manifest = {s: e for s, e in manifest.items() if any(k[0] == s for k in reference["scores"])}
                 print(f"PARTIAL: nbgrader has graded {len(manifest)} notebooks so far", flush=True)
             shutil.rmtree(base / "coursekit", ignore_errors=True)
             print(f"{len(manifest)} notebooks from {base}; nbgrader's grades from {base}", flush=True)
         else:
-            coursekit_course.build_template(template)
+            build_template(template)
             digest = course_digest(template)
             manifest = fuzz_class(template, args.count, args.seed, args.without)
             print(f"{len(manifest)} notebooks (seed {args.seed}); grading with nbgrader autograde (about 6 s each, "
                   f"{args.nbgrader_jobs} batch{'es' if args.nbgrader_jobs > 1 else ''} side by side) ...", flush=True)
-            reference = nbgrader_reference(template, base, env, course_copy.copy_course,
-                                           coursekit_course.gradebook_scores, args.nbgrader_jobs)
+            reference = nbgrader_reference(template, base, env, args.nbgrader_jobs)
             if args.keep:
                 save_reference(base / "nbgrader.json", reference, digest)
-        fast = course_copy.copy_course(template, base / "coursekit")
+        fast = copy_course(template, base / "coursekit")
         start = time.perf_counter()
         reasons = coursekit_autograde(fast, env, args.workers)
         seconds = time.perf_counter() - start
-        results = compare(manifest, reference["scores"], coursekit_course.gradebook_scores(fast), reasons,
+        results = compare(manifest, reference["scores"], gradebook_scores(fast), reasons,
                           reference["failed"])
         failed = reference["failed"]
         print(f"nbgrader autograde: {reference['seconds']:.0f} s ({reference['runs']} batch runs; {len(failed)} "

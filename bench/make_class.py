@@ -1,6 +1,6 @@
 """Build a class of varied submissions from the release notebook.
 
-    python bench/make_class.py COURSE_DIR [--count 200] [--seed 0]
+    python -m bench.make_class COURSE_DIR [--count 200] [--seed 0]
 
 Writes COURSE_DIR/submitted/<student>/initialization/initialization.ipynb (+ timestamp.txt) and
 COURSE_DIR/class_manifest.json, which lists each student's variant per exercise and the score
@@ -17,18 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from scripts.student_edits import edit_cells  # noqa: E402  (student_work put the repo root on sys.path)
-from student_work import CORRECT, solved_cell  # noqa: E402  (the hand-written answers the core tests use)
+from scripts.course import ASSIGNMENT, RELEASE
+from scripts.student_work import CORRECT, edit_cells, solved_cell
 
-ASSIGNMENT = "initialization"
-RELEASE = ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 TIMESTAMP = "2026-11-20 12:00:00.000000 UTC"
 
 

@@ -1,9 +1,9 @@
 """Measure what one sandbox run costs for a tiny submission (not a test: prints numbers).
 
-    python bench/sandbox_bench.py [--runs 200] [--workers 2]
+    python -m bench.sandbox_bench [--runs 200] [--workers 2]
 
 Each run executes the setup imports plus the release's three initializers, solved as in
-tests/student_work.py, and makes 30 small calls, as the grader does for one submission.  The
+scripts/student_work.py, and makes 30 small calls, as the grader does for one submission.  The
 zygotes preload what the course's nbgrader_config.py says (c.CourseKit.sandbox_preload).
 """
 
@@ -13,21 +13,16 @@ import argparse
 import json
 import os
 import resource
-import sys
 import threading
 import time
-from pathlib import Path
 
 from coursekit.read import load_course
 from coursekit.sandbox import Call, Sandbox
+from scripts.course import RELEASE, ROOT
+from scripts.student_work import CORRECT, solve
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from student_work import CORRECT, solve  # noqa: E402  (the hand-written answers the core tests use)
-
-RELEASE = ROOT / "release" / "initialization"
 PRELOAD = load_course(ROOT).settings.sandbox_preload  # what the course's zygotes import once
-SOLVED = solve(json.loads((RELEASE / "initialization.ipynb").read_text(encoding="utf-8")), CORRECT)
+SOLVED = solve(json.loads(RELEASE.read_text(encoding="utf-8")), CORRECT)
 CODE = [
     "import numpy as np\nimport matplotlib.pyplot as plt\n"
     "from init_utils import sigmoid, relu, forward_propagation, compute_loss\n"
@@ -63,13 +58,13 @@ def main() -> None:
     args = parser.parse_args()
     boxes = [Sandbox(preload=PRELOAD) for _ in range(args.workers)]
     for box in boxes:  # start the zygotes and warm up outside the timed part
-        result = box.run(CODE, CALLS, workdir_files=RELEASE)
+        result = box.run(CODE, CALLS, workdir_files=RELEASE.parent)
         assert result.reason is None and all(c.status == "ok" for c in result.calls), result
     per_worker = args.runs // args.workers
 
     def work(box: Sandbox) -> None:
         for _ in range(per_worker):
-            box.run(CODE, CALLS, workdir_files=RELEASE)
+            box.run(CODE, CALLS, workdir_files=RELEASE.parent)
 
     cpu0 = cpu_split(boxes)
     start = time.perf_counter()

@@ -1,7 +1,7 @@
 """Class scale: grade generated classes of several sizes with `coursekit autograde` on SQLite and on a
 PostgreSQL server, next to a stock `nbgrader autograde` sample measured in the same run.
 
-    python bench/scale_bench.py [--sizes 200 2000 10000] [--gradebooks sqlite postgresql]
+    python -m bench.scale_bench [--sizes 200 2000 10000] [--gradebooks sqlite postgresql]
                                 [--stock-sample 10] [--workers N] [--out bench/results]
 
 Per class size and gradebook, coursekit grades a fresh copy of the course end to end, as a teacher
@@ -35,11 +35,10 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from course_copy import generate_assignment, nbgrader_env  # noqa: E402
-from coursekit_course import ASSIGNMENT, build_template, expected_scores, gradebook_scores, make_class  # noqa: E402
-from scripts.pg_server import PostgresServer  # noqa: E402  (course_copy's import put the repo root on sys.path)
+from bench import make_class
+from scripts.course import ASSIGNMENT, ROOT
+from scripts.pg_server import PostgresServer
+from tests.helpers import build_template, expected_scores, generate_assignment, gradebook_scores, nbgrader_env
 
 COURSE_FILES = ("nbgrader_config.py", "source", "release", "gradebook.db")
 

@@ -1,6 +1,6 @@
 """Autograde every submission in submitted/ with the stock nbgrader CLI, one student at a time.
 
-    python scripts/grade_class.py [--jobs N] [STUDENT ...]        (`make grade-nbgrader`)
+    python -m scripts.grade_class [--jobs N] [STUDENT ...]        (`make grade-nbgrader`)
 
 The reference path beside `make grade` (which uses `coursekit autograde`): it runs
 ``nbgrader autograde initialization --student=ID --force`` for each student folder in
@@ -25,15 +25,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
 from coursekit.class_report import restores_deleted_cells, tampering_note
 from coursekit.read import Course, load_course
+from scripts.course import ASSIGNMENT, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSIGNMENT = "initialization"
 LOG_DIR = ROOT / "reports" / "logs"
 # The last "SomeError: message" line of a traceback in nbgrader's log.
 EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")

@@ -1,11 +1,11 @@
 """One English master, one nbgrader assignment and one standalone notebook per language.
 
-    python scripts/i18n.py extract        # locale/course.pot: every message of the master and public_tests.py
-    python scripts/i18n.py init LANG      # locale/LANG/LC_MESSAGES/course.po, a new empty catalogue
-    python scripts/i18n.py update         # extract, then merge the template into every catalogue
-    python scripts/i18n.py build          # source/initialization-LANG/ and the helpers' .mo files
-    python scripts/i18n.py standalone     # standalone/<assignment>.ipynb from each release
-    python scripts/i18n.py check          # list untranslated, fuzzy and damaged entries; exit 1 if any
+    python -m scripts.i18n extract        # locale/course.pot: every message of the master and public_tests.py
+    python -m scripts.i18n init LANG      # locale/LANG/LC_MESSAGES/course.po, a new empty catalogue
+    python -m scripts.i18n update         # extract, then merge the template into every catalogue
+    python -m scripts.i18n build          # source/initialization-LANG/ and the helpers' .mo files
+    python -m scripts.i18n standalone     # standalone/<assignment>.ipynb from each release
+    python -m scripts.i18n check          # list untranslated, fuzzy and damaged entries; exit 1 if any
 
 `make release` runs update, build, nbgrader generate_assignment for every assignment, then standalone.
 
@@ -57,9 +57,8 @@ from babel.messages.extract import extract_python
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSIGNMENT = "initialization"
-MASTER = ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+from scripts.course import ASSIGNMENT, MASTER, ROOT
+
 LOCALE = ROOT / "locale"
 DOMAIN = "course"
 TEMPLATE = LOCALE / f"{DOMAIN}.pot"
@@ -306,7 +305,7 @@ def init(language: str) -> Path:
     """A new catalogue for ``language`` with every template entry untranslated."""
     path = catalogue_path(language)
     if path.exists():
-        raise SystemExit(f"{path} exists already; `python scripts/i18n.py update` refreshes it")
+        raise SystemExit(f"{path} exists already; `python -m scripts.i18n update` refreshes it")
     catalog = _new_catalog(language)
     catalog.update(template(), update_creation_date=False)
     _write_catalog(catalog, path)

@@ -1,6 +1,6 @@
 """Build the demo class in submitted/ from the student release.
 
-    python scripts/make_demo_class.py
+    python -m scripts.make_demo_class
 
 Each demo student starts from release/initialization/initialization.ipynb, exactly
 as a student receives it (nbgrader metadata included), and edits only the three
@@ -15,16 +15,12 @@ from __future__ import annotations
 import shutil
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from scripts.student_edits import edit_cells, fill_stub  # noqa: E402  (run as a script, not a package)
+from scripts.course import ASSIGNMENT, RELEASE, ROOT
+from scripts.student_work import CORRECT, edit_cells, fill_stub
 
-ASSIGNMENT = "initialization"
-RELEASE = ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 SUBMITTED = ROOT / "submitted"
 
 
@@ -37,21 +33,6 @@ class DemoStudent:
     cell: dict[str, str] = field(default_factory=dict)
     not_json: bool = False
 
-
-ZEROS = """\
-parameters["W" + str(l)] = np.zeros((layers_dims[l], layers_dims[l - 1]))
-parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))"""
-
-RANDOM = """\
-parameters["W" + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1]) * 10
-parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))"""
-
-HE = """\
-parameters["W" + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1]) * np.sqrt(2 / layers_dims[l - 1])
-parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))"""
-
-CORRECT = {"initialize_parameters_zeros": ZEROS, "initialize_parameters_random": RANDOM,
-           "initialize_parameters_he": HE}
 
 STUDENTS: dict[str, DemoStudent] = {
     "demo-all-correct": DemoStudent("all three functions as the solution writes them", stub=CORRECT),

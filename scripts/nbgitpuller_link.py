@@ -4,7 +4,7 @@ A student who clicks it logs in to the hub; nbgitpuller then clones the reposito
 home (or, on later clicks, merges new commits without overwriting their edits) and JupyterLab opens
 release/initialization/initialization.ipynb.  The hub needs nbgitpuller installed in the user image.
 
-    python scripts/nbgitpuller_link.py --hub https://hub.example.edu \
+    python -m scripts.nbgitpuller_link --hub https://hub.example.edu \
         --repo https://github.com/you/weight-init --branch main
 """
 
@@ -14,7 +14,9 @@ import argparse
 import sys
 from urllib.parse import urlencode, urlsplit
 
-NOTEBOOK = "release/initialization/initialization.ipynb"
+from scripts.course import ASSIGNMENT
+
+NOTEBOOK = f"release/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
 
 
 def checkout_folder(repo: str) -> str:

@@ -1,6 +1,6 @@
 """Execute the master notebook with a real Jupyter kernel and print what matters.
 
-    python scripts/run_master.py [--save PATH] [--figures DIR]
+    python -m scripts.run_master [--save PATH] [--figures DIR]
 
 Prints every training's cost lines and accuracies, the numbers the lesson's
 explanations rest on (signal sizes, gradient norms, the deep network's spreads),
@@ -21,8 +21,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-ROOT = Path(__file__).resolve().parent.parent
-MASTER = ROOT / "source" / "initialization" / "initialization.ipynb"
+from scripts.course import MASTER
+
 TRAINING_CELLS = ("train_zeros", "train_random", "train_he", "train_small", "train_one")
 EVIDENCE_CELLS = ("symmetry_demo", "saturation_demo", "small_signal", "deep_spreads", "results_table")
 # README's figures: file name -> grade id of the cell that draws it (its first PNG).

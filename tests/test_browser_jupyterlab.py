@@ -20,9 +20,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import sync_playwright
 
-from conftest import ASSIGNMENT, RELEASE, ROOT
-from course_copy import CHROMIUM, CHROMIUM_ARGS, student_lab
-from student_work import CORRECT, solved_cell
+from scripts.course import ASSIGNMENT, RELEASE, ROOT
+from scripts.student_work import CORRECT, solved_cell
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, student_lab
 
 pytestmark = pytest.mark.browser
 

@@ -15,21 +15,22 @@ import shutil
 import pytest
 from playwright.sync_api import sync_playwright
 
-from course_copy import CHROMIUM, CHROMIUM_ARGS, ROOT, nbgrader_env, student_lab
 from scripts import i18n
-from student_work import CORRECT, solved_cell
+from scripts.course import ROOT
+from scripts.student_work import CORRECT, solved_cell
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, nbgrader_env, student_lab
 
 pytestmark = pytest.mark.browser
 
 LANGUAGE = "tr"
-ASSIGNMENT = i18n.assignment_of(LANGUAGE)
-RELEASE = ROOT / "release" / ASSIGNMENT
+TR_ASSIGNMENT = i18n.assignment_of(LANGUAGE)
+RELEASE = ROOT / "release" / TR_ASSIGNMENT
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT_FOR_README = ROOT / "docs" / "jupyterlab-tr.png"
 # The interface language (the Turkish language pack), as Settings > Language would store it.
 TURKISH_INTERFACE = {"@jupyterlab/translation-extension/plugin.jupyterlab-settings": {"locale": "tr_TR"}}
 XAVIER = "values look like Xavier scaling sqrt(1/n); He uses sqrt(2/n), with n = layers_dims[l-1]"
-CELLS = json.loads((RELEASE / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))["cells"]
+CELLS = json.loads((RELEASE / f"{TR_ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))["cells"]
 GRADE_IDS = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in CELLS]
 RUN_TIMEOUT_MS = 180_000
 
@@ -41,7 +42,7 @@ def page(tmp_path_factory):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
-            page.goto(f"{url}/lab/tree/{ASSIGNMENT}/{ASSIGNMENT}.ipynb?token={token}")
+            page.goto(f"{url}/lab/tree/{TR_ASSIGNMENT}/{TR_ASSIGNMENT}.ipynb?token={token}")
             page.locator(".jp-Notebook .jp-Cell").nth(len(CELLS) - 1).wait_for()
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=RUN_TIMEOUT_MS)
             yield page

@@ -16,8 +16,9 @@ import sys
 import nbformat
 import pytest
 
-from course_copy import copy_course, nbgrader_autograde, nbgrader_env
-from coursekit_course import ASSIGNMENT, coursekit, expected_scores, gradebook_scores, make_class, shared_template
+from bench import make_class
+from scripts.course import ASSIGNMENT
+from tests.helpers import copy_course, coursekit, expected_scores, gradebook_scores, nbgrader_autograde, nbgrader_env
 
 # The module's first test waits for stock nbgrader to grade the whole sample (about 90 s):
 # `make test` runs it, `make test-quick` skips it.
@@ -29,9 +30,9 @@ TESTS = ["test_zeros_public", "test_zeros_hidden", "test_random_public", "test_r
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(tmp_path_factory, template_course):
     base = tmp_path_factory.mktemp("agreement")
-    template = copy_course(shared_template(tmp_path_factory), base / "template")
+    template = copy_course(template_course, base / "template")
     manifest = make_class.make_class(template, SAMPLE)
     stock, fast = copy_course(template, base / "stock"), copy_course(template, base / "coursekit")
     nbgrader_autograde(stock, "--log-level=WARN")

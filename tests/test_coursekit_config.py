@@ -11,12 +11,12 @@ import nbformat
 import pytest
 
 import coursekit
-from course_copy import ASSIGNMENT, ROOT, copy_course, nbgrader_env
 from coursekit.config import DEFAULTS
 from coursekit.read import CourseError, load_course
-from coursekit_course import coursekit as run_coursekit
-from coursekit_course import release_notebook, shared_template, submit
-from student_work import CORRECT, solve
+from scripts.course import ASSIGNMENT, ROOT
+from scripts.student_work import CORRECT, solve
+from tests.helpers import copy_course, nbgrader_env, release_notebook, submit
+from tests.helpers import coursekit as run_coursekit
 
 WRONG_ZEROS = CORRECT["initialize_parameters_zeros"].replace("layers_dims[l - 1]", "layers_dims[1]")
 # A student function that scores only where the sandbox preloaded matplotlib.pyplot.
@@ -24,11 +24,6 @@ WRONG_ZEROS = CORRECT["initialize_parameters_zeros"].replace("layers_dims[l - 1]
 PROBE_PRELOAD = ('import sys\nassert "colorsys" in sys.modules, "not preloaded"\n'
                  + CORRECT["initialize_parameters_random"])
 ENDLESS = "while True:\n    pass"
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return shared_template(tmp_path_factory)
 
 
 def with_config(template: Path, dest: Path, lines: str) -> Path:
@@ -84,8 +79,8 @@ def autograded_traceback(course: Path, student: str, grade_id: str) -> str:
     return "\n".join(line for o in cell.outputs if o.output_type == "error" for line in o.traceback)
 
 
-def test_the_grader_uses_the_courses_traceback_filter_and_preloads(template, tmp_path):
-    course = copy_course(template, tmp_path / "course")
+def test_the_grader_uses_the_courses_traceback_filter_and_preloads(template_course, tmp_path):
+    course = copy_course(template_course, tmp_path / "course")
     submit(course, "s1", solve(release_notebook(), {**CORRECT, "initialize_parameters_zeros": WRONG_ZEROS,
                                                      "initialize_parameters_random": PROBE_PRELOAD}))
     (result,) = run_coursekit(course)
@@ -96,8 +91,8 @@ def test_the_grader_uses_the_courses_traceback_filter_and_preloads(template, tmp
     assert "numpy" not in shown  # frames outside the listed helper modules stay out
 
 
-def test_other_settings_change_what_the_grader_does(template, tmp_path):
-    course = with_config(template, tmp_path / "course", "\n".join([
+def test_other_settings_change_what_the_grader_does(template_course, tmp_path):
+    course = with_config(template_course, tmp_path / "course", "\n".join([
         "c.CourseKit.traceback_modules = []",
         "c.CourseKit.sandbox_preload = ['numpy', 'colorsys']",
         "c.CourseKit.timeout = 5",  # ENDLESS runs into it; the other calls have room under load

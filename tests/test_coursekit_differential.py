@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from course_copy import copy_course, nbgrader_env
-from coursekit_course import fuzz, gradebook_scores, shared_template
+from bench import fuzz
+from tests.helpers import copy_course, gradebook_scores, nbgrader_env
 
 # Stock nbgrader takes about 6 s per notebook: the sample costs about 2.5 minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -38,12 +38,12 @@ KNOWN_DISAGREEMENTS = {
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory):
+def compared(tmp_path_factory, template_course):
     base = tmp_path_factory.mktemp("differential")
-    template = copy_course(shared_template(tmp_path_factory), base / "template")
+    template = copy_course(template_course, base / "template")
     manifest = fuzz.fuzz_class(template, SAMPLE, SEED, without=KNOWN_DISAGREEMENTS)
     # Two batches side by side: stock nbgrader keeps one core busy.
-    reference = fuzz.nbgrader_reference(template, base, nbgrader_env(), copy_course, gradebook_scores, jobs=2)
+    reference = fuzz.nbgrader_reference(template, base, nbgrader_env(), jobs=2)
     fast = copy_course(template, base / "coursekit")
     reasons = fuzz.coursekit_autograde(fast, nbgrader_env())
     results = fuzz.compare(manifest, reference["scores"], gradebook_scores(fast), reasons, reference["failed"])

@@ -31,14 +31,20 @@ from pathlib import Path
 
 import pytest
 
-from course_copy import copy_course, generate_assignment, nbgrader_autograde, nbgrader_env, new_course
-from coursekit_course import gradebook_grades
-from scripts.student_edits import edit_cells, fill_stub
+from scripts.student_work import edit_cells, fill_stub
+from tests.helpers import (
+    copy_course,
+    generate_assignment,
+    gradebook_grades,
+    nbgrader_autograde,
+    nbgrader_env,
+    new_course,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 COURSE = Path(__file__).resolve().parent / "general_course"
-ASSIGNMENT = "textstats"
+TEXTSTATS = "textstats"
 COURSE_ID = "textstats-course"
 NOTEBOOKS = {"words": ["test_tokenize", "test_word_counts", "test_word_counts_uses_tokenize", "test_top_words",
                        "explain_tokenize"],
@@ -108,17 +114,17 @@ def _answer(text: str):
 def write_students(course: Path) -> None:
     """submitted/<student>/textstats/{words,stats}.ipynb, each edited from the release."""
     for student, answers in ANSWERS.items():
-        folder = course / "submitted" / student / ASSIGNMENT
+        folder = course / "submitted" / student / TEXTSTATS
         folder.mkdir(parents=True)
         for notebook in NOTEBOOKS:
-            nb = json.loads((course / "release" / ASSIGNMENT / f"{notebook}.ipynb").read_text(encoding="utf-8"))
+            nb = json.loads((course / "release" / TEXTSTATS / f"{notebook}.ipynb").read_text(encoding="utf-8"))
             edit_cells(nb, {gid: _answer(text) for gid, text in answers.items()})
             (folder / f"{notebook}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
         (folder / "timestamp.txt").write_text(TIMESTAMP + "\n")
 
 
 def _coursekit(course: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"], cwd=course,
+    return subprocess.run([sys.executable, "-m", "coursekit", "autograde", TEXTSTATS, "--json"], cwd=course,
                           env=nbgrader_env(), capture_output=True, text=True, timeout=600)
 
 
@@ -129,17 +135,17 @@ def graded(tmp_path_factory):
     its own kernel, so nbgrader's scores of `words` cells are the same in both)."""
     base = tmp_path_factory.mktemp("general")
     template = new_course(base / "template", ("nbgrader_config.py", "source"), origin=COURSE)
-    generate_assignment(template, "--log-level=WARN", assignment=ASSIGNMENT)
+    generate_assignment(template, "--log-level=WARN", assignment=TEXTSTATS)
     write_students(template)
     stock = copy_course(template, base / "nbgrader")
-    nbgrader_autograde(stock, "--log-level=ERROR", assignment=ASSIGNMENT, timeout=600)
+    nbgrader_autograde(stock, "--log-level=ERROR", assignment=TEXTSTATS, timeout=600)
     words_only = copy_course(template, base / "words-only")
-    (words_only / "source" / ASSIGNMENT / "stats.ipynb").unlink()
+    (words_only / "source" / TEXTSTATS / "stats.ipynb").unlink()
     runs = {}
     for name, course in (("textstats", copy_course(template, base / "coursekit")), ("words only", words_only)):
         ck = _coursekit(course)
-        runs[name] = (gradebook_grades(course, ASSIGNMENT, COURSE_ID), ck)
-    return gradebook_grades(stock, ASSIGNMENT, COURSE_ID), runs
+        runs[name] = (gradebook_grades(course, TEXTSTATS, COURSE_ID), ck)
+    return gradebook_grades(stock, TEXTSTATS, COURSE_ID), runs
 
 
 def test_nbgrader_gives_the_scores_worked_out_by_hand(graded):

@@ -13,17 +13,15 @@ import json
 import nbformat
 import pytest
 
-from course_copy import copy_course
-from coursekit_course import (
-    ASSIGNMENT,
+from scripts.course import ASSIGNMENT
+from scripts.student_work import grade_id, index_of
+from tests.helpers import (
     FULL,
+    assert_graded,
+    copy_course,
     coursekit,
-    exercise_scores,
-    grade_id,
     gradebook_scores,
-    index_of,
     release_notebook,
-    shared_template,
     solved,
     submit,
 )
@@ -127,9 +125,9 @@ BAD = {
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, template_course):
     base = tmp_path_factory.mktemp("mangled")
-    course = copy_course(shared_template(tmp_path_factory), base / "course")
+    course = copy_course(template_course, base / "course")
     for student, (make, _, _) in CASES.items():
         submit(course, student, make())
     for student, (data, _) in BAD.items():
@@ -149,10 +147,7 @@ def results(tmp_path_factory):
 def test_functions_are_found_by_name_and_workarounds_are_reported(results, student):
     _, graded = results
     _, expected, note = CASES[student]
-    assert graded[student]["status"] == "graded"
-    assert exercise_scores(graded[student]) == expected, graded[student]["reason"]
-    if note:
-        assert note in graded[student]["reason"]
+    assert_graded(graded[student], expected, note or "")
 
 
 @pytest.mark.parametrize("student", BAD)

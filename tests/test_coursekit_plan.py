@@ -14,17 +14,13 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from course_copy import ASSIGNMENT, ROOT, copy_course, generate_assignment, nbgrader_env, new_course
+from bench import make_class
 from coursekit.extract import PlanError, plan_assignment
 from coursekit.names import analyze, analyze_source, python_source
 from coursekit.pipeline import Worker, plan_notebook
 from coursekit.read import load_course
-from coursekit_course import make_class, shared_template
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return shared_template(tmp_path_factory)
+from scripts.course import ASSIGNMENT, ROOT
+from tests.helpers import copy_course, generate_assignment, nbgrader_env, new_course
 
 
 def names_of(source: str):
@@ -68,8 +64,8 @@ def test_subscript_and_attribute_stores_and_method_statements_count_as_changes()
     assert names.mutates == {"CONFIG", "opts", "items"} and "CONFIG" in names.reads
 
 
-def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skipped(template):
-    plan = plan_assignment(load_course(template), ASSIGNMENT, ASSIGNMENT)
+def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skipped(template_course):
+    plan = plan_assignment(load_course(template_course), ASSIGNMENT, ASSIGNMENT)
     assert [plan.cells[i].grade_id for i in plan.trusted] == ["setup"]
     assert plan.skipped == ["load_data", "model", "train_zeros", "plot_zeros", "symmetry_demo", "plot_constant",
                             "train_random", "plot_random", "saturation_demo", "train_he", "plot_he", "train_small",
@@ -79,9 +75,9 @@ def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skippe
     assert plan.max_score == 9.0
 
 
-def test_the_call_plan_lists_the_calls_each_test_cell_makes(template):
+def test_the_call_plan_lists_the_calls_each_test_cell_makes(template_course):
     with Worker() as worker:
-        plan = plan_notebook(load_course(template), ASSIGNMENT, ASSIGNMENT, worker)
+        plan = plan_notebook(load_course(template_course), ASSIGNMENT, ASSIGNMENT, worker)
     he = [(c.function, list(c.args)) for c in plan.calls["test_he_public"]]
     # The cell's own call, then public_tests: each case once, and again to check repeatability.
     assert he == [("initialize_parameters_he", [dims]) for dims in
@@ -90,8 +86,8 @@ def test_the_call_plan_lists_the_calls_each_test_cell_makes(template):
     assert [list(c.args) for c in plan.calls["test_zeros_hidden"]] == [[[6, 5, 4, 3, 2, 1]], [[7, 1]], [[1, 9, 2]]]
 
 
-def test_a_test_that_reads_a_training_result_makes_planning_fail_loudly(template, tmp_path):
-    course = new_course(tmp_path / "course", origin=template)
+def test_a_test_that_reads_a_training_result_makes_planning_fail_loudly(template_course, tmp_path):
+    course = new_course(tmp_path / "course", origin=template_course)
     master = course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     nb = nbformat.read(master, as_version=4)
     test = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_he_hidden")
@@ -120,13 +116,13 @@ def test_a_folder_without_nbgrader_config_is_refused_with_what_to_do(tmp_path):
     assert "nbgrader_config.py" in proc.stderr and "--course-dir" in proc.stderr
 
 
-def test_an_unknown_assignment_is_refused_with_a_reason(template):
-    proc = run_cli("autograde", "no-such-assignment", "--course-dir", str(template))
+def test_an_unknown_assignment_is_refused_with_a_reason(template_course):
+    proc = run_cli("autograde", "no-such-assignment", "--course-dir", str(template_course))
     assert proc.returncode == 2 and "no master notebook" in proc.stderr
 
 
-def test_on_a_terminal_a_progress_bar_is_drawn_on_stderr(template, tmp_path):
-    course = copy_course(template, tmp_path / "course")
+def test_on_a_terminal_a_progress_bar_is_drawn_on_stderr(template_course, tmp_path):
+    course = copy_course(template_course, tmp_path / "course")
     make_class.make_class(course, 3)
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT], cwd=course,
@@ -148,8 +144,8 @@ def test_on_a_terminal_a_progress_bar_is_drawn_on_stderr(template, tmp_path):
     assert "graded 3, skipped 0, failed 0" in text
 
 
-def test_json_output_is_one_object_per_line_with_the_documented_fields(template, tmp_path):
-    course = copy_course(template, tmp_path / "course")
+def test_json_output_is_one_object_per_line_with_the_documented_fields(template_course, tmp_path):
+    course = copy_course(template_course, tmp_path / "course")
     make_class.make_class(course, 2)
     proc = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"], cwd=course,
                           env=nbgrader_env(), capture_output=True, text=True, timeout=300)

@@ -15,15 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from course_copy import copy_course, nbgrader_env
-from coursekit_course import ASSIGNMENT, coursekit, expected_scores, generated_class, gradebook_scores, slow_down_last
+from scripts.course import ASSIGNMENT
+from tests.helpers import (
+    copy_course,
+    coursekit,
+    expected_scores,
+    generated_class,
+    gradebook_scores,
+    nbgrader_env,
+    slow_down_last,
+)
 
 CLASS = 80
 
 
 @pytest.fixture(scope="module")
-def class_template(tmp_path_factory):
-    return generated_class(tmp_path_factory, "reliability", CLASS)
+def class_template(tmp_path_factory, template_course):
+    return generated_class(tmp_path_factory, template_course, "reliability", CLASS)
 
 
 def start(course, *args):

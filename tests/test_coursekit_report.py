@@ -12,11 +12,9 @@ import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 from nbgrader.api import Gradebook
 
-from course_copy import ASSIGNMENT, copy_course, nbgrader_env
 from coursekit.class_report import (
     CellResult,
     ClassResults,
@@ -31,9 +29,10 @@ from coursekit.class_report import (
 from coursekit.gradebook import GradedSubmission
 from coursekit.read import Submission
 from coursekit.report import Reporter
-from coursekit_course import coursekit, release_notebook, shared_template, submit
 from hide_hidden_tests import ADDED_CELL_NOTE, HIDDEN_NOTE, HideHiddenTests
-from student_work import CORRECT, solve
+from scripts.course import ASSIGNMENT
+from scripts.student_work import CORRECT, solve
+from tests.helpers import copy_course, coursekit, nbgrader_env, release_notebook, submit
 
 # ----------------------------------------------------------------------------- class report
 
@@ -185,18 +184,13 @@ def test_cells_the_student_added_lose_their_outputs_and_long_prints_are_cut():
 # ----------------------------------------------------------------------------- on a real gradebook
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return shared_template(tmp_path_factory)
-
-
 def run_verb(course: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "coursekit", *args, "--course-dir", str(course)],
                           env=nbgrader_env(), capture_output=True, text=True, timeout=600)
 
 
-def test_the_report_shows_stored_reasons_only_while_they_match_the_gradebook(template, tmp_path):
-    course = copy_course(template, tmp_path / "course")
+def test_the_report_shows_stored_reasons_only_while_they_match_the_gradebook(template_course, tmp_path):
+    course = copy_course(template_course, tmp_path / "course")
     wrong_he = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 / layers_dims[l - 1])", "0.01")
     submit(course, "ana", solve(release_notebook(), {**CORRECT, "initialize_parameters_he": wrong_he}))
     submit(course, "bo", solve(release_notebook(), {**CORRECT, "initialize_parameters_he": wrong_he}))
@@ -219,8 +213,8 @@ def test_the_report_shows_stored_reasons_only_while_they_match_the_gradebook(tem
     assert (tmp_path / "out" / "grades.csv").read_text().count("\n") == 3  # header + two students
 
 
-def test_feedback_is_refused_when_no_preprocessor_removes_hidden_tests(template, tmp_path):
-    course = copy_course(template, tmp_path / "course")
+def test_feedback_is_refused_when_no_preprocessor_removes_hidden_tests(template_course, tmp_path):
+    course = copy_course(template_course, tmp_path / "course")
     with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
         config.write('\nc.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades"]\n')
     proc = run_verb(course, "feedback", ASSIGNMENT)
@@ -229,6 +223,6 @@ def test_feedback_is_refused_when_no_preprocessor_removes_hidden_tests(template,
     assert not (course / "feedback").exists()
 
 
-def test_a_report_before_any_grading_says_what_to_run(template, tmp_path):
-    proc = run_verb(copy_course(template, tmp_path / "course"), "report", ASSIGNMENT)
+def test_a_report_before_any_grading_says_what_to_run(template_course, tmp_path):
+    proc = run_verb(copy_course(template_course, tmp_path / "course"), "report", ASSIGNMENT)
     assert proc.returncode == 2 and "coursekit autograde initialization" in proc.stderr

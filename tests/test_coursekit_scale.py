@@ -16,26 +16,28 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from course_copy import copy_course, generate_assignment, nbgrader_env
 from coursekit import extract, read
 from coursekit.gradebook import GradebookWriter, GradedSubmission, claim, read_results
-from coursekit_course import (
-    ASSIGNMENT,
+from scripts.course import ASSIGNMENT
+from scripts.pg_server import PostgresServer
+from tests.helpers import (
+    copy_course,
     coursekit,
     expected_scores,
+    generate_assignment,
     generated_class,
     gradebook_scores,
+    nbgrader_env,
     release_notebook,
     submit,
 )
-from scripts.pg_server import PostgresServer
 
 SMALL = 12
 
 
 @pytest.fixture(scope="module")
-def small_class(tmp_path_factory):
-    _, template, manifest = generated_class(tmp_path_factory, "scale-small", SMALL)
+def small_class(tmp_path_factory, template_course):
+    _, template, manifest = generated_class(tmp_path_factory, template_course, "scale-small", SMALL)
     return template, manifest
 
 
@@ -155,8 +157,8 @@ LARGE = 1000
 
 
 @pytest.fixture(scope="module")
-def large_class(tmp_path_factory):
-    _, template, manifest = generated_class(tmp_path_factory, "scale-large", LARGE)
+def large_class(tmp_path_factory, template_course):
+    _, template, manifest = generated_class(tmp_path_factory, template_course, "scale-large", LARGE)
     return template, manifest
 
 

@@ -14,15 +14,16 @@ import textwrap
 import nbformat
 import pytest
 
-from course_copy import ASSIGNMENT, copy_course, nbgrader_autograde
-from coursekit_course import (
+from scripts.course import ASSIGNMENT
+from scripts.student_work import grade_id, index_of
+from tests.helpers import (
     FULL,
+    assert_graded,
+    copy_course,
     course_with,
     coursekit,
-    exercise_scores,
-    grade_id,
     gradebook_scores,
-    index_of,
+    nbgrader_autograde,
     solved,
 )
 
@@ -124,8 +125,8 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    return course_with(tmp_path_factory, "top-to-bottom", {student: make() for student, (make, _) in CASES.items()})
+def course(tmp_path_factory, template_course):
+    return course_with(tmp_path_factory, template_course, "top-to-bottom", {student: make() for student, (make, _) in CASES.items()})
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +136,7 @@ def results(course):
 
 @pytest.mark.parametrize("student", CASES)
 def test_the_grade_is_that_of_a_top_to_bottom_run(results, student):
-    assert results[student]["status"] == "graded"
-    assert exercise_scores(results[student]) == CASES[student][1], results[student]["reason"]
+    assert_graded(results[student], CASES[student][1])
 
 
 def test_a_function_defined_only_below_its_tests_is_said_so(results):

@@ -15,19 +15,11 @@ import textwrap
 import nbformat
 import pytest
 
-from course_copy import ASSIGNMENT, copy_course
 from coursekit import score
 from coursekit.sandbox import Call, Cell, Limits, Sandbox
-from coursekit_course import (
-    FULL,
-    coursekit,
-    exercise_scores,
-    gradebook_scores,
-    index_of,
-    shared_template,
-    solved,
-    submit,
-)
+from scripts.course import ASSIGNMENT
+from scripts.student_work import index_of
+from tests.helpers import FULL, assert_graded, copy_course, coursekit, gradebook_scores, solved, submit
 
 QUICK = Limits(wall_seconds=5, cpu_seconds=3)
 SECRET = [31, 41, 59, 26]  # the arguments of a "hidden" call
@@ -193,9 +185,9 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(tmp_path_factory, template_course):
     base = tmp_path_factory.mktemp("trusted-side")
-    course = copy_course(shared_template(tmp_path_factory), base / "course")
+    course = copy_course(template_course, base / "course")
     for student in CASES:  # first a correct submission from everyone: 9/9 in the gradebook
         submit(course, student, solved())
     assert {r["score"] for r in coursekit(course)} == {9.0}
@@ -208,9 +200,7 @@ def graded(tmp_path_factory):
 def test_hostile_content_is_graded_with_a_reason_and_replaces_the_old_rows(graded, student):
     course, results = graded
     _, expected, note = CASES[student]
-    assert results[student]["status"] == "graded"
-    assert exercise_scores(results[student]) == expected, results[student]["reason"]
-    assert note in results[student]["reason"]
+    assert_graded(results[student], expected, note)
     scores = gradebook_scores(course)
     assert sum(scores[(student, cell)] for cell in results[student]["cells"]) == sum(expected.values())
 

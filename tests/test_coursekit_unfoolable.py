@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from coursekit_course import FULL, course_with, coursekit, exercise_scores, grade_id, solved
-from student_work import CORRECT, solved_cell
+from scripts.student_work import CORRECT, grade_id, solved_cell
+from tests.helpers import FULL, assert_graded, course_with, coursekit, release_notebook, solved
 
 # A whole He cell that returns an object equal to everything, inside a dict equal to everything.
 EQUAL_TO_EVERYTHING = '''
@@ -51,8 +51,6 @@ def with_cell(gid: str, source: str) -> dict:
 
 def with_body(gid: str, first_lines: str) -> dict:
     """The correct solution of `gid`, preceded inside the loop by `first_lines`."""
-    from coursekit_course import release_notebook
-
     stub = next("".join(c["source"]) for c in release_notebook()["cells"] if grade_id(c) == gid)
     return with_cell(gid, solved_cell(stub, first_lines + "\n" + CORRECT[gid]))
 
@@ -69,15 +67,14 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    course = course_with(tmp_path_factory, "unfoolable", {student: make() for student, (make, _) in CASES.items()})
+def results(tmp_path_factory, template_course):
+    course = course_with(tmp_path_factory, template_course, "unfoolable", {student: make() for student, (make, _) in CASES.items()})
     return {r["student"]: r for r in coursekit(course, "--timeout", "4")}
 
 
 @pytest.mark.parametrize("student", CASES)
 def test_each_exercise_earns_only_what_its_function_earns(results, student):
-    assert results[student]["status"] == "graded"
-    assert exercise_scores(results[student]) == CASES[student][1], results[student]["reason"]
+    assert_graded(results[student], CASES[student][1])
 
 
 def test_a_hanging_function_is_stopped_by_the_timeout_and_said_so(results):

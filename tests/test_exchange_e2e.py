@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
-from conftest import ASSIGNMENT, ROOT
-from course_copy import new_course
-from student_work import CORRECT, solve_notebook
+from scripts.course import ASSIGNMENT, ROOT
+from scripts.student_work import CORRECT, solve_notebook
+from tests.helpers import new_course
 
 COURSE_ID = "weight-init"
 STUDENTS = ["ada", "ben", "cy", "dee"]

@@ -45,10 +45,10 @@ from nbgrader.api import Gradebook
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
-from conftest import ASSIGNMENT, RELEASE, ROOT
-from course_copy import VENV_BIN, nbgrader_env, new_course, wait_until_serving
+from scripts.course import ASSIGNMENT, RELEASE, ROOT
 from scripts.pg_server import PostgresServer, PostgresUnavailable, free_port
-from student_work import CORRECT, solved_cell
+from scripts.student_work import CORRECT, solved_cell
+from tests.helpers import VENV_BIN, nbgrader_env, new_course, wait_until_serving
 
 pytestmark = pytest.mark.hub
 

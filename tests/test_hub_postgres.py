@@ -27,17 +27,18 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from course_copy import copy_course, generate_assignment, nbgrader_env
-from coursekit_course import (
-    ASSIGNMENT,
+from bench import make_class
+from scripts.course import ASSIGNMENT
+from scripts.pg_server import PostgresServer, PostgresUnavailable
+from tests.helpers import (
+    copy_course,
     coursekit,
     expected_scores,
+    generate_assignment,
     gradebook_scores,
-    make_class,
-    shared_template,
+    nbgrader_env,
     slow_down_last,
 )
-from scripts.pg_server import PostgresServer, PostgresUnavailable
 
 pytestmark = pytest.mark.hub
 
@@ -59,9 +60,9 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="module")
-def class_template(tmp_path_factory, postgres):
+def class_template(tmp_path_factory, template_course, postgres):
     """A course holding CLASS submissions, and a template database holding its assignment."""
-    template = copy_course(shared_template(tmp_path_factory), tmp_path_factory.mktemp("pg") / "template")
+    template = copy_course(template_course, tmp_path_factory.mktemp("pg") / "template")
     manifest = make_class.make_class(template, CLASS)
     generate_assignment(template, "--force", "--log-level=WARN",
                         env=gradebook_env(postgres.create_database(TEMPLATE_DB)))

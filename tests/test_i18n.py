@@ -18,11 +18,18 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 
-from conftest import MASTER
-from course_copy import ROOT, copy_course, generate_assignment, nbgrader_autograde, new_course
-from coursekit_course import coursekit, gradebook_scores, submit
 from scripts import i18n
-from student_work import CORRECT, solve
+from scripts.course import MASTER, ROOT
+from scripts.student_work import CORRECT, solve
+from tests.helpers import (
+    copy_course,
+    coursekit,
+    generate_assignment,
+    gradebook_scores,
+    nbgrader_autograde,
+    new_course,
+    submit,
+)
 
 LANGUAGES = ["tr", "pt_BR", "zh_CN"]
 EVERY = [None, *LANGUAGES]  # None: the English master
@@ -45,7 +52,7 @@ def test_the_three_languages_have_catalogues():
 
 def test_template_is_extracted_from_the_current_master():
     assert i18n.TEMPLATE.read_bytes() == i18n.po_bytes(i18n.template()), \
-        "locale/course.pot is out of date: run `make release` (or `python scripts/i18n.py update`)"
+        "locale/course.pot is out of date: run `make release` (or `python -m scripts.i18n update`)"
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import init_utils
-from conftest import ROOT
+from scripts.course import ROOT
 
 
 def test_sigmoid_saturates_without_overflow_warning():

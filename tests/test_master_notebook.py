@@ -17,7 +17,7 @@ import re
 import nbformat
 import pytest
 
-from conftest import MASTER
+from scripts.course import MASTER
 from scripts.run_master import cell_text, cells_by_id, execute
 
 SEED_ZEROS = [0.6931471805599453] * 10 + [0.6931471805599455] + [0.6931471805599453] * 4

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import ROOT
+from scripts.course import ROOT
 from scripts.nbgitpuller_link import link
 
 HUB = "https://hub.example.edu/"

@@ -23,10 +23,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT
-from course_copy import generate_assignment, new_course
-from scripts.make_demo_class import CORRECT, STUDENTS, DemoStudent, student_notebook
-from test_nbgrader_workflow import CELL_POINTS, COURSE_FILES, EXERCISES, cell_scores, leaked_hidden_text, run
+from scripts.course import ASSIGNMENT
+from scripts.make_demo_class import STUDENTS, DemoStudent, student_notebook
+from scripts.student_work import CORRECT
+from tests.helpers import cell_points, cell_scores, demo_course, leaked_hidden_text, run
 
 # About two minutes of stock nbgrader on ten notebooks: `make test` runs it, `make test-quick` skips it.
 pytestmark = pytest.mark.slow
@@ -132,15 +132,12 @@ def limit_address_space() -> None:
 
 @pytest.fixture(scope="module")
 def bad_class(tmp_path_factory, course_env):
-    course = new_course(tmp_path_factory.mktemp("bad") / "course", COURSE_FILES)
-    with open(course / "nbgrader_config.py", "a") as config:
-        config.write("\nc.ExecutePreprocessor.timeout = 5\n")
+    course = demo_course(tmp_path_factory.mktemp("bad") / "course", course_env, "c.ExecutePreprocessor.timeout = 5")
     for student, content in SUBMISSIONS.items():
         path = course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         path.parent.mkdir(parents=True)
         path.write_bytes(content if isinstance(content, bytes) else nbformat.writes(content).encode())
-    generate_assignment(course, "--force", "--log-level=ERROR", env=course_env)
-    graded = run(course, course_env, sys.executable, "scripts/grade_class.py", "--jobs", "2",
+    graded = run(course, course_env, sys.executable, "-m", "scripts.grade_class", "--jobs", "2",
                  preexec_fn=limit_address_space)
     run(course, course_env, sys.executable, "-m", "coursekit", "feedback", ASSIGNMENT)
     run(course, course_env, sys.executable, "-m", "coursekit", "report", ASSIGNMENT)
@@ -158,10 +155,8 @@ def cell_errors(course: Path, student: str, grade_id: str) -> list[str]:
 def test_each_bad_submission_scores_only_what_it_earned(bad_class, student):
     course, _, _ = bad_class
     scores = cell_scores(course)
-    for exercise, total in zip(EXERCISES, EXPECTED[student] or (0, 0, 0)):
-        public, hidden = CELL_POINTS[total]
-        assert scores.get((student, f"test_{exercise}_public"), 0) == public, exercise
-        assert scores.get((student, f"test_{exercise}_hidden"), 0) == hidden, exercise
+    expected = cell_points(EXPECTED[student] or (0, 0, 0))
+    assert {cell: scores.get((student, cell), 0) for cell in expected} == expected
 
 
 @pytest.mark.parametrize("student", NOTES)

@@ -14,7 +14,6 @@ import csv
 import html
 import re
 import sqlite3
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, MASTER, ROOT
-from course_copy import generate_assignment, new_course
-from coursekit_course import gradebook_scores
+from scripts.course import ASSIGNMENT, ROOT
+from tests.helpers import cell_points, cell_scores, demo_course, leaked_hidden_text, run
 
-EXERCISES = ("zeros", "random", "he")
-# Points of the (public, hidden) test cells of an exercise, by its total.
-CELL_POINTS = {0: (0, 0), 1: (1, 0), 3: (1, 2)}
 EXPECTED = {  # student: (zeros, random, he)
     "demo-all-correct": (3, 3, 3),
     "demo-different-style": (3, 3, 3),
@@ -40,22 +35,12 @@ EXPECTED = {  # student: (zeros, random, he)
     "demo-not-json": (0, 0, 0),
 }
 NOT_GRADED = {"demo-not-json"}
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
-# The course copy holds what `make grade-nbgrader` runs (scripts/) and the helpers it imports.
-COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "init_utils.py", "public_tests.py", "datasets",
-                "source", "scripts")
 # What `make grade` and `make grade-nbgrader` run, in the course folder.
 GRADERS = {
-    "nbgrader": [sys.executable, "scripts/grade_class.py", "--jobs", "2"],
+    "nbgrader": [sys.executable, "-m", "scripts.grade_class", "--jobs", "2"],
     "coursekit": [sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--force"],
 }
 RUNS = ("nbgrader", "coursekit", "coursekit again")
-
-
-def run(course: Path, env: dict[str, str], *args: str, **kwargs) -> str:
-    done = subprocess.run(list(args), cwd=course, env=env, capture_output=True, text=True, **kwargs)
-    assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
 
 
 def grade_feedback_report(course: Path, env: dict[str, str], grader: str) -> tuple[str, str]:
@@ -93,17 +78,11 @@ def snapshot(course: Path, grade_output: str, report_output: str) -> Snapshot:
     return Snapshot(grade_output, report_output, report, rows, cell_scores(course), counts, pages)
 
 
-def cell_scores(course: Path) -> dict[tuple[str, str], float]:
-    """{(student, test cell): points}; a cell nbgrader never scored counts 0."""
-    return {key: score or 0.0 for key, score in gradebook_scores(course).items()}
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, course_env) -> tuple[Path, dict[str, Snapshot]]:
     """The demo class graded by stock nbgrader, then twice by coursekit: (course, {run: snapshot})."""
-    course = new_course(tmp_path_factory.mktemp("demo") / "course", COURSE_FILES)
-    generate_assignment(course, "--force", "--log-level=ERROR", env=course_env)
-    run(course, course_env, sys.executable, "scripts/make_demo_class.py")
+    course = demo_course(tmp_path_factory.mktemp("demo") / "course", course_env)
+    run(course, course_env, sys.executable, "-m", "scripts.make_demo_class")
     runs = {}
     for name in RUNS:
         runs[name] = snapshot(course, *grade_feedback_report(course, course_env, name.split()[0]))
@@ -123,10 +102,8 @@ def test_committed_demo_class_is_what_the_generator_builds_from_the_release(demo
 @pytest.mark.parametrize("student", EXPECTED)
 def test_every_demo_student_gets_the_expected_points_per_test_cell(demo, student, run_name):
     scores = demo[1][run_name].cell_scores
-    for exercise, total in zip(EXERCISES, EXPECTED[student]):
-        public, hidden = CELL_POINTS[total]
-        assert scores[(student, f"test_{exercise}_public")] == public, exercise
-        assert scores[(student, f"test_{exercise}_hidden")] == hidden, exercise
+    expected = cell_points(EXPECTED[student])
+    assert {cell: scores[(student, cell)] for cell in expected} == expected
 
 
 @pytest.mark.parametrize("run_name", RUNS[:2])
@@ -193,19 +170,6 @@ def test_class_report_says_which_grader_graded_the_cells(demo):
 def test_class_report_draws_its_charts_inline(demo, run_name):
     report = demo[1][run_name].report_html
     assert report.count("<svg ") == 2 and "<img" not in report  # one file: nothing to lose beside it
-
-
-def hidden_test_text() -> list[str]:
-    """Lines of the master's hidden tests long enough to be unmistakable, and their numbers."""
-    bodies = [body for cell in nbformat.read(MASTER, 4).cells for body in HIDDEN.findall(cell.source)]
-    assert len(bodies) == 3
-    lines = [line.strip() for body in bodies for line in body.splitlines() if len(line.strip()) >= 13]
-    numbers = [n for body in bodies for n in re.findall(r"-?\d+\.\d{6,}", body)]
-    return lines + numbers
-
-
-def leaked_hidden_text(text: str) -> list[str]:
-    return [piece for piece in hidden_test_text() if piece in text]
 
 
 def test_hidden_test_detector_finds_the_tests_in_an_autograded_notebook(demo):

@@ -16,12 +16,12 @@ import nbformat
 import numpy as np
 import pytest
 
-from course_copy import ROOT
 from public_tests import (
     initialize_parameters_he_test,
     initialize_parameters_random_test,
     initialize_parameters_zeros_test,
 )
+from scripts.course import ROOT
 
 # --- correct implementations, in several styles -------------------------------------------
 

@@ -11,14 +11,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, MASTER, RELEASE, ROOT
-from course_copy import generate_assignment, new_course
+from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
 from scripts.run_master import cells_by_id, execute
+from tests.helpers import EXERCISES, HIDDEN, generate_assignment, new_course
 
 HELPERS = ["init_utils.py", "public_tests.py", "datasets/circles.h5"]
 SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
-EXERCISES = ["zeros", "random", "he"]
 
 
 @pytest.mark.parametrize("folder", ["source", "release"])

@@ -23,15 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_copy import copy_course, nbgrader_env
 from coursekit._sandbox_child import SETUP_FAILED_EXIT, UID_BASE
 from coursekit.gradebook import lock_name
 from coursekit.read import load_course
 from coursekit.sandbox import Call, Limits, Opaque, Sandbox, SandboxResult
-from coursekit_course import ASSIGNMENT, coursekit, release_notebook, run_coursekit, shared_template, submit
+from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
+from tests.helpers import copy_course, coursekit, nbgrader_env, release_notebook, run_coursekit, submit
 
-ROOT = Path(__file__).resolve().parent.parent
-RELEASE = ROOT / "release" / "initialization"
+RELEASE_FOLDER = RELEASE.parent
 SECRET = "s3cr3t-hidden-test-answer-4242"
 QUICK = Limits(wall_seconds=5, cpu_seconds=3)
 
@@ -69,7 +68,7 @@ def run(box: Sandbox, code: str | list[str], *calls: Call, limits: Limits = QUIC
         ) -> SandboxResult:
     """Run code parts (dedented, so tests can indent them) with the course's release files."""
     parts = [code] if isinstance(code, str) else code
-    return box.run([textwrap.dedent(part) for part in parts], list(calls), workdir_files=RELEASE,
+    return box.run([textwrap.dedent(part) for part in parts], list(calls), workdir_files=RELEASE_FOLDER,
                    limits=limits)
 
 
@@ -199,7 +198,7 @@ def test_a_missing_function_is_reported_missing(box):
 def test_a_broken_code_part_is_reported_and_later_parts_still_run(box):
     result = box.run(["def f(:\n    pass", "x = 1 / 0", HE],
                      [Call("initialize_parameters_he", ([2, 1],))],
-                     workdir_files=RELEASE, limits=QUICK)
+                     workdir_files=RELEASE_FOLDER, limits=QUICK)
     assert result.reason is None
     assert result.code_errors[0].startswith("part 1: SyntaxError")
     assert result.code_errors[1] == "part 2: ZeroDivisionError: division by zero"
@@ -226,7 +225,7 @@ def test_the_working_directory_is_fresh_and_holds_only_the_release_files(box):
             return found
         """
     first, second = (run(box, code, Call("look")).calls[0].value for _ in range(2))
-    expected = sorted(str(p.relative_to(RELEASE)) for p in RELEASE.rglob("*") if p.is_file())
+    expected = sorted(str(p.relative_to(RELEASE_FOLDER)) for p in RELEASE_FOLDER.rglob("*") if p.is_file())
     assert first == second == expected
 
 
@@ -688,7 +687,7 @@ def test_a_1500_deep_directory_tree_is_removed_without_following_links(box, tmp_
     assert result.calls[0].value == 1500
     assert (keep / "precious.txt").read_text() == "must survive the clean-up"
     listing = run(box, "import os\ndef ls():\n    return sorted(os.listdir('.'))\n", Call("ls"))
-    assert listing.calls[0].value == sorted(p.name for p in RELEASE.iterdir())
+    assert listing.calls[0].value == sorted(p.name for p in RELEASE_FOLDER.iterdir())
     assert box.zygote_pid == zygote  # the same zygote: its clean-up did not crash
     assert_batch_goes_on(box)
 
@@ -727,12 +726,12 @@ def fake_course():
     course = Path(tempfile.mkdtemp(prefix="coursekit-fake-course-"))
     try:
         course.chmod(0o755)
-        (course / "source" / "initialization").mkdir(parents=True)
-        (course / "source" / "initialization" / "solution.py").write_text(SECRET)
+        (course / "source" / ASSIGNMENT).mkdir(parents=True)
+        (course / "source" / ASSIGNMENT / "solution.py").write_text(SECRET)
         (course / "gradebook.db").write_text(SECRET)
         (course / "submitted" / "other-student").mkdir(parents=True)
         (course / "submitted" / "other-student" / "answer.py").write_text(SECRET)
-        shutil.copytree(RELEASE, course / "release" / "initialization")
+        shutil.copytree(RELEASE_FOLDER, course / "release" / ASSIGNMENT)
         for path in course.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
         yield course
@@ -753,14 +752,14 @@ def read(path):
 
 def test_secrets_in_the_course_directory_are_out_of_reach(box, fake_course):
     requires_isolation(box, "filesystem")
-    targets = [fake_course / "source" / "initialization" / "solution.py",
+    targets = [fake_course / "source" / ASSIGNMENT / "solution.py",
                fake_course / "gradebook.db",
                fake_course / "submitted" / "other-student" / "answer.py",
                "../../gradebook.db", "../../../gradebook.db",
-               ROOT / "gradebook.db", ROOT / "source" / "initialization" / "initialization.ipynb",
+               ROOT / "gradebook.db", MASTER,
                "/etc/shadow", f"/proc/{os.getpid()}/environ"]
     result = box.run(READ_ANYTHING, [Call("read", (str(t),)) for t in targets],
-                     workdir_files=fake_course / "release" / "initialization", limits=QUICK)
+                     workdir_files=fake_course / "release" / ASSIGNMENT, limits=QUICK)
     assert result.reason is None
     for target, call in zip(targets, result.calls):
         assert call.status == "ok"
@@ -795,7 +794,7 @@ def test_the_code_runs_as_an_unprivileged_user_with_a_scrubbed_environment(box, 
 import os
 def who():
     return [os.getuid(), os.geteuid(), os.getgid(), os.getgroups(), dict(os.environ)]
-""", [Call("who")], workdir_files=RELEASE, limits=QUICK)
+""", [Call("who")], workdir_files=RELEASE_FOLDER, limits=QUICK)
     uid, euid, gid, groups, environ = result.calls[0].value
     assert uid == euid == gid and uid >= UID_BASE and groups == []
     assert set(environ) <= {"PATH", "HOME", "TMPDIR", "LANG", "MPLBACKEND", "MPLCONFIGDIR",
@@ -928,9 +927,9 @@ def test_a_dead_zygote_is_replaced_and_the_batch_goes_on():
 
 
 def test_symlinks_and_fifos_in_a_submission_folder_are_never_followed_and_no_temp_folder_is_left(
-        tmp_path_factory):
+        tmp_path_factory, template_course):
     base = tmp_path_factory.mktemp("symlinks")
-    course = copy_course(shared_template(tmp_path_factory), base / "course")
+    course = copy_course(template_course, base / "course")
     master = course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"  # full marks, if followed
     submission = submit(course, "alice", b"")
     submission.unlink()
@@ -962,9 +961,9 @@ def test_symlinks_and_fifos_in_a_submission_folder_are_never_followed_and_no_tem
     assert list(temp.iterdir()) == []
 
 
-def test_grading_is_refused_without_cap_sys_admin_unless_insecure(box, tmp_path_factory):
+def test_grading_is_refused_without_cap_sys_admin_unless_insecure(box, tmp_path_factory, template_course):
     requires_isolation(box, "filesystem")  # this machine must have it, to take it away
-    course = copy_course(shared_template(tmp_path_factory),
+    course = copy_course(template_course,
                          tmp_path_factory.mktemp("no-sys-admin") / "course")
     submit(course, "alice", release_notebook())
     drop = ("setpriv", "--bounding-set", "-sys_admin")  # root, minus namespaces and mounts

@@ -1,0 +1,3 @@
+"""The course's command-line tools.  Run each from the repository root as a module,
+``python -m scripts.<name>`` (the Makefile's targets do), so that ``scripts``, ``coursekit`` and the
+course's helper modules import normally, with no ``sys.path`` edits."""

@@ -1,0 +1,360 @@
+"""What the tests share: the one place tests (and bench/) build, generate and copy a course folder,
+grade it and read the results, and serve one to a browser with a student's JupyterLab (`student_lab`).
+
+A course is a folder with nbgrader_config.py and source/ (plus whatever else a test needs); nbgrader
+runs in it with `nbgrader_env()`, so it uses the course's own gradebook and the default exchange.
+
+The coursekit tests grade throw-away copies of one template course (config, master, release, a
+fresh gradebook made by the real `nbgrader generate_assignment`): conftest.py's session fixture
+`template_course` builds it once (`build_template`), and each test grades in its own copy.
+
+What students write comes from `scripts.student_work` (the hand-written correct answers and the
+edits), the generated classes from `bench.make_class`; the course's name and paths from `scripts.course`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from bench import make_class
+from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
+from scripts.pg_server import free_port
+from scripts.student_work import CORRECT, solve
+
+VENV_BIN = Path(sys.executable).parent
+COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "source")
+# The demo course holds what `make grade-nbgrader` runs (scripts/) and the helpers it imports.
+DEMO_COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "init_utils.py", "public_tests.py", "datasets",
+                     "source", "scripts")
+LEFTOVERS = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
+EXERCISES = ("zeros", "random", "he")  # short names, in the notebook's order
+FULL = dict.fromkeys(EXERCISES, 3.0)  # points of each exercise
+# Points of the (public, hidden) test cells of an exercise, by its total.
+CELL_POINTS = {0: (0, 0), 1: (1, 0), 3: (1, 2)}
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
+
+
+# --- course folders -------------------------------------------------------------------------------
+
+def nbgrader_env() -> dict[str, str]:
+    """Environment for nbgrader subprocesses.
+
+    The venv's bin/ goes first on PATH (nbgrader shells out to `alembic`), and the COURSEKIT_GRADEBOOK
+    and COURSEKIT_EXCHANGE overrides are dropped: a course copy must never write to the developer's
+    gradebook or exchange.  A test that wants them sets them itself.
+    """
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("COURSEKIT_GRADEBOOK", None)
+    env.pop("COURSEKIT_EXCHANGE", None)
+    return env
+
+
+def new_course(dest: Path, files: tuple[str, ...] = COURSE_FILES, origin: Path = ROOT) -> Path:
+    """A course folder at ``dest`` holding copies of ``files`` (files or folders) from ``origin``."""
+    dest.mkdir(parents=True)
+    for name in files:
+        src = origin / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=LEFTOVERS)
+        else:
+            shutil.copy(src, dest / name)
+    return dest
+
+
+def generate_assignment(course: Path, *options: str, env: dict[str, str] | None = None,
+                        assignment: str = ASSIGNMENT) -> None:
+    """Run the real `nbgrader generate_assignment ASSIGNMENT` in ``course``; fail with its output."""
+    args = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, *options]
+    done = subprocess.run(args, cwd=course, env=env or nbgrader_env(), capture_output=True, text=True)
+    assert done.returncode == 0, f"generate_assignment failed in {course}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT, jobs: int = 2,
+                       timeout: float = 1800) -> None:
+    """Stock `nbgrader autograde ASSIGNMENT` over every student in ``course``, as `jobs` runs side
+    by side, each over its share of the students (`--CourseDirectory.student_id_exclude` names the
+    others); fail with their output.
+
+    Stock nbgrader runs one notebook at a time, so one run leaves a core idle; the runs write to
+    the same gradebook, a submission at a time, as two instructors' runs would."""
+    students = sorted(p.parent.name for p in (course / "submitted").glob(f"*/{assignment}") if p.is_dir())
+    shares = [students[i::jobs] for i in range(jobs) if students[i::jobs]]
+    runs = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", assignment, *options,
+                              "--CourseDirectory.student_id_exclude="
+                              + ",".join(s for s in students if s not in share)],
+                             cwd=course, env=nbgrader_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+            for share in shares]
+    for run in runs:
+        output, _ = run.communicate(timeout=timeout)
+        assert run.returncode == 0, f"nbgrader autograde failed in {course}:\n{output[-3000:]}"
+
+
+def build_template(folder: Path) -> Path:
+    """A course with config, master, release and a fresh gradebook, by the real generate_assignment."""
+    generate_assignment(new_course(folder), "--force", "--log-level=WARN")
+    return folder
+
+
+def demo_course(dest: Path, env: dict[str, str], config: str = "") -> Path:
+    """A generated course at ``dest`` that also holds what `make grade-nbgrader` runs (scripts/) and
+    the helpers it imports, with ``config`` lines added to its nbgrader_config.py."""
+    course = new_course(dest, DEMO_COURSE_FILES)
+    if config:
+        with open(course / "nbgrader_config.py", "a", encoding="utf-8") as file:
+            file.write("\n" + config + "\n")
+    generate_assignment(course, "--force", "--log-level=ERROR", env=env)
+    return course
+
+
+def copy_course(template: Path, dest: Path) -> Path:
+    """A private copy of a generated course (its gradebook included), for one test to change."""
+    shutil.copytree(template, dest)
+    return dest
+
+
+def run(course: Path, env: dict[str, str], *args: str, **kwargs: Any) -> str:
+    """Run a command in ``course`` (as `make` would there); its output, or fail with it."""
+    done = subprocess.run(list(args), cwd=course, env=env, capture_output=True, text=True, **kwargs)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+# --- submissions ----------------------------------------------------------------------------------
+
+def release_notebook() -> dict:
+    """The release notebook, as JSON."""
+    return json.loads(RELEASE.read_text(encoding="utf-8"))
+
+
+def solved() -> dict:
+    """The release notebook with all three exercises solved correctly."""
+    return solve(release_notebook(), CORRECT)
+
+
+def submit(course: Path, student: str, notebook: dict | bytes, timestamp: str | None = make_class.TIMESTAMP,
+           assignment: str = ASSIGNMENT) -> Path:
+    """Place a submission as the exchange would: submitted/<student>/<assignment>/<assignment>.ipynb."""
+    folder = course / "submitted" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{assignment}.ipynb"
+    path.write_bytes(notebook if isinstance(notebook, bytes) else json.dumps(notebook).encode())
+    if timestamp:
+        (folder / "timestamp.txt").write_text(timestamp + "\n")
+    return path
+
+
+def generated_class(tmp_path_factory: pytest.TempPathFactory, template: Path, name: str,
+                    size: int) -> tuple[Path, Path, dict]:
+    """(base folder, course copy, manifest): a private copy of the template course holding a class of
+    ``size`` students generated by bench/make_class.py, with the scores worked out for each."""
+    base = tmp_path_factory.mktemp(name)
+    course = copy_course(template, base / "template")
+    return base, course, make_class.make_class(course, size)
+
+
+def course_with(tmp_path_factory: pytest.TempPathFactory, template: Path, name: str,
+                notebooks: dict[str, dict | bytes]) -> Path:
+    """A private copy of the template course with one submission per student: {student: notebook}."""
+    course = copy_course(template, tmp_path_factory.mktemp(name) / "course")
+    for student, notebook in notebooks.items():
+        submit(course, student, notebook)
+    return course
+
+
+def slow_down_last(course: Path, manifest: dict, seconds: int = 5) -> list[str]:
+    """Make the last students' first solution cells sleep first (their grades stay the same);
+    return them in grading order.
+
+    A test that kills a grader mid-batch needs the kill to land before the end on however fast a
+    machine.  The grader reports a batch only once it is committed, so the first report may come
+    when a slow student finishes; there are more slow students than workers (one per core), so the
+    last one starts after that and cannot be done when the test kills the grader on that report."""
+    slow = sorted(manifest)[-((os.cpu_count() or 1) + 2):]
+    for student in slow:
+        path = course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        cell = next(c for c in notebook["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("solution"))
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        cell["source"] = f"import time\ntime.sleep({seconds})\n" + source
+        path.write_text(json.dumps(notebook), encoding="utf-8")
+    return slow
+
+
+# --- running coursekit ----------------------------------------------------------------------------
+
+def run_coursekit(course: Path, *args: str, timeout: float = 600, wrapper: tuple[str, ...] = (),
+                  env: dict[str, str] | None = None, assignment: str = ASSIGNMENT) -> subprocess.CompletedProcess:
+    """Run the real CLI (`python -m coursekit autograde <assignment> --json ...`), under `wrapper`
+    (e.g. setpriv with its options), in `env` (default: nbgrader_env())."""
+    return subprocess.run([*wrapper, sys.executable, "-m", "coursekit", "autograde", assignment, "--json", *args],
+                          cwd=course, env=env or nbgrader_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600,
+              wrapper: tuple[str, ...] = (), env: dict[str, str] | None = None,
+              assignment: str = ASSIGNMENT) -> list[dict]:
+    """The JSON lines of `run_coursekit`; with `check`, fail unless it exits 0."""
+    proc = run_coursekit(course, *args, timeout=timeout, wrapper=wrapper, env=env, assignment=assignment)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+# --- reading the results --------------------------------------------------------------------------
+
+def gradebook_grades(course: Path, assignment: str = ASSIGNMENT, course_id: str = "weight-init",
+                     url: str | None = None) -> dict[tuple[str, str], tuple[float | None, bool]]:
+    """{(student, grade cell): (auto_score, needs_manual_grade)} for every submission in the
+    course's gradebook (or the one at `url`); grade ids are unique across an assignment's notebooks."""
+    with Gradebook(url or f"sqlite:///{course / 'gradebook.db'}", course_id) as gb:
+        return {(sub.student.id, grade.name): (grade.auto_score, grade.needs_manual_grade)
+                for sub in gb.find_assignment(assignment).submissions
+                for nb in sub.notebooks for grade in nb.grades}
+
+
+def gradebook_scores(course: Path, url: str | None = None,
+                     assignment: str = ASSIGNMENT) -> dict[tuple[str, str], float | None]:
+    """{(student, grade cell): auto_score} for every submission in the course's gradebook (or at `url`)."""
+    return {key: score for key, (score, _) in gradebook_grades(course, assignment, url=url).items()}
+
+
+def cell_scores(course: Path) -> dict[tuple[str, str], float]:
+    """{(student, test cell): points}; a cell nbgrader never scored counts 0."""
+    return {key: score or 0.0 for key, score in gradebook_scores(course).items()}
+
+
+def cell_points(totals: tuple[int, int, int]) -> dict[str, int]:
+    """{test cell: points} of a notebook whose exercises (zeros, random, he) earned ``totals``."""
+    return {f"test_{exercise}_{kind}": points for exercise, total in zip(EXERCISES, totals)
+            for kind, points in zip(("public", "hidden"), CELL_POINTS[total])}
+
+
+def exercise_scores(result: dict) -> dict[str, float]:
+    """{exercise: points} of one `--json` result line."""
+    cells = result["cells"]
+    return {ex: cells[f"test_{ex}_public"]["score"] + cells[f"test_{ex}_hidden"]["score"] for ex in FULL}
+
+
+def assert_graded(result: dict, expected: dict[str, float], note: str = "") -> None:
+    """One `--json` result line: graded, with ``expected`` points per exercise and ``note`` in its reason."""
+    assert result["status"] == "graded"
+    assert exercise_scores(result) == expected, result["reason"]
+    assert note in result["reason"]
+
+
+def expected_scores(manifest: dict) -> dict[tuple[str, str], float]:
+    """{(student, test cell): points} that a generated class's manifest worked out by hand."""
+    return {(student, cell): score for student, entry in manifest.items()
+            for cell, score in entry["expected"].items()}
+
+
+def hidden_test_text() -> list[str]:
+    """Lines of the master's hidden tests long enough to be unmistakable, and their numbers."""
+    bodies = [body for cell in nbformat.read(MASTER, 4).cells for body in HIDDEN.findall(cell.source)]
+    assert len(bodies) == 3
+    lines = [line.strip() for body in bodies for line in body.splitlines() if len(line.strip()) >= 13]
+    numbers = [n for body in bodies for n in re.findall(r"-?\d+\.\d{6,}", body)]
+    return lines + numbers
+
+
+def leaked_hidden_text(text: str) -> list[str]:
+    """The pieces of the master's hidden tests that ``text`` shows."""
+    return [piece for piece in hidden_test_text() if piece in text]
+
+
+# --- a student's JupyterLab (the browser tests) ---------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# JupyterLab settings for a test: render every cell (not only those in view), no news pop-up.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+}
+# What a student's JupyterLab must not offer (nbgrader's installation guide: `jupyter labextension disable`).
+INSTRUCTOR_LABEXTENSIONS = ["@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader",
+                            "@jupyter/nbgrader:course-list"]
+INSTRUCTOR_SERVER_EXTENSIONS = ["nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list"]
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float = 90,
+                       name: str = "jupyter lab") -> None:
+    """Wait until ``url`` answers 200, or fail with the server's log if it exits or stays silent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"{name} exited with {server.returncode}:\n{log.read_text()[-5000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{name} did not answer {url} within {timeout} s:\n{log.read_text()[-5000:]}")
+
+
+def disable_instructor_tools(env: dict[str, str]) -> None:
+    """Give the server a student's configuration: nbgrader's instructor extensions off, user level.
+
+    `--level=user` and `--user` write into JUPYTER_CONFIG_DIR, which `env` points at a temporary folder.
+    """
+    for extension in INSTRUCTOR_LABEXTENSIONS:
+        subprocess.run(["jupyter", "labextension", "disable", "--level=user", extension],
+                       env=env, check=True, capture_output=True)
+    for extension in INSTRUCTOR_SERVER_EXTENSIONS:
+        subprocess.run(["jupyter", "server", "extension", "disable", "--user", extension],
+                       env=env, check=True, capture_output=True)
+
+
+@contextmanager
+def student_lab(base: Path, folder: Path, env: dict[str, str],
+                settings: dict[str, dict] | None = None) -> Iterator[tuple[str, str]]:
+    """A real `jupyter lab` with a student's configuration, serving a copy of ``folder`` (the release
+    of one assignment) under ``base``/home/; yields (server URL, token).  ``settings`` add to
+    LAB_SETTINGS (e.g. the interface language)."""
+    shutil.copytree(folder, base / "home" / folder.name)
+    for name, values in {**LAB_SETTINGS, **(settings or {})}.items():
+        path = base / "settings" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    (base / "workspaces").mkdir()
+    env = {k: v for k, v in env.items() if not k.startswith(("JUPYTER", "XDG_"))}
+    env.update(HOME=str(base / "home"), JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"), JUPYTER_CONFIG_DIR=str(base / "config"))
+    disable_instructor_tools(env)
+    token, port = secrets.token_hex(16), free_port()
+    log = base / "jupyter-lab.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            ["jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'home'}",
+             "--ServerApp.allow_root=True"],  # CI runs as root; a hub never would
+            cwd=base / "home", env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/api/status?token={token}", server, log)
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
