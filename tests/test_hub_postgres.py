@@ -121,14 +121,16 @@ def test_two_graders_and_an_export_at_once_lose_no_row_and_leave_each_grade_righ
         class_template, postgres, tmp_path):
     course, url, manifest = fresh_course(class_template, postgres, tmp_path, "concurrent")
     graders = [start_grader(course, url), start_grader(course, url)]
-    first = json.loads(graders[0].stdout.readline())  # grading has begun: export while both write
+    first_grader_out = graders[0].stdout.readline()  # grading has begun: export while both write
     mid_batch = export(course, url, "mid-batch.csv")
+    # The rest through the same line reader: communicate() reads the raw pipe, and would miss
+    # what readline() has buffered.
+    first_grader_out += graders[0].stdout.read()
     outputs = [grader.communicate(timeout=600) for grader in graders]
     assert [g.returncode for g in graders] == [0, 0], [err[-2000:] for _, err in outputs]
 
-    reports = [[first], []]
-    for report, (out, _) in zip(reports, outputs):
-        report.extend(json.loads(line) for line in out.splitlines() if line.strip())
+    reports = [[json.loads(line) for line in out.splitlines() if line.strip()]
+               for out in (first_grader_out, outputs[1][0])]
     graded = [{r["student"] for r in report if r["status"] == "graded"} for report in reports]
     assert not graded[0] & graded[1], "a submission was graded twice"
     assert graded[0] | graded[1] == set(manifest)
