@@ -261,7 +261,7 @@ class StudentRun:
 class _Unit:
     """One cell of the submission as a top-to-bottom run sees it."""
 
-    kind: str  # "student" | "master" (a locked cell: the master's code runs) | "test"
+    kind: str  # "student" | "master" (a locked cell: the master's code runs) | "test" | "place" (runs nothing)
     label: str
     code: str = ""  # student and master cells: the Python to run
     names: Names | None = None
@@ -332,6 +332,7 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
                 notes.append(f"the solution cell {grade_id} was turned into {cell.get('cell_type')} "
                              "(jupyter/nbgrader#1941); it ran as code, as nbgrader turns it back")
             elif master.kind == "text" or cell.get("cell_type") != "code":
+                units.append(_Unit("place", grade_id, grade_id=grade_id))  # where a deleted test may go back
                 continue
         elif cell.get("cell_type") != "code":
             continue
@@ -339,6 +340,8 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
         if len(source) > MAX_CELL_CHARS:
             notes.append(f"{label} has {len(source):,} characters of code, more than the {MAX_CELL_CHARS:,} "
                          "a cell may have; it was not run")
+            if grade_id is not None:
+                units.append(_Unit("place", grade_id, grade_id=grade_id))
             continue
         code_chars += len(source)
         if code_chars > MAX_CODE_CHARS:
@@ -379,15 +382,24 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
 
 def _restore_deleted_tests(units: list[_Unit], plan: AssignmentPlan, seen: set[str], notes: list[str]) -> None:
     """Test cells the submission lost go back after the cell that precedes them in the master
-    (as nbgrader's add_missing_cells does), else at the end."""
+    (as nbgrader's add_missing_cells does), else at the end.  When that cell is itself missing
+    or lost its metadata, nothing says where the test belongs (add_missing_cells fails on such
+    a notebook, so nbgrader grades none of it): the submission is refused with what to restore."""
     for test in plan.tests:
         if test.id in seen:
             continue
-        before = [c.grade_id for c in plan.cells[:test.index] if c.grade_id in seen]
-        at = len(units)
-        if before:
-            at = 1 + max(i for i, u in enumerate(units) if u.grade_id == before[-1])
-        else:
+        previous = next((c.grade_id for c in reversed(plan.cells[:test.index]) if c.grade_id), None)
+        if previous is not None and previous not in seen:
+            raise Refused(
+                f"test cell {test.id} was deleted (jupyter/nbgrader#1682), and the cell above it in the release, "
+                f"{previous}, is not in the notebook with its nbgrader metadata (deleted, or copied without it: "
+                "jupyter/nbgrader#1398), so nothing says where the test goes back; nbgrader cannot grade this "
+                f"notebook either.  It was not graded and scores 0: restore the cell {test.id} from the released "
+                f"notebook, right below {previous}, or copy your answers into a fresh copy of the release, "
+                "and submit again")
+        places = [i for i, u in enumerate(units) if u.grade_id == previous] if previous is not None else []
+        at = places[-1] + 1 if places else len(units)
+        if previous is None:
             notes.append(f"test cell {test.id} could not be placed; it ran at the end of the notebook")
         units.insert(at, _Unit("test", test.id, grade_id=test.id, master=test))
         seen.add(test.id)

@@ -45,6 +45,19 @@ def deleted_tests() -> dict:
     return nb
 
 
+def deleted_test_below_stripped_solution() -> dict:
+    """The random solution cell lost its nbgrader metadata (#1398) and the public random test
+    was deleted (#1682); the answers are correct.  Stock nbgrader with the course's
+    `OverwriteCells.add_missing_cells` puts a deleted test back right after the cell that
+    precedes it in the master, looked up among the submission's graded and solution cells; the
+    random solution cell is no longer one, so add_missing_cells raises KeyError and nbgrader
+    grades nothing of this notebook."""
+    nb = solved()
+    del nb["cells"][index_of(nb, "initialize_parameters_random")]["metadata"]["nbgrader"]
+    del nb["cells"][index_of(nb, "test_random_public")]
+    return nb
+
+
 def solution_in_markdown() -> dict:
     """jupyter/nbgrader#1941: the zeros solution cell turned into markdown."""
     nb = solved()
@@ -106,6 +119,9 @@ def magics() -> dict:
 CASES = {
     "dup-ids": (duplicated_ids, FULL, "#1083"),
     "deleted-tests": (deleted_tests, FULL, "#1682"),
+    # nbgrader cannot grade it (above): coursekit gives 0 and says what to restore, never a guess
+    "deleted-test-no-place": (deleted_test_below_stripped_solution, dict.fromkeys(FULL, 0.0),
+                              "restore the cell test_random_public from the released notebook"),
     "markdown-solution": (solution_in_markdown, FULL, "#1941"),
     "no-metadata": (lost_metadata, FULL, "#1398"),
     "syntax-error": (syntax_error_in_random, dict(FULL, random=0.0), "syntax error"),
@@ -158,6 +174,16 @@ def test_unreadable_submissions_score_zero_with_a_reason(results, student):
     assert BAD[student][1] in graded[student]["reason"]
     scores = gradebook_scores(course)
     assert [scores[(student, t)] for t in graded[student]["cells"]] == [0.0] * 6
+
+
+def test_a_deleted_test_with_no_place_to_go_back_scores_zero_saying_what_to_restore(results):
+    course, graded = results
+    result = graded["deleted-test-no-place"]
+    assert (result["score"], result["max_score"]) == (0.0, 9.0)
+    assert ("test cell test_random_public was deleted (jupyter/nbgrader#1682), and the cell above it in the release, "
+            "initialize_parameters_random, is not in the notebook with its nbgrader metadata") in result["reason"]
+    scores = gradebook_scores(course)
+    assert [scores[("deleted-test-no-place", t)] for t in result["cells"]] == [0.0] * 6
 
 
 def test_deleted_test_cells_come_back_in_the_autograded_notebook(results):
