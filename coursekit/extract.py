@@ -394,7 +394,7 @@ def _restore_deleted_tests(units: list[_Unit], plan: AssignmentPlan, seen: set[s
                 f"test cell {test.id} was deleted (jupyter/nbgrader#1682), and the cell above it in the release, "
                 f"{previous}, is not in the notebook with its nbgrader metadata (deleted, or copied without it: "
                 "jupyter/nbgrader#1398), so nothing says where the test goes back; nbgrader cannot grade this "
-                f"notebook either.  It was not graded and scores 0: restore the cell {test.id} from the released "
+                f"notebook either. It was not graded and scores 0: restore the cell {test.id} from the released "
                 f"notebook, right below {previous}, or copy your answers into a fresh copy of the release, "
                 "and submit again")
         places = [i for i, u in enumerate(units) if u.grade_id == previous] if previous is not None else []
