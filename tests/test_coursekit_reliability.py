@@ -16,22 +16,14 @@ from pathlib import Path
 import pytest
 
 from scripts.course import ASSIGNMENT
-from tests.helpers import (
-    copy_course,
-    coursekit,
-    expected_scores,
-    generated_class,
-    gradebook_scores,
-    nbgrader_env,
-    slow_down_last,
-)
+from tests.helpers import copy_course, coursekit, expected_scores, gradebook_scores, nbgrader_env, slow_down_last
 
 CLASS = 80
 
 
 @pytest.fixture(scope="module")
-def class_template(tmp_path_factory, template_course):
-    return generated_class(tmp_path_factory, template_course, "reliability", CLASS)
+def class_template(generated_class):
+    return generated_class("reliability", CLASS)
 
 
 def start(course, *args):

@@ -25,7 +25,6 @@ from tests.helpers import (
     coursekit,
     expected_scores,
     generate_assignment,
-    generated_class,
     gradebook_scores,
     nbgrader_env,
     release_notebook,
@@ -36,8 +35,8 @@ SMALL = 12
 
 
 @pytest.fixture(scope="module")
-def small_class(tmp_path_factory, template_course):
-    _, template, manifest = generated_class(tmp_path_factory, template_course, "scale-small", SMALL)
+def small_class(generated_class):
+    _, template, manifest = generated_class("scale-small", SMALL)
     return template, manifest
 
 
@@ -157,8 +156,8 @@ LARGE = 1000
 
 
 @pytest.fixture(scope="module")
-def large_class(tmp_path_factory, template_course):
-    _, template, manifest = generated_class(tmp_path_factory, template_course, "scale-large", LARGE)
+def large_class(generated_class):
+    _, template, manifest = generated_class("scale-large", LARGE)
     return template, manifest
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from bench import make_class
 from scripts.course import ASSIGNMENT
 from scripts.pg_server import PostgresServer, PostgresUnavailable
 from tests.helpers import (
@@ -60,10 +59,9 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="module")
-def class_template(tmp_path_factory, template_course, postgres):
+def class_template(generated_class, postgres):
     """A course holding CLASS submissions, and a template database holding its assignment."""
-    template = copy_course(template_course, tmp_path_factory.mktemp("pg") / "template")
-    manifest = make_class.make_class(template, CLASS)
+    _, template, manifest = generated_class("pg", CLASS)
     generate_assignment(template, "--force", "--log-level=WARN",
                         env=gradebook_env(postgres.create_database(TEMPLATE_DB)))
     return template, manifest
