@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from contextlib import closing
 
 import pytest
 
@@ -43,8 +44,7 @@ def finish(pool: LocalPool, futures: list) -> None:
 
 def test_a_worker_killed_with_sigkill_costs_only_its_task_and_is_replaced():
     notes: list[str] = []
-    pool = LocalPool(2, nothing, (), task_seconds=60, note=notes.append)
-    try:
+    with closing(LocalPool(2, nothing, (), task_seconds=60, note=notes.append)) as pool:
         shared = {"greeting": "hello"}
         futures = [pool.submit(work, shared, what) for what in ["a", "die", "b", "c", "d"]]
         finish(pool, futures)
@@ -58,13 +58,10 @@ def test_a_worker_killed_with_sigkill_costs_only_its_task_and_is_replaced():
         later = pool.submit(work, shared, "e")  # the replacement serves new tasks
         finish(pool, [later])
         assert later.result().startswith("hello e")
-    finally:
-        pool.close()
 
 
 def test_a_worker_killed_while_it_sends_a_large_answer_is_noticed_not_waited_for():
-    pool = LocalPool(1, nothing, (), task_seconds=60)
-    try:
+    with closing(LocalPool(1, nothing, (), task_seconds=60)) as pool:
         warm = pool.submit(work, {"greeting": "hi"}, "warm")
         finish(pool, [warm])
         pid = int(warm.result().rsplit(" ", 1)[1])
@@ -77,45 +74,34 @@ def test_a_worker_killed_while_it_sends_a_large_answer_is_noticed_not_waited_for
         again = pool.submit(work, {"greeting": "hi"}, "again")
         finish(pool, [again])
         assert again.result().startswith("hi again")
-    finally:
-        pool.close()
 
 
 def test_a_worker_that_holds_a_task_too_long_is_killed_and_its_task_fails():
-    pool = LocalPool(1, nothing, (), task_seconds=2)
-    try:
+    with closing(LocalPool(1, nothing, (), task_seconds=2)) as pool:
         hung = pool.submit(work, {}, "hang")
         after = pool.submit(work, {"greeting": "hi"}, "next")
         finish(pool, [hung, after])
         with pytest.raises(WorkerDied, match="more than 2 s"):
             hung.result()
         assert after.result().startswith("hi next")
-    finally:
-        pool.close()
 
 
 def test_an_initializer_that_fails_fails_each_task_with_its_error():
-    pool = LocalPool(1, refuse_to_start, (), task_seconds=60)
-    try:
+    with closing(LocalPool(1, refuse_to_start, (), task_seconds=60)) as pool:
         future = pool.submit(work, {}, "a")
         finish(pool, [future])
         with pytest.raises(RuntimeError, match="no sandbox on this machine"):
             future.result()
-    finally:
-        pool.close()
 
 
 def test_workers_that_die_while_starting_break_the_pool_instead_of_restarting_forever():
-    pool = LocalPool(1, die_on_start, (), task_seconds=60)
-    try:
+    with closing(LocalPool(1, die_on_start, (), task_seconds=60)) as pool:
         future = pool.submit(work, {}, "a")
         finish(pool, [future])
         with pytest.raises(PoolBroken, match="died before they were ready .*exit status 3"):
             future.result()
         with pytest.raises(PoolBroken):
             pool.submit(work, {}, "b").result(timeout=0)
-    finally:
-        pool.close()
 
 
 def test_closing_the_pool_leaves_no_worker_process():
