@@ -3,12 +3,14 @@ copied from it (helpers live in tests/helpers.py).  State lives in fixtures, not
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from bench import make_class
+from scripts.pg_server import PostgresServer, PostgresUnavailable
 from tests.helpers import build_template, copy_course, nbgrader_env
 
 
@@ -36,3 +38,18 @@ def generated_class(tmp_path_factory: pytest.TempPathFactory,
         course = copy_course(template_course, base / "template")
         return base, course, make_class.make_class(course, size)
     return generate
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server (Debian's, in a temporary folder) for the session; each test that
+    uses it makes its own database (`create_database`)."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

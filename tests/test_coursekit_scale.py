@@ -19,7 +19,6 @@ from sqlalchemy.exc import IntegrityError
 from coursekit import extract, read
 from coursekit.gradebook import GradebookWriter, GradedSubmission, claim, read_results
 from scripts.course import ASSIGNMENT
-from scripts.pg_server import PostgresServer
 from tests.helpers import (
     copy_course,
     coursekit,
@@ -173,20 +172,19 @@ def test_a_class_of_a_thousand_is_graded_right_through_sqlite(large_class, tmp_p
 
 
 @pytest.mark.slow
-def test_a_class_of_a_thousand_is_graded_right_through_a_postgresql_server(large_class, tmp_path):
+def test_a_class_of_a_thousand_is_graded_right_through_a_postgresql_server(large_class, postgres, tmp_path):
     template, manifest = large_class
     course = copy_course(template, tmp_path / "course")
-    with PostgresServer() as server:
-        env = nbgrader_env() | {"COURSEKIT_GRADEBOOK": server.create_database("gradebook")}
-        generate_assignment(course, "--force", "--log-level=WARN", env=env)
-        done = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"], cwd=course,
-                              env=env, capture_output=True, text=True, timeout=1800)
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["graded"] * LARGE
-        assert gradebook_scores(course, env["COURSEKIT_GRADEBOOK"]) == expected_scores(manifest)
-        stored = read_results(env["COURSEKIT_GRADEBOOK"], ASSIGNMENT)
-        assert len(stored) == LARGE and all(r.current for r in stored)
-        for command in (["db", "student", "list"], ["db", "upgrade"]):  # nbgrader tolerates our tables there too
-            listed = subprocess.run([sys.executable, "-m", "nbgrader", *command], cwd=course, env=env,
-                                    capture_output=True, text=True, timeout=600)
-            assert listed.returncode == 0, listed.stderr[-2000:]
+    env = nbgrader_env() | {"COURSEKIT_GRADEBOOK": postgres.create_database("scale")}
+    generate_assignment(course, "--force", "--log-level=WARN", env=env)
+    done = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"], cwd=course,
+                          env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["graded"] * LARGE
+    assert gradebook_scores(course, env["COURSEKIT_GRADEBOOK"]) == expected_scores(manifest)
+    stored = read_results(env["COURSEKIT_GRADEBOOK"], ASSIGNMENT)
+    assert len(stored) == LARGE and all(r.current for r in stored)
+    for command in (["db", "student", "list"], ["db", "upgrade"]):  # nbgrader tolerates our tables there too
+        listed = subprocess.run([sys.executable, "-m", "nbgrader", *command], cwd=course, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert listed.returncode == 0, listed.stderr[-2000:]

@@ -21,14 +21,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
 
 from scripts.course import ASSIGNMENT
-from scripts.pg_server import PostgresServer, PostgresUnavailable
+from scripts.pg_server import PostgresServer
 from tests.helpers import (
     copy_course,
     coursekit,
@@ -43,19 +42,6 @@ pytestmark = pytest.mark.hub
 
 CLASS = 40
 TEMPLATE_DB = "course_template"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        server.start()
-    except PostgresUnavailable as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
