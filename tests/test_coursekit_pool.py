@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import closing, contextmanager
 
 import pytest
 
@@ -40,6 +42,15 @@ def finish(pool: LocalPool, futures: list) -> None:
     pending = set(futures)
     while pending:
         pending -= pool.wait_first(pending)
+
+
+@contextmanager
+def one_task(initializer: Callable[[], None]) -> Iterator[tuple[LocalPool, Future]]:
+    """A pool of one worker started with ``initializer``, and one task submitted and finished."""
+    with closing(LocalPool(1, initializer, (), task_seconds=60)) as pool:
+        future = pool.submit(work, {}, "a")
+        finish(pool, [future])
+        yield pool, future
 
 
 def test_a_worker_killed_with_sigkill_costs_only_its_task_and_is_replaced():
@@ -87,17 +98,13 @@ def test_a_worker_that_holds_a_task_too_long_is_killed_and_its_task_fails():
 
 
 def test_an_initializer_that_fails_fails_each_task_with_its_error():
-    with closing(LocalPool(1, refuse_to_start, (), task_seconds=60)) as pool:
-        future = pool.submit(work, {}, "a")
-        finish(pool, [future])
+    with one_task(refuse_to_start) as (_, future):
         with pytest.raises(RuntimeError, match="no sandbox on this machine"):
             future.result()
 
 
 def test_workers_that_die_while_starting_break_the_pool_instead_of_restarting_forever():
-    with closing(LocalPool(1, die_on_start, (), task_seconds=60)) as pool:
-        future = pool.submit(work, {}, "a")
-        finish(pool, [future])
+    with one_task(die_on_start) as (pool, future):
         with pytest.raises(PoolBroken, match="died before they were ready .*exit status 3"):
             future.result()
         with pytest.raises(PoolBroken):
