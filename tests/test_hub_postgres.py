@@ -28,15 +28,7 @@ import pytest
 
 from scripts.course import ASSIGNMENT
 from scripts.pg_server import PostgresServer
-from tests.helpers import (
-    copy_course,
-    coursekit,
-    expected_scores,
-    generate_assignment,
-    gradebook_scores,
-    nbgrader_env,
-    slow_down_last,
-)
+from tests import helpers
 
 pytestmark = pytest.mark.hub
 
@@ -48,19 +40,19 @@ TEMPLATE_DB = "course_template"
 def class_template(generated_class, postgres):
     """A course holding CLASS submissions, and a template database holding its assignment."""
     _, template, manifest = generated_class("pg", CLASS)
-    generate_assignment(template, "--force", "--log-level=WARN",
-                        env=gradebook_env(postgres.create_database(TEMPLATE_DB)))
+    helpers.generate_assignment(template, "--force", "--log-level=WARN",
+                                env=gradebook_env(postgres.create_database(TEMPLATE_DB)))
     return template, manifest
 
 
 def gradebook_env(url: str) -> dict[str, str]:
     """nbgrader's environment with the gradebook on the server (nbgrader_config.py reads the URL)."""
-    return {**nbgrader_env(), "COURSEKIT_GRADEBOOK": url}
+    return {**helpers.nbgrader_env(), "COURSEKIT_GRADEBOOK": url}
 
 
 def fresh_course(class_template, postgres, tmp_path: Path, name: str) -> tuple[Path, str, dict]:
     template, manifest = class_template
-    return copy_course(template, tmp_path / "course"), postgres.create_database(name, TEMPLATE_DB), manifest
+    return helpers.copy_course(template, tmp_path / "course"), postgres.create_database(name, TEMPLATE_DB), manifest
 
 
 def start_grader(course: Path, url: str) -> subprocess.Popen:
@@ -95,7 +87,7 @@ def totals(manifest: dict) -> dict[str, float]:
 
 def assert_class_graded(course: Path, url: str, manifest: dict) -> None:
     """Every submission has its six hand-worked scores and a graded notebook."""
-    assert gradebook_scores(course, url) == expected_scores(manifest)
+    assert helpers.gradebook_scores(course, url) == helpers.expected_scores(manifest)
     for student in manifest:
         graded = course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         assert json.loads(graded.read_text())["cells"], student
@@ -134,14 +126,14 @@ def test_two_graders_and_an_export_at_once_lose_no_row_and_leave_each_grade_righ
 
 def test_a_grader_killed_with_sigkill_mid_batch_then_rerun_completes_the_class(class_template, postgres, tmp_path):
     course, url, manifest = fresh_course(class_template, postgres, tmp_path, "killed")
-    slow = slow_down_last(course, manifest)
+    slow = helpers.slow_down_last(course, manifest)
     grader = start_grader(course, url)
     done_before_kill = [json.loads(grader.stdout.readline())["student"] for _ in range(10)]
     os.killpg(grader.pid, signal.SIGKILL)
     grader.communicate()  # waits, and closes the pipes
     assert grader.returncode == -signal.SIGKILL
 
-    rerun = coursekit(course, env=gradebook_env(url))
+    rerun = helpers.coursekit(course, env=gradebook_env(url))
     skipped = {r["student"] for r in rerun if r["status"] == "skipped"}
     graded = {r["student"] for r in rerun if r["status"] == "graded"}
     assert set(done_before_kill) <= skipped, "work reported done before the kill was graded again"
