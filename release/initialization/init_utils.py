@@ -505,9 +505,11 @@ def explore_initialization(X: np.ndarray, Y: np.ndarray) -> None:
 
     scale.observe(redraw, names="value")
     rule.observe(redraw, names="value")
-    with output:  # until the first change, the widget shows the static grid: no second drawing
-        display(Image(static_png))
-        print(_("Move the slider or pick a rule to draw one setting."))
+    # Until the first change the widget shows the static grid: no second drawing.  Appended, not
+    # captured with `with output:`, which can stall a headless run (nbgrader validate and
+    # autograde, nbconvert) until its cell timeout: jupyter/nbclient#312.
+    output.append_display_data(Image(static_png))
+    output.append_stdout(_("Move the slider or pick a rule to draw one setting.") + "\n")
     explorer = widgets.VBox([widgets.HBox([scale, rule]), output])
     display(WidgetWithFallback(explorer, static_png,
                                _("An interactive explorer: run this cell in JupyterLab to get its slider.")))
