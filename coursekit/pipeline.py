@@ -65,6 +65,7 @@ class Worker:
         self.transformer = TransformerManager()
         self.python = functools.lru_cache(maxsize=4096)(self._python)
         self.compiled = functools.lru_cache(maxsize=512)(score.compile_cell)
+        self.replays = score.ReplayCache()
         self._release: dict[str, Path] = {}
         self._namespaces: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -179,7 +180,8 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
         result = _run_steps(worker, plan, run, limits)
         if result.reason and result.reason.startswith("sandbox failure"):
             raise sandbox.SandboxError(result.reason)
-        outcomes = score.replay(plan, result, run.tests, worker.namespace(plan), worker.python, worker.compiled)
+        outcomes = score.replay(plan, result, run.tests, worker.namespace(plan), worker.python, worker.compiled,
+                                worker.replays)
         graded_nb = score.autograded_notebook(nb, plan, outcomes)
         notes = warning + list(run.notes) + [e for e in result.code_errors if e.partition(":")[0] in run.relevant]
         if result.reason:

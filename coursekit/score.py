@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import ast
 import builtins
+import hashlib
 import io
 import json
+import pickle
 import re
 import signal
 import sys
 import threading
 import traceback
 import warnings
-from collections import deque
+from collections import OrderedDict, deque
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,27 +221,104 @@ def _replay_stub(function: str, queue: deque, reason: str | None) -> Callable:
     return replay
 
 
+# Outputs that depend on the grading process's state (its clock, load, memory or stack), not on
+# the recorded results alone: a cell that shows one is never reused for another submission.
+_UNREPEATABLE = frozenset({"ReplayTimeout", "MemoryError", "RecursionError"})
+
+
+class ReplayCache:
+    """Replayed test cells' outputs, reused when another submission recorded the same results.
+
+    A replayed test cell is trusted code run on plain data: given the plan, its calls' recorded
+    results (values, printed text, errors, arguments after the call) and the run's reason, it
+    prints and raises the same things every time, provided that nothing else it sees changed:
+    only cells `independent_tests` admits are kept (no other test cell reads what they bind or
+    change in place, and they read nothing another test cell binds or changes).  The key is a
+    digest of those inputs pickled (equal bytes: equal values, types and aliasing; a -0.0 or a
+    NaN's payload only misses); the outputs are kept pickled, so that every submission gets
+    its own copy to put into its notebook.  In a class most results repeat (every correct
+    answer; each common mistake), and a hit skips the cell's assertions and its failure's
+    message, which are most of a worker's own work.  At most `size` cells, least recently used
+    out first."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self._outputs: OrderedDict[bytes, bytes] = OrderedDict()
+        self._independent: dict[str, frozenset[str]] = {}
+
+    def independent_tests(self, plan: AssignmentPlan) -> frozenset[str]:
+        """The plan's replayed test cells whose outputs depend only on their own calls."""
+        if plan.key not in self._independent:
+            tests = [t for t in plan.tests if t.id not in plan.sandboxed]
+            touched = {t.id: (t.names.binds | t.names.mutates) if t.names else frozenset() for t in tests}
+            self._independent[plan.key] = frozenset(
+                t.id for t in tests
+                if t.names is not None and not t.names.dynamic
+                and not any(other.names is None or other.names.dynamic
+                            or (t.names.reads | t.names.mutates) & touched[other.id]
+                            or (other.names.reads | other.names.mutates) & touched[t.id]
+                            for other in tests if other is not t))
+        return self._independent[plan.key]
+
+    def __len__(self) -> int:
+        return len(self._outputs)
+
+    def get(self, key: bytes) -> list | None:
+        kept = self._outputs.get(key)
+        if kept is None:
+            return None
+        self._outputs.move_to_end(key)
+        return pickle.loads(kept)
+
+    def put(self, key: bytes, outputs: list) -> None:
+        if any(output.get("ename") in _UNREPEATABLE for output in outputs):
+            return
+        self._outputs[key] = pickle.dumps(outputs, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(self._outputs) > self.size:
+            self._outputs.popitem(last=False)
+
+
+def _replay_key(plan: AssignmentPlan, test: str, calls: list, reason: str | None) -> bytes | None:
+    try:
+        data = pickle.dumps((plan.key, test, reason, [result for _, result in calls]),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - a value pickle refuses: replay it without the cache
+        return None
+    return hashlib.blake2b(data).digest()
+
+
 def replay(plan: AssignmentPlan, result: sandbox.SandboxResult, order: Sequence[str], namespace: dict,
-           python: Callable[[str], str], compiled: Callable | None = None) -> list[CellOutcome]:
+           python: Callable[[str], str], compiled: Callable | None = None,
+           cache: ReplayCache | None = None) -> list[CellOutcome]:
     """Score every test cell from the sandbox's recorded results.  `result.calls` hold the
     calls of the tests in `order` (the submission's order); `namespace` is a fresh copy of
-    the trusted namespace."""
+    the trusted namespace.  With a `cache`, a test cell whose inputs an earlier submission
+    had already is not run again (`ReplayCache`)."""
     results = iter(result.calls)
     by_test = {test: [(call, next(results)) for call in plan.calls[test]] for test in order
                if test not in plan.sandboxed}
     ran = {t.label: t for t in result.tests}
     outcomes = []
     with _REPLAY_LOCK:
+        independent = cache.independent_tests(plan) if cache is not None else frozenset()
         for test in plan.tests:
             if test.id in plan.sandboxed:  # it ran in the sandbox, in its place
                 outputs = _sandbox_outputs(ran.get(test.id), result.reason)
                 outcomes.append(_outcome(test.id, test.nbgrader, test.points or 0.0, outputs, "sandbox"))
                 continue
-            queue = deque(by_test.get(test.id, ()))
+            calls = by_test.get(test.id, [])
+            key = _replay_key(plan, test.id, calls, result.reason) if test.id in independent else None
+            kept = cache.get(key) if cache is not None and key is not None else None
+            if kept is not None:
+                outcomes.append(_outcome(test.id, test.nbgrader, test.points or 0.0, kept))
+                continue
+            queue = deque(calls)
             for function in plan.graded:
                 namespace[function] = _replay_stub(function, queue, result.reason)
             outputs = run_cell(python(test.source), namespace, f"<{test.id}>", compiled, REPLAY_SECONDS,
                                _traceback_files(plan))
+            if cache is not None and key is not None:
+                cache.put(key, outputs)
             outcomes.append(_outcome(test.id, test.nbgrader, test.points or 0.0, outputs))
     return outcomes
 

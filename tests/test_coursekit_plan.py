@@ -16,10 +16,12 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 from bench import make_class
 from coursekit.extract import PlanError, plan_assignment
+from coursekit.gradebook import GradedSubmission
 from coursekit.names import analyze, analyze_source, python_source
-from coursekit.pipeline import Worker, plan_notebook
-from coursekit.read import load_course
+from coursekit.pipeline import Worker, grade_submission, plan_notebook, start_worker
+from coursekit.read import Submission, load_course
 from scripts.course import ASSIGNMENT, ROOT
+from scripts.student_work import CORRECT, solve
 from tests.helpers import copy_course, generate_assignment, nbgrader_env, new_course
 
 
@@ -154,3 +156,39 @@ def test_json_output_is_one_object_per_line_with_the_documented_fields(template_
     for line in lines:
         assert {"student", "notebook", "score", "max_score", "cells", "reason"} <= set(line)
     assert lines[0]["score"] == 9.0  # s000 is correct everywhere
+
+
+def test_only_test_cells_that_share_no_names_with_another_are_replayed_from_the_cache(template_course):
+    # The hidden tests bind the same names (dims, result) and seed NumPy (np.random.seed changes np),
+    # so each could depend on another: they always run again.  The public ones share nothing.
+    with Worker() as worker:
+        plan = plan_notebook(load_course(template_course), ASSIGNMENT, ASSIGNMENT, worker)
+        assert worker.replays.independent_tests(plan) == {"test_zeros_public", "test_random_public",
+                                                          "test_he_public"}
+
+
+def test_a_cached_replay_gives_the_same_grades_and_notebook_and_a_different_result_is_not_served_from_it(
+        template_course, tmp_path):
+    release = json.loads((template_course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+    wrong = dict(CORRECT, initialize_parameters_zeros=CORRECT["initialize_parameters_zeros"].replace(
+        "np.zeros((layers_dims[l], 1))", "np.ones((layers_dims[l], 1))"))
+    course = load_course(template_course)
+    with Worker() as worker:
+        plan = plan_notebook(course, ASSIGNMENT, ASSIGNMENT, worker)
+
+    def grade(student: str, bodies: dict) -> GradedSubmission:
+        path = tmp_path / student / f"{ASSIGNMENT}.ipynb"
+        path.parent.mkdir()
+        path.write_text(json.dumps(solve(json.loads(json.dumps(release)), bodies)))
+        return grade_submission(plan, Submission(student, ASSIGNMENT, ASSIGNMENT, path), path.read_bytes(),
+                                course.settings.limits)
+
+    first = grade("first", CORRECT)
+    kept = len(start_worker(course.settings.sandbox_preload).replays)
+    other, again = grade("other", wrong), grade("again", CORRECT)
+    assert kept == 3  # the three public test cells' outputs
+    assert len(start_worker(course.settings.sandbox_preload).replays) == 4  # and the wrong zeros' one
+    assert first.scores == again.scores and first.messages == again.messages
+    assert first.notebook.count('"output_type"') == again.notebook.count('"output_type"')
+    assert first.scores["test_zeros_public"] > 0 and other.scores["test_zeros_public"] == 0.0
+    assert other.scores["test_he_public"] == first.scores["test_he_public"] > 0
