@@ -411,10 +411,21 @@ def _restore_deleted_tests(units: list[_Unit], plan: AssignmentPlan, seen: set[s
 UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
+def _analyze_code(code: str) -> Names:
+    return analyze(ast.parse(analysis_source(code)))
+
+
+# Names per cell code: most of a class's cells are the release's, unchanged, and a Names is
+# immutable.  What raises is not kept; nor are cells longer than CACHED_CELL_CHARS, so that the
+# cache stays small (a few MB) whatever a class submits.
+_analyze_cached = functools.lru_cache(maxsize=2048)(_analyze_code)
+CACHED_CELL_CHARS = 4000
+
+
 def _names(unit: _Unit, plan: AssignmentPlan, notes: list[str]) -> Names | None:
     """A student cell's names, or None if Python cannot parse it (it fails in the sandbox too)."""
     try:
-        return analyze(ast.parse(analysis_source(unit.code)))
+        return (_analyze_cached if len(unit.code) <= CACHED_CELL_CHARS else _analyze_code)(unit.code)
     except UNPARSABLE as err:
         defines = sorted(f for f in plan.graded if f"def {f}" in unit.code)
         lineno = getattr(err, "lineno", None)

@@ -507,7 +507,8 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
         seen.add(test.id)
     if (nb.nbformat, nb.nbformat_minor) >= (4, 5):  # cell ids are required from nbformat 4.5 on
         for cell in nb.cells:
-            cell.setdefault("id", generate_corpus_id())
+            if "id" not in cell:  # not setdefault: that would draw a random id for every cell
+                cell["id"] = generate_corpus_id()
     return nb
 
 
