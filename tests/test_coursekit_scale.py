@@ -16,6 +16,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from bench import scale_bench
 from coursekit import extract, read
 from coursekit.gradebook import GradebookWriter, GradedSubmission, claim, read_results
 from scripts.course import ASSIGNMENT
@@ -188,3 +189,11 @@ def test_a_class_of_a_thousand_is_graded_right_through_a_postgresql_server(large
         listed = subprocess.run([sys.executable, "-m", "nbgrader", *command], cwd=course, env=env,
                                 capture_output=True, text=True, timeout=600)
         assert listed.returncode == 0, listed.stderr[-2000:]
+
+
+def test_the_benchs_steady_rate_starts_after_the_commit_that_holds_the_ten_percent_mark():
+    # Three commits of 50, 50 and 100 lines, one second apart: the 10% mark (line 20) is in the first,
+    # so the window is its end (t=1) to the last commit (t=3), with the 150 lines committed after it.
+    stamps = [1.0] * 50 + [2.0] * 50 + [3.0] * 100
+    assert scale_bench.steady_rate(stamps) == 75.0
+    assert scale_bench.steady_rate([5.0]) == 0.0 and scale_bench.steady_rate([]) == 0.0
