@@ -283,14 +283,16 @@ def _malformed_metadata(cell: dict) -> bool:
     return nbgrader is not None and not (isinstance(nbgrader, dict) and isinstance(nbgrader.get("grade_id", ""), str))
 
 
-def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callable[[str], str]) -> StudentRun:
+def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callable[[str], str],
+                names: Callable[[str], Names]) -> StudentRun:
     """The steps of a top-to-bottom run of the submission with the master's cells in place.
 
     Every code cell of the student runs, in notebook order.  A cell holding a locked cell's
     grade id runs the master's code (nbgrader overwrites it), but only if a test can depend on
     it (below); a test cell's planned calls are made at its position.  Cells after the last
     test cannot change a grade and are not run.  `python` turns a cell's source into the
-    Python a kernel runs (IPython's input transformer).
+    Python a kernel runs (IPython's input transformer), `names` analyses that Python
+    (`cell_names`); the worker passes cached versions of both.
 
     A locked cell is run when it may bind, or change in place, a name that a test cell, a
     graded function or another such cell may read (static analysis, coursekit.names); the
@@ -361,7 +363,7 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
     for unit in units:
         if unit.kind == "student":
             unit.code = python(unit.code)
-            unit.names = _names(unit, plan, notes)
+            unit.names = _names(unit, plan, notes, names)
     _note_definitions(units, plan, notes)
     tests = [i for i, u in enumerate(units) if u.kind == "test"]
     units = units[:tests[-1] + 1] if tests else []
@@ -411,21 +413,15 @@ def _restore_deleted_tests(units: list[_Unit], plan: AssignmentPlan, seen: set[s
 UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
-def _analyze_code(code: str) -> Names:
+def cell_names(code: str) -> Names:
+    """The names a cell's Python code reads, binds and changes; raises one of UNPARSABLE."""
     return analyze(ast.parse(analysis_source(code)))
 
 
-# Names per cell code: most of a class's cells are the release's, unchanged, and a Names is
-# immutable.  What raises is not kept; nor are cells longer than CACHED_CELL_CHARS, so that the
-# cache stays small (a few MB) whatever a class submits.
-_analyze_cached = functools.lru_cache(maxsize=2048)(_analyze_code)
-CACHED_CELL_CHARS = 4000
-
-
-def _names(unit: _Unit, plan: AssignmentPlan, notes: list[str]) -> Names | None:
+def _names(unit: _Unit, plan: AssignmentPlan, notes: list[str], names: Callable[[str], Names]) -> Names | None:
     """A student cell's names, or None if Python cannot parse it (it fails in the sandbox too)."""
     try:
-        return (_analyze_cached if len(unit.code) <= CACHED_CELL_CHARS else _analyze_code)(unit.code)
+        return names(unit.code)
     except UNPARSABLE as err:
         defines = sorted(f for f in plan.graded if f"def {f}" in unit.code)
         lineno = getattr(err, "lineno", None)

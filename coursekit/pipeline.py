@@ -38,7 +38,7 @@ from nbgrader.utils import compute_checksum
 
 from . import extract, read, sandbox, score
 from .gradebook import GradebookWriter, GradedSubmission, claim
-from .names import python_source
+from .names import Names, python_source
 from .pool import LocalPool, WorkerDied
 from .protocol import clean_text
 from .report import Reporter
@@ -48,6 +48,7 @@ MAX_REASON = 4000
 # gradebook.GradebookWriter): up to WRITE_BATCH at a time, at least every WRITE_SECONDS.
 WRITE_BATCH = 100
 WRITE_SECONDS = 1.0
+CACHED_CELL_CHARS = 4000  # longer student cells are analysed every time (Worker.names)
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -64,6 +65,10 @@ class Worker:
         self.box = sandbox.Sandbox(preload=preload, insecure=insecure)
         self.transformer = TransformerManager()
         self.python = functools.lru_cache(maxsize=4096)(self._python)
+        # Most of a class's cells are the release's, unchanged, and a Names is immutable: analysed
+        # once per distinct code.  What raises is not kept; nor are cells longer than
+        # CACHED_CELL_CHARS, so that the cache stays small (a few MB) whatever a class submits.
+        self._names = functools.lru_cache(maxsize=2048)(extract.cell_names)
         self.compiled = functools.lru_cache(maxsize=512)(score.compile_cell)
         self.replays = score.ReplayCache()
         self._release: dict[str, Path] = {}
@@ -73,6 +78,10 @@ class Worker:
 
     def _python(self, source: str) -> str:
         return python_source(source, self.transformer)
+
+    def names(self, code: str) -> Names:
+        """extract.cell_names, cached for cells of up to CACHED_CELL_CHARS characters."""
+        return (self._names if len(code) <= CACHED_CELL_CHARS else extract.cell_names)(code)
 
     def start(self) -> Worker:
         """Start the zygote now rather than on the first submission; raises
@@ -176,7 +185,7 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
     if isinstance(nb, read.Unreadable):
         return _zero(plan, submission, warning + [nb.reason])
     try:
-        run = extract.student_run(nb, plan, worker.python)
+        run = extract.student_run(nb, plan, worker.python, worker.names)
         result = _run_steps(worker, plan, run, limits)
         if result.reason and result.reason.startswith("sandbox failure"):
             raise sandbox.SandboxError(result.reason)
