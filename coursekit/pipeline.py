@@ -48,7 +48,7 @@ MAX_REASON = 4000
 # gradebook.GradebookWriter): up to WRITE_BATCH at a time, at least every WRITE_SECONDS.
 WRITE_BATCH = 100
 WRITE_SECONDS = 1.0
-CACHED_CELL_CHARS = 4000  # longer student cells are analysed every time (Worker.names)
+CACHED_CELL_CHARS = 4000  # longer cells are transformed and analysed every time (Worker)
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -64,11 +64,12 @@ class Worker:
         self.folder = sandbox.scratch_folder("coursekit-worker-")
         self.box = sandbox.Sandbox(preload=preload, insecure=insecure)
         self.transformer = TransformerManager()
-        self.python = functools.lru_cache(maxsize=4096)(self._python)
-        # Most of a class's cells are the release's, unchanged, and a Names is immutable: analysed
-        # once per distinct code.  What raises is not kept; nor are cells longer than
-        # CACHED_CELL_CHARS, so that the cache stays small (a few MB) whatever a class submits.
-        self._names = functools.lru_cache(maxsize=2048)(extract.cell_names)
+        # Most of a class's cells are the release's, unchanged: each is transformed and analysed
+        # once per distinct text (a Names is immutable; what raises is not kept).  Cells longer
+        # than CACHED_CELL_CHARS are not kept, so that the caches stay small (a few MB) whatever
+        # a class submits.
+        self._python_of = functools.lru_cache(maxsize=4096)(self._python)
+        self._names_of = functools.lru_cache(maxsize=2048)(extract.cell_names)
         self.compiled = functools.lru_cache(maxsize=512)(score.compile_cell)
         self.replays = score.ReplayCache()
         self._release: dict[str, Path] = {}
@@ -79,9 +80,13 @@ class Worker:
     def _python(self, source: str) -> str:
         return python_source(source, self.transformer)
 
+    def python(self, source: str) -> str:
+        """The Python a kernel runs for a cell (names.python_source), cached for short cells."""
+        return (self._python_of if len(source) <= CACHED_CELL_CHARS else self._python)(source)
+
     def names(self, code: str) -> Names:
-        """extract.cell_names, cached for cells of up to CACHED_CELL_CHARS characters."""
-        return (self._names if len(code) <= CACHED_CELL_CHARS else extract.cell_names)(code)
+        """extract.cell_names, cached for short cells."""
+        return (self._names_of if len(code) <= CACHED_CELL_CHARS else extract.cell_names)(code)
 
     def start(self) -> Worker:
         """Start the zygote now rather than on the first submission; raises
