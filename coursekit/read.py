@@ -16,9 +16,11 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
+from itertools import compress, repeat
 from pathlib import Path
 
 import nbformat
+from nbformat import NotebookNode
 from nbformat.warnings import MissingIDFieldWarning
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
@@ -146,16 +148,20 @@ def read_bytes(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes | Unreadabl
 
 
 def _deeper_than(value: object, limit: int) -> bool:
-    """Whether JSON data nests deeper than `limit` (checked without recursion)."""
-    todo = [(value, 0)]
-    while todo:
-        item, depth = todo.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            todo.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            todo.extend((v, depth + 1) for v in item)
+    """Whether JSON data nests deeper than `limit`: some value (a container's item) lies more than
+    `limit` levels below `value`.  Checked level by level without recursion, visiting only the
+    containers: a notebook's many strings are skipped by C code (`compress`), not one by one."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    for depth in range(limit + 1):
+        below: list = []
+        for item in level:
+            items = item.values() if isinstance(item, dict) else item
+            if depth == limit and items:
+                return True  # an item at depth limit + 1
+            below += compress(items, map(isinstance, items, repeat((dict, list))))
+        if not below:
+            return False
+        level = below
     return False
 
 
@@ -168,7 +174,9 @@ def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.Notebook
     except UnicodeDecodeError as err:
         return Unreadable(f"{name} is not UTF-8 text (byte {err.start}); save it from Jupyter and resubmit")
     try:
-        raw = json.loads(text)
+        # Every JSON object becomes a NotebookNode as it is decoded (what nbformat.from_dict
+        # would make of the result afterwards, in one pass instead of two).
+        raw = json.loads(text, object_hook=NotebookNode)
     except json.JSONDecodeError as err:
         return Unreadable(f"{name} is not JSON ({err.msg} at line {err.lineno}); "
                           "it was probably edited outside Jupyter")
@@ -177,7 +185,7 @@ def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.Notebook
     if raw is None or _deeper_than(raw, MAX_JSON_DEPTH):
         return Unreadable(f"{name} is nested deeper than {MAX_JSON_DEPTH} levels, which no notebook is; "
                           "it was probably edited outside Jupyter")
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+    if not isinstance(raw, NotebookNode) or not isinstance(raw.get("cells"), list):  # (every JSON object is one)
         return Unreadable(f"{name} is JSON but not a notebook (no list of cells)")
     if raw.get("nbformat") != 4:  # older formats: let nbformat convert them
         try:
@@ -190,10 +198,10 @@ def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.Notebook
     for cell in raw["cells"]:
         if not (isinstance(cell, dict) and isinstance(cell.get("cell_type"), str)
                 and isinstance(cell.get("source", ""), (str, list))
-                and isinstance(cell.setdefault("metadata", {}), dict)):
+                and isinstance(cell.setdefault("metadata", NotebookNode()), dict)):
             return Unreadable(f"{name} has a malformed cell (a cell needs a type, a source and metadata)")
         if isinstance(cell.get("source"), list):
             cell["source"] = "".join(map(str, cell["source"]))
         cell.setdefault("source", "")
-    raw.setdefault("metadata", {})
-    return nbformat.from_dict(raw)
+    raw.setdefault("metadata", NotebookNode())
+    return raw
