@@ -166,7 +166,7 @@ class GradedSubmission:
     max_scores: dict[str, float]
     messages: dict[str, str | None]  # test grade id -> failure message
     unanswered: tuple[str, ...]  # solution cells left as the release stub (nbgrader's "No response.")
-    notebook: str  # the autograded notebook, JSON
+    notebook: bytes  # the autograded notebook's file: UTF-8 JSON, encoded once, in the worker
     reason: str  # everything worth telling the instructor, in words
     modes: dict[str, str] = field(default_factory=dict)  # test grade id -> one of MODES; missing: "replay"
     # manually graded answer cells -> 0 when left as released ("No response."), None when answered
@@ -287,7 +287,7 @@ class GradebookWriter:
         sub = result.submission
         src, dest = self._paths(sub)
         dest.mkdir(parents=True, exist_ok=True)
-        _atomic_write(dest / f"{sub.notebook}.ipynb", result.notebook.encode("utf-8"))
+        _atomic_write(dest / f"{sub.notebook}.ipynb", result.notebook)
         raw, timestamp, note = _timestamp_file(src)
         if raw is not None:
             _atomic_write(dest / "timestamp.txt", raw)

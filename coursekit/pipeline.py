@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import json
 import multiprocessing
 import multiprocessing.util
 import os
@@ -291,8 +290,7 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
         unanswered=unanswered,
         modes={o.grade_id: o.mode for o in outcomes},
         manual_scores=manual,
-        # Compact JSON: json's C encoder writes it; `indent` would use the pure-Python one (3x slower).
-        notebook=clean_text(json.dumps(graded_nb, ensure_ascii=False, separators=(",", ":")) + "\n"),
+        notebook=score.notebook_file(graded_nb),
         reason=clean_text(reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ..."),
     )
 
@@ -409,7 +407,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
             if isinstance(outcome, Exception):  # a grader fault: report it, leave it ungraded, go on
                 reporter.failed_one(result.submission, f"{type(outcome).__name__}: {outcome}")
             else:
-                result = replace(result, reason=outcome.reason, notebook="")
+                result = replace(result, reason=outcome.reason, notebook=b"")
                 results.append(result)
                 reporter.graded_one(result)
             held.release()

@@ -189,6 +189,6 @@ def test_a_cached_replay_gives_the_same_grades_and_notebook_and_a_different_resu
     assert kept == 3  # the three public test cells' outputs
     assert len(start_worker(course.settings.sandbox_preload).replays) == 4  # and the wrong zeros' one
     assert first.scores == again.scores and first.messages == again.messages
-    assert first.notebook.count('"output_type"') == again.notebook.count('"output_type"')
+    assert first.notebook.count(b'"output_type"') == again.notebook.count(b'"output_type"')
     assert first.scores["test_zeros_public"] > 0 and other.scores["test_zeros_public"] == 0.0
     assert other.scores["test_he_public"] == first.scores["test_he_public"] > 0

@@ -116,7 +116,7 @@ def graded(name: str) -> GradedSubmission:
     return GradedSubmission(submission=Submission(name, "hw", "hw", Path(f"submitted/{name}/hw/hw.ipynb")),
                             scores={"t1": 1.0, "t2": 0.0}, max_scores={"t1": 1.0, "t2": 2.0},
                             messages={"t1": None, "t2": "AssertionError: no"}, unanswered=(),
-                            notebook="{}", reason="t2: AssertionError: no")
+                            notebook=b"{}", reason="t2: AssertionError: no")
 
 
 def test_the_progress_reporter_writes_one_json_object_per_submission_and_a_summary():

@@ -108,7 +108,7 @@ def test_a_submission_whose_write_fails_costs_only_itself_and_stores_nothing(sma
         return replace(GradedSubmission(
             submission=submission, scores={c.grade_id: c.points for c in plan.tests},
             max_scores={c.grade_id: c.points for c in plan.tests}, messages={c.grade_id: None for c in plan.tests},
-            unanswered=(), notebook=json.dumps(release_notebook()), reason=f"{student} graded"), **change)
+            unanswered=(), notebook=json.dumps(release_notebook()).encode(), reason=f"{student} graded"), **change)
 
     # mode is NOT NULL in coursekit_cell_result: s002's last insert fails, after its grades were written
     batch = [result("s001"), result("s002", modes={"test_zeros_public": None}), result("s003")]
