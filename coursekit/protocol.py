@@ -155,52 +155,62 @@ def feed(channel: socket.socket, steps: Sequence[Step], budget: int,
     record (`problem` says which; the run is then void).  `step_seconds` limits each cell, call
     and test inside the child (nbgrader's per-cell timeout); None: only the run's limits.
     """
-    received = bytearray()
+    records = _Records(channel, budget)
     first = True
     try:
         for cells, calls, test, ordinal in messages(steps):
             channel.sendall(_message(cells, calls, test, ordinal, step_seconds if first else None))
             first = False
             for _ in range(len(cells) + len(calls) + (test is not None)):
-                if not _read_record(channel, received, budget):
-                    return bytes(received), None
+                if not records.next():
+                    return bytes(records.data), None
         end = json.dumps({"end": True}).encode()
         channel.sendall(runner.MESSAGE_HEADER.pack(len(end)) + end)
-        while _read_record(channel, received, budget):  # anything more is a forgery: results() says so
+        while records.next():  # anything more is a forgery: results() says so
             pass
     except _Refused as refused:
-        return bytes(received), str(refused)
+        return bytes(records.data), str(refused)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the child died; the zygote's status says how
-    return bytes(received), None
+    return bytes(records.data), None
 
 
 class _Refused(Exception):
     """The child sent something the grader stops reading at once."""
 
 
-def _read_record(channel: socket.socket, into: bytearray, budget: int) -> bool:
-    header = _read_exactly(channel, runner.RECORD_HEADER.size, into, budget)
-    if header is None:
-        return False
-    magic, json_len, blob_len = runner.RECORD_HEADER.unpack(header)
-    if magic != runner.RECORD_MAGIC:
-        raise _Refused("bad record marker")
-    if len(into) + json_len + blob_len > budget:
-        raise _Refused("too large")
-    return _read_exactly(channel, json_len + blob_len, into, budget) is not None
+class _Records:
+    """The records arriving on a run's channel, read in large pieces: one system call for all
+    the records the child has written so far, not two per record."""
 
+    CHUNK = 1 << 16
 
-def _read_exactly(channel: socket.socket, size: int, into: bytearray, budget: int) -> bytes | None:
-    start = len(into)
-    while len(into) - start < size:
-        chunk = channel.recv(min(size - (len(into) - start), 1 << 20))
-        if not chunk:
-            return None
-        into += chunk
-        if len(into) > budget:
-            raise _Refused("too large")
-    return bytes(into[start:])
+    def __init__(self, channel: socket.socket, budget: int) -> None:
+        self.channel, self.budget = channel, budget
+        self.data = bytearray()  # everything received
+        self.whole = 0  # where the last whole record ends in it
+        self._buffer = bytearray(self.CHUNK)
+
+    def next(self) -> bool:
+        """Wait for the next whole record; False at the end of the stream."""
+        header = runner.RECORD_HEADER
+        while True:
+            if len(self.data) - self.whole >= header.size:
+                magic, json_len, blob_len = header.unpack_from(self.data, self.whole)
+                if magic != runner.RECORD_MAGIC:
+                    raise _Refused("bad record marker")
+                end = self.whole + header.size + json_len + blob_len
+                if end > self.budget:
+                    raise _Refused("too large")
+                if len(self.data) >= end:
+                    self.whole = end
+                    return True
+            size = self.channel.recv_into(self._buffer)
+            if not size:
+                return False
+            self.data += memoryview(self._buffer)[:size]
+            if len(self.data) > self.budget:
+                raise _Refused("too large")
 
 
 # --------------------------------------------------------------------------- decoding
