@@ -633,6 +633,7 @@ def zygote_main(argv: list[str]) -> None:
     # collector from touching (and so copying) them.
     gc.collect()
     gc.freeze()
+    collapse_into_huge_pages()
     sock.send(json.dumps({"isolation": zygote.isolation}).encode())
     try:
         serve_forever(zygote, sock)
@@ -766,6 +767,39 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
         write(SIGNAL_FD, DONE)  # the zygote kills the child on this byte
     finally:
         exit_now(0)
+
+
+MADV_COLLAPSE = 25  # Linux 6.1: turn a range into transparent huge pages now
+HUGE_PAGE = 2 << 20
+
+
+def collapse_into_huge_pages() -> None:
+    """Move the zygote's private anonymous memory (the heap of the preloaded modules) into 2 MB pages.
+
+    Every fork copies the page table entries of the zygote's written memory, and every child's
+    exit tears its copy down again: with 4 kB pages that is about 13,000 entries a run, a
+    millisecond or more of kernel time per submission.  A 2 MB page is one entry.  A child
+    that writes into one (a reference count, an allocation) gets only that 4 kB copied, as
+    before: the kernel splits a shared huge page on its first copy-on-write fault.  The
+    zygote's own writes while a child lives split the pages they touch too, and those stay
+    split: with the course's preload about 14 of the 52 MB stay huge after the first hundred
+    runs (measured with 1,500), which still saves a quarter of the copying.
+
+    MADV_COLLAPSE works whatever the machine's THP setting (short of "never") and leaves the
+    ranges' policy alone, so memory the children allocate later stays in ordinary pages.  On
+    a kernel without it (before 6.1) madvise fails and nothing changes.
+    """
+    with open("/proc/self/maps", encoding="ascii") as maps:
+        lines = maps.readlines()  # read all first: collapsing changes the mappings
+    for line in lines:
+        fields = line.split()
+        perms, name = fields[1], (fields[5] if len(fields) > 5 else "")
+        if perms[:2] != "rw" or perms[3] != "p" or name not in ("", "[heap]"):
+            continue  # files, the stack, shared and read-only memory stay as they are
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        low, high = -(-start // HUGE_PAGE) * HUGE_PAGE, end // HUGE_PAGE * HUGE_PAGE
+        if high > low:
+            _libc.madvise(ctypes.c_void_p(low), ctypes.c_size_t(high - low), MADV_COLLAPSE)
 
 
 def _close_from(lowest: int) -> None:
