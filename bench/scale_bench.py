@@ -16,7 +16,8 @@ OUT/scale.png (throughput against class size):
     coursekit's scores equal stock nbgrader's on the sample.
 The PostgreSQL server (scripts/pg_server.py) is started and stopped by this command; like the
 tests' server it runs with fsync off.  The class is generated once at the largest size
-(bench/make_class.py); smaller classes are its first students, hard-linked, not copied.
+(bench/make_class.py); smaller classes are its first students, hard-linked, not copied.  The
+graded courses are deleted at the end, not between classes (see main()).
 """
 
 from __future__ import annotations
@@ -169,7 +170,10 @@ def main() -> int:
                     runs.append(Run(gradebook, size, seconds, steady, peak, right, len(expected)))
                     print(f"coursekit, {gradebook}, {size}: {runs[-1].rate:.1f} submissions/s end to end, "
                           f"{steady:.1f} steady, peak {peak:.0f} MB, grades {right}/{len(expected)}", flush=True)
-                    shutil.rmtree(course)
+                    # The graded course stays until the end (a few GB in all).  Deleting its tens of
+                    # thousands of files here put a tenth of the next class's CPU into creating files
+                    # (perf: ext4's find_inode_bit/recently_deleted; ext4 without a journal, as on
+                    # the test machine, passes over inodes freed in the last minutes).
         finally:
             if server is not None:
                 server.stop()
