@@ -38,7 +38,7 @@ from nbgrader.utils import compute_checksum
 from . import extract, read, sandbox, score
 from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import Names, python_source
-from .pool import LocalPool, WorkerDied
+from .pool import HELD_TASKS, LocalPool, WorkerDied
 from .protocol import clean_text
 from .report import Reporter
 
@@ -312,8 +312,9 @@ def _local_backend(workers: int, preload: tuple[str, ...], insecure: bool, limit
     # a loaded machine, is stuck: the pool kills it and the submission gets its second try.
     pool = LocalPool(workers, _pool_initializer, (preload, insecure),
                      task_seconds=2 * MAX_RUNS * limits.wall_seconds + 120, note=note)
+    # In flight: what every worker holds, and one more each ready to give out.
     return _Backend(submit=lambda *args: pool.submit(grade_submission, *args),
-                    wait_first=pool.wait_first, width=8 * workers, close=pool.close)
+                    wait_first=pool.wait_first, width=(HELD_TASKS + 1) * workers, close=pool.close)
 
 
 def _dask_backend(address: str) -> _Backend:

@@ -1,6 +1,7 @@
 """The local worker pool with real forked processes: a worker that dies or hangs costs only the
-task it held, which fails with WorkerDied, and a new process takes the next tasks; a worker
-that cannot start fails its tasks with its error instead of looping."""
+task it was working on, which fails with WorkerDied, and a new process takes the next tasks
+(also the one the dead worker held); a worker that cannot start fails its tasks with its error
+instead of looping; a worker holds its next task, so it goes on while the grader is busy."""
 
 from __future__ import annotations
 
@@ -28,7 +29,16 @@ def die_on_start() -> None:
     os._exit(3)
 
 
-def work(shared: dict, what: str) -> str:
+def work(shared: dict, what: str, payload: bytes = b"") -> str:
+    if what.startswith("wait for "):  # until the test creates the file, or 20 s
+        path = what.removeprefix("wait for ")
+        for _ in range(200):
+            if os.path.exists(path):
+                return "released"
+            time.sleep(0.1)
+        return "gave up waiting"
+    if what == "when":
+        return f"began at {time.monotonic()} with {len(payload)} bytes"  # one clock for all processes
     if what == "die":
         os.kill(os.getpid(), signal.SIGKILL)
     if what == "hang":
@@ -65,7 +75,7 @@ def test_a_worker_killed_with_sigkill_costs_only_its_task_and_is_replaced():
         assert [a.split(" from ")[0] for a in answers] == ["hello a", "hello b", "hello c", "hello d"]
         assert len(notes) == 1
         assert notes[0].startswith("a worker process died (killed by SIGKILL; pid ")
-        assert notes[0].endswith("); the submission it held gets another try")
+        assert notes[0].endswith("); the submission it was grading gets another try")
         later = pool.submit(work, shared, "e")  # the replacement serves new tasks
         finish(pool, [later])
         assert later.result().startswith("hello e")
@@ -121,3 +131,32 @@ def test_closing_the_pool_leaves_no_worker_process():
     for pid in pids:
         with pytest.raises(ProcessLookupError):  # exited and reaped
             os.kill(pid, 0)
+
+
+def test_a_worker_that_dies_costs_only_the_task_it_was_working_on_not_the_one_it_held():
+    with closing(LocalPool(1, nothing, (), task_seconds=60)) as pool:
+        finish(pool, [pool.submit(work, {}, "warm")])  # ready: the next two go to it at once
+        dies, held = pool.submit(work, {}, "die"), pool.submit(work, {"greeting": "hi"}, "held")
+        finish(pool, [dies, held])
+        with pytest.raises(WorkerDied, match="killed by SIGKILL"):
+            dies.result()
+        assert held.result().startswith("hi held")
+
+
+def test_a_worker_begins_the_task_it_holds_while_the_grader_is_busy(tmp_path):
+    """The grader hands out work only between its own jobs (e.g. a gradebook commit); the held
+    task keeps the worker going meanwhile, and sending it, even larger than any pipe's buffer,
+    does not wait for the task before it."""
+    release = tmp_path / "release"
+    with closing(LocalPool(1, nothing, (), task_seconds=60)) as pool:
+        finish(pool, [pool.submit(work, {}, "warm")])
+        first = pool.submit(work, {}, f"wait for {release}")
+        second = pool.submit(work, {}, "when", b"x" * (16 << 20))  # returns once sent
+        release.touch()
+        time.sleep(2)  # the grader busy elsewhere: no wait_first, so nothing is handed out now
+        busy_until = time.monotonic()
+        finish(pool, [first, second])
+        assert first.result() == "released"
+        began, size = second.result().removeprefix("began at ").split(" with ")
+        assert size == f"{16 << 20} bytes"
+        assert float(began) < busy_until
