@@ -72,7 +72,11 @@ class CourseKit(Configurable):
     sandbox_preload = List(Unicode(), default_value=list(DEFAULTS.sandbox_preload), help="""
         Modules the sandbox imports once, before any submission runs, so that a submission
         importing them does not pay for it every time (Matplotlib costs about 200 ms).  A
-        module that cannot be imported is left out with a note.""").tag(config=True)
+        module that cannot be imported is left out with a note.  A name that is not installed
+        but is a module of the release folder (e.g. "init_utils") is imported from a copy of
+        that folder, as a submission would import it; a submission that changes the file first
+        imports its own version.  Import-time code runs once, with the sandbox's files and
+        environment, so list only modules whose import does the same for every submission.""").tag(config=True)
 
     timeout = Float(_LIMITS.wall_seconds, help="""
         Wall-clock seconds one submission may run in the sandbox: loading the student's code

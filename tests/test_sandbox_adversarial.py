@@ -734,6 +734,69 @@ def test_the_zygote_holds_its_preloaded_memory_in_huge_pages(box):
     assert huge >= 8 * 1024, rollup
 
 
+# --------------------------------------------------------------------------- release modules imported once
+
+STAMP = """
+import os
+from pathlib import Path
+
+IMPORTED_BY = os.getpid()
+BESIDE = (Path(__file__).parent / "beside.txt").read_text()
+HOME = os.environ["HOME"]
+counter = [0]
+"""
+
+
+@pytest.fixture(scope="module")
+def stamped(tmp_path_factory):
+    """A sandbox preloading `stamp`, a module of its release folder that records where it was imported."""
+    release = tmp_path_factory.mktemp("stamped-release")
+    (release / "stamp.py").write_text(STAMP)
+    (release / "beside.txt").write_text("read at import")
+    with Sandbox(preload=["numpy", "stamp"]) as sandbox:
+        yield sandbox, release
+
+
+def run_stamped(stamped, code: str) -> object:
+    box, release = stamped
+    result = box.run(textwrap.dedent(code), [Call("f")], workdir_files=release, limits=QUICK)
+    assert result.reason is None, result.reason
+    return result.calls[0].value
+
+
+def test_a_release_module_named_in_the_preload_is_imported_once_as_the_run_would_import_it(stamped):
+    first = run_stamped(stamped, """
+        import os, stamp
+        def f():
+            stamp.counter[0] += 1  # this run's copy only
+            return [stamp.IMPORTED_BY != os.getpid(), stamp.__file__, stamp.BESIDE, stamp.HOME == os.getcwd()]
+    """)
+    assert first == [True, "/sandbox/work/stamp.py", "read at import", True]
+    again = run_stamped(stamped, "import stamp\ndef f():\n    return stamp.counter[0]\n")
+    assert again == 0
+
+
+def test_a_run_that_rewrites_a_preloaded_module_first_imports_its_own_version(stamped):
+    value = run_stamped(stamped, """
+        import os
+        with open("stamp.py", "a") as f:
+            f.write("REWRITTEN = True\\n")
+        import stamp
+        def f():
+            return [stamp.IMPORTED_BY == os.getpid(), stamp.REWRITTEN]
+    """)
+    assert value == [True, True]
+
+
+def test_reloading_a_preloaded_module_runs_its_file_again(stamped):
+    value = run_stamped(stamped, """
+        import importlib, os, stamp
+        def f():
+            return importlib.reload(stamp).IMPORTED_BY == os.getpid()
+    """)
+    assert value is True
+
+
 # --------------------------------------------------------------------------- what the code can see
 
 
