@@ -14,7 +14,6 @@ still grades all of them and is checked against the hand-worked expected score o
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench import make_class
+from coursekit.pipeline import default_workers
 from scripts.course import ASSIGNMENT
 from tests.helpers import build_template, copy_course, expected_scores, gradebook_scores, nbgrader_env
 
@@ -40,7 +40,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=200, help="submissions in the class (default 200)")
     parser.add_argument("--stock-sample", type=int, metavar="N",
                         help="let stock nbgrader grade only the first N students (default: all)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="coursekit worker processes")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="coursekit worker processes (default: coursekit's own)")
     parser.add_argument("--keep", type=Path, help="build the courses here and keep them")
     args = parser.parse_args()
 

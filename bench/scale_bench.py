@@ -37,6 +37,7 @@ from pathlib import Path
 import psutil
 
 from bench import make_class
+from coursekit.pipeline import default_workers
 from scripts.course import ASSIGNMENT, ROOT
 from scripts.pg_server import PostgresServer
 from tests.helpers import build_template, expected_scores, generate_assignment, gradebook_scores, nbgrader_env
@@ -129,7 +130,8 @@ def main() -> int:
     parser.add_argument("--gradebooks", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
     parser.add_argument("--stock-sample", type=int, default=10, metavar="N",
                         help="students stock nbgrader grades (default 10, about 5 s each)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="coursekit worker processes")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="coursekit worker processes (default: coursekit's own)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 

@@ -333,6 +333,17 @@ def _dask_backend(address: str) -> _Backend:
                     width=width, close=client.close)
 
 
+def default_workers() -> int:
+    """Local worker processes when none is asked for: one per core, and one more.
+
+    A worker is busy on one core at a time, but between its steps (its sandbox forking and
+    replying, the grader handing out work) a core can sit idle; one worker more keeps both
+    cores of a 2-core machine busy.  Measured with `coursekit autograde --workers N` on generated
+    classes of 200 and 1,000 (the rate of the 800 between), quiet machine: 2 workers 85-95/s
+    (3 runs), 3 workers 97-109/s (6 runs), 4 workers 99-113/s (4 runs, within the noise of 3)."""
+    return (os.cpu_count() or 1) + 1
+
+
 def _check_isolation() -> None:
     """Start a bare zygote to see whether this machine isolates submissions; CourseError if not
     (like an unusable course, the whole run stops and says why)."""
@@ -370,7 +381,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     limits = course.settings.limits
     if timeout is not None:
         limits = replace(limits, wall_seconds=float(timeout))
-    local_workers = workers or os.cpu_count() or 1
+    local_workers = workers or default_workers()
     preload = course.settings.sandbox_preload
     reporter = Reporter(len(submissions), json_lines, out, err)
     backend = (_dask_backend(scheduler) if scheduler
