@@ -54,6 +54,7 @@ REPORT_FAILED_EXIT = 122  # the submission broke the child's reporting code
 UID_BASE = 2_000_000_000  # uid = UID_BASE + pid of the child: unique among live processes
 CHROOT_WORKDIR = "/sandbox/work"  # the submission's cwd, as the child sees it
 CHROOT_PYCACHE = "/pycache"  # sys.pycache_prefix of the child, read-only for it
+CACHED_FILE_BYTES = 1 << 20  # release files up to this size are kept in the zygote's memory
 
 # Linux constants (not all exposed by the os module on Python 3.11).
 CLONE_NEWNS = 0x00020000
@@ -228,7 +229,8 @@ class Zygote:
         self.sandbox_dir = os.path.join(host_dir, "sandbox")  # run dirs, as the zygote sees them
         self.pycache_dir = os.path.join(host_dir, "pycache")  # compiled release modules
         self.disk_bytes = 0
-        self.release_cache: dict[str, list[str]] = {}  # release folder -> its files
+        # release folder -> its directories and its files' bytes (None: too large to keep)
+        self.release_cache: dict[str, tuple[list[str], dict[str, bytes | None]]] = {}
         # Preload names not importable at start: perhaps modules of the release folder, imported
         # (once, from the first release folder served) by import_release_modules.
         self.deferred: list[str] = []
@@ -374,25 +376,51 @@ class Zygote:
         return self.workdir, self.pycache_dir
 
     def _copy_release(self, release: str | None) -> None:
+        """Copy the release folder into the run's working directory.
+
+        The folder is read once: its directories, in creation order, and its small files' bytes
+        stay in the zygote (a few hundred kB here), so each run only writes them; larger files
+        are copied from the folder each time, to keep the zygote (and so each fork) small."""
         if not release:
             return
-        files = self.release_cache.get(release)
-        if files is None:
-            files = []
+        cached = self.release_cache.get(release)
+        if cached is None:
+            files: list[str] = []
+            dirs: list[str] = []
             paths: list[str] = []
-            for dirpath, dirs, names in os.walk(release):
+            for dirpath, subdirs, names in os.walk(release):
                 rel = os.path.relpath(dirpath, release)
                 files.extend(os.path.normpath(os.path.join(rel, n)) for n in names)
-                paths.extend(os.path.normpath(os.path.join(rel, n)) for n in dirs + names)
-            self.release_cache[release] = files
+                dirs.extend(os.path.normpath(os.path.join(rel, n)) for n in subdirs)
+                paths.extend(os.path.normpath(os.path.join(rel, n)) for n in subdirs + names)
+            contents: dict[str, bytes | None] = {}
+            for rel in files:
+                source = os.path.join(release, rel)
+                if os.path.getsize(source) <= CACHED_FILE_BYTES:
+                    with open(source, "rb") as f:
+                        contents[rel] = f.read()
+                else:
+                    contents[rel] = None
+            cached = self.release_cache[release] = (dirs, contents)
             self.release_paths[release] = paths
             self._compile(release, files)
-        for rel in files:
+        dirs, contents = cached
+        for rel in dirs:
+            os.mkdir(os.path.join(self.workdir, rel))
+        for rel, data in contents.items():
             target = os.path.join(self.workdir, rel)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(os.path.join(release, rel), target)
+            if data is None:
+                shutil.copyfile(os.path.join(release, rel), target)
+                continue
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
         if self.deferred and not self.release_modules:
-            self.release_modules[release] = self.import_release_modules(files)
+            self.release_modules[release] = self.import_release_modules(list(self.release_cache[release][1]))
             remove_tree(self.workdir)  # the first run, too, starts from an untouched copy
             os.mkdir(self.workdir, 0o700)
             self._copy_release(release)
