@@ -104,7 +104,7 @@ bench: venv
 
 # Class scale (README "Throughput"): classes of 200, 2,000 and 10,000 graded by coursekit on SQLite and
 # on a PostgreSQL server it starts and stops, against a stock nbgrader sample of the same run.
-# Prints the table; writes bench/results/scale.{md,json,png}.  About 15-30 minutes on 2 cores.
+# Prints the table; writes bench/results/scale.{md,json,png}.  About 8-12 minutes on 2 cores.
 SCALE_ARGS ?=
 bench-scale: venv
 	python -m bench.scale_bench $(SCALE_ARGS)

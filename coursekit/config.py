@@ -76,7 +76,8 @@ class CourseKit(Configurable):
         but is a module of the release folder (e.g. "init_utils") is imported from a copy of
         that folder, as a submission would import it; a submission that changes the file first
         imports its own version.  Import-time code runs once, with the sandbox's files and
-        environment, so list only modules whose import does the same for every submission.""").tag(config=True)
+        environment, as root, so list only trusted modules whose import does the same for every
+        submission and starts no thread.""").tag(config=True)
 
     timeout = Float(_LIMITS.wall_seconds, help="""
         Wall-clock seconds one submission may run in the sandbox: loading the student's code
