@@ -31,6 +31,7 @@ from typing import Any
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from bench import make_class
 from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
@@ -349,3 +350,22 @@ def student_lab(base: Path, folder: Path, env: dict[str, str],
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def run_cell(page: Any, cell: Any) -> None:
+    """Run a notebook cell in JupyterLab as a student does (click into it, Ctrl+Enter) and see that
+    JupyterLab took the run: its prompt changes to [*] or a new count.  On a loaded machine a key
+    press can arrive before the click has given the editor focus and be lost (a CI run waited
+    180 s for an output that never came); the press is then repeated."""
+    prompt = cell.locator(".jp-InputPrompt")
+    before = prompt.inner_text()
+    for _ in range(3):
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Control+Enter")
+        try:
+            page.wait_for_function("([el, before]) => el.innerText !== before",
+                                   arg=[prompt.element_handle(), before], timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"JupyterLab did not run the cell after three Ctrl+Enter (its prompt stayed {before!r})")

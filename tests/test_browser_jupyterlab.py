@@ -22,7 +22,7 @@ from playwright.sync_api import sync_playwright
 
 from scripts.course import ASSIGNMENT, RELEASE, ROOT
 from scripts.student_work import CORRECT, solved_cell
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, student_lab
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, run_cell, student_lab
 
 pytestmark = pytest.mark.browser
 
@@ -108,8 +108,7 @@ def test_running_all_with_the_stubs_stops_at_the_first_exercise_with_not_impleme
 @pytest.mark.parametrize("exercise", ["random", "he"])
 def test_the_later_stubs_fail_with_not_implemented_error_when_run_one_by_one(page, exercise):
     for grade_id in [f"initialize_parameters_{exercise}", f"test_{exercise}_public"]:
-        cell(page, grade_id).locator(".cm-content").click()
-        page.keyboard.press("Control+Enter")
+        run_cell(page, cell(page, grade_id))
     output = cell(page, f"test_{exercise}_public").locator(".jp-OutputArea")
     output.filter(has_text="NotImplementedError").wait_for(timeout=RUN_TIMEOUT_MS)
     wait_for_kernel_idle(page)

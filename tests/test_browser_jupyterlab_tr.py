@@ -18,7 +18,7 @@ from playwright.sync_api import sync_playwright
 from scripts import i18n
 from scripts.course import ROOT
 from scripts.student_work import CORRECT, solved_cell
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, nbgrader_env, student_lab
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, nbgrader_env, run_cell, student_lab
 
 pytestmark = pytest.mark.browser
 
@@ -66,8 +66,7 @@ def test_a_wrong_he_initializer_gets_the_turkish_test_message(page):
     page.keyboard.press("Control+a")
     page.keyboard.insert_text(solved_cell(stub, xavier))
     for grade_id in ("setup", "initialize_parameters_he", "test_he_public"):
-        cell(page, grade_id).locator(".cm-content").click()
-        page.keyboard.press("Control+Enter")
+        run_cell(page, cell(page, grade_id))
     turkish = i18n.load(LANGUAGE)[XAVIER].string
     output = cell(page, "test_he_public").locator(".jp-OutputArea")
     output.filter(has_text="AssertionError").wait_for(timeout=RUN_TIMEOUT_MS)
