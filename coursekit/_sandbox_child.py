@@ -873,7 +873,7 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_
 class ReleaseModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """In a child: the release's modules as the zygote imported them, instead of importing them again.
 
-    Importing them costs a child about 3 ms, mostly copy-on-write faults.  They are handed out
+    Importing them cost each child about 2 ms (`bench.sandbox_bench`), mostly copy-on-write faults.  They are handed out
     all together, once, at the first import of any of them, and only while the child's run is
     what the zygote's import was: none of them imported yet, each file unchanged, and each name
     still found at the same file.  Otherwise (the submission rewrote one, changed sys.path,

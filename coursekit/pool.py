@@ -77,9 +77,9 @@ class _Slot:
 
 class LocalPool:
     """`workers` forked processes, each running `initializer(*initargs)` once, then tasks
-    `fn(shared, *args)` one at a time, each holding its next ones.  `task_seconds`: the longest a task may take before its
-    worker is killed as stuck; `note(message)` hears of each worker that died.  Drive it with
-    `wait_first`; it runs in the caller's thread."""
+    `fn(shared, *args)` one at a time, each holding its next ones.  `task_seconds`: the longest a
+    task may take before its worker is killed as stuck; `note(message)` hears of each worker that
+    died.  Drive it with `wait_first`; it runs in the caller's thread."""
 
     def __init__(self, workers: int, initializer: Callable[..., None], initargs: tuple,
                  task_seconds: float, note: Callable[[str], None] = lambda message: None) -> None:
@@ -208,7 +208,7 @@ class LocalPool:
         slot.process.join(STOP_SECONDS)
 
     def _lost(self, i: int, why: str) -> None:
-        """Slot i's process is gone: fail the task it worked on, queue the one it held again,
+        """Slot i's process is gone: fail the task it worked on, queue the ones it held again,
         start another process in its place."""
         slot = self._slots[i]
         slot.conn.close()
