@@ -302,7 +302,9 @@ class Sandbox:
         """Run notebook cells, calls and test cells in order in one fresh sandbox
         (coursekit/protocol.py): the child receives one call or test at a time.
         `step_seconds`: a time limit for each step (as nbgrader's per-cell timeout), after
-        which that step fails and the next one runs."""
+        which that step fails and the next one runs.  `workdir_files` is read at its first run
+        in this sandbox and kept by its zygote (coursekit/_sandbox_child.py, `_copy_release`):
+        a release folder does not change while it is graded, and later changes are not seen."""
         for step in steps:
             if isinstance(step, Call):
                 try:
