@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,12 @@ def remove_accounts() -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # A killed process is gone only once the kernel has torn it down and its parent has
+        # reaped it; userdel refuses (status 8) while any process of the account is left, as it
+        # did once in CI right after the hub stopped.
+        deadline = time.monotonic() + 30
+        while account_processes(account.pw_uid) and time.monotonic() < deadline:
+            time.sleep(0.1)
         subprocess.run(["userdel", name], check=True, capture_output=True)
     for group in (STUDENTS_GROUP, INSTRUCTORS_GROUP):
         try:
