@@ -39,8 +39,8 @@ from . import extract, read, sandbox, score
 from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
-from .protocol import clean_text
 from .report import Reporter
+from .sandbox._protocol import clean_text
 
 MAX_REASON = 4000
 # The grader commits graded submissions to the gradebook in batches (one transaction each, see

@@ -39,7 +39,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from coursekit import _runner as runner
+from coursekit.sandbox import _runner as runner
 
 # Only these dtypes come back as arrays: booleans, integers and floats.
 _DTYPE_RE = re.compile(r"[<>|=][biuf](1|2|4|8|16)")

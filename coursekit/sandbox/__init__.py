@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from coursekit import _sandbox_child as child
-from coursekit import protocol
-from coursekit.protocol import Call, CallResult, Cell, Opaque, SandboxResult, Step, Test, TestResult
+from coursekit.sandbox import _child as child
+from coursekit.sandbox import _protocol as protocol
+from coursekit.sandbox._protocol import Call, CallResult, Cell, Opaque, SandboxResult, Step, Test, TestResult
 
 __all__ = ["Call", "CallResult", "Cell", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
-           "SandboxResult", "SandboxError", "Test", "TestResult", "scratch_folder"]
+           "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "scratch_folder"]
 
 # A course preloads more with c.CourseKit.sandbox_preload (coursekit/config.py).
 DEFAULT_PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing")
