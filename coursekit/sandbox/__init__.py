@@ -1,5 +1,11 @@
 """Run untrusted student code in a separate, locked-down process and get plain data back.
 
+Runs in: the grader's process (a coursekit worker), as the user who runs coursekit.  It never
+runs student code itself.  This is the package's public face (`Sandbox`, `Limits` and the plain
+data of a run); its private modules are the zygote and child (`_child`), the child's runner
+(`_runner`) and the grader's side of the wire format (`_protocol`).  Nothing outside the
+package imports those (pyproject.toml's import contracts check it).
+
 Usage::
 
     with Sandbox() as box:               # one pre-warmed zygote; one per worker for parallelism
@@ -7,14 +13,14 @@ Usage::
                          workdir_files=Path("release/initialization"))
 
 How it works (threat model and limits: SECURITY.md).  A :class:`Sandbox` starts a
-zygote (coursekit/_sandbox_child.py) that imports NumPy and Matplotlib once and
+zygote (coursekit/sandbox/_child.py) that imports NumPy and Matplotlib once and
 moves itself into its own mount, network and IPC namespaces with a read-only
 chroot.  For each run the zygote forks a child, which takes a fresh uid, sets
 its resource limits, and runs the steps it receives one at a time over a
-socket (coursekit/_runner.py): notebook cells, planned calls, test cells.  It
+socket (coursekit/sandbox/_runner.py): notebook cells, planned calls, test cells.  It
 answers each with a record of JSON plus raw array bytes; this process, never
 the child, turns them back into Python values and refuses anything that is not
-plain data, oversized or malformed (coursekit/protocol.py has the format).
+plain data, oversized or malformed (coursekit/sandbox/_protocol.py has the format).
 A machine that does not allow every one of these protections is refused
 (`IsolationMissing`, naming what is missing and what to do) unless the caller opts
 in with ``Sandbox(insecure=True)``.
@@ -300,10 +306,10 @@ class Sandbox:
     def run_steps(self, steps: Sequence[Step], *, workdir_files: Path | None,
                   limits: Limits = Limits(), step_seconds: float | None = None) -> SandboxResult:
         """Run notebook cells, calls and test cells in order in one fresh sandbox
-        (coursekit/protocol.py): the child receives one call or test at a time.
+        (coursekit/sandbox/_protocol.py): the child receives one call or test at a time.
         `step_seconds`: a time limit for each step (as nbgrader's per-cell timeout), after
         which that step fails and the next one runs.  `workdir_files` is read at its first run
-        in this sandbox and kept by its zygote (coursekit/_sandbox_child.py, `_copy_release`):
+        in this sandbox and kept by its zygote (coursekit/sandbox/_child.py, `_copy_release`):
         a release folder does not change while it is graded, and later changes are not seen."""
         for step in steps:
             if isinstance(step, Call):
