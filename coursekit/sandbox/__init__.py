@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from coursekit.config import DEFAULT_PRELOAD, Limits
 from coursekit.sandbox import _child as child
 from coursekit.sandbox import _protocol as protocol
 from coursekit.sandbox._protocol import Call, CallResult, Cell, Opaque, SandboxResult, Step, Test, TestResult
@@ -49,42 +50,9 @@ from coursekit.sandbox._protocol import Call, CallResult, Cell, Opaque, SandboxR
 __all__ = ["Call", "CallResult", "Cell", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
            "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "scratch_folder"]
 
-# A course preloads more with c.CourseKit.sandbox_preload (coursekit/config.py).
-DEFAULT_PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing")
 # How long to wait for the zygote beyond the run's own wall-clock limit before
 # deciding that the zygote itself is stuck.
 _SUPERVISOR_GRACE_SECONDS = 15.0
-_MIN_MEMORY_BYTES = 512 << 20
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-run limits. Memory, processes and files are enforced with RLIMITs in the child."""
-
-    wall_seconds: float = 20.0        # the whole run: loading the code and every call
-    cpu_seconds: int = 10             # RLIMIT_CPU
-    memory_bytes: int = 2 * 1024**3   # RLIMIT_AS: address space, including preloaded libraries
-    max_processes: int = 16           # RLIMIT_NPROC (processes + threads); each run has its own uid
-    open_files: int = 64              # RLIMIT_NOFILE
-    output_bytes: int = 1 << 20       # captured stdout+stderr, and the size of the result file
-    file_bytes: int = 16 << 20        # RLIMIT_FSIZE: the largest file the code may write
-    disk_bytes: int = 64 << 20        # size of the tmpfs holding the working directory
-    allow_fork: bool = False          # False: seccomp refuses new processes (threads still work)
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "allow_fork":
-                if not isinstance(value, bool):
-                    raise ValueError(f"Limits.allow_fork must be True or False, got {value!r}")
-                continue
-            kinds = (int, float) if f.name == "wall_seconds" else (int,)
-            if not isinstance(value, kinds) or isinstance(value, bool) or value <= 0:
-                kind = "number" if f.name == "wall_seconds" else "whole number"
-                raise ValueError(f"Limits.{f.name} must be a positive {kind}, got {value!r}")
-        if self.memory_bytes < _MIN_MEMORY_BYTES:
-            raise ValueError(f"Limits.memory_bytes must be at least {_size(_MIN_MEMORY_BYTES)}: "
-                             "the preloaded Python, NumPy and Matplotlib alone map about 170 MB")
 
 
 @dataclass(frozen=True)
