@@ -28,10 +28,12 @@ TEST_PROCESSES ?= 2
 test: venv
 	python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
-# Lint, import order and types (settings in pyproject.toml); `.ci/run` runs this before the tests.
+# Lint, import order, coursekit's layers (import contracts) and types (settings in pyproject.toml);
+# `.ci/run` runs this before the tests.
 LINTED := coursekit scripts bench tests hide_hidden_tests.py nbgrader_config.py
 lint: venv
 	ruff check $(LINTED)
+	lint-imports
 	mypy
 
 # The inner loop: skips the browser test, the hub tests and the tests that run stock nbgrader on

@@ -41,7 +41,7 @@ from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
 from .report import Reporter
-from .sandbox._protocol import clean_text
+from .sandbox import clean_text
 
 MAX_REASON = 4000
 # The grader commits graded submissions to the gradebook in batches (one transaction each, see

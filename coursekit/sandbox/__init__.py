@@ -45,10 +45,20 @@ from typing import Sequence
 from coursekit.config import DEFAULT_PRELOAD, Limits
 from coursekit.sandbox import _child as child
 from coursekit.sandbox import _protocol as protocol
-from coursekit.sandbox._protocol import Call, CallResult, Cell, Opaque, SandboxResult, Step, Test, TestResult
+from coursekit.sandbox._protocol import (
+    Call,
+    CallResult,
+    Cell,
+    Opaque,
+    SandboxResult,
+    Step,
+    Test,
+    TestResult,
+    clean_text,
+)
 
 __all__ = ["Call", "CallResult", "Cell", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
-           "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "scratch_folder"]
+           "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "clean_text", "scratch_folder"]
 
 # How long to wait for the zygote beyond the run's own wall-clock limit before
 # deciding that the zygote itself is stuck.
