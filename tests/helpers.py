@@ -51,6 +51,11 @@ CELL_POINTS = {0: (0, 0), 1: (1, 0), 3: (1, 2)}
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 
 
+# How the local pool tells that a worker killed with SIGKILL died: by its exit status, or by its
+# pipe when it sends the worker a task first.  Which it notices first is a race; both are true.
+KILLED = r"killed by SIGKILL|its pipe broke"
+
+
 # --- course folders -------------------------------------------------------------------------------
 
 def nbgrader_env() -> dict[str, str]:

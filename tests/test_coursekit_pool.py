@@ -16,10 +16,7 @@ from contextlib import closing, contextmanager
 import pytest
 
 from coursekit.pool import LocalPool, PoolBroken, WorkerDied
-
-# How the pool learns that a worker killed with SIGKILL died: from its exit status, or from its
-# pipe, when the pool sends it the next task first.  Which comes first is a race; both are true.
-KILLED = r"killed by SIGKILL|its pipe broke"
+from tests.helpers import KILLED
 
 
 def nothing() -> None:
