@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder holding nbgrader_config.py (default: the current folder)")
     grade.add_argument("--student", nargs="+", action="extend", metavar="ID",
                        help="grade only these students (repeatable)")
-    grade.add_argument("--workers", type=int, help="local worker processes (default: one per core, plus one)")
+    grade.add_argument("--workers", type=int, help="local worker processes (default: c.CourseKit.workers, or one per core, plus one)")
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="Dask scheduler (tcp://HOST:PORT) to send the grading tasks to")
     grade.add_argument("--timeout", type=float, metavar="S",

@@ -382,7 +382,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     limits = course.settings.limits
     if timeout is not None:
         limits = replace(limits, wall_seconds=float(timeout))
-    local_workers = workers or default_workers()
+    local_workers = workers or course.settings.workers or default_workers()
     preload = course.settings.sandbox_preload
     reporter = Reporter(len(submissions), json_lines, out, err)
     backend = (_dask_backend(scheduler) if scheduler
