@@ -6,13 +6,17 @@
     coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
     coursekit --version
 
-Every verb takes ``--course-dir`` (default: the current folder).  Exit status: 0 done, 1 some
+Every verb takes ``--course-dir`` (default: the current folder) and ``--log-level``: what the tool
+tells the operator (a worker that died, a submission the grader could not grade, with INFO what
+it is doing) goes through the ``coursekit`` logger to stderr; the progress bar is for a person
+at a terminal and is drawn only there.  Exit status: 0 done, 1 some
 submission could not be graded, 2 the course or the command is not usable (the message says why).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -32,24 +36,30 @@ def _leave_out_unused_imports() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coursekit", description="Fast, sandboxed nbgrader autograding.")
     parser.add_argument("--version", action="version", version=f"coursekit {__version__}")
+    common = argparse.ArgumentParser(add_help=False)  # the options every verb takes
+    common.add_argument("--course-dir", type=Path, default=Path("."),
+                        help="folder holding nbgrader_config.py (default: the current folder)")
+    common.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING",
+                        help="how much the tool tells on stderr (default: WARNING, problems only)")
     verbs = parser.add_subparsers(dest="verb", required=True)
     grade = verbs.add_parser(
-        "autograde", help="grade submitted/<student>/ASSIGNMENT into the nbgrader gradebook",
+        "autograde", parents=[common], help="grade submitted/<student>/ASSIGNMENT into the nbgrader gradebook",
         description="Grade every submission of ASSIGNMENT (like `nbgrader autograde ASSIGNMENT`): "
                     "scores go to the course's gradebook, graded notebooks to autograded/.")
     grade.add_argument("assignment", metavar="ASSIGNMENT")
-    grade.add_argument("--course-dir", type=Path, default=Path("."),
-                       help="folder holding nbgrader_config.py (default: the current folder)")
     grade.add_argument("--student", nargs="+", action="extend", metavar="ID",
                        help="grade only these students (repeatable)")
     grade.add_argument("--workers", type=int, help="local worker processes (default: c.CourseKit.workers, or one per core, plus one)")
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="Dask scheduler (tcp://HOST:PORT) to send the grading tasks to")
     grade.add_argument("--timeout", type=float, metavar="S",
-                       help="wall-clock seconds per submission in the sandbox (default: 20)")
+                       help="wall-clock seconds per submission in the sandbox (default: c.CourseKit.timeout, 20)")
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
     grade.add_argument("--insecure", action="store_true",
@@ -57,25 +67,40 @@ def _parser() -> argparse.ArgumentParser:
                             "namespaces, no seccomp): a submission could then read the hidden tests "
                             "and change the gradebook; every reason says so. Never for real classes.")
     feedback = verbs.add_parser(
-        "feedback", help="write every graded student's feedback page (nbgrader generate_feedback)",
+        "feedback", parents=[common], help="write every graded student's feedback page (nbgrader generate_feedback)",
         description="Run nbgrader's generate_feedback for ASSIGNMENT with the course's preprocessors "
                     "(regenerating every page), after checking that one of them removes hidden tests.")
     feedback.add_argument("assignment", metavar="ASSIGNMENT")
     report = verbs.add_parser(
-        "report", help="write the class report and grades.csv; print the grade table",
+        "report", parents=[common], help="write the class report and grades.csv; print the grade table",
         description="Build the class report of ASSIGNMENT from the gradebook, coursekit's plan of the "
                     "assignment and the stored reasons (after coursekit or stock nbgrader grading).")
     report.add_argument("assignment", metavar="ASSIGNMENT")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for class_report.html and grades.csv (default: COURSE_DIR/reports)")
-    config = verbs.add_parser(
-        "config", help="show coursekit's settings for a course, with what each one means",
+    verbs.add_parser(
+        "config", parents=[common], help="show coursekit's settings for a course, with what each one means",
         description="Print every c.CourseKit.* setting with its help and the value the course's "
                     "nbgrader_config.py gives it.")
-    for verb in (feedback, report, config):
-        verb.add_argument("--course-dir", type=Path, default=Path("."),
-                          help="folder holding nbgrader_config.py (default: the current folder)")
     return parser
+
+
+class _LogHandler(logging.StreamHandler):
+    """stderr, one line per record; on a terminal the line first clears the progress bar, which
+    the next update draws again below it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return "\r\033[K" + text if self.stream.isatty() else text
+
+
+def _configure_logging(level: str) -> None:
+    handler = _LogHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("coursekit: %(message)s"))
+    logger = logging.getLogger("coursekit")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False  # a program that calls main() keeps its own root handlers' output
 
 
 def _shown(path: Path) -> str:
@@ -124,6 +149,7 @@ def show_config(course_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # --help and --version end here
+    _configure_logging(args.log_level)
     _leave_out_unused_imports()
     from .read import CourseError
 

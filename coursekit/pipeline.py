@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import multiprocessing
 import multiprocessing.util
 import os
@@ -42,6 +43,8 @@ from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
 from .report import Reporter
 from .sandbox import clean_text
+
+log = logging.getLogger(__name__)
 
 MAX_REASON = 4000
 # The grader commits graded submissions to the gradebook in batches (one transaction each, see
@@ -378,15 +381,20 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     with Worker() as planner:  # runs the master's tests once, in this process
         plans = {name: plan_notebook(course, assignment, name, planner)
                  for name in extract.notebooks_of(course, assignment)}
+    for name, plan in plans.items():
+        log.info("%s.ipynb: %d graded function(s), %d test cell(s), %d of them run in the sandbox",
+                 name, len(plan.graded), sum(c.kind == "test" for c in plan.cells), len(plan.sandboxed))
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
     limits = course.settings.limits
     if timeout is not None:
         limits = replace(limits, wall_seconds=float(timeout))
     local_workers = workers or course.settings.workers or default_workers()
     preload = course.settings.sandbox_preload
+    log.info("%s: %d submission(s) to grade, %s", assignment, len(submissions),
+             f"on the Dask cluster at {scheduler}" if scheduler else f"{local_workers} local worker processes")
     reporter = Reporter(len(submissions), json_lines, out, err)
     backend = (_dask_backend(scheduler) if scheduler
-               else _local_backend(local_workers, preload, insecure, limits, reporter.note))
+               else _local_backend(local_workers, preload, insecure, limits, log.warning))
     writer = GradebookWriter(course)
     results: list[GradedSubmission] = []
     in_flight: dict[Any, tuple[read.Submission, Any]] = {}
