@@ -24,6 +24,7 @@ from pathlib import Path
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 from . import __version__  # noqa: E402
+from .printable import printable  # noqa: E402
 from .read import CourseError, course_config, load_course  # noqa: E402
 
 
@@ -76,9 +77,9 @@ def _parser() -> argparse.ArgumentParser:
 def _shown(path: Path) -> str:
     """A path as the user will type it: relative to the current folder when inside it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return printable(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(path)
+        return printable(path)
 
 
 def _other_verb(args: argparse.Namespace) -> int:
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return _other_verb(args)
         except CourseError as error:
-            print(f"coursekit: {error}", file=sys.stderr)
+            print(f"coursekit: {printable(error, keep=chr(10))}", file=sys.stderr)
             return 2
     from .pipeline import autograde  # after parsing, so --help stays fast
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                             workers=args.workers, scheduler=args.scheduler, timeout=args.timeout,
                             force=args.force, json_lines=args.json, insecure=args.insecure)
     except CourseError as error:
-        print(f"coursekit: {error}", file=sys.stderr)
+        print(f"coursekit: {printable(error, keep=chr(10))}", file=sys.stderr)
         return 2
     return 1 if summary.failed else 0
 

@@ -1,4 +1,7 @@
-"""Stage 6, report: a progress bar on a terminal, or one JSON object per submission."""
+"""Stage 6, report: a progress bar on a terminal, or one JSON object per submission.
+
+Student ids, notebook names and reasons are student text: on the terminal they pass through
+`coursekit.printable` (escape sequences shown, never acted on); JSON lines escape them anyway."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import time
 from typing import TextIO
 
 from .gradebook import GradedSubmission
+from .printable import printable
 from .read import Submission
 
 
@@ -52,13 +56,14 @@ class Reporter:
     def failed_one(self, submission: Submission, why: str) -> None:
         """The grader itself failed on this submission: nothing was recorded, a re-run retries it."""
         self.failed += 1
-        self.err.write(f"\ncoursekit: could not grade {submission.student}/{submission.notebook}: {why}\n")
+        self.err.write(f"\ncoursekit: could not grade {printable(submission.student)}/"
+                       f"{printable(submission.notebook)}: {printable(why)}\n")
         self._emit({"status": "error", "student": submission.student, "assignment": submission.assignment,
                     "notebook": submission.notebook, "reason": why})
 
     def note(self, message: str) -> None:
         """Something the operator should know that is about no single submission."""
-        self.err.write(f"\ncoursekit: {message}\n")
+        self.err.write(f"\ncoursekit: {printable(message)}\n")
         self.err.flush()
 
     @property
