@@ -22,6 +22,7 @@ import textwrap
 from pathlib import Path
 
 from . import __version__
+from .printable import printable
 
 # Only the standard library is imported until the arguments are parsed: `coursekit --help` and
 # `--version` take about 0.1 s, where importing the grader (nbgrader, nbformat, NumPy) takes 2 s
@@ -90,7 +91,8 @@ class _LogHandler(logging.StreamHandler):
     the next update draws again below it."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        # Messages carry student ids and reasons: control characters are shown, never acted on.
+        text = printable(super().format(record), keep="\n")
         return "\r\033[K" + text if self.stream.isatty() else text
 
 
@@ -106,9 +108,9 @@ def _configure_logging(level: str) -> None:
 def _shown(path: Path) -> str:
     """A path as the user will type it: relative to the current folder when inside it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return printable(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(path)
+        return printable(path)
 
 
 def _other_verb(args: argparse.Namespace) -> int:
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return _other_verb(args)
         except CourseError as error:
-            print(f"coursekit: {error}", file=sys.stderr)
+            print(f"coursekit: {printable(error, keep=chr(10))}", file=sys.stderr)
             return 2
     from .pipeline import autograde
 
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                             workers=args.workers, scheduler=args.scheduler, timeout=args.timeout,
                             force=args.force, json_lines=args.json, insecure=args.insecure)
     except CourseError as error:
-        print(f"coursekit: {error}", file=sys.stderr)
+        print(f"coursekit: {printable(error, keep=chr(10))}", file=sys.stderr)
         return 2
     return 1 if summary.failed else 0
 
