@@ -205,7 +205,7 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
             label = grade_id or f"cell {index + 1}"
             warnings.append(f"master {kind} cell {label} does not parse ({type(err).__name__}: "
                             f"{getattr(err, 'msg', err)}); in a kernel it fails alone, and so it does here")
-        if kind == "solution" and names is not None:
+        if kind == "solution" and names is not None and grade_id is not None:
             for stmt in ast.parse(analysis_source(code)).body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     graded[stmt.name] = grade_id
@@ -352,8 +352,8 @@ def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: froze
         moved = False
         for test in replayed:
             needed, _, linked, read = info[test.id]
-            later = [cells[i] for i in sorted(trusted) if i > test.index
-                     and (cells[i].names.dynamic or _touches(cells[i], modules) & read)]
+            later = [cell for cell in (cells[i] for i in sorted(trusted) if i > test.index)
+                     if cell.names is not None and (cell.names.dynamic or _touches(cell, modules) & read)]
             linked_sandboxed = sorted(linked & set(sandboxed))
             if later:
                 sandboxed[test.id] = (f"the locked cell {later[0].label} below it, which another test needs, "

@@ -11,11 +11,10 @@ import subprocess
 import sys
 
 import nbformat
-import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from bench import make_class
-from coursekit.extract import PlanError, plan_assignment
+from coursekit.extract import plan_assignment
 from coursekit.gradebook import GradedSubmission
 from coursekit.names import analyze, analyze_source, python_source
 from coursekit.pipeline import Worker, grade_submission, plan_notebook, start_worker
