@@ -122,7 +122,12 @@ class Worker:
             if plan.key not in self._namespaces:
                 folder = self.folder / f"trusted-{plan.key}"
                 folder.mkdir()
-                self._namespaces[plan.key] = score.trusted_namespace(plan, folder, self.python)
+                try:
+                    self._namespaces[plan.key] = score.trusted_namespace(plan, folder, self.python)
+                except BaseException:
+                    if str(folder) in sys.path:
+                        sys.path.remove(str(folder))
+                    raise
             return dict(self._namespaces[plan.key])
 
     def close(self) -> None:
@@ -141,10 +146,19 @@ class Worker:
 
 
 def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: Worker) -> extract.AssignmentPlan:
-    """The notebook's plan, with the calls its tests make recorded on the master's solutions."""
+    """The notebook's plan, with the calls its tests make recorded on the master's solutions.
+
+    A locked cell that fails in the grader (it reads a data file, or a name only a kernel run
+    has) does not stop planning: the tests that need it are graded in the sandbox, in place."""
     plan = extract.plan_assignment(course, assignment, notebook)
-    score.record_calls(plan, worker.namespace(plan), worker.python)
-    return plan
+    while True:
+        try:
+            namespace = worker.namespace(plan)
+        except extract.LockedCellFails as failed:
+            plan = plan.without_trusted_cell(failed.index, str(failed))
+            continue
+        score.record_calls(plan, namespace, worker.python)
+        return plan
 
 
 _WORKER: Worker | None = None  # this process's worker: the pool initializer's, or the first task's
@@ -304,7 +318,7 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
     failures = [f"{o.grade_id}: {o.message}" for o in outcomes
                 if cell_failures and o.score < o.max_score and o.message]
     reason = "; ".join(notes + failures)
-    answers = set(plan.graded.values()) | set(plan.manual)
+    answers = set(plan.answer_cells)
     unanswered = tuple(dict.fromkeys(
         grade_id for c in graded_nb.cells if (grade_id := extract.grade_id_of(c)) in answers
         and compute_checksum(c) == plan.checksums.get(grade_id)))
@@ -410,6 +424,8 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     for name, plan in plans.items():
         log.info("%s.ipynb: %d graded function(s), %d test cell(s), %d of them run in the sandbox",
                  name, len(plan.graded), sum(c.kind == "test" for c in plan.cells), len(plan.sandboxed))
+        for warning in plan.warnings:
+            log.warning("%s: %s", name, warning)
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
     limits = course.settings.limits
     if timeout is not None:
