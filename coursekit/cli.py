@@ -4,6 +4,7 @@
     coursekit feedback ASSIGNMENT    nbgrader's feedback pages, after checking hidden tests stay hidden
     coursekit report ASSIGNMENT      the class report and grades.csv, after either grader
     coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
+    coursekit check ASSIGNMENT       grade variants of the master with nbgrader and coursekit; compare every cell
     coursekit --version
 
 Every verb takes ``--course-dir`` (default: the current folder) and ``--log-level``: what the tool
@@ -83,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
         "config", parents=[common], help="show coursekit's settings for a course, with what each one means",
         description="Print every c.CourseKit.* setting with its help and the value the course's "
                     "nbgrader_config.py gives it.")
+    check = verbs.add_parser(
+        "check", parents=[common], help="check coursekit against stock nbgrader on this course's ASSIGNMENT",
+        description="Show coursekit's plan of ASSIGNMENT (replay or sandbox for each test cell, and why), "
+                    "build students from the master (the solution, the release, each solution cell stubbed, "
+                    "the solutions in another style, each graded function returning a wrong value), grade "
+                    "them with stock `nbgrader autograde` and with coursekit in temporary copies of the "
+                    "course, and compare every grade cell. Exit 0 when all agree, 1 otherwise.")
+    check.add_argument("assignment", metavar="ASSIGNMENT")
+    check.add_argument("--jobs", type=int, default=2, metavar="N",
+                       help="stock nbgrader runs side by side (default 2)")
+    check.add_argument("--keep", type=Path, metavar="DIR",
+                       help="build the temporary courses in DIR (must not exist) and keep them")
     return parser
 
 
@@ -114,7 +127,15 @@ def _shown(path: Path) -> str:
 
 
 def _other_verb(args: argparse.Namespace) -> int:
-    """feedback, report and config; autograde is `main`'s own."""
+    """feedback, report, config and check; autograde is `main`'s own."""
+    if args.verb == "check":
+        from .check import check
+        from .read import CourseError
+
+        if args.jobs < 1:
+            raise CourseError("--jobs must be at least 1")
+        return 0 if check(assignment=args.assignment, course_dir=args.course_dir, jobs=args.jobs,
+                          keep=args.keep).ok else 1
     if args.verb == "config":
         print(show_config(args.course_dir))
     elif args.verb == "feedback":
