@@ -4,6 +4,8 @@
     coursekit feedback ASSIGNMENT    nbgrader's feedback pages, after checking hidden tests stay hidden
     coursekit report ASSIGNMENT      the class report and grades.csv, after either grader
     coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
+    coursekit serve                  grade each submission as it lands in the exchange, release its feedback
+    coursekit status                 the grading service's queue, grades, failures and latency
     coursekit --version
 
 Every verb takes ``--course-dir`` (default: the current folder).  Exit status: 0 done, 1 some
@@ -67,7 +69,16 @@ def _parser() -> argparse.ArgumentParser:
         "config", help="show coursekit's settings for a course, with what each one means",
         description="Print every c.CourseKit.* setting with its help and the value the course's "
                     "nbgrader_config.py gives it.")
-    for verb in (feedback, report, config):
+    serve = verbs.add_parser(
+        "serve", help="grade every submission as it lands in the exchange and release its feedback",
+        description="Watch the exchange's inbound folder; collect, grade and release feedback for each "
+                    "submission, following the c.Serve.* policy in nbgrader_config.py (runs until SIGTERM).")
+    serve.add_argument("--insecure", action="store_true",
+                       help="grade even if this machine cannot isolate submissions; never for real classes")
+    status = verbs.add_parser(
+        "status", help="the grading service's queue, graded submissions, failures and latency",
+        description="Read the grading service's journal and print where it stands.")
+    for verb in (feedback, report, config, serve, status):
         verb.add_argument("--course-dir", type=Path, default=Path("."),
                           help="folder holding nbgrader_config.py (default: the current folder)")
     return parser
@@ -82,9 +93,17 @@ def _shown(path: Path) -> str:
 
 
 def _other_verb(args: argparse.Namespace) -> int:
-    """feedback, report and config; autograde is `main`'s own."""
+    """feedback, report, config, serve and status; autograde is `main`'s own."""
     if args.verb == "config":
         print(show_config(args.course_dir))
+    elif args.verb == "serve":
+        from .service import serve
+
+        serve(course_dir=args.course_dir, insecure=args.insecure)
+    elif args.verb == "status":
+        from .service import status
+
+        print(status(course_dir=args.course_dir).text())
     elif args.verb == "feedback":
         from .feedback import generate_feedback
 
