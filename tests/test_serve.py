@@ -31,7 +31,7 @@ from nbgrader.api import Gradebook
 
 from scripts.course import ASSIGNMENT, ROOT
 from scripts.student_work import CORRECT, solve_notebook
-from tests.helpers import leaked_hidden_text, new_course, nbgrader_env
+from tests.helpers import leaked_hidden_text, nbgrader_env, new_course
 
 COURSE_ID = "weight-init"
 XAVIER = {**CORRECT, "initialize_parameters_he": CORRECT["initialize_parameters_he"].replace(
