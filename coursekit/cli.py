@@ -5,6 +5,8 @@
     coursekit report ASSIGNMENT      the class report and grades.csv, after either grader
     coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
     coursekit check ASSIGNMENT       grade variants of the master with nbgrader and coursekit; compare every cell
+    coursekit serve                  grade each submission as it lands in the exchange, release its feedback
+    coursekit status                 the grading service's queue, grades, failures and latency
     coursekit --version
 
 Every verb takes ``--course-dir`` (default: the current folder) and ``--log-level``: what the tool
@@ -96,6 +98,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="stock nbgrader runs side by side (default 2)")
     check.add_argument("--keep", type=Path, metavar="DIR",
                        help="build the temporary courses in DIR (must not exist) and keep them")
+    serve = verbs.add_parser(
+        "serve", parents=[common], help="grade every submission as it lands in the exchange and release its feedback",
+        description="Watch the exchange's inbound folder; collect, grade and release feedback for each "
+                    "submission, following the c.Serve.* policy in nbgrader_config.py (runs until SIGTERM).")
+    serve.add_argument("--insecure", action="store_true",
+                       help="grade even if this machine cannot isolate submissions; never for real classes")
+    verbs.add_parser(
+        "status", parents=[common], help="the grading service's queue, graded submissions, failures and latency",
+        description="Read the grading service's journal and print where it stands.")
     return parser
 
 
@@ -127,7 +138,7 @@ def _shown(path: Path) -> str:
 
 
 def _other_verb(args: argparse.Namespace) -> int:
-    """feedback, report, config and check; autograde is `main`'s own."""
+    """feedback, report, config, check, serve and status; autograde is `main`'s own."""
     if args.verb == "check":
         from .check import check
         from .read import CourseError
@@ -138,6 +149,14 @@ def _other_verb(args: argparse.Namespace) -> int:
                           keep=args.keep).ok else 1
     if args.verb == "config":
         print(show_config(args.course_dir))
+    elif args.verb == "serve":
+        from .service import serve
+
+        serve(course_dir=args.course_dir, insecure=args.insecure)
+    elif args.verb == "status":
+        from .service import status
+
+        print(status(course_dir=args.course_dir).text())
     elif args.verb == "feedback":
         from .feedback import generate_feedback
 
