@@ -16,7 +16,7 @@ It reads, and never changes:
   reader says about the submitted file, or which test cells differ from the release.
 
 It writes ``class_report.html`` (one self-contained page: the charts are inline SVG, so no
-plotting library is needed) and ``grades.csv`` (nbgrader's own CSV export) into the output
+plotting library is needed) and ``grades.csv`` (the per-cell table, `coursekit.export.cell_table`) into the output
 folder, and returns the grade table printed at the end of ``make demo``.
 """
 
@@ -30,9 +30,10 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.plugins.export import CsvExportPlugin
 from nbgrader.preprocessors import ClearHiddenTests
 
+from .csvfile import write_csv
+from .export import cell_table
 from .extract import PlanError, notebooks_of, plan_assignment
 from .gradebook import StoredResult, read_results
 from .read import Course, CourseError, Unreadable, course_config, load_course, parse_notebook, read_bytes
@@ -419,8 +420,7 @@ def write_report(course_dir: Path | str, assignment: str, out: Path | str | None
                           f"`coursekit autograde {assignment}` (or `nbgrader autograde`) first")
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "grades.csv"
-    with Gradebook(course.db_url, course.course_id) as gb:
-        CsvExportPlugin(to=str(csv_path), assignment=[assignment]).export(gb)
+    write_csv(csv_path, *cell_table(results))
     page = out / "class_report.html"
     tmp = page.with_name(f".{page.name}.tmp")
     tmp.write_text(render_html(results, csv_path.name), encoding="utf-8")

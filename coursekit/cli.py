@@ -3,11 +3,14 @@
     coursekit autograde ASSIGNMENT   grade every submission into the nbgrader gradebook
     coursekit feedback ASSIGNMENT    nbgrader's feedback pages, after checking hidden tests stay hidden
     coursekit report ASSIGNMENT      the class report and grades.csv, after either grader
+    coursekit export ASSIGNMENT      grades as a Canvas or Moodle import file, or the per-cell table
+    coursekit lms push ASSIGNMENT    grades into the LMS's gradebook over LTI Advantage (AGS)
     coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
     coursekit --version
 
 Every verb takes ``--course-dir`` (default: the current folder).  Exit status: 0 done, 1 some
-submission could not be graded, 2 the course or the command is not usable (the message says why).
+submission could not be graded (or, for ``lms push``, some grade not sent), 2 the course or the
+command is not usable (the message says why).
 """
 
 from __future__ import annotations
@@ -63,11 +66,34 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("assignment", metavar="ASSIGNMENT")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for class_report.html and grades.csv (default: COURSE_DIR/reports)")
+    export = verbs.add_parser(
+        "export", help="write the grades as a Canvas or Moodle gradebook import file, or the per-cell table",
+        description="Write ASSIGNMENT's grades from the gradebook as Canvas's gradebook import CSV, "
+                    "Moodle's grade import CSV, or the per-cell table (csv).")
+    export.add_argument("assignment", metavar="ASSIGNMENT")
+    export.add_argument("--format", required=True, choices=["canvas", "moodle", "csv"])
+    export.add_argument("--output", type=Path, metavar="FILE",
+                        help="file to write (default: COURSE_DIR/reports/ASSIGNMENT-FORMAT.csv)")
+    export.add_argument("--column", metavar="NAME",
+                        help="the assignment's column name in the LMS file (default: ASSIGNMENT); in "
+                             "Canvas, 'Name (12345)' updates the assignment with that Canvas id")
+    lms = verbs.add_parser("lms", help="the LMS: push grades over LTI Advantage",
+                           description="Talk to the LMS over LTI 1.3 Advantage (README, \"Grades in your LMS\").")
+    lms_verbs = lms.add_subparsers(dest="lms_verb", required=True)
+    push = lms_verbs.add_parser(
+        "push", help="send each graded student's score to the LMS gradebook (AGS)",
+        description="Find or create ASSIGNMENT's line item in the LMS and send every graded student's "
+                    "score that the LMS does not already have. Rerun it after a failure: it sends the rest.")
+    push.add_argument("assignment", metavar="ASSIGNMENT")
+    push.add_argument("--credentials", type=Path, metavar="FILE",
+                      help="JSON file with the LTI registration (default: $COURSEKIT_LTI_CREDENTIALS, else "
+                           "the COURSEKIT_LTI_* variables); mode 600, outside the course folder")
+    push.add_argument("--student", nargs="+", action="extend", metavar="ID", help="push only these students")
     config = verbs.add_parser(
         "config", help="show coursekit's settings for a course, with what each one means",
         description="Print every c.CourseKit.* setting with its help and the value the course's "
                     "nbgrader_config.py gives it.")
-    for verb in (feedback, report, config):
+    for verb in (feedback, report, export, push, config):
         verb.add_argument("--course-dir", type=Path, default=Path("."),
                           help="folder holding nbgrader_config.py (default: the current folder)")
     return parser
@@ -81,9 +107,39 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _push(args: argparse.Namespace) -> int:
+    """`coursekit lms push`: one line per student sent or not sent, then the counts."""
+    from .lms import load_credentials, push_grades
+
+    credentials = load_credentials(course_dir=args.course_dir, file=args.credentials)
+    done = push_grades(course_dir=args.course_dir, assignment=args.assignment, credentials=credentials,
+                       students=args.student)
+    for student, score in done.sent.items():
+        print(f"sent       {student!r}: {score:g}")
+    for student, why in done.not_graded.items():
+        print(f"not graded {student!r}: {why}")
+    for student, why in done.failed.items():
+        print(f"NOT SENT   {student!r}: {why}", file=sys.stderr)
+    print(f"{args.assignment}: {len(done.sent)} sent, {len(done.unchanged)} already in the LMS, "
+          f"{len(done.failed)} not sent, {len(done.not_graded)} not graded"
+          + (f" (line item {done.lineitem})" if done.lineitem else ""))
+    if done.failed:
+        print("Fix what the lines above say, then run the same command again: it sends only what the LMS "
+              "lacks.", file=sys.stderr)
+    return 0 if done.ok else 1
+
+
 def _other_verb(args: argparse.Namespace) -> int:
-    """feedback, report and config; autograde is `main`'s own."""
-    if args.verb == "config":
+    """feedback, report, export, lms and config; autograde is `main`'s own."""
+    if args.verb == "lms":
+        return _push(args)
+    if args.verb == "export":
+        from .export import export_grades
+
+        path = export_grades(course_dir=args.course_dir, assignment=args.assignment, format=args.format,
+                                output=args.output, column=args.column)
+        print(f"{args.format} file: {_shown(path)}")
+    elif args.verb == "config":
         print(show_config(args.course_dir))
     elif args.verb == "feedback":
         from .feedback import generate_feedback
