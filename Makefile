@@ -132,7 +132,7 @@ HUB_ENV    ?= /opt/weight-init-hub
 HUB_PYTHON ?= /usr/bin/python3
 hub-env: $(HUB_ENV)/.installed
 
-$(HUB_ENV)/.installed: pyproject.toml course-requirements.txt coursekit $(wildcard coursekit/*.py)
+$(HUB_ENV)/.installed: pyproject.toml course-requirements.txt coursekit coursekit/sandbox $(wildcard coursekit/*.py coursekit/sandbox/*.py)
 	test -x $(HUB_ENV)/bin/python || $(HUB_PYTHON) -m venv $(HUB_ENV)
 	$(HUB_ENV)/bin/python -m pip install -q -r course-requirements.txt ".[hub]"
 	$(HUB_ENV)/bin/python -m pip install -q --no-deps --force-reinstall .

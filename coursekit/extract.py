@@ -29,10 +29,10 @@ import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.api import Gradebook, MissingEntry
 
-from . import protocol
 from .config import DEFAULTS, Settings
 from .names import Names, analysis_source, analyze, analyze_source, python_source
 from .read import Course, CourseError
+from .sandbox import Cell, Step, Test
 
 
 class PlanError(CourseError):
@@ -251,7 +251,7 @@ class Refused(Exception):
 class StudentRun:
     """What the sandbox runs for one submission, in notebook order (see student_run)."""
 
-    steps: tuple[protocol.Step, ...]
+    steps: tuple[Step, ...]
     tests: tuple[str, ...]  # test cells whose calls the steps make, in that order
     relevant: frozenset[str]  # labels of the cells whose errors can change a grade
     notes: tuple[str, ...]  # every recovery and refusal, in words, for the reason
@@ -369,14 +369,14 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
     units = units[:tests[-1] + 1] if tests else []
     relevant = _relevant(units, plan)
 
-    steps: list[protocol.Step] = []
+    steps: list[Step] = []
     for unit in units:
         if unit.kind == "test" and unit.master is not None and unit.master.id in plan.sandboxed:
-            steps.append(protocol.Test(unit.master.id, python(unit.master.source)))
+            steps.append(Test(unit.master.id, python(unit.master.source)))
         elif unit.kind == "test" and unit.master is not None:
             steps += plan.calls[unit.master.id]
         elif unit.kind == "student" or unit.label in relevant:
-            steps.append(protocol.Cell(unit.label, unit.code if unit.kind == "student" else python(unit.code)))
+            steps.append(Cell(unit.label, unit.code if unit.kind == "student" else python(unit.code)))
     return StudentRun(tuple(steps), tuple(u.master.id for u in units if u.kind == "test" and u.master is not None),
                       frozenset(relevant),
                       tuple(notes))

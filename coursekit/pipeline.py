@@ -36,11 +36,12 @@ from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.utils import compute_checksum
 
 from . import extract, read, sandbox, score
+from .config import DEFAULT_PRELOAD
 from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
-from .protocol import clean_text
 from .report import Reporter
+from .sandbox._protocol import clean_text
 
 MAX_REASON = 4000
 # The grader commits graded submissions to the gradebook in batches (one transaction each, see
@@ -59,7 +60,7 @@ class Worker:
     initializer builds it (`start_worker`) and it is closed when the process ends; on Dask
     the first task builds it.  Everything it writes lives in one temporary folder it deletes."""
 
-    def __init__(self, preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD, insecure: bool = False) -> None:
+    def __init__(self, preload: tuple[str, ...] = DEFAULT_PRELOAD, insecure: bool = False) -> None:
         self.folder = sandbox.scratch_folder("coursekit-worker-")
         self.box = sandbox.Sandbox(preload=preload, insecure=insecure)
         self.transformer = TransformerManager()
@@ -141,7 +142,7 @@ _WORKER: Worker | None = None  # this process's worker: the pool initializer's, 
 _WORKER_LOCK = threading.Lock()
 
 
-def start_worker(preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD, insecure: bool = False) -> Worker:
+def start_worker(preload: tuple[str, ...] = DEFAULT_PRELOAD, insecure: bool = False) -> Worker:
     """This process's Worker, built once (its zygote preloading the course's
     c.CourseKit.sandbox_preload) and closed when the process exits (a pool worker exits
     through multiprocessing, which runs its finalizers; a Dask worker through atexit)."""

@@ -41,9 +41,9 @@ from nbformat import NotebookNode
 from nbgrader.utils import determine_grade
 
 from . import sandbox
-from ._runner import Shell
 from .extract import AssignmentPlan, PlanError, grade_id_of
-from .protocol import clean_text
+from .sandbox._protocol import clean_text
+from .sandbox._runner import Shell
 
 # Test cells print through sys.stdout, which is one per process: replay one cell at a time
 # even when a Dask worker runs several tasks in threads.
