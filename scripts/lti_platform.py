@@ -111,6 +111,9 @@ class Launch(LTIAdvantageMessageLaunchAbstract):
     def prepare_launch(self, preflight_response: dict[str, Any]) -> None:
         m = self.member
         self.set_user_data(m.user_id, [ROLE + m.role], full_name=m.name or None, email_address=m.email or None)
+        given, _, family = m.name.partition(" ")
+        if family:
+            self.set_extra_claims({"given_name": given, "family_name": family})
         self.set_resource_link_claim(RESOURCE_LINK, title="Weight initialization")
         self.set_launch_context_claim(CONTEXT_ID, context_title="Deep learning 2027", context_label="DL27")
         if m.custom:
