@@ -3,6 +3,8 @@
     coursekit autograde ASSIGNMENT   grade every submission into the nbgrader gradebook
     coursekit feedback ASSIGNMENT    nbgrader's feedback pages, after checking hidden tests stay hidden
     coursekit report ASSIGNMENT      the class report and grades.csv, after either grader
+    coursekit export ASSIGNMENT      grades as a Canvas or Moodle import file, or the per-cell table
+    coursekit lms push ASSIGNMENT    grades into the LMS's gradebook over LTI Advantage (AGS)
     coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
     coursekit check ASSIGNMENT       grade variants of the master with nbgrader and coursekit; compare every cell
     coursekit serve                  grade each submission as it lands in the exchange, release its feedback
@@ -13,7 +15,7 @@ Every verb takes ``--course-dir`` (default: the current folder) and ``--log-leve
 tells the operator (a worker that died, a submission the grader could not grade, with INFO what
 it is doing) goes through the ``coursekit`` logger to stderr; the progress bar is for a person
 at a terminal and is drawn only there.  Exit status: 0 done, 1 some
-submission could not be graded, 2 the course or the command is not usable (the message says why).
+submission could not be graded (or, for ``lms push``, some grade not sent), 2 the course or the command is not usable (the message says why).
 """
 
 from __future__ import annotations
@@ -107,6 +109,29 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser(
         "status", parents=[common], help="the grading service's queue, graded submissions, failures and latency",
         description="Read the grading service's journal and print where it stands.")
+    export = verbs.add_parser(
+        "export", parents=[common], help="write the grades as a Canvas or Moodle gradebook import file, or the per-cell table",
+        description="Write ASSIGNMENT's grades from the gradebook as Canvas's gradebook import CSV, "
+                    "Moodle's grade import CSV, or the per-cell table (csv).")
+    export.add_argument("assignment", metavar="ASSIGNMENT")
+    export.add_argument("--format", required=True, choices=["canvas", "moodle", "csv"])
+    export.add_argument("--output", type=Path, metavar="FILE",
+                        help="file to write (default: COURSE_DIR/reports/ASSIGNMENT-FORMAT.csv)")
+    export.add_argument("--column", metavar="NAME",
+                        help="the assignment's column name in the LMS file (default: ASSIGNMENT); in "
+                             "Canvas, 'Name (12345)' updates the assignment with that Canvas id")
+    lms = verbs.add_parser("lms", help="the LMS: push grades over LTI Advantage",
+                           description="Talk to the LMS over LTI 1.3 Advantage (README, \"Grades in your LMS\").")
+    lms_verbs = lms.add_subparsers(dest="lms_verb", required=True)
+    push = lms_verbs.add_parser(
+        "push", parents=[common], help="send each graded student's score to the LMS gradebook (AGS)",
+        description="Find or create ASSIGNMENT's line item in the LMS and send every graded student's "
+                    "score that the LMS does not already have. Rerun it after a failure: it sends the rest.")
+    push.add_argument("assignment", metavar="ASSIGNMENT")
+    push.add_argument("--credentials", type=Path, metavar="FILE",
+                      help="JSON file with the LTI registration (default: $COURSEKIT_LTI_CREDENTIALS, else "
+                           "the COURSEKIT_LTI_* variables); mode 600, outside the course folder")
+    push.add_argument("--student", nargs="+", action="extend", metavar="ID", help="push only these students")
     return parser
 
 
@@ -137,8 +162,30 @@ def _shown(path: Path) -> str:
         return printable(path)
 
 
+def _push(args: argparse.Namespace) -> int:
+    """`coursekit lms push`: one line per student sent or not sent, then the counts."""
+    from .lms import load_credentials, push_grades
+
+    credentials = load_credentials(course_dir=args.course_dir, file=args.credentials)
+    done = push_grades(course_dir=args.course_dir, assignment=args.assignment, credentials=credentials,
+                       students=args.student)
+    for student, score in done.sent.items():
+        print(f"sent       {student!r}: {score:g}")
+    for student, why in done.not_graded.items():
+        print(f"not graded {student!r}: {printable(why)}")
+    for student, why in done.failed.items():
+        print(f"NOT SENT   {student!r}: {printable(why)}", file=sys.stderr)
+    print(f"{args.assignment}: {len(done.sent)} sent, {len(done.unchanged)} already in the LMS, "
+          f"{len(done.failed)} not sent, {len(done.not_graded)} not graded"
+          + (f" (line item {done.lineitem})" if done.lineitem else ""))
+    if done.failed:
+        print("Fix what the lines above say, then run the same command again: it sends only what the LMS "
+              "lacks.", file=sys.stderr)
+    return 0 if done.ok else 1
+
+
 def _other_verb(args: argparse.Namespace) -> int:
-    """feedback, report, config, check, serve and status; autograde is `main`'s own."""
+    """feedback, report, export, lms, config, check, serve and status; autograde is `main`'s own."""
     if args.verb == "check":
         from .check import check
         from .read import CourseError
@@ -147,7 +194,15 @@ def _other_verb(args: argparse.Namespace) -> int:
             raise CourseError("--jobs must be at least 1")
         return 0 if check(assignment=args.assignment, course_dir=args.course_dir, jobs=args.jobs,
                           keep=args.keep).ok else 1
-    if args.verb == "config":
+    if args.verb == "lms":
+        return _push(args)
+    if args.verb == "export":
+        from .export import export_grades
+
+        path = export_grades(course_dir=args.course_dir, assignment=args.assignment, format=args.format,
+                             output=args.output, column=args.column)
+        print(f"{args.format} file: {_shown(path)}")
+    elif args.verb == "config":
         print(show_config(args.course_dir))
     elif args.verb == "serve":
         from .service import serve
