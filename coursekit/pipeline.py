@@ -195,7 +195,7 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
     try:
         run = extract.student_run(nb, plan, worker.python, worker.names)
         result = _run_steps(worker, plan, run, limits)
-        if result.reason and result.reason.startswith("sandbox failure"):
+        if result.failure is sandbox.Failure.GRADER:
             raise sandbox.SandboxError(result.reason)
         outcomes = score.replay(plan, result, run.tests, worker.namespace(plan), worker.python, worker.compiled,
                                 worker.replays)
@@ -236,6 +236,7 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
     first: sandbox.SandboxResult | None = None
     last_calls: dict[int, sandbox.CallResult] = {}
     last_tests: dict[int, sandbox.TestResult] = {}
+    failures: list[sandbox.Failure | None] = []
     step_seconds = max(1.0, limits.wall_seconds / 2)
     for attempt in range(MAX_RUNS):
         todo = [i for i in range(len(steps)) if i not in left_out]
@@ -246,8 +247,11 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
         last_tests = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Test)], result.tests))
         if result.reason:
             reasons.append(result.reason)
-        stopped = result.completed < len(todo) and attempt < MAX_RUNS - 1 and not (result.reason or "").startswith(
-            ("sandbox failure", "malformed result"))
+        failures.append(result.failure)
+        # A run the submission stopped goes again without what stopped it; one the grader's
+        # machinery failed, or whose records were forged, does not.
+        stopped = (result.completed < len(todo) and attempt < MAX_RUNS - 1
+                   and result.failure not in (sandbox.Failure.GRADER, sandbox.Failure.FORGED))
         if not stopped:
             break
         where = todo[result.completed]
@@ -269,8 +273,10 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
              for i, step in enumerate(steps) if isinstance(step, sandbox.Call)]
     tests = [last_tests.get(i) or sandbox.TestResult(step.label, "not_run")
              for i, step in enumerate(steps) if isinstance(step, sandbox.Test)]
+    # The grader's failure in any run leaves the submission ungraded; else the first run's says who stopped it.
+    failure = sandbox.Failure.GRADER if sandbox.Failure.GRADER in failures else next(filter(None, failures), None)
     return sandbox.SandboxResult(calls, "; ".join(dict.fromkeys(reasons)) or None, first.output if first else "",
-                                 result.code_errors, tests)
+                                 result.code_errors, tests, failure=failure)
 
 
 def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes: list[score.CellOutcome],
