@@ -60,7 +60,7 @@ def text(cell: dict) -> str:
 
 
 def new_cell(rng: random.Random, source: str, cell_type: str = "code") -> dict:
-    cell = {"id": f"fz{rng.randrange(16 ** 8):08x}", "cell_type": cell_type, "metadata": {}, "source": source}
+    cell: dict = {"id": f"fz{rng.randrange(16 ** 8):08x}", "cell_type": cell_type, "metadata": {}, "source": source}
     if cell_type == "code":
         cell.update(execution_count=None, outputs=[])
     return cell
@@ -522,7 +522,7 @@ def compare(manifest: dict[str, dict], stock: dict, fast: dict, reasons: dict[st
             recoveries = entry["features"] if student in nbgrader_failed else touching
             if ours == theirs:
                 verdict = "agree"
-            elif any(FEATURES[e[0]].recovery and FEATURES[e[0]].recovery in reasons.get(student, "")
+            elif any((recovery := FEATURES[e[0]].recovery) and recovery in reasons.get(student, "")
                      for e in recoveries):
                 verdict = "recovery"
             else:
@@ -693,7 +693,7 @@ def partial_reference(base: Path) -> dict:
     return {"scores": scores, "failed": failed, "runs": 0, "seconds": float("nan")}
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915 (the command's options, then its steps in order)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300, help="notebooks (default 300)")
     parser.add_argument("--seed", type=int, default=0)

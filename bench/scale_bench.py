@@ -96,6 +96,7 @@ def grade_with_coursekit(course: Path, env: dict[str, str], workers: int) -> tup
     proc = subprocess.Popen([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json",
                              "--workers", str(workers)], cwd=course, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None  # both PIPE
     memory = PeakMemory(proc.pid)
     memory.start()
     stamps = [time.perf_counter() for line in proc.stdout if json.loads(line)["status"] == "graded"]
