@@ -440,7 +440,7 @@ class Encoder:
         self.arrays = arrays
         self.nodes = 0
 
-    def encode(self, value, depth: int = 0):
+    def encode(self, value, depth: int = 0):  # noqa: C901 (one branch per kind of value of the wire format)
         self.nodes += 1
         if depth > MAX_DEPTH:
             raise ResultTooLarge(f"the value is nested deeper than {MAX_DEPTH} levels")
