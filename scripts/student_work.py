@@ -2,8 +2,8 @@
 edits that put code into a release notebook the way a student does, by filling a solution cell's
 stub or rewriting the cell.
 
-One place for the demo class (scripts/make_demo_class.py), the bench class (bench/make_class.py,
-bench/fuzz.py) and the tests' students.  The correct answers are written out here by hand (not
+One place for the demo class (scripts/make_demo_class.py), the bench class (scripts/make_class.py,
+scripts/fuzz.py) and the tests' students.  The correct answers are written out here by hand (not
 taken from the master notebook), so the tests that use them check the course against an
 independent answer.  Works on nbformat notebooks and on plain JSON.
 """

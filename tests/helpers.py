@@ -1,5 +1,7 @@
-"""What the tests share: the one place tests (and bench/) build, generate and copy a course folder,
-grade it and read the results, and serve one to a browser with a student's JupyterLab (`student_lab`).
+"""What the tests share: the one place tests build, generate and copy a course folder, grade it
+and read the results, and serve one to a browser with a student's JupyterLab (`student_lab`).
+What bench/ needs too (course folders, gradebook reading) lives in scripts/courses.py and is
+imported here; bench/ never imports tests/, nor tests/ bench/.
 
 A course is a folder with nbgrader_config.py and source/ (plus whatever else a test needs); nbgrader
 runs in it with `nbgrader_env()`, so it uses the course's own gradebook and the default exchange.
@@ -9,7 +11,7 @@ fresh gradebook made by the real `nbgrader generate_assignment`): conftest.py's 
 `template_course` builds it once (`build_template`), and each test grades in its own copy.
 
 What students write comes from `scripts.student_work` (the hand-written correct answers and the
-edits), the generated classes from `bench.make_class`; the course's name and paths from `scripts.course`.
+edits), the generated classes from `scripts.make_class`; the course's name and paths from `scripts.course`.
 """
 
 from __future__ import annotations
@@ -30,20 +32,29 @@ from typing import Any
 
 import nbformat
 import pytest
-from nbgrader.api import Gradebook
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from bench import make_class
-from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
+from scripts import make_class
+from scripts.course import ASSIGNMENT, MASTER, RELEASE
+from scripts.courses import (  # noqa: F401 (the tests import them from here, as from every shared helper)
+    COURSE_FILES,
+    LEFTOVERS,
+    VENV_BIN,
+    build_template,
+    copy_course,
+    expected_scores,
+    generate_assignment,
+    gradebook_grades,
+    gradebook_scores,
+    nbgrader_env,
+    new_course,
+)
 from scripts.pg_server import free_port
 from scripts.student_work import CORRECT, edit_cells, fill_stub, solve
 
-VENV_BIN = Path(sys.executable).parent
-COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "source")
 # The demo course holds what `make grade-nbgrader` runs (scripts/) and the helpers it imports.
 DEMO_COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "init_utils.py", "public_tests.py", "datasets",
                      "source", "scripts")
-LEFTOVERS = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
 EXERCISES = ("zeros", "random", "he")  # short names, in the notebook's order
 FULL = dict.fromkeys(EXERCISES, 3.0)  # points of each exercise
 # Points of the (public, hidden) test cells of an exercise, by its total.
@@ -57,40 +68,6 @@ KILLED = r"killed by SIGKILL|its pipe broke"
 
 
 # --- course folders -------------------------------------------------------------------------------
-
-def nbgrader_env() -> dict[str, str]:
-    """Environment for nbgrader subprocesses.
-
-    The venv's bin/ goes first on PATH (nbgrader shells out to `alembic`), and the COURSEKIT_GRADEBOOK
-    and COURSEKIT_EXCHANGE overrides are dropped: a course copy must never write to the developer's
-    gradebook or exchange.  A test that wants them sets them itself.
-    """
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("COURSEKIT_GRADEBOOK", None)
-    env.pop("COURSEKIT_EXCHANGE", None)
-    return env
-
-
-def new_course(dest: Path, files: tuple[str, ...] = COURSE_FILES, origin: Path = ROOT) -> Path:
-    """A course folder at ``dest`` holding copies of ``files`` (files or folders) from ``origin``."""
-    dest.mkdir(parents=True)
-    for name in files:
-        src = origin / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=LEFTOVERS)
-        else:
-            shutil.copy(src, dest / name)
-    return dest
-
-
-def generate_assignment(course: Path, *options: str, env: dict[str, str] | None = None,
-                        assignment: str = ASSIGNMENT) -> None:
-    """Run the real `nbgrader generate_assignment ASSIGNMENT` in ``course``; fail with its output."""
-    args = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, *options]
-    done = subprocess.run(args, cwd=course, env=env or nbgrader_env(), capture_output=True, text=True)
-    assert done.returncode == 0, f"generate_assignment failed in {course}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-
 
 def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT, jobs: int = 2,
                        timeout: float = 1800) -> None:
@@ -113,12 +90,6 @@ def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT
         assert run.returncode == 0, f"nbgrader autograde failed in {course}:\n{output[-3000:]}"
 
 
-def build_template(folder: Path) -> Path:
-    """A course with config, master, release and a fresh gradebook, by the real generate_assignment."""
-    generate_assignment(new_course(folder), "--force", "--log-level=WARN")
-    return folder
-
-
 def demo_course(dest: Path, env: dict[str, str], config: str = "") -> Path:
     """A generated course at ``dest`` that also holds what `make grade-nbgrader` runs (scripts/) and
     the helpers it imports, with ``config`` lines added to its nbgrader_config.py."""
@@ -128,12 +99,6 @@ def demo_course(dest: Path, env: dict[str, str], config: str = "") -> Path:
             file.write("\n" + config + "\n")
     generate_assignment(course, "--force", "--log-level=ERROR", env=env)
     return course
-
-
-def copy_course(template: Path, dest: Path) -> Path:
-    """A private copy of a generated course (its gradebook included), for one test to change."""
-    shutil.copytree(template, dest)
-    return dest
 
 
 def run(course: Path, env: dict[str, str], *args: str, **kwargs: Any) -> str:
@@ -299,22 +264,6 @@ def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600
 
 # --- reading the results --------------------------------------------------------------------------
 
-def gradebook_grades(course: Path, assignment: str = ASSIGNMENT, course_id: str = "weight-init",
-                     url: str | None = None) -> dict[tuple[str, str], tuple[float | None, bool]]:
-    """{(student, grade cell): (auto_score, needs_manual_grade)} for every submission in the
-    course's gradebook (or the one at `url`); grade ids are unique across an assignment's notebooks."""
-    with Gradebook(url or f"sqlite:///{course / 'gradebook.db'}", course_id) as gb:
-        return {(sub.student.id, grade.name): (grade.auto_score, grade.needs_manual_grade)
-                for sub in gb.find_assignment(assignment).submissions
-                for nb in sub.notebooks for grade in nb.grades}
-
-
-def gradebook_scores(course: Path, url: str | None = None,
-                     assignment: str = ASSIGNMENT) -> dict[tuple[str, str], float | None]:
-    """{(student, grade cell): auto_score} for every submission in the course's gradebook (or at `url`)."""
-    return {key: score for key, (score, _) in gradebook_grades(course, assignment, url=url).items()}
-
-
 def cell_scores(course: Path) -> dict[tuple[str, str], float]:
     """{(student, test cell): points}; a cell nbgrader never scored counts 0."""
     return {key: score or 0.0 for key, score in gradebook_scores(course).items()}
@@ -337,12 +286,6 @@ def assert_graded(result: dict, expected: dict[str, float], note: str = "") -> N
     assert result["status"] == "graded"
     assert exercise_scores(result) == expected, result["reason"]
     assert note in result["reason"]
-
-
-def expected_scores(manifest: dict) -> dict[tuple[str, str], float]:
-    """{(student, test cell): points} that a generated class's manifest worked out by hand."""
-    return {(student, cell): score for student, entry in manifest.items()
-            for cell, score in entry["expected"].items()}
 
 
 def hidden_test_text() -> list[str]:

@@ -1,10 +1,10 @@
 """Differential testing: grade a seeded class of unusual notebooks with both `nbgrader autograde`
 and `coursekit autograde`, and compare every test cell's score.
 
-    python -m bench.fuzz [--count 300] [--seed 0] [--without FEATURE[:STYLE] ...] [--keep DIR] [--json FILE]
+    python -m scripts.fuzz [--count 300] [--seed 0] [--without FEATURE[:STYLE] ...] [--keep DIR] [--json FILE]
 
 `make fuzz` runs the full set and prints the agreement table.  The generator extends
-`bench/make_class.py`: each exercise gets one of its variants (correct in several styles or a
+`scripts/make_class.py`: each exercise gets one of its variants (correct in several styles or a
 typical mistake, weighted towards correct so that what surrounds a right answer decides the
 grade), then the notebook gets a few *features*, the unusual things students and their tools do:
 cell and line magics, CRLF and CR line endings, identifiers Python normalises (NFKC), functions
@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection
 
-from bench import make_class
+from scripts import make_class
 from scripts.course import ASSIGNMENT, RELEASE, ROOT
+from scripts.courses import build_template, copy_course, gradebook_scores, nbgrader_env
 from scripts.student_work import grade_id, index_of
-from tests.helpers import build_template, copy_course, gradebook_scores, nbgrader_env
 
 EXERCISES = make_class.EXERCISES  # function (= its solution cell's grade id) -> (variants, test cells)
 SHORT = {f: f.rsplit("_", 1)[-1] for f in EXERCISES}  # initialize_parameters_he -> he
