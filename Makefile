@@ -126,13 +126,13 @@ SUBMIT_ARGS ?=
 bench-submit: venv
 	python -m bench.submit_bench $(SUBMIT_ARGS)
 
-# Differential testing: 300 seeded unusual notebooks (bench/fuzz.py) graded by both nbgrader
+# Differential testing: 300 seeded unusual notebooks (scripts/fuzz.py) graded by both nbgrader
 # autograde (one batch) and coursekit autograde; prints the per-cell agreement table and every
 # recovery and disagreement.  Stock nbgrader needs ~6 s a notebook, so this takes ~30 minutes;
 # `make fuzz FUZZ_ARGS="--count 60"` is quicker, `--keep DIR` keeps both graded courses.
 FUZZ_ARGS ?=
 fuzz: venv
-	python -m bench.fuzz $(FUZZ_ARGS)
+	python -m scripts.fuzz $(FUZZ_ARGS)
 
 # --- JupyterHub classes (README) --------------------------------------------------------------
 

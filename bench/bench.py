@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import make_class
 from coursekit.pipeline import default_workers
+from scripts import make_class
 from scripts.course import ASSIGNMENT
-from tests.helpers import build_template, copy_course, expected_scores, gradebook_scores, nbgrader_env
+from scripts.courses import build_template, copy_course, expected_scores, gradebook_scores, nbgrader_env
 
 
 def timed(cmd: list[str], cwd: Path) -> float:

@@ -220,7 +220,7 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
                 return _zero(plan, submission, warning + [nb.reason])
             run = extract.student_run(nb, plan, worker.python, worker.names)
         result = _run_steps(worker, plan, run, limits)
-        if result.reason and result.reason.startswith("sandbox failure"):
+        if result.failure is sandbox.Failure.GRADER:
             raise sandbox.SandboxError(result.reason)
         outcomes = score.replay(plan, result, run.tests, worker.namespace(plan), worker.python, worker.compiled,
                                 worker.replays)
@@ -276,6 +276,7 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
     first: sandbox.SandboxResult | None = None
     last_calls: dict[int, sandbox.CallResult] = {}
     last_tests: dict[int, sandbox.TestResult] = {}
+    failures: list[sandbox.Failure | None] = []
     step_seconds = max(1.0, limits.wall_seconds / 2)
     for attempt in range(MAX_RUNS):
         todo = [i for i in range(len(steps)) if i not in left_out]
@@ -286,8 +287,11 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
         last_tests = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Test)], result.tests))
         if result.reason:
             reasons.append(result.reason)
-        stopped = result.completed < len(todo) and attempt < MAX_RUNS - 1 and not (result.reason or "").startswith(
-            ("sandbox failure", "malformed result"))
+        failures.append(result.failure)
+        # A run the submission stopped goes again without what stopped it; one the grader's
+        # machinery failed, or whose records were forged, does not.
+        stopped = (result.completed < len(todo) and attempt < MAX_RUNS - 1
+                   and result.failure not in (sandbox.Failure.GRADER, sandbox.Failure.FORGED))
         if not stopped:
             break
         where = todo[result.completed]
@@ -309,8 +313,10 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
              for i, step in enumerate(steps) if isinstance(step, sandbox.Call)]
     tests = [last_tests.get(i) or sandbox.TestResult(step.label, "not_run")
              for i, step in enumerate(steps) if isinstance(step, sandbox.Test)]
+    # The grader's failure in any run leaves the submission ungraded; else the first run's says who stopped it.
+    failure = sandbox.Failure.GRADER if sandbox.Failure.GRADER in failures else next(filter(None, failures), None)
     return sandbox.SandboxResult(calls, "; ".join(dict.fromkeys(reasons)) or None, first.output if first else "",
-                                 result.code_errors, tests)
+                                 result.code_errors, tests, failure=failure)
 
 
 def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes: list[score.CellOutcome],
@@ -438,82 +444,115 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     backend = (_dask_backend(scheduler) if scheduler
                else _local_backend(local_workers, preload, insecure, limits, log.warning))
     writer = GradebookWriter(course)
-    results: list[GradedSubmission] = []
-    in_flight: dict[Any, tuple[read.Submission, Any]] = {}
-    retry: list[tuple[read.Submission, Any]] = []  # claimed, but their worker process died
-    retried: set[read.Submission] = set()
-    pending = iter(submissions)
-
-    def next_task() -> tuple[read.Submission, Any] | None:
-        while retry or (sub := next(pending, None)) is not None:
-            if retry:
-                return retry.pop()
-            assert sub is not None  # the loop's condition fetched it: retry was empty
-            held = claim(course, sub)
-            if held is None:
-                reporter.skipped_one(sub, "another grader is grading it")
-            elif not force and writer.is_done(sub, plans[sub.notebook]):
-                held.release()
-                reporter.skipped_one(sub, "already graded (use --force to grade again)")
-            else:
-                return sub, held
-        return None
-
-    unwritten: list[tuple[GradedSubmission, Any]] = []  # graded, not yet in the gradebook
-    last_write = time.monotonic()
-
-    def write() -> None:
-        """Commit the graded submissions in one transaction, then report them and let them go."""
-        nonlocal last_write
-        outcomes = writer.record_many([(result, plans[result.submission.notebook]) for result, _ in unwritten])
-        for (result, held), outcome in zip(unwritten, outcomes):
-            if isinstance(outcome, Exception):  # a grader fault: report it, leave it ungraded, go on
-                reporter.failed_one(result.submission, f"{type(outcome).__name__}: {outcome}")
-            else:
-                result = replace(result, reason=outcome.reason, notebook=b"")
-                results.append(result)
-                reporter.graded_one(result)
-            held.release()
-        unwritten.clear()
-        last_write = time.monotonic()
-
     try:
-        while True:
-            while len(in_flight) < backend.width and (task := next_task()) is not None:
-                sub, held = task
-                data = read.read_bytes(sub.path, course.settings.max_notebook_bytes)
-                in_flight[backend.submit(plans[sub.notebook], sub, data, limits, insecure)] = (sub, held)
-            if not in_flight:
-                break
-            for future in backend.wait_first(set(in_flight)):
-                sub, held = in_flight.pop(future)
-                try:
-                    unwritten.append((future.result(), held))
-                except WorkerDied as died:
-                    # A worker process died (not a sandbox: those die alone), e.g. at the OOM
-                    # killer's hand, or was stuck. Its one submission gets one more try.
-                    if sub in retried:
-                        reporter.failed_one(sub, f"the worker process grading it died twice (the last time: {died})")
-                        held.release()
-                    else:
-                        retried.add(sub)
-                        retry.append((sub, held))
-                except Exception as error:  # a grader fault: report it, leave it ungraded, go on
-                    reporter.failed_one(sub, f"{type(error).__name__}: {error}")
-                    held.release()
-            # Many submissions per transaction; at least every WRITE_SECONDS, so a killed batch
-            # loses little and progress is reported as it happens.
-            if unwritten and (len(unwritten) >= WRITE_BATCH or not in_flight
-                              or time.monotonic() - last_write > WRITE_SECONDS):
-                write()
-        if unwritten:
-            write()
+        results = _Batch(course, plans, submissions, backend, writer, reporter, limits,
+                         insecure=insecure, force=force).run()
     finally:
-        for _, held in list(in_flight.values()) + retry:
-            held.release()
-        for _, held in unwritten:  # killed or failed before their commit: a re-run grades them
-            held.release()
         backend.close()
         writer.close()
         reporter.close()
     return Summary(reporter.graded, reporter.skipped, reporter.failed, results)
+
+
+_Task = tuple[read.Submission, Any]  # a claimed submission and its claim (gradebook.claim)
+
+
+class _Batch:
+    """The grader's side of one autograde run: keep the backend busy with submissions, take what
+    comes back, commit it to the gradebook in batches, report it.  Every claimed submission is
+    released, graded or not, however the run ends (a re-run grades what was not committed)."""
+
+    def __init__(self, course: read.Course, plans: dict[str, extract.AssignmentPlan],
+                 submissions: list[read.Submission], backend: _Backend, writer: GradebookWriter,
+                 reporter: Reporter, limits: sandbox.Limits, *, insecure: bool, force: bool) -> None:
+        self.course, self.plans, self.backend, self.writer, self.reporter = course, plans, backend, writer, reporter
+        self.limits, self.insecure, self.force = limits, insecure, force
+        self.pending = iter(submissions)
+        self.in_flight: dict[Any, _Task] = {}  # future -> its task
+        self.retry: list[_Task] = []  # claimed, but their worker process died
+        self.retried: set[read.Submission] = set()
+        self.unwritten: list[tuple[GradedSubmission, Any]] = []  # graded, not yet in the gradebook
+        self.last_write = time.monotonic()
+        self.results: list[GradedSubmission] = []
+
+    def run(self) -> list[GradedSubmission]:
+        try:
+            while True:
+                self._fill()
+                if not self.in_flight:
+                    break
+                for future in self.backend.wait_first(set(self.in_flight)):
+                    self._take(future, *self.in_flight.pop(future))
+                if self._write_due():
+                    self._write()
+            if self.unwritten:
+                self._write()
+        finally:
+            for _, held in list(self.in_flight.values()) + self.retry:
+                held.release()
+            for _, held in self.unwritten:  # killed or failed before their commit: a re-run grades them
+                held.release()
+        return self.results
+
+    def _next_task(self) -> _Task | None:
+        """A submission to grade, claimed: one to try again first, then the next one not graded
+        yet (unless --force) and not claimed by another grader."""
+        while self.retry or (sub := next(self.pending, None)) is not None:
+            if self.retry:
+                return self.retry.pop()
+            assert sub is not None  # the loop's condition fetched it: retry was empty
+            held = claim(self.course, sub)
+            if held is None:
+                self.reporter.skipped_one(sub, "another grader is grading it")
+            elif not self.force and self.writer.is_done(sub, self.plans[sub.notebook]):
+                held.release()
+                self.reporter.skipped_one(sub, "already graded (use --force to grade again)")
+            else:
+                return sub, held
+        return None
+
+    def _fill(self) -> None:
+        """Hand out submissions until the backend holds as many as it can use."""
+        while len(self.in_flight) < self.backend.width and (task := self._next_task()) is not None:
+            sub, held = task
+            data = read.read_bytes(sub.path, self.course.settings.max_notebook_bytes)
+            future = self.backend.submit(self.plans[sub.notebook], sub, data, self.limits, self.insecure)
+            self.in_flight[future] = (sub, held)
+
+    def _take(self, future: Any, sub: read.Submission, held: Any) -> None:
+        """A finished task: its graded submission waits for the next commit, or it failed."""
+        try:
+            self.unwritten.append((future.result(), held))
+        except WorkerDied as died:
+            # A worker process died (not a sandbox: those die alone), e.g. at the OOM
+            # killer's hand, or was stuck. Its one submission gets one more try.
+            if sub in self.retried:
+                self.reporter.failed_one(sub, f"the worker process grading it died twice (the last time: {died})")
+                held.release()
+            else:
+                self.retried.add(sub)
+                self.retry.append((sub, held))
+        except Exception as error:  # a grader fault: report it, leave it ungraded, go on
+            self.reporter.failed_one(sub, f"{type(error).__name__}: {error}")
+            held.release()
+
+    def _write_due(self) -> bool:
+        """Many submissions per transaction; at least every WRITE_SECONDS, so a killed batch
+        loses little and progress is reported as it happens."""
+        return bool(self.unwritten) and (len(self.unwritten) >= WRITE_BATCH or not self.in_flight
+                                         or time.monotonic() - self.last_write > WRITE_SECONDS)
+
+    def _write(self) -> None:
+        """Commit the graded submissions in one transaction, then report them and let them go."""
+        outcomes = self.writer.record_many([(result, self.plans[result.submission.notebook])
+                                            for result, _ in self.unwritten])
+        for (result, held), outcome in zip(self.unwritten, outcomes):
+            if isinstance(outcome, Exception):  # a grader fault: report it, leave it ungraded, go on
+                self.reporter.failed_one(result.submission, f"{type(outcome).__name__}: {outcome}")
+            else:
+                result = replace(result, reason=outcome.reason, notebook=b"")
+                self.results.append(result)
+                self.reporter.graded_one(result)
+            held.release()
+        self.unwritten.clear()
+        self.last_write = time.monotonic()

@@ -157,7 +157,7 @@ def _docstrings(tree: ast.AST) -> set[int]:
 
 def _shown_strings(tree: ast.AST) -> set[int]:
     """Literals passed to print, plt.title, label=... and the like."""
-    found = set()
+    found: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
@@ -198,10 +198,11 @@ def code_spans(source: str, graded: bool) -> list[Span]:
 
     docstrings, shown = _docstrings(tree), _shown_strings(tree)
     for node in _string_nodes(tree):
-        value = node.value if isinstance(node, ast.Constant) else ast.unparse(node)
+        value = str(node.value) if isinstance(node, ast.Constant) else ast.unparse(node)
         wanted = id(node) in docstrings or (not graded and (id(node) in shown or WORDS.search(value)))
         if not wanted:
             continue
+        assert node.end_lineno is not None and node.end_col_offset is not None  # parsed from source
         start = _offset(source, starts, node.lineno, node.col_offset)
         end = _offset(source, starts, node.end_lineno, node.end_col_offset)
         for begin, finish in _literal_pieces(source[start:end]):
@@ -343,9 +344,14 @@ def damage(msgid: str, msgstr: str, markdown: bool, translate: Callable[[str], s
     """
     def code(text: str) -> list[str]:
         return CODE.findall(MATH.sub("", text))
-    kinds = [("formula", MATH.findall),
-             ("code", lambda text: code(text) if text is msgstr else [f"`{translate(c[1:-1])}`" for c in code(text)]),
-             ("HTML tag", TAG.findall)] + ([] if markdown else [("{field}", _fields)])
+
+    def code_spans(text: str) -> list[str]:  # the msgid's, as the translation must quote them
+        return code(text) if text is msgstr else [f"`{translate(c[1:-1])}`" for c in code(text)]
+
+    kinds: list[tuple[str, Callable[[str], list[str]]]] = [
+        ("formula", MATH.findall), ("code", code_spans), ("HTML tag", TAG.findall)]
+    if not markdown:
+        kinds.append(("{field}", _fields))
     problems = []
     for label, find in kinds:
         lost = Counter(find(msgid)) - Counter(find(msgstr))
@@ -364,6 +370,7 @@ def problems(language: str, master: Catalog | None = None) -> list[str]:
         if not message.id:
             continue
         ours = catalog.get(message.id)
+        assert isinstance(message.id, str)  # the course has no plural messages
         short = message.id[:70].replace("\n", " ")
         if ours is None:
             found.append(f"{language}: missing: {short!r}")
@@ -374,7 +381,7 @@ def problems(language: str, master: Catalog | None = None) -> list[str]:
         else:
             markdown = any(c.endswith("markdown, keep $math$, `code` and tags") for c in message.auto_comments)
             found += [f"{language}: {p}: {short!r}"
-                      for p in damage(message.id, ours.string, markdown, translator(catalog))]
+                      for p in damage(message.id, str(ours.string), markdown, translator(catalog))]
     return found
 
 
@@ -386,7 +393,7 @@ def translator(catalog: Catalog | None) -> Callable[[str], str]:
         if catalog is None:
             return msgid
         message = catalog.get(msgid)
-        return message.string if message is not None and message.string and not message.fuzzy else msgid
+        return str(message.string) if message is not None and message.string and not message.fuzzy else msgid
     return translate
 
 

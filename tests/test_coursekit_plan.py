@@ -13,12 +13,12 @@ import sys
 import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 
-from bench import make_class
 from coursekit.extract import plan_assignment
 from coursekit.gradebook import GradedSubmission
 from coursekit.names import analyze, analyze_source, python_source
 from coursekit.pipeline import Worker, grade_submission, plan_notebook, start_worker
 from coursekit.read import Submission, load_course
+from scripts import make_class
 from scripts.course import ASSIGNMENT, ROOT
 from scripts.student_work import CORRECT, solve
 from tests.helpers import copy_course, generate_assignment, nbgrader_env, new_course
