@@ -268,8 +268,10 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
         last_tests = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Test)], result.tests))
         if result.reason:
             reasons.append(result.reason)
-        stopped = result.completed < len(todo) and attempt < MAX_RUNS - 1 and not (result.reason or "").startswith(
-            ("sandbox failure", "malformed result"))
+        # A voided run (forged records, a broken way out) was stopped by no step in particular:
+        # none is blamed or left out.
+        stopped = (result.completed < len(todo) and attempt < MAX_RUNS - 1 and not result.void
+                   and not (result.reason or "").startswith("sandbox failure"))
         if not stopped:
             break
         where = todo[result.completed]
