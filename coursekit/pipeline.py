@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import multiprocessing
 import multiprocessing.util
 import os
@@ -36,12 +37,15 @@ from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.utils import compute_checksum
 
 from . import extract, read, sandbox, score
+from .config import DEFAULT_PRELOAD
 from .deadline import WorkTimeout, time_limit
 from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
-from .protocol import clean_text
 from .report import Reporter
+from .sandbox import clean_text
+
+log = logging.getLogger(__name__)
 
 MAX_REASON = 4000
 # The grader commits graded submissions to the gradebook in batches (one transaction each, see
@@ -63,7 +67,7 @@ class Worker:
     initializer builds it (`start_worker`) and it is closed when the process ends; on Dask
     the first task builds it.  Everything it writes lives in one temporary folder it deletes."""
 
-    def __init__(self, preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD, insecure: bool = False) -> None:
+    def __init__(self, preload: tuple[str, ...] = DEFAULT_PRELOAD, insecure: bool = False) -> None:
         self.folder = sandbox.scratch_folder("coursekit-worker-")
         self.box = sandbox.Sandbox(preload=preload, insecure=insecure)
         self.transformer = TransformerManager()
@@ -118,7 +122,12 @@ class Worker:
             if plan.key not in self._namespaces:
                 folder = self.folder / f"trusted-{plan.key}"
                 folder.mkdir()
-                self._namespaces[plan.key] = score.trusted_namespace(plan, folder, self.python)
+                try:
+                    self._namespaces[plan.key] = score.trusted_namespace(plan, folder, self.python)
+                except BaseException:
+                    if str(folder) in sys.path:
+                        sys.path.remove(str(folder))
+                    raise
             return dict(self._namespaces[plan.key])
 
     def close(self) -> None:
@@ -137,17 +146,26 @@ class Worker:
 
 
 def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: Worker) -> extract.AssignmentPlan:
-    """The notebook's plan, with the calls its tests make recorded on the master's solutions."""
+    """The notebook's plan, with the calls its tests make recorded on the master's solutions.
+
+    A locked cell that fails in the grader (it reads a data file, or a name only a kernel run
+    has) does not stop planning: the tests that need it are graded in the sandbox, in place."""
     plan = extract.plan_assignment(course, assignment, notebook)
-    score.record_calls(plan, worker.namespace(plan), worker.python)
-    return plan
+    while True:
+        try:
+            namespace = worker.namespace(plan)
+        except extract.LockedCellFails as failed:
+            plan = plan.without_trusted_cell(failed.index, str(failed))
+            continue
+        score.record_calls(plan, namespace, worker.python)
+        return plan
 
 
 _WORKER: Worker | None = None  # this process's worker: the pool initializer's, or the first task's
 _WORKER_LOCK = threading.Lock()
 
 
-def start_worker(preload: tuple[str, ...] = sandbox.DEFAULT_PRELOAD, insecure: bool = False) -> Worker:
+def start_worker(preload: tuple[str, ...] = DEFAULT_PRELOAD, insecure: bool = False) -> Worker:
     """This process's Worker, built once (its zygote preloading the course's
     c.CourseKit.sandbox_preload) and closed when the process exits (a pool worker exits
     through multiprocessing, which runs its finalizers; a Dask worker through atexit)."""
@@ -302,7 +320,7 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
     failures = [f"{o.grade_id}: {o.message}" for o in outcomes
                 if cell_failures and o.score < o.max_score and o.message]
     reason = "; ".join(notes + failures)
-    answers = set(plan.graded.values()) | set(plan.manual)
+    answers = set(plan.answer_cells)
     unanswered = tuple(dict.fromkeys(
         grade_id for c in graded_nb.cells if (grade_id := extract.grade_id_of(c)) in answers
         and compute_checksum(c) == plan.checksums.get(grade_id)))
@@ -405,15 +423,22 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     with Worker() as planner:  # runs the master's tests once, in this process
         plans = {name: plan_notebook(course, assignment, name, planner)
                  for name in extract.notebooks_of(course, assignment)}
+    for name, plan in plans.items():
+        log.info("%s.ipynb: %d graded function(s), %d test cell(s), %d of them run in the sandbox",
+                 name, len(plan.graded), sum(c.kind == "test" for c in plan.cells), len(plan.sandboxed))
+        for warning in plan.warnings:
+            log.warning("%s: %s", name, warning)
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
     limits = course.settings.limits
     if timeout is not None:
         limits = replace(limits, wall_seconds=float(timeout))
-    local_workers = workers or default_workers()
+    local_workers = workers or course.settings.workers or default_workers()
     preload = course.settings.sandbox_preload
+    log.info("%s: %d submission(s) to grade, %s", assignment, len(submissions),
+             f"on the Dask cluster at {scheduler}" if scheduler else f"{local_workers} local worker processes")
     reporter = Reporter(len(submissions), json_lines, out, err)
     backend = (_dask_backend(scheduler) if scheduler
-               else _local_backend(local_workers, preload, insecure, limits, reporter.note))
+               else _local_backend(local_workers, preload, insecure, limits, log.warning))
     writer = GradebookWriter(course)
     results: list[GradedSubmission] = []
     in_flight: dict[Any, tuple[read.Submission, Any]] = {}

@@ -130,6 +130,12 @@ class LocalPool:
                 return done
             self._watch(WATCH_SECONDS)
 
+    def step(self, timeout: float) -> None:
+        """Hand out queued tasks, then wait up to `timeout` for an answer or a death (for a caller,
+        like `coursekit serve`, that also waits on other things between steps)."""
+        self._dispatch()
+        self._watch(timeout)
+
     def _dispatch(self) -> None:
         for round_ in range(HELD_TASKS):  # idle workers first: each gets one before any a second
             for i, slot in enumerate(self._slots):

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coursekit._sandbox_child import SETUP_FAILED_EXIT, UID_BASE
 from coursekit.gradebook import lock_name
 from coursekit.read import load_course
 from coursekit.sandbox import Call, Limits, Opaque, Sandbox, SandboxResult
+from coursekit.sandbox._child import SETUP_FAILED_EXIT, UID_BASE
 from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
 from tests.helpers import copy_course, coursekit, nbgrader_env, release_notebook, run_coursekit, submit
 

@@ -1,6 +1,9 @@
 """The sandbox's processes: the zygote (trusted) and the per-submission child (untrusted).
 
-This file runs as a script (``python -I _sandbox_child.py ...``), started by
+Runs in: the zygote, as root (the user who runs coursekit), started by the grader; and, after
+each fork, the child, which drops to a fresh unprivileged uid before any submission code runs.
+
+This file runs as a script (``python -I _child.py ...``), started by
 :class:`coursekit.sandbox.Sandbox`; it imports nothing from coursekit, so the
 zygote's memory holds no grader code or data beyond what this file needs.
 
@@ -13,8 +16,8 @@ result files as file descriptors.  The zygote itself never reads submission
 code, output or results, so nothing of one student stays in the memory the
 next student's child inherits.
 
-The wire format of the result file is described in sandbox.py, which decodes
-it; this side only writes it.
+The records a run sends travel on a socket between the child and the grader,
+past the zygote: _runner.py writes them, _protocol.py (the grader's side) reads them.
 """
 
 from __future__ import annotations
@@ -610,7 +613,7 @@ def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,
 
     The run ends when the child signals DONE (or anything else after READY) on signal_r: the
     zygote then kills it, so a submission that breaks its own way out cannot keep the
-    worker busy until the timeout.  `finished` says whether DONE came; sandbox.py discards
+    worker busy until the timeout.  `finished` says whether DONE came; the grader (sandbox/__init__.py) discards
     the results of a run that reported every call without it.
     """
     started = time.monotonic()
