@@ -215,9 +215,15 @@ def _other_verb(args: argparse.Namespace) -> int:
     elif args.verb == "feedback":
         from .feedback import generate_feedback
 
-        pages = generate_feedback(args.course_dir, args.assignment).pages
+        feedback = generate_feedback(args.course_dir, args.assignment)
+        pages = feedback.pages
         print(f"Feedback: {len(pages)} page(s), e.g. {_shown(pages[0])}" if pages else
               "Feedback: no page written (nothing graded yet?)")
+        if feedback.failed:
+            print(f"coursekit: nbgrader could not write feedback for {len(feedback.failed)} student(s): "
+                  f"{printable(', '.join(feedback.failed))}; the others have theirs. nbgrader's log:\n"
+                  f"{printable(feedback.log[-3000:], keep=chr(10))}", file=sys.stderr)
+            return 1
     else:
         from .class_report import write_report
 

@@ -289,8 +289,9 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
             reasons.append(result.reason)
         failures.append(result.failure)
         # A run the submission stopped goes again without what stopped it; one the grader's
-        # machinery failed, or whose records were forged, does not.
-        stopped = (result.completed < len(todo) and attempt < MAX_RUNS - 1
+        # machinery failed, or whose records were forged, does not, and neither does a voided run
+        # (stopped by no step in particular: none is blamed or left out).
+        stopped = (result.completed < len(todo) and attempt < MAX_RUNS - 1 and not result.void
                    and result.failure not in (sandbox.Failure.GRADER, sandbox.Failure.FORGED))
         if not stopped:
             break

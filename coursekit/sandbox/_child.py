@@ -620,6 +620,9 @@ def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,
     out_open = signal_open = True
     copied = 0
     timed_out = output_exceeded = False
+    # Output beyond output_bytes is drained into /dev/null (the run goes on: printing costs no
+    # points); `output_exceeded` then tells the grader to say that the output was cut.
+    discard = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     signals = _Signals()
     try:
         while not signals.ended:
@@ -636,19 +639,18 @@ def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,
             if out_r in readable:
                 # splice moves the bytes pipe -> memfd inside the kernel: the zygote's memory
                 # never holds the student's output.
-                moved = os.splice(out_r, output_fd, 1 << 16)
+                moved = os.splice(out_r, discard if output_exceeded else output_fd, 1 << 16)
                 copied += moved
                 if moved == 0:
                     out_open = False
-                elif copied > limits["output_bytes"]:
-                    output_exceeded = True
-                    break
+                output_exceeded = copied > limits["output_bytes"]
             if pidfd in readable:
                 break
     finally:
         os.close(pidfd)
+        os.close(discard)
         # The child is not reaped yet, so its pid (and process group id) cannot be reused.
-        if timed_out or output_exceeded or signals.ended:
+        if timed_out or signals.ended:
             os.kill(pid, signal.SIGKILL)
         try:
             os.killpg(pid, signal.SIGKILL)
