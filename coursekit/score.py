@@ -42,7 +42,7 @@ from nbgrader.utils import determine_grade
 
 from . import sandbox
 from .extract import AssignmentPlan, LockedCellFails, grade_id_of, last_copies
-from .sandbox._protocol import clean_text
+from .sandbox import clean_text
 from .sandbox._runner import Shell
 
 # Test cells print through sys.stdout, which is one per process: replay one cell at a time
