@@ -161,6 +161,30 @@ def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: W
         return plan
 
 
+def check_master(course: read.Course, plan: extract.AssignmentPlan, worker: Worker, limits: sandbox.Limits) -> None:
+    """Grade the master notebook itself, solutions in place, as a submission; add a warning to
+    the plan for each test cell that does not earn its points.  Such a test is broken for
+    everyone (nbgrader grades it 0 for every student who answers like the master) and the
+    instructor should know before the term, not from the grades."""
+    path = course.source_dir(plan.assignment) / f"{plan.notebook}.ipynb"
+    nb = read.parse_notebook(path.read_bytes(), path.name)
+    if isinstance(nb, read.Unreadable):
+        return
+    try:
+        run = extract.student_run(nb, plan, worker.python, worker.names)
+        result = _run_steps(worker, plan, run, limits)
+    except (sandbox.IsolationMissing, sandbox.SandboxError, extract.Refused) as error:
+        plan.warnings.append(f"the master notebook could not be checked ({error})")
+        return
+    for outcome in score.replay(plan, result, run.tests, worker.namespace(plan), worker.python):
+        if outcome.score < outcome.max_score:
+            plan.warnings.append(
+                f"master test cell {outcome.grade_id} fails with the master's own solution "
+                f"({outcome.message or 'no points'}); it is graded as a kernel runs it, as nbgrader does "
+                "(0 for everyone if the test itself is broken): fix the test and run "
+                "`nbgrader generate_assignment` again")
+
+
 _WORKER: Worker | None = None  # this process's worker: the pool initializer's, or the first task's
 _WORKER_LOCK = threading.Lock()
 
@@ -425,18 +449,20 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     course = read.load_course(Path(course_dir))
     if not scheduler and not insecure:
         _check_isolation()  # refuse at once, not in every worker (Dask workers check their own)
-    with Worker() as planner:  # runs the master's tests once, in this process
+    limits = course.settings.limits
+    if timeout is not None:
+        limits = replace(limits, wall_seconds=float(timeout))
+    with Worker(course.settings.sandbox_preload, insecure) as planner:  # runs the master's tests once, in this process
         plans = {name: plan_notebook(course, assignment, name, planner)
                  for name in extract.notebooks_of(course, assignment)}
+        for plan in plans.values():
+            check_master(course, plan, planner, limits)
     for name, plan in plans.items():
         log.info("%s.ipynb: %d graded function(s), %d test cell(s), %d of them run in the sandbox",
                  name, len(plan.graded), sum(c.kind == "test" for c in plan.cells), len(plan.sandboxed))
         for warning in plan.warnings:
             log.warning("%s: %s", name, warning)
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
-    limits = course.settings.limits
-    if timeout is not None:
-        limits = replace(limits, wall_seconds=float(timeout))
     local_workers = workers or course.settings.workers or default_workers()
     preload = course.settings.sandbox_preload
     log.info("%s: %d submission(s) to grade, %s", assignment, len(submissions),
