@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -126,6 +127,10 @@ EXPECTED = {
 }
 
 
+def _replaced_by(text: str) -> Callable[[str], str]:
+    return lambda _source: text
+
+
 def write_students(course: Path, assignment: str) -> None:
     """submitted/<student>/<assignment>/: the release's notebook with the student's cells, and
     the release's other files (a student's folder holds what they fetched)."""
@@ -136,7 +141,7 @@ def write_students(course: Path, assignment: str) -> None:
         for path in release.iterdir():
             if path.suffix == ".ipynb":
                 nb = json.loads(path.read_text(encoding="utf-8"))
-                edit_cells(nb, {gid: (lambda _, text=text: text) for gid, text in answers.items()})
+                edit_cells(nb, {gid: _replaced_by(text) for gid, text in answers.items()})
                 (folder / path.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
             else:
                 (folder / path.name).write_bytes(path.read_bytes())
