@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="Dask scheduler (tcp://HOST:PORT) to send the grading tasks to")
     grade.add_argument("--timeout", type=float, metavar="S",
-                       help="wall-clock seconds per submission in the sandbox (default: c.CourseKit.timeout, 20)")
+                       help="wall-clock seconds per submission in the sandbox, in all: a safety net over "
+                            "nbgrader's per-cell timeout, which applies to each cell (default: "
+                            "c.CourseKit.timeout, an hour)")
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
     grade.add_argument("--insecure", action="store_true",

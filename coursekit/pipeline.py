@@ -120,7 +120,7 @@ class Worker:
         """A fresh copy of the plan's trusted namespace (the needed locked cells, run once)."""
         with self._lock:
             if plan.key not in self._namespaces:
-                folder = self.folder / f"trusted-{plan.key}"
+                folder = self.trusted_folder(plan)
                 folder.mkdir()
                 try:
                     self._namespaces[plan.key] = score.trusted_namespace(plan, folder, self.python)
@@ -129,6 +129,10 @@ class Worker:
                         sys.path.remove(str(folder))
                     raise
             return dict(self._namespaces[plan.key])
+
+    def trusted_folder(self, plan: extract.AssignmentPlan) -> Path:
+        """Where the plan's trusted cells run: the assignment's files (score.trusted_namespace)."""
+        return self.folder / f"trusted-{plan.key}"
 
     def close(self) -> None:
         self.box.close()
@@ -157,7 +161,7 @@ def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: W
         except extract.LockedCellFails as failed:
             plan = plan.without_trusted_cell(failed.index, str(failed))
             continue
-        score.record_calls(plan, namespace, worker.python)
+        score.record_calls(plan, namespace, worker.python, worker.trusted_folder(plan))
         return plan
 
 
@@ -244,12 +248,20 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
                 return _zero(plan, submission, warning + [nb.reason])
             run = extract.student_run(nb, plan, worker.python, worker.names)
         result = _run_steps(worker, plan, run, limits)
+        rerun = ({} if result.failure is sandbox.Failure.GRADER
+                 else score.tests_needing_the_sandbox(plan, run.tests, result))
+        if rerun:  # values replay cannot hand to the test: run those tests in place, as a kernel would
+            plan = _with_sandboxed(plan, rerun)
+            with time_limit(TEXT_SECONDS, "the submission's text"):
+                run = extract.student_run(nb, plan, worker.python, worker.names)
+            result = _run_steps(worker, plan, run, limits)
         if result.failure is sandbox.Failure.GRADER:
             raise sandbox.SandboxError(result.reason)
         outcomes = score.replay(plan, result, run.tests, worker.namespace(plan), worker.python, worker.compiled,
-                                worker.replays)
+                                worker.replays, worker.trusted_folder(plan))
         graded_nb = score.autograded_notebook(nb, plan, outcomes)
-        notes = warning + list(run.notes) + [e for e in result.code_errors if e.partition(":")[0] in run.relevant]
+        notes = warning + list(run.notes) + list(rerun.values()) + [
+            e for e in result.code_errors if e.partition(":")[0] in run.relevant]
         if result.reason:
             notes.append(f"sandbox: {result.reason}")
         return _result(plan, submission, outcomes, graded_nb, notes)
@@ -262,6 +274,14 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
     except (Exception, RecursionError, MemoryError) as error:  # the content broke the grader's code
         return _zero(plan, submission, warning + [f"coursekit could not grade this notebook's content "
                                                   f"({type(error).__name__}: {str(error)[:300]}); it scores 0"])
+
+
+def _with_sandboxed(plan: extract.AssignmentPlan, tests: dict[str, str]) -> extract.AssignmentPlan:
+    """A copy of the plan in which these test cells run in the sandbox (test id -> why); it keeps
+    the plan's key, so the worker's caches (release files, trusted namespace) still apply."""
+    copy = replace(plan, sandboxed={**plan.sandboxed, **tests})
+    copy.__dict__["key"] = plan.key  # functools.cached_property's slot: the content is the same
+    return copy
 
 
 def _too_slow(nb: nbformat.NotebookNode | read.Unreadable | None, source: str) -> str:
@@ -301,11 +321,11 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
     last_calls: dict[int, sandbox.CallResult] = {}
     last_tests: dict[int, sandbox.TestResult] = {}
     failures: list[sandbox.Failure | None] = []
-    step_seconds = max(1.0, limits.wall_seconds / 2)
+    step_seconds = plan.settings.cell_seconds  # nbgrader's per-cell timeout, for each cell, call and test
     for attempt in range(MAX_RUNS):
         todo = [i for i in range(len(steps)) if i not in left_out]
         result = worker.box.run_steps([steps[i] for i in todo], workdir_files=worker.release(plan),
-                                      limits=limits, step_seconds=step_seconds)
+                                      limits=plan.settings.run_limits(limits, len(todo)), step_seconds=step_seconds)
         first = first or result
         last_calls = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Call)], result.calls))
         last_tests = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Test)], result.tests))

@@ -717,8 +717,6 @@ def zygote_main(argv: list[str]) -> None:
     for name in config["preload"]:
         try:
             importlib.import_module(name)
-            if name == "matplotlib":
-                sys.modules["matplotlib"].use("Agg")
         except ModuleNotFoundError as exc:
             if exc.name == name and "." not in name:
                 zygote.deferred.append(name)  # perhaps the release's own: see import_release_modules
@@ -726,6 +724,7 @@ def zygote_main(argv: list[str]) -> None:
                 zygote.isolation["notes"].append(f"could not preload {name}: {exc}")
         except ImportError as exc:
             zygote.isolation["notes"].append(f"could not preload {name}: {exc}")
+    RUNNER.use_inline_backend()  # figures as in a kernel: shown and closed at each cell's end
     sock = socket.socket(fileno=sock_fd)
     zygote.control = sock_fd
     try:
@@ -740,7 +739,7 @@ def zygote_main(argv: list[str]) -> None:
     os.environ.clear()
     os.environ.update({
         "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-        "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": workdir,
+        "LANG": "C.UTF-8", "MPLBACKEND": RUNNER.INLINE_BACKEND, "MPLCONFIGDIR": workdir,
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     })
     # Objects that exist now are shared copy-on-write with every child; keep the
