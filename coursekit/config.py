@@ -77,7 +77,9 @@ class CourseKit(Configurable):
         that folder, as a submission would import it; a submission that changes the file first
         imports its own version.  Import-time code runs once, with the sandbox's files and
         environment, as root, so list only trusted modules whose import does the same for every
-        submission and starts no thread.""").tag(config=True)
+        submission and starts no thread.  The installed libraries the master imports are added
+        to this list by themselves (site-packages only, up to the first whose import starts a
+        thread).""").tag(config=True)
 
     timeout = Float(_LIMITS.wall_seconds, help="""
         Wall-clock seconds one submission may run in the sandbox: loading the student's code

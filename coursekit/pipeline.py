@@ -21,11 +21,13 @@ import ast
 import atexit
 import functools
 import importlib.util
+import json
 import multiprocessing
 import multiprocessing.util
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import sysconfig
 import threading
@@ -150,7 +152,8 @@ def _library_folders() -> tuple[str, ...]:
 
 def installed_imports(plan: extract.AssignmentPlan, python: Callable[[str], str]) -> tuple[str, ...]:
     """Modules the master's code cells import (`import a.b`, `from a.b import c`) that are
-    installed libraries (in site-packages, not the course's own files or the standard library).
+    installed libraries (in site-packages, not the course's own files or the standard library),
+    up to the first whose import starts a thread (checked in a fresh interpreter).
 
     The sandbox imports them once, in its zygote, as it does c.CourseKit.sandbox_preload: a
     course that does not list them would otherwise pay each import in every run, and Matplotlib's
@@ -171,7 +174,39 @@ def installed_imports(plan: extract.AssignmentPlan, python: Callable[[str], str]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 found.append(node.module)
     folders = _library_folders()
-    return tuple(name for name in dict.fromkeys(found) if _installed(name.partition(".")[0], folders))
+    return _single_threaded(tuple(name for name in dict.fromkeys(found) if _installed(name.partition(".")[0], folders)))
+
+
+# Imports `names` in order in a fresh interpreter and prints those imported before any import left
+# a second thread running: the zygote forks every run, and a fork keeps only the calling thread.
+_THREAD_PROBE = """
+import importlib, json, os, sys
+ok = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        continue
+    if len(os.listdir("/proc/self/task")) > 1:
+        break
+    ok.append(name)
+print(json.dumps(ok))
+"""
+
+
+@functools.lru_cache(maxsize=16)
+def _single_threaded(names: tuple[str, ...]) -> tuple[str, ...]:
+    """`names` up to the first whose import starts a thread (those the zygote may import)."""
+    if not names:
+        return ()
+    env = {"PATH": os.environ.get("PATH", ""), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/")}
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", _THREAD_PROBE, *names], env=env, cwd="/",
+                              capture_output=True, text=True, timeout=120)
+        return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return ()
 
 
 @functools.lru_cache(maxsize=256)
