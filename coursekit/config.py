@@ -16,20 +16,57 @@ preprocessors: traits of a ``Configurable`` (`CourseKit`), set in the course's
 `CourseKit` reads and checks the values once, in the grader's process; `Settings` is the
 result as plain frozen data, because it travels with each assignment plan to local and Dask
 workers.  The defaults suit any course: every ``*.py`` of the master folder is trusted, the
-sandbox preloads NumPy only, and the limits are `coursekit.sandbox.Limits`'s.
+sandbox preloads NumPy only, and the limits are `Limits`'s.  `Limits` and the preload list are
+settings like the others: the sandbox takes them from here (and offers `Limits` on its public
+face), never the other way round.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from dataclasses import dataclass, field, replace
 
 from traitlets import Float, Integer, List, TraitError, Unicode, validate
 from traitlets.config import Config, Configurable
 
-from .sandbox import DEFAULT_PRELOAD, Limits
+__all__ = ["DEFAULTS", "DEFAULT_PRELOAD", "CourseKit", "Limits", "Settings", "settings_from"]
 
-__all__ = ["DEFAULTS", "CourseKit", "Settings", "settings_from"]
+# What the sandbox imports once, before any submission; a course preloads more with
+# c.CourseKit.sandbox_preload.
+DEFAULT_PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing")
+_MIN_MEMORY_BYTES = 512 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-run limits. Memory, processes and files are enforced with RLIMITs in the child."""
+
+    wall_seconds: float = 20.0        # the whole run: loading the code and every call
+    cpu_seconds: int = 10             # RLIMIT_CPU
+    memory_bytes: int = 2 * 1024**3   # RLIMIT_AS: address space, including preloaded libraries
+    max_processes: int = 16           # RLIMIT_NPROC (processes + threads); each run has its own uid
+    open_files: int = 64              # RLIMIT_NOFILE
+    output_bytes: int = 1 << 20       # captured stdout+stderr, and the result records in all
+    file_bytes: int = 16 << 20        # RLIMIT_FSIZE: the largest file the code may write
+    disk_bytes: int = 64 << 20        # size of the tmpfs holding the working directory
+    allow_fork: bool = False          # False: seccomp refuses new processes (threads still work)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "allow_fork":
+                if not isinstance(value, bool):
+                    raise ValueError(f"Limits.allow_fork must be True or False, got {value!r}")
+                continue
+            kinds = (int, float) if f.name == "wall_seconds" else (int,)
+            if not isinstance(value, kinds) or isinstance(value, bool) or value <= 0:
+                kind = "number" if f.name == "wall_seconds" else "whole number"
+                raise ValueError(f"Limits.{f.name} must be a positive {kind}, got {value!r}")
+        if self.memory_bytes < _MIN_MEMORY_BYTES:
+            raise ValueError(f"Limits.memory_bytes must be at least {_MIN_MEMORY_BYTES >> 20} MiB: "
+                             "the preloaded Python, NumPy and Matplotlib alone map about 170 MB")
+
 
 _LIMITS = Limits()
 
@@ -43,6 +80,7 @@ class Settings:
     sandbox_preload: tuple[str, ...] = DEFAULT_PRELOAD
     limits: Limits = field(default_factory=Limits)
     max_notebook_bytes: int = 50 * 2**20  # a notebook with many plots is a few MiB; 50 MiB is not one
+    workers: int | None = None  # local worker processes; None: pipeline.default_workers()
 
     def shows_frames_of(self, filename: str) -> bool:
         """Whether a failing test's traceback shows frames of this trusted helper file."""
@@ -100,6 +138,17 @@ class CourseKit(Configurable):
         Largest submitted notebook coursekit reads, in MiB; a larger file scores zero with a
         note asking the student to clear its outputs.""").tag(config=True)
 
+    workers = Integer(0, help="""
+        Local worker processes that grade side by side; 0 (the default) means one per core and
+        one more.  `coursekit autograde --workers` overrides it.""").tag(config=True)
+
+    @validate("workers")
+    def _not_negative(self, proposal: dict) -> int:
+        if proposal["value"] < 0:
+            raise TraitError(f"c.CourseKit.workers must be 0 (one per core, and one more) or more, "
+                             f"got {proposal['value']!r}")
+        return proposal["value"]
+
     @validate("timeout", "cpu_seconds", "memory_mb", "output_bytes", "max_notebook_mb")
     def _positive(self, proposal: dict) -> float:
         if not proposal["value"] > 0:
@@ -117,7 +166,7 @@ class CourseKit(Configurable):
         return Settings(trusted_modules=tuple(self.trusted_modules),
                         traceback_modules=tuple(self.traceback_modules),
                         sandbox_preload=tuple(self.sandbox_preload), limits=limits,
-                        max_notebook_bytes=self.max_notebook_mb << 20)
+                        max_notebook_bytes=self.max_notebook_mb << 20, workers=self.workers or None)
 
 
 def settings_from(config: Config) -> Settings:

@@ -53,6 +53,11 @@ CELL_POINTS = {0: (0, 0), 1: (1, 0), 3: (1, 2)}
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 
 
+# How the local pool tells that a worker killed with SIGKILL died: by its exit status, or by its
+# pipe when it sends the worker a task first.  Which it notices first is a race; both are true.
+KILLED = r"killed by SIGKILL|its pipe broke"
+
+
 # --- course folders -------------------------------------------------------------------------------
 
 def nbgrader_env() -> dict[str, str]:
@@ -258,6 +263,18 @@ def leaked_hidden_text(text: str) -> list[str]:
 # --- a student's JupyterLab (the browser tests) ---------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
+SETUP_HINT = "run `sudo make test-setup` (`make test` runs it; it installs only as root)"
+
+
+def require(what: str, present: bool) -> None:
+    """Skip the test, in one line saying what to run, when something `make test-setup` installs
+    is missing (it installs only as root; as root, `make test` fails first if it could not)."""
+    if not present:
+        pytest.skip(f"{what} is not installed: {SETUP_HINT}")
+
+
+def require_chromium() -> None:
+    require(f"Chromium ({CHROMIUM})", Path(CHROMIUM).exists())
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 # JupyterLab settings for a test: render every cell (not only those in view), no news pop-up.

@@ -12,10 +12,11 @@ import weakref
 
 from nbformat import NotebookNode
 
-from coursekit import _runner as runner
-from coursekit import protocol, score
+from coursekit import score
 from coursekit.extract import AssignmentPlan, MasterCell
 from coursekit.read import Unreadable, parse_notebook
+from coursekit.sandbox import _protocol as protocol
+from coursekit.sandbox import _runner as runner
 
 
 def notebook_bytes(metadata: object) -> bytes:

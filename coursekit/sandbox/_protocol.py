@@ -1,7 +1,10 @@
 """The grader's side of one sandbox run: steps go out one message at a time, records come back.
 
+Runs in: the grader's process (a coursekit worker), as the user who runs coursekit; it decodes
+what the untrusted child sends and never evaluates or unpickles it.
+
 A run is a list of steps (`Cell`, `Call`, `Test`), executed in order by the child
-(coursekit/_runner.py).  `feed` sends them over the run's channel, a stream socket, grouped as
+(coursekit/sandbox/_runner.py).  `feed` sends them over the run's channel, a stream socket, grouped as
 "the cells up to the next call or test, then that call or test", and sends the next group only
 once the records of the current one have arrived: the child never holds a later secret call's
 arguments while it could still change an earlier call's result.  Cells carry no secrets (the
@@ -39,7 +42,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from coursekit import _runner as runner
+from coursekit.sandbox import _runner as runner
 
 # Only these dtypes come back as arrays: booleans, integers and floats.
 _DTYPE_RE = re.compile(r"[<>|=][biuf](1|2|4|8|16)")

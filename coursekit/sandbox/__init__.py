@@ -1,5 +1,11 @@
 """Run untrusted student code in a separate, locked-down process and get plain data back.
 
+Runs in: the grader's process (a coursekit worker), as the user who runs coursekit.  It never
+runs student code itself.  This is the package's public face (`Sandbox`, `Limits` and the plain
+data of a run); its private modules are the zygote and child (`_child`), the child's runner
+(`_runner`) and the grader's side of the wire format (`_protocol`).  Nothing outside the
+package imports those (pyproject.toml's import contracts check it).
+
 Usage::
 
     with Sandbox() as box:               # one pre-warmed zygote; one per worker for parallelism
@@ -7,14 +13,14 @@ Usage::
                          workdir_files=Path("release/initialization"))
 
 How it works (threat model and limits: SECURITY.md).  A :class:`Sandbox` starts a
-zygote (coursekit/_sandbox_child.py) that imports NumPy and Matplotlib once and
+zygote (coursekit/sandbox/_child.py) that imports NumPy and Matplotlib once and
 moves itself into its own mount, network and IPC namespaces with a read-only
 chroot.  For each run the zygote forks a child, which takes a fresh uid, sets
 its resource limits, and runs the steps it receives one at a time over a
-socket (coursekit/_runner.py): notebook cells, planned calls, test cells.  It
+socket (coursekit/sandbox/_runner.py): notebook cells, planned calls, test cells.  It
 answers each with a record of JSON plus raw array bytes; this process, never
 the child, turns them back into Python values and refuses anything that is not
-plain data, oversized or malformed (coursekit/protocol.py has the format).
+plain data, oversized or malformed (coursekit/sandbox/_protocol.py has the format).
 A machine that does not allow every one of these protections is refused
 (`IsolationMissing`, naming what is missing and what to do) unless the caller opts
 in with ``Sandbox(insecure=True)``.
@@ -36,49 +42,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from coursekit import _sandbox_child as child
-from coursekit import protocol
-from coursekit.protocol import Call, CallResult, Cell, Opaque, SandboxResult, Step, Test, TestResult
+from coursekit.config import DEFAULT_PRELOAD, Limits
+from coursekit.sandbox import _child as child
+from coursekit.sandbox import _protocol as protocol
+from coursekit.sandbox._protocol import (
+    Call,
+    CallResult,
+    Cell,
+    Opaque,
+    SandboxResult,
+    Step,
+    Test,
+    TestResult,
+    clean_text,
+)
 
 __all__ = ["Call", "CallResult", "Cell", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
-           "SandboxResult", "SandboxError", "Test", "TestResult", "scratch_folder"]
+           "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "clean_text", "scratch_folder"]
 
-# A course preloads more with c.CourseKit.sandbox_preload (coursekit/config.py).
-DEFAULT_PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing")
 # How long to wait for the zygote beyond the run's own wall-clock limit before
 # deciding that the zygote itself is stuck.
 _SUPERVISOR_GRACE_SECONDS = 15.0
-_MIN_MEMORY_BYTES = 512 << 20
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-run limits. Memory, processes and files are enforced with RLIMITs in the child."""
-
-    wall_seconds: float = 20.0        # the whole run: loading the code and every call
-    cpu_seconds: int = 10             # RLIMIT_CPU
-    memory_bytes: int = 2 * 1024**3   # RLIMIT_AS: address space, including preloaded libraries
-    max_processes: int = 16           # RLIMIT_NPROC (processes + threads); each run has its own uid
-    open_files: int = 64              # RLIMIT_NOFILE
-    output_bytes: int = 1 << 20       # captured stdout+stderr, and the size of the result file
-    file_bytes: int = 16 << 20        # RLIMIT_FSIZE: the largest file the code may write
-    disk_bytes: int = 64 << 20        # size of the tmpfs holding the working directory
-    allow_fork: bool = False          # False: seccomp refuses new processes (threads still work)
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "allow_fork":
-                if not isinstance(value, bool):
-                    raise ValueError(f"Limits.allow_fork must be True or False, got {value!r}")
-                continue
-            kinds = (int, float) if f.name == "wall_seconds" else (int,)
-            if not isinstance(value, kinds) or isinstance(value, bool) or value <= 0:
-                kind = "number" if f.name == "wall_seconds" else "whole number"
-                raise ValueError(f"Limits.{f.name} must be a positive {kind}, got {value!r}")
-        if self.memory_bytes < _MIN_MEMORY_BYTES:
-            raise ValueError(f"Limits.memory_bytes must be at least {_size(_MIN_MEMORY_BYTES)}: "
-                             "the preloaded Python, NumPy and Matplotlib alone map about 170 MB")
 
 
 @dataclass(frozen=True)
@@ -145,6 +129,23 @@ def _refusal(isolation: Isolation) -> str:
             + ", pass --insecure (Python: insecure=True); every reason will then say so.")
 
 
+def configuration_paths() -> list[str]:
+    """Folders a submission must not read although the sandbox binds what holds them: every
+    folder Jupyter and nbgrader read configuration from (``jupyter --paths``: the grader's
+    JUPYTER_CONFIG_DIR and JUPYTER_CONFIG_PATH, ~/.jupyter, {prefix}/etc/jupyter,
+    /usr/local/etc/jupyter, /etc/jupyter), where a site-wide ``nbgrader_config.py`` keeps the
+    gradebook's ``db_url`` with its password, and the ``etc/`` of each Python installation and of
+    /usr/local (JupyterHub's configuration lives there).  The zygote lays an empty read-only
+    folder over each one that is visible in its chroot (`_sandbox_child.Zygote._hide`)."""
+    from jupyter_core.paths import ENV_CONFIG_PATH, SYSTEM_CONFIG_PATH, jupyter_config_path
+
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths = [*jupyter_config_path(), *ENV_CONFIG_PATH, *SYSTEM_CONFIG_PATH,
+             *(os.path.join(prefix, "etc", "jupyter") for prefix in prefixes),
+             *(os.path.join(prefix, "etc") for prefix in prefixes), "/usr/local/etc", "/usr/etc"]
+    return sorted({os.path.abspath(p) for p in paths} | {os.path.realpath(p) for p in paths})
+
+
 class Sandbox:
     """One pre-warmed zygote; runs one submission at a time (thread-safe, serialised).
 
@@ -164,7 +165,8 @@ class Sandbox:
         zygote raises `IsolationMissing`, unless `insecure` is True: then it runs with
         what it has and `insecure_note` names what is missing."""
         self._config = {"preload": list(preload), "disk_bytes": Limits.disk_bytes,
-                        "readonly_paths": [str(p) for p in readonly_paths]}
+                        "readonly_paths": [str(p) for p in readonly_paths],
+                        "hidden_paths": configuration_paths()}
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
@@ -300,10 +302,10 @@ class Sandbox:
     def run_steps(self, steps: Sequence[Step], *, workdir_files: Path | None,
                   limits: Limits = Limits(), step_seconds: float | None = None) -> SandboxResult:
         """Run notebook cells, calls and test cells in order in one fresh sandbox
-        (coursekit/protocol.py): the child receives one call or test at a time.
+        (coursekit/sandbox/_protocol.py): the child receives one call or test at a time.
         `step_seconds`: a time limit for each step (as nbgrader's per-cell timeout), after
         which that step fails and the next one runs.  `workdir_files` is read at its first run
-        in this sandbox and kept by its zygote (coursekit/_sandbox_child.py, `_copy_release`):
+        in this sandbox and kept by its zygote (coursekit/sandbox/_child.py, `_copy_release`):
         a release folder does not change while it is graded, and later changes are not seen."""
         for step in steps:
             if isinstance(step, Call):

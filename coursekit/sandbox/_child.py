@@ -1,6 +1,9 @@
 """The sandbox's processes: the zygote (trusted) and the per-submission child (untrusted).
 
-This file runs as a script (``python -I _sandbox_child.py ...``), started by
+Runs in: the zygote, as root (the user who runs coursekit), started by the grader; and, after
+each fork, the child, which drops to a fresh unprivileged uid before any submission code runs.
+
+This file runs as a script (``python -I _child.py ...``), started by
 :class:`coursekit.sandbox.Sandbox`; it imports nothing from coursekit, so the
 zygote's memory holds no grader code or data beyond what this file needs.
 
@@ -13,8 +16,8 @@ result files as file descriptors.  The zygote itself never reads submission
 code, output or results, so nothing of one student stays in the memory the
 next student's child inherits.
 
-The wire format of the result file is described in sandbox.py, which decodes
-it; this side only writes it.
+The records a run sends travel on a socket between the child and the grader,
+past the zygote: _runner.py writes them, _protocol.py (the grader's side) reads them.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
@@ -271,6 +275,7 @@ class Zygote:
             target = root + path
             _mountpoint_for(path, target)
             _bind_readonly(path, target)
+        self._hide(root)
         for name in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
             if os.path.islink("/" + name):
                 os.symlink(os.readlink("/" + name), os.path.join(root, name))
@@ -292,6 +297,17 @@ class Zygote:
         self.chroot = root
         self.isolation["user"] = True
         self.isolation["filesystem"] = True
+
+    def _hide(self, root: str) -> None:
+        """An empty read-only tmpfs over each configuration folder the binds above made visible
+        (`sandbox.configuration_paths`: Jupyter's and nbgrader's, where a site-wide
+        nbgrader_config.py keeps the gradebook's password, and the Python installations'
+        etc/).  Only a path without symbolic links is covered: a link resolves on the host here."""
+        for path in self.config.get("hidden_paths", ()):
+            target = root + path
+            if os.path.isdir(target) and os.path.realpath(target) == target:
+                _mount("coursekit-hidden", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                       "size=4k,nr_inodes=1,mode=0555")
 
     def _mount_workspace(self, disk_bytes: int) -> None:
         """A size-capped tmpfs for the submission's cwd, so it cannot fill the disk."""
@@ -597,7 +613,7 @@ def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,
 
     The run ends when the child signals DONE (or anything else after READY) on signal_r: the
     zygote then kills it, so a submission that breaks its own way out cannot keep the
-    worker busy until the timeout.  `finished` says whether DONE came; sandbox.py discards
+    worker busy until the timeout.  `finished` says whether DONE came; the grader (sandbox/__init__.py) discards
     the results of a run that reported every call without it.
     """
     started = time.monotonic()

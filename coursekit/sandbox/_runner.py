@@ -1,5 +1,9 @@
 """Inside the sandbox child: run a submission top to bottom, one step at a time.
 
+Runs in: the sandbox child, as its fresh unprivileged uid, loaded from this file by the zygote.
+The grader imports it too, for the wire format's constants (_protocol.py) and for `Shell`,
+which replay uses in the grader's process.
+
 The grader sends steps over a stream socket (``CHANNEL_FD``), one message at a time: the
 notebook cells to run next (the student's cells in notebook order, and the master's locked
 cells the tests need), then at most one of
@@ -425,7 +429,7 @@ class ResultTooLarge(Exception):
 
 
 class Encoder:
-    """Turn a value into JSON plus raw array bytes (see sandbox.py for the format).
+    """Turn a value into JSON plus raw array bytes (see _protocol.py for the format).
 
     Methods are called on the base types (ndarray.view, dict.items, ...) so that overrides in
     subclasses the submission defines are never consulted.  Containers keep their type (a
