@@ -473,7 +473,8 @@ def _plan_lines(plans: dict) -> list[str]:
         for gid in plan.manual:
             lines.append(f"  {gid:<32} manual   a person grades it (unanswered: 0, \"No response.\")")
         if plan.skipped:
-            lines.append(f"  locked cells no test needs (not run): {', '.join(plan.skipped)}")
+            lines.append(f"  locked cells the grader does not run (a test in the sandbox still runs, in place, "
+                         f"those it may need): {', '.join(plan.skipped)}")
     return lines
 
 
