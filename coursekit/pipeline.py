@@ -42,6 +42,7 @@ from .deadline import WorkTimeout, time_limit
 from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
+from .preload import installed_imports
 from .report import Reporter
 from .sandbox import clean_text
 
@@ -150,7 +151,8 @@ class Worker:
 
 
 def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: Worker) -> extract.AssignmentPlan:
-    """The notebook's plan, with the calls its tests make recorded on the master's solutions.
+    """The notebook's plan, with the calls its tests make recorded on the master's solutions, and
+    the installed libraries its master imports added to the sandbox's preload.
 
     A locked cell that fails in the grader (it reads a data file, or a name only a kernel run
     has) does not stop planning: the tests that need it are graded in the sandbox, in place."""
@@ -162,6 +164,8 @@ def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: W
             plan = plan.without_trusted_cell(failed.index, str(failed))
             continue
         score.record_calls(plan, namespace, worker.python, worker.trusted_folder(plan))
+        preload = tuple(dict.fromkeys(plan.settings.sandbox_preload + installed_imports(plan, worker.python)))
+        plan.settings = replace(plan.settings, sandbox_preload=preload)
         return plan
 
 
@@ -484,7 +488,7 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
             log.warning("%s: %s", name, warning)
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
     local_workers = workers or course.settings.workers or default_workers()
-    preload = course.settings.sandbox_preload
+    preload = tuple(dict.fromkeys(name for plan in plans.values() for name in plan.settings.sandbox_preload))
     log.info("%s: %d submission(s) to grade, %s", assignment, len(submissions),
              f"on the Dask cluster at {scheduler}" if scheduler else f"{local_workers} local worker processes")
     reporter = Reporter(len(submissions), json_lines, out, err)
