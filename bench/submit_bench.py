@@ -20,6 +20,7 @@ rate.  The last line: `submit-to-feedback: p50 X s, p95 Y s, max Z s, lost N, tw
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -48,7 +49,8 @@ def notebooks() -> list[bytes]:
     release = json.loads(RELEASE.read_text(encoding="utf-8"))
     wrong = {**CORRECT, "initialize_parameters_he": CORRECT["initialize_parameters_he"].replace("np.sqrt(2 /", "np.sqrt(1 /")}
     del wrong["initialize_parameters_zeros"]
-    return [json.dumps(solve(release, CORRECT)).encode(), json.dumps(solve(release, wrong)).encode(),
+    return [json.dumps(solve(copy.deepcopy(release), CORRECT)).encode(),
+            json.dumps(solve(copy.deepcopy(release), wrong)).encode(),
             b'{"cells": [ this is not JSON']
 
 
@@ -128,9 +130,11 @@ def main() -> int:
         log = (base / "serve.log").open("w")
         service = subprocess.Popen([sys.executable, "-m", "coursekit", "serve"], cwd=course, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
-        while "serving" not in (base / "serve.log").read_text():
+        while "ready:" not in (base / "serve.log").read_text():  # its plans made
+            if service.poll() is not None:
+                sys.exit(f"coursekit serve stopped:\n{(base / 'serve.log').read_text()[-3000:]}")
             time.sleep(0.2)
-        time.sleep(2.0)  # the workers' zygotes
+        time.sleep(5.0)  # the workers' sandboxes start beside the planning
         watcher = Watcher(outbound)
         watcher.start()
         peak = [0]
@@ -199,7 +203,7 @@ def main() -> int:
         rate.set_ylabel("arrivals per second")
         ax.set_title(f"coursekit serve, {args.count} submissions in {args.seconds:.0f} s: "
                      f"p50 {p50:.1f} s, p95 {p95:.1f} s, max {worst:.1f} s")
-        fig.legend(loc="upper left")
+        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.88))
         fig.tight_layout()
         RESULTS.mkdir(exist_ok=True)
         fig.savefig(RESULTS / "submit.png", dpi=100)
