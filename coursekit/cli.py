@@ -248,6 +248,13 @@ def show_config(course_dir: Path) -> str:
     for name, trait in sorted(kit.class_traits(config=True).items()):
         lines.append(f"c.CourseKit.{name} = {getattr(kit, name)!r}")
         lines += [f"    {line}" for line in textwrap.wrap(" ".join((trait.help or "").split()), 92)]
+    from .service.policy import Serve
+
+    serve = Serve(config=course_config(course_dir))
+    lines += ["", "# coursekit serve, the grading service (c.Serve.<name>)", ""]
+    for name, trait in sorted(serve.class_traits(config=True).items()):
+        lines.append(f"c.Serve.{name} = {getattr(serve, name)!r}")
+        lines += [f"    {line}" for line in textwrap.wrap(" ".join((trait.help or "").split()), 92)]
     lines.append(f"\n# sandbox limits in effect: {settings.limits}")
     return "\n".join(lines)
 
