@@ -30,6 +30,7 @@ from typing import Any
 
 import nbformat
 import pytest
+import requests
 from nbgrader.api import Gradebook
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -369,3 +370,28 @@ def run_cell(page: Any, cell: Any) -> None:
         except PlaywrightTimeout:
             continue
     raise AssertionError(f"JupyterLab did not run the cell after three Ctrl+Enter (its prompt stayed {before!r})")
+
+
+# --- the LMS --------------------------------------------------------------------------------------
+
+def lms_results(platform: Any, private_key: str, public_key: str) -> dict[str, tuple[float, float, str]]:
+    """userId -> (resultScore, resultMaximum, comment) of the platform's one line item, read over HTTP
+    from its AGS results endpoint (every page) with an access token it grants the tool's key."""
+    from pylti1p3.registration import Registration
+    from pylti1p3.service_connector import ServiceConnector
+
+    (lineitem,) = platform.lineitems
+    registration = (Registration().set_issuer(platform.url).set_client_id(platform.client_id)
+                    .set_auth_token_url(platform.token_url).set_tool_private_key(private_key)
+                    .set_tool_public_key(public_key))
+    token = ServiceConnector(registration).get_access_token(
+        ["https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"])
+    url: str | None = f"{lineitem}/results"
+    found = {}
+    while url:
+        answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        for r in answer.json():
+            found[r["userId"]] = (r["resultScore"], r["resultMaximum"], r.get("comment") or "")
+        url = answer.links.get("next", {}).get("url")
+    return found
