@@ -54,7 +54,7 @@ from typing import Any
 from .export import StudentGrade, read_grades
 from .read import CourseError
 
-__all__ = ["LMS_TAG", "LtiCredentials", "PushResult", "CredentialsError", "load_credentials", "push_grades"]
+__all__ = ["LMS_TAG", "LtiCredentials", "PushResult", "CredentialsError", "load_credentials", "public_jwk", "push_grades"]
 
 LMS_TAG = "coursekit"  # the tag of the line items coursekit creates
 SCOPES = ["https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
@@ -155,6 +155,14 @@ def public_pem(private_key: str) -> str:
     key = serialization.load_pem_private_key(private_key.encode(), password=None)
     return key.public_key().public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def public_jwk(private_key: str) -> dict[str, Any]:
+    """The tool's public key as the JWK an LMS is given (Canvas's "Public JWK" field), with its key id
+    (the RFC 7638 thumbprint, which pylti1p3 puts in each assertion's header)."""
+    from pylti1p3.registration import Registration
+
+    return dict(Registration.get_jwk(public_pem(private_key)))
 
 
 @dataclass

@@ -199,3 +199,12 @@ def test_a_grading_service_can_push_one_students_final_grade(term):
                          credentials=load_credentials(course_dir=term.course, file=term.credentials))
     assert (result.sent, result.failed) == ({"cy": 6.0}, {})
     assert term.results()[CLASS["cy"][3]] == (6.0, 9.0, "")
+
+
+def test_lms_key_prints_the_public_key_the_lms_is_given(term):
+    done = subprocess.run([sys.executable, "-m", "coursekit", "lms", "key", "--credentials", str(term.credentials)],
+                          cwd=term.course, env=nbgrader_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    jwk, _, pem = done.stdout.partition("}\n")
+    assert json.loads(jwk + "}") == term.platform.tool_jwks["keys"][0]
+    assert pem == term.tool_public and "PRIVATE" not in done.stdout
