@@ -67,7 +67,8 @@ ENV = {"issuer": "COURSEKIT_LTI_ISSUER", "client_id": "COURSEKIT_LTI_CLIENT_ID",
        "lineitems_url": "COURSEKIT_LTI_LINEITEMS_URL", "private_key_file": "COURSEKIT_LTI_PRIVATE_KEY_FILE",
        "audience": "COURSEKIT_LTI_TOKEN_AUDIENCE"}
 CREDENTIALS_ENV = "COURSEKIT_LTI_CREDENTIALS"
-REQUIRED = ["issuer", "client_id", "deployment_id", "token_url", "lineitems_url", "private_key_file"]
+# The deployment id is not needed to push (AGS calls name the line items); kept to say which deployment.
+REQUIRED = ["issuer", "client_id", "token_url", "lineitems_url", "private_key_file"]
 REASON_CHARS = 300
 
 
@@ -142,7 +143,7 @@ def load_credentials(*, course_dir: Path | str, file: Path | str | None = None,
     except (ValueError, TypeError) as error:
         raise CredentialsError(f"the tool's private key {key_path} is not an unencrypted PEM RSA key: {error}") from None
     return LtiCredentials(issuer=str(values["issuer"]), client_id=str(values["client_id"]),
-                          deployment_id=str(values["deployment_id"]), token_url=str(values["token_url"]),
+                          deployment_id=str(values.get("deployment_id") or ""), token_url=str(values["token_url"]),
                           lineitems_url=str(values["lineitems_url"]),
                           private_key=private_key,
                           audience=str(values.get("audience") or ""), source=source)
