@@ -231,8 +231,9 @@ def _reason(error: Exception, token_url: str) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _service(credentials: LtiCredentials) -> Any:
-    """pylti1p3's AGS client for the course's line items, signing with the tool's key."""
+def _service(credentials: LtiCredentials) -> tuple[Any, Any]:
+    """pylti1p3's AGS client for the course's line items, and its connection (which signs the token
+    request with the tool's key and keeps the token)."""
     from pylti1p3.assignments_grades import AssignmentsGradesService
     from pylti1p3.registration import Registration
     from pylti1p3.service_connector import ServiceConnector
@@ -243,16 +244,24 @@ def _service(credentials: LtiCredentials) -> Any:
                     .set_tool_public_key(public_pem(credentials.private_key)))
     if credentials.audience:
         registration.set_auth_audience(credentials.audience)
-    return AssignmentsGradesService(ServiceConnector(registration),
-                                    {"scope": SCOPES, "lineitems": credentials.lineitems_url})  # type: ignore[typeddict-item]
+    connector = ServiceConnector(registration)
+    service = AssignmentsGradesService(connector, {"scope": SCOPES, "lineitems": credentials.lineitems_url})  # type: ignore[typeddict-item]
+    return service, connector
 
 
-def read_results(ags: Any, lineitem_url: str) -> dict[str, dict[str, Any]]:
-    """userId -> result of the line item, every page (pylti1p3's get_grades reads the first only)."""
-    url: str | None = ags._add_url_path_ending(lineitem_url, "results")
+def results_url(lineitem_url: str) -> str:
+    """AGS: the results of a line item are at its URL's path + "/results" (its query kept)."""
+    path, question, query = lineitem_url.partition("?")
+    return f"{path.rstrip('/')}/results{question}{query}"
+
+
+def read_results(connector: Any, lineitem_url: str) -> dict[str, dict[str, Any]]:
+    """userId -> result of the line item, following the LMS's next-page links (pylti1p3's get_grades
+    reads the first page only, and a big class's results come in pages)."""
+    url: str | None = results_url(lineitem_url)
     results: dict[str, dict[str, Any]] = {}
     while url:
-        page = ags._service_connector.make_service_request(SCOPES, url, accept=RESULTS_TYPE)
+        page = connector.make_service_request(SCOPES, url, accept=RESULTS_TYPE)
         for result in page["body"] or []:
             results[str(result.get("userId"))] = result
         url = page["next_page_url"]
@@ -299,13 +308,13 @@ def push_grades(*, course_dir: Path | str, assignment: str, credentials: LtiCred
     if not to_send:
         return result
     max_score = to_send[0].max_score
-    ags = _service(credentials)
+    ags, connector = _service(credentials)
     wanted = (LineItem().set_resource_id(assignment).set_tag(LMS_TAG).set_label(label or assignment)
               .set_score_maximum(max_score))
     try:
         lineitem = ags.find_or_create_lineitem(wanted, find_by="resource_id")
         result.lineitem = lineitem.get_id() or ""
-        existing = read_results(ags, result.lineitem)
+        existing = read_results(connector, result.lineitem)
     except _lms_errors() as error:  # the LMS down or refusing the token: nothing can be sent
         reason = _reason(error, credentials.token_url)
         result.failed = {g.student: reason for g in to_send}

@@ -25,16 +25,14 @@ Chromium, like tests/test_hub_class.py; run it under `flock /tmp/hub-test.lock`.
 
 from __future__ import annotations
 
-import grp
 import json
 import os
-import pwd
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +49,7 @@ from scripts.student_work import CORRECT
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    HubAccounts,
     generate_assignment,
     lms_results,
     nbgrader_env,
@@ -85,39 +84,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 README_SHOT = ROOT / "docs" / "lms-gradebook.png"
 
 
-def remove_accounts() -> None:
-    for name in ACCOUNTS:
-        try:
-            account = pwd.getpwnam(name)
-        except KeyError:
-            continue
-        if account.pw_gecos != ACCOUNT_MARK:
-            raise RuntimeError(f"account {name} exists and was not made by this test; not removing it")
-        subprocess.run(["pkill", "-KILL", "-u", str(account.pw_uid)], capture_output=True)
-        deadline = time.monotonic() + 30
-        while subprocess.run(["pgrep", "-u", str(account.pw_uid)], capture_output=True).returncode == 0 \
-                and time.monotonic() < deadline:
-            time.sleep(0.1)
-        subprocess.run(["userdel", name], check=True, capture_output=True)
-    for group in (STUDENTS_GROUP, INSTRUCTORS_GROUP):
-        try:
-            grp.getgrnam(group)
-        except KeyError:
-            continue
-        subprocess.run(["groupdel", group], check=True, capture_output=True)
-
-
-def create_accounts(homes: Path) -> str:
-    """The accounts (the launched ones need one: LocalProcessSpawner); the PAM instructor's password."""
-    for group in (STUDENTS_GROUP, INSTRUCTORS_GROUP):
-        subprocess.run(["groupadd", group], check=True, capture_output=True)
-    for name, groups in ACCOUNTS.items():
-        subprocess.run(["useradd", "--comment", ACCOUNT_MARK, "--home-dir", str(homes / name), "--create-home",
-                        "--shell", "/bin/bash", *(["--groups", ",".join(groups)] if groups else []), name],
-                       check=True, capture_output=True)
-    password = os.urandom(9).hex()
-    subprocess.run(["chpasswd"], input=f"{PAM_INSTRUCTOR}:{password}\n", text=True, check=True, capture_output=True)
-    return password
+HUB_ACCOUNTS = HubAccounts(ACCOUNTS, (STUDENTS_GROUP, INSTRUCTORS_GROUP), ACCOUNT_MARK)
 
 
 @dataclass
@@ -175,7 +142,7 @@ def check_prerequisites() -> None:
 @pytest.fixture(scope="module")
 def hub() -> Iterator[LtiHub]:
     check_prerequisites()
-    remove_accounts()
+    HUB_ACCOUNTS.remove()  # leftovers of a run that was killed
     base = Path(tempfile.mkdtemp(prefix="coursekit-lti-hub-"))
     base.chmod(0o755)
     (base / "home").mkdir()
@@ -189,7 +156,10 @@ def hub() -> Iterator[LtiHub]:
     platform.start()
     server = None
     try:
-        h = LtiHub(base, hub_url, platform, tool_key, tool_public, create_accounts(base / "home"))
+        # The launched people need an account too (LocalProcessSpawner); only ckl-tom logs in with a password.
+        password = secrets.token_urlsafe(12)
+        HUB_ACCOUNTS.create(base / "home", {PAM_INSTRUCTOR: password})
+        h = LtiHub(base, hub_url, platform, tool_key, tool_public, password)
         subprocess.run(["make", "-s", "-C", str(ROOT), "exchange", f"EXCHANGE={base / 'exchange'}"], check=True)
         generate_assignment(new_course(h.course))
         subprocess.run(["chown", "-R", f"{GRADER}:{GRADER}", str(h.course)], check=True)
@@ -219,7 +189,7 @@ def hub() -> Iterator[LtiHub]:
                 server.wait()
         platform.stop()
         try:
-            remove_accounts()
+            HUB_ACCOUNTS.remove()
         finally:
             shutil.rmtree(base, ignore_errors=True)
 
