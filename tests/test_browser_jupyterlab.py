@@ -136,8 +136,9 @@ def test_typed_solutions_pass_the_public_tests_and_every_plot_renders(page):
         assert "All tests passed." in cell(page, grade_id).locator(".jp-OutputArea").inner_text(), grade_id
     assert page.locator(".jp-Notebook .jp-OutputArea-output[data-mime-type*='stderr']").count() == 0
     # the data set; per training (zeros, x10, He, x0.01, x1) a cost curve; the boundaries of zeros,
-    # the constant network, x10 and He; the deep network; the comparison; the explorer's drawing
-    assert png_images(page.locator(".jp-Notebook")) == 1 + 5 + 4 + 1 + 1 + 1
+    # the constant network, x10 and He; the deep network; its histograms; the saturating units (two
+    # figures); the comparison; the explorer's drawing
+    assert png_images(page.locator(".jp-Notebook")) == 1 + 5 + 4 + 1 + 1 + 2 + 1 + 1
     page.evaluate("document.activeElement && document.activeElement.blur()")  # no cursor in the shot
     cell(page, "initialize_parameters_he").evaluate("c => c.scrollIntoView({block: 'start'})")
     page.screenshot(path=ARTIFACTS / "4-solved.png")
