@@ -26,7 +26,7 @@ import pytest
 
 from coursekit.gradebook import lock_name
 from coursekit.read import load_course
-from coursekit.sandbox import Call, Limits, Opaque, Sandbox, SandboxResult
+from coursekit.sandbox import Call, Failure, Limits, Opaque, Sandbox, SandboxResult
 from coursekit.sandbox._child import SETUP_FAILED_EXIT, UID_BASE
 from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
 from tests.helpers import copy_course, coursekit, nbgrader_env, release_notebook, run_coursekit, submit
@@ -76,7 +76,7 @@ def run(box: Sandbox, code: str | list[str], *calls: Call, limits: Limits = QUIC
 def assert_batch_goes_on(box: Sandbox) -> None:
     """After an attack, the same sandbox still grades an honest submission correctly."""
     result = run(box, HE, Call("initialize_parameters_he", ([2, 4, 1],)))
-    assert result.reason is None, result.reason
+    assert result.reason is None and result.failure is None, result.reason
     value = result.calls[0].value
     assert set(value) == {"W1", "b1", "W2", "b2"}
     for key, array in expected_he([2, 4, 1]).items():
@@ -309,6 +309,7 @@ def test_forged_result_bytes_are_refused_not_unpickled(box):
         os._exit(0)
         """, Call("initialize_parameters_he", ([2, 4, 1],)))
     assert result.reason.startswith("malformed result from the sandbox")
+    assert result.failure is Failure.FORGED
     assert [c.status for c in result.calls] == ["not_run"]
     assert result.calls[0].value is None
 
@@ -323,6 +324,7 @@ def test_forged_records_void_the_whole_result_even_the_honest_calls(box):
             return 0
         """], Call("initialize_parameters_he", ([2, 4, 1],)), Call("forge", ([1],)))
     assert result.reason == "malformed result from the sandbox: records out of order"
+    assert result.failure is Failure.FORGED
     assert [(c.status, c.value) for c in result.calls] == [("not_run", None)] * 2
 
 
@@ -331,6 +333,7 @@ def test_garbage_and_oversized_results_are_a_failed_run_with_a_reason(box):
     assert garbage.reason.startswith("malformed result from the sandbox")
     huge = run(box, "import os, struct\nos.write(3, struct.pack('<2sII', b'CK', 10 << 20, 0))\n", Call("f"))
     assert huge.reason == "the result is larger than the 1 MiB limit (sent by part 1)"
+    assert (garbage.failure, huge.failure) == (Failure.FORGED, Failure.STUDENT)
     assert [c.status for c in garbage.calls + huge.calls] == ["not_run", "not_run"]
     assert_batch_goes_on(box)
 
@@ -387,6 +390,7 @@ def test_an_endless_sleep_hits_the_wall_clock_timeout(box):
         """], Call("initialize_parameters_he", ([2, 1],)), Call("initialize_parameters_zeros", ([2],)),
         limits=Limits(wall_seconds=1.5))
     assert result.reason == "wall-clock timeout after 1.5 s"
+    assert result.failure is Failure.STUDENT
     assert [c.status for c in result.calls] == ["ok", "error"]
     assert_batch_goes_on(box)
 
@@ -682,6 +686,7 @@ def test_a_submission_that_silences_the_end_signal_loses_its_results(box):
                  Call("initialize_parameters_he", ([2, 4, 1],)))
     assert result.reason.startswith("the submission interfered with the sandbox's exit after its "
                                     "last call")
+    assert result.failure is Failure.STUDENT
     assert [(c.status, c.value) for c in result.calls] == [("error", None)]
     assert_batch_goes_on(box)
 
