@@ -175,6 +175,16 @@ def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.Notebook
                           f"{str(error)[:200]}); it was probably edited outside Jupyter")
 
 
+def _older_format(text: str, name: str) -> nbformat.NotebookNode | Unreadable:
+    """A notebook of an older format, converted by nbformat, or why it cannot be."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MissingIDFieldWarning)
+            return nbformat.reads(text, as_version=4)
+    except Exception as err:  # nbformat raises many kinds on odd versions and shapes
+        return Unreadable(f"{name} is not a notebook nbformat can read: {type(err).__name__}: {err}")
+
+
 def _parse_notebook(data: bytes, name: str) -> nbformat.NotebookNode | Unreadable:
     if not data.strip():
         return Unreadable(f"{name} is empty")
@@ -199,13 +209,8 @@ def _parse_notebook(data: bytes, name: str) -> nbformat.NotebookNode | Unreadabl
                           "it was probably edited outside Jupyter")
     if not isinstance(raw, NotebookNode) or not isinstance(raw.get("cells"), list):  # (every JSON object is one)
         return Unreadable(f"{name} is JSON but not a notebook (no list of cells)")
-    if raw.get("nbformat") != 4:  # older formats: let nbformat convert them
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", MissingIDFieldWarning)
-                return nbformat.reads(text, as_version=4)
-        except Exception as err:  # nbformat raises many kinds on odd versions and shapes
-            return Unreadable(f"{name} is not a notebook nbformat can read: {type(err).__name__}: {err}")
+    if raw.get("nbformat") != 4:
+        return _older_format(text, name)
     # Version 4: check only what grading relies on; full schema validation costs more than grading.
     for cell in raw["cells"]:
         if not (isinstance(cell, dict) and isinstance(cell.get("cell_type"), str)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 import jinja2
 
 from ..feedback import GRADED_LATER, ShownTest
+from ..printable import printable
 
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -56,7 +57,10 @@ appear in the feedback you fetch after it.</p>{% endif %}
 </body></html>
 """
 
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+# Every value shown passes through `printable` (control and bidirectional characters escaped),
+# then autoescape.
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                         finalize=lambda value: printable(value, keep="\n\t") if isinstance(value, str) else value)
 _PAGE = _ENV.from_string(_TEMPLATE)
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..printable import printable
 from ..read import CourseError, course_config, load_course
 from . import journal as journal_mod
 from .journal import Journal
@@ -21,7 +22,7 @@ __all__ = ["Status", "status", "safe"]
 
 def safe(text: str, limit: int = 300) -> str:
     """Text for a terminal: control characters escaped, cut to `limit` characters."""
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    text = printable(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
