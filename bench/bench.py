@@ -6,7 +6,7 @@ throughput of each, the ratio, and whether the grades agree.
 Two tables.  The first is this course (the lesson's notebook runs three 15,000-iteration trainings,
 so stock nbgrader spends about 6 s a notebook).  The second is other kinds of course, the
 assignments of tests/general_course/: `textstats` (light: string and statistics functions in two
-notebooks), `plots` (plot-heavy: demonstration cells draw a dozen figures, tests inspect axes)
+notebooks), `gallery` (plot-heavy: demonstration cells draw a dozen figures, tests inspect axes)
 and `weather` (a data file: the functions read a CSV beside the notebook).  Each gets a class of
 `--count` students built by cycling through `coursekit check`'s variants of its master (the
 solution, the release, each solution cell stubbed, other styles, wrong return values), with the
@@ -34,13 +34,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench import make_class
 from coursekit import check
 from coursekit.extract import notebooks_of
 from coursekit.pipeline import default_workers
 from coursekit.read import load_course
+from scripts import make_class
 from scripts.course import ASSIGNMENT, ROOT
-from tests.helpers import build_template, copy_course, expected_scores, gradebook_scores, nbgrader_env
+from scripts.courses import build_template, copy_course, expected_scores, gradebook_scores, nbgrader_env
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -86,7 +86,7 @@ def lesson_table(args: argparse.Namespace, base: Path) -> bool:
 GENERAL = ROOT / "tests" / "general_course"
 GENERAL_ASSIGNMENTS = {  # assignment -> what kind of course it stands for
     "textstats": "light (functions on strings and numbers, 2 notebooks)",
-    "plots": "plot-heavy (12 figures in demo cells, tests read axes)",
+    "gallery": "plot-heavy (12 figures in demo cells, tests read axes)",
     "weather": "data file (functions read a CSV beside the notebook)",
 }
 

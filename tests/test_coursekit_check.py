@@ -1,7 +1,7 @@
 """`coursekit check ASSIGNMENT` (issue 19, "Instructors can check their own course").
 
 The real command runs on this course and on tests/general_course/ (`textstats`, and `weather`,
-whose notebook reads a data file) and must find every cell in agreement (`plots` does not yet:
+whose notebook reads a data file) and must find every cell in agreement (`gallery` does not yet:
 README says why); on a course whose configuration makes coursekit grade differently on purpose (a
 per-cell time limit below what a correct answer needs) it must say which cells differ, why, and
 exit 1.  The variants themselves are checked without grading: what each one changes.
