@@ -324,11 +324,68 @@ def _new_cell(source: str, index: int) -> dict:
             "outputs": [], "source": source}
 
 
-def _replacing(gid: str, source: str) -> Callable[[str, dict, int], list[dict] | None]:
-    """An edit for `variants`' build: the cell `gid` gets `source`, the others their solution."""
+Edit = Callable[[str, dict, int], "list[dict] | None"]  # (notebook, solved cell, index) -> its cells, None: as is
+
+
+def _replacing(gid: str, source: str) -> Edit:
+    """An edit for `_Solved`: the cell `gid` gets `source`, the others their solution."""
     def edit(notebook: str, cell: dict, index: int) -> list[dict] | None:
         return [dict(cell, source=source)] if _grade_id(cell) == gid else None
     return edit
+
+
+def _helpers(notebook: str, cell: dict, index: int) -> list[dict] | None:
+    """Each graded function's code as `_f_impl` in a new cell above; the solution cell calls it."""
+    source = _text(cell)
+    tree = _plain_cell(source)
+    defs = _defs(tree, _graded_functions(source)) if tree else []
+    if not defs:
+        return None
+    return [_new_cell(_rename(source, defs), index), dict(cell, source=_wrappers(defs).rstrip() + "\n")]
+
+
+def _reorder(notebook: str, cell: dict, index: int) -> list[dict] | None:
+    """The cell's callers above the helpers they call, definitions reversed, imports last."""
+    source = _text(cell)
+    tree = _plain_cell(source)
+    if tree is None:
+        return None
+    defs = _defs(tree, _graded_functions(source))
+    if defs:  # each graded function becomes a caller, above the helper that does the work
+        source = _rename(source, defs)
+        tree = _plain_cell(source)
+        assert tree is not None  # renaming a definition keeps the cell plain
+    moved = _wrappers(defs) + (_reordered(source, tree) or source)
+    return [dict(cell, source=moved)] if moved != _text(cell) else None
+
+
+STYLES = (("helpers", "each graded function's code in a helper, in a new cell above", _helpers),
+          ("reordered", "each solution cell's definitions in another order, imports last where nothing needs "
+                        "them earlier", _reorder))
+
+
+class _Solved:
+    """The release notebooks solved with the master's solutions, each solution cell passed through
+    an edit: `_Solved(release, solutions)(edit)` -> {notebook: JSON}."""
+
+    def __init__(self, release: dict[str, dict], solutions: dict[str, dict[str, str]]) -> None:
+        self.release, self.solutions = release, solutions
+
+    def __call__(self, edit: Edit) -> dict[str, dict]:
+        out = {}
+        for name, nb in self.release.items():
+            copy = json.loads(json.dumps(nb))
+            cells = []
+            for index, cell in enumerate(copy["cells"]):
+                gid = _solution_id(cell)
+                if gid in self.solutions[name]:
+                    solved = dict(cell, source=self.solutions[name][gid])
+                    cells.extend(edit(name, solved, index) or [solved])
+                else:
+                    cells.append(cell)
+            copy["cells"] = cells
+            out[name] = copy
+        return out
 
 
 def variants(release: dict[str, dict], master: dict[str, dict], delimiters: tuple[str, str],
@@ -338,72 +395,25 @@ def variants(release: dict[str, dict], master: dict[str, dict], delimiters: tupl
     notes = [] if notes is None else notes
     solutions = {name: {gid: solution_text(_text(c), delimiters) for c in nb["cells"] if (gid := _solution_id(c))}
                  for name, nb in master.items()}
-
-    def build(edit: Callable[[str, dict, int], list[dict] | None]) -> dict[str, dict]:
-        """Each release notebook, solved, with `edit(notebook, cell, index)` deciding each solution
-        cell's replacement cells (None: the solution)."""
-        out = {}
-        for name, nb in release.items():
-            copy = json.loads(json.dumps(nb))
-            cells = []
-            for index, cell in enumerate(copy["cells"]):
-                gid = _solution_id(cell)
-                if gid in solutions[name]:
-                    solved = dict(cell, source=solutions[name][gid])
-                    cells.extend(edit(name, solved, index) or [solved])
-                else:
-                    cells.append(cell)
-            copy["cells"] = cells
-            out[name] = copy
-        return out
-
+    build = _Solved(release, solutions)
     found = [Variant("solution", "the master's solutions", build(lambda n, c, i: None)),
              Variant("release", "the untouched release", json.loads(json.dumps(release)))]
-    for name, nb in release.items():
-        for cell in nb["cells"]:
-            gid = _solution_id(cell)
-            if gid and gid in solutions[name]:
-                stub = _text(cell)
-                found.append(Variant(f"stub-{gid}", f"the solution, with {gid} left as released",
-                                     build(_replacing(gid, stub))))
-
-    def helpers(name: str, cell: dict, index: int) -> list[dict] | None:
-        source = _text(cell)
-        tree = _plain_cell(source)
-        defs = _defs(tree, _graded_functions(source)) if tree else []
-        if not defs:
-            return None
-        return [_new_cell(_rename(source, defs), index), dict(cell, source=_wrappers(defs).rstrip() + "\n")]
-
-    def reordered(name: str, cell: dict, index: int) -> list[dict] | None:
-        source = _text(cell)
-        tree = _plain_cell(source)
-        if tree is None:
-            return None
-        defs = _defs(tree, _graded_functions(source))
-        if defs:  # each graded function becomes a caller, above the helper that does the work
-            source = _rename(source, defs)
-            tree = _plain_cell(source)
-            assert tree is not None  # renaming a definition keeps the cell plain
-        moved = _wrappers(defs) + (_reordered(source, tree) or source)
-        return [dict(cell, source=moved)] if moved != _text(cell) else None
-
-    for style, about, edit in (("helpers", "each graded function's code in a helper, in a new cell above", helpers),
-                               ("reordered", "each solution cell's definitions in another order, imports last "
-                                             "where nothing needs them earlier", reordered)):
+    found += [Variant(f"stub-{gid}", f"the solution, with {gid} left as released", build(_replacing(gid, _text(cell))))
+              for name, nb in release.items() for cell in nb["cells"]
+              if (gid := _solution_id(cell)) and gid in solutions[name]]
+    for style, about, edit in STYLES:
         notebooks = build(edit)
         if notebooks != found[0].notebooks:
             found.append(Variant(style, about, notebooks))
         else:
             notes.append(f"no '{style}' variant: no solution cell is plain Python made of definitions only")
-    for cells in solutions.values():
-        for gid, source in cells.items():
-            for function in _graded_functions(source):
-                wrong = _wrong(source, function)
-                if wrong is None:
-                    notes.append(f"no wrong-value variant of {function}: it returns nothing, is a generator, or "
-                                 f"its cell {gid} is not plain Python")
-                    continue
+    for gid, source in ((gid, source) for cells in solutions.values() for gid, source in cells.items()):
+        for function in _graded_functions(source):
+            wrong = _wrong(source, function)
+            if wrong is None:
+                notes.append(f"no wrong-value variant of {function}: it returns nothing, is a generator, or "
+                             f"its cell {gid} is not plain Python")
+            else:
                 found.append(Variant(f"wrong-{function}", f"the solution, with {function} returning a wrong value",
                                      build(_replacing(gid, wrong))))
     return found

@@ -1,7 +1,8 @@
 """`coursekit check ASSIGNMENT` (issue 19, "Instructors can check their own course").
 
-The real command runs on this course and on tests/general_course/ and must find every cell in
-agreement; on a course whose configuration makes coursekit grade differently on purpose (a
+The real command runs on this course and on tests/general_course/ (`textstats`; `weather`, whose
+notebook reads a data file; `gallery`, whose tests read Matplotlib's axes) and must find every cell
+in agreement; on a course whose configuration makes coursekit grade differently on purpose (a
 per-cell time limit below what a correct answer needs) it must say which cells differ, why, and
 exit 1.  The variants themselves are checked without grading: what each one changes.
 """
@@ -108,6 +109,8 @@ def _agreement(done: subprocess.CompletedProcess) -> tuple[int, int, int]:
 @pytest.mark.parametrize("course, assignment, cells", [
     (ROOT, "initialization", 6),
     (GENERAL, "textstats", 9),
+    (GENERAL, "weather", 3),  # functions and a setup cell that read a CSV beside the notebook
+    (GENERAL, "gallery", 2),  # plot-heavy: demonstration figures, tests that read the current axes
 ])
 def test_check_agrees_on_every_cell(course, assignment, cells):
     done = run_check(course, assignment)
