@@ -66,7 +66,8 @@ def new_key() -> tuple[str, str]:
 @dataclass
 class Member:
     user_id: str
-    role: str  # "Learner" or "Instructor" (LIS membership role)
+    role: str  # the course (LIS membership) role: "Learner", "Instructor", "Mentor", or a full URI
+    extra_roles: list[str] = field(default_factory=list)  # full role URIs sent as well
     name: str = ""
     email: str = ""
     custom: dict[str, str] = field(default_factory=dict)
@@ -110,7 +111,8 @@ class Launch(LTIAdvantageMessageLaunchAbstract):
 
     def prepare_launch(self, preflight_response: dict[str, Any]) -> None:
         m = self.member
-        self.set_user_data(m.user_id, [ROLE + m.role], full_name=m.name or None, email_address=m.email or None)
+        role = m.role if "://" in m.role else ROLE + m.role
+        self.set_user_data(m.user_id, [role, *m.extra_roles], full_name=m.name or None, email_address=m.email or None)
         given, _, family = m.name.partition(" ")
         if family:
             self.set_extra_claims({"given_name": given, "family_name": family})
@@ -242,8 +244,8 @@ class Platform:
         return f"{self.url}/token"
 
     def enrol(self, user_id: str, role: str, name: str = "", email: str = "",
-              custom: dict[str, str] | None = None) -> None:
-        self.members[user_id] = Member(user_id, role, name, email, custom or {})
+              custom: dict[str, str] | None = None, extra_roles: list[str] | None = None) -> None:
+        self.members[user_id] = Member(user_id, role, name, email, custom or {}, extra_roles or [])
 
     def launch_url(self, user_id: str) -> str:
         return f"{self.url}/launch?{urlencode({'user': user_id})}"
