@@ -245,7 +245,8 @@ class Platform:
 
     def enrol(self, user_id: str, role: str, name: str = "", email: str = "",
               custom: dict[str, str] | None = None, extra_roles: list[str] | None = None) -> None:
-        self.members[user_id] = Member(user_id, role, name, email, custom or {}, extra_roles or [])
+        self.members[user_id] = Member(user_id, role, extra_roles=extra_roles or [], name=name, email=email,
+                                       custom=custom or {})
 
     def launch_url(self, user_id: str) -> str:
         return f"{self.url}/launch?{urlencode({'user': user_id})}"

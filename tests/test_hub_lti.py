@@ -235,9 +235,10 @@ def launched(hub: LtiHub) -> Iterator[LtiHub]:
             page.click("#login_submit")
             page.wait_for_url(lambda url: "/hub/login" not in url, timeout=60_000)
             hub.seen[PAM_INSTRUCTOR] = hub_user(page, hub)
-            yield hub
-        finally:
-            browser.close()
+        except Exception as error:  # what the hub said about it
+            raise AssertionError(f"{error}\n--- hub log:\n{hub.log.read_text()[-6000:]}") from error  # type: ignore[attr-defined]
+        yield hub
+        browser.close()
 
 
 def test_each_launch_logs_in_the_student_id_from_the_lms(launched):
