@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="Dask scheduler (tcp://HOST:PORT) to send the grading tasks to")
     grade.add_argument("--timeout", type=float, metavar="S",
-                       help="wall-clock seconds per submission in the sandbox (default: c.CourseKit.timeout, 20)")
+                       help="wall-clock seconds per submission in the sandbox, in all: a safety net over "
+                            "nbgrader's per-cell timeout, which applies to each cell (default: "
+                            "c.CourseKit.timeout, an hour)")
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
     grade.add_argument("--insecure", action="store_true",
@@ -227,9 +229,15 @@ def _other_verb(args: argparse.Namespace) -> int:
     elif args.verb == "feedback":
         from .feedback import generate_feedback
 
-        pages = generate_feedback(args.course_dir, args.assignment).pages
+        feedback = generate_feedback(args.course_dir, args.assignment)
+        pages = feedback.pages
         print(f"Feedback: {len(pages)} page(s), e.g. {_shown(pages[0])}" if pages else
               "Feedback: no page written (nothing graded yet?)")
+        if feedback.failed:
+            print(f"coursekit: nbgrader could not write feedback for {len(feedback.failed)} student(s): "
+                  f"{printable(', '.join(feedback.failed))}; the others have theirs. nbgrader's log:\n"
+                  f"{printable(feedback.log[-3000:], keep=chr(10))}", file=sys.stderr)
+            return 1
     else:
         from .class_report import write_report
 
@@ -251,6 +259,13 @@ def show_config(course_dir: Path) -> str:
              "# (set them in nbgrader_config.py as c.CourseKit.<name> = <value>)", ""]
     for name, trait in sorted(kit.class_traits(config=True).items()):
         lines.append(f"c.CourseKit.{name} = {getattr(kit, name)!r}")
+        lines += [f"    {line}" for line in textwrap.wrap(" ".join((trait.help or "").split()), 92)]
+    from .service.policy import Serve
+
+    serve = Serve(config=course_config(course_dir))
+    lines += ["", "# coursekit serve, the grading service (c.Serve.<name>)", ""]
+    for name, trait in sorted(serve.class_traits(config=True).items()):
+        lines.append(f"c.Serve.{name} = {getattr(serve, name)!r}")
         lines += [f"    {line}" for line in textwrap.wrap(" ".join((trait.help or "").split()), 92)]
     lines.append(f"\n# sandbox limits in effect: {settings.limits}")
     return "\n".join(lines)
