@@ -39,6 +39,7 @@ COURSEKIT_LTI_ISSUER is set; the values come from the LMS's registration of the 
 Ports of the hub itself are JupyterHub's own options (`--JupyterHub.bind_url`, ...).
 """
 
+import asyncio
 import grp
 import os
 import pwd
@@ -152,20 +153,26 @@ if LTI_ISSUER:
                 return True
             return LocalAuthenticator.check_allowed(self, username, authentication)
 
-    def record_lms_user(authenticator, handler, auth_model):
-        """Write a launched student's LTI user id (and name) to the nbgrader gradebook."""
+    async def record_lms_user(authenticator, handler, auth_model):
+        """Write a launched student's LTI user id (and name) to the nbgrader gradebook.
+
+        In a thread, with a time limit: the hub serves everyone from one event loop, and a gradebook
+        that is busy (SQLite locked by a grader) must not stall it."""
         claims = auth_model.get("auth_state") or {}
         if ROLES_CLAIM in claims and STUDENTS_GROUP in auth_model.get("groups", []):
-            from nbgrader.api import Gradebook
+            def write():
+                from nbgrader.api import Gradebook
 
-            try:
                 with Gradebook(GRADEBOOK, COURSE_ID) as gb:
                     gb.update_or_create_student(auth_model["name"], lms_user_id=claims["sub"],
                                                 first_name=claims.get("given_name"),
                                                 last_name=claims.get("family_name"), email=claims.get("email"))
+
+            try:
+                await asyncio.wait_for(asyncio.to_thread(write), timeout=30)
             except Exception as error:  # the launch still works; `coursekit lms push` would name the student
-                authenticator.log.error("could not record the LTI user id of %s in the gradebook: %s",
-                                        auth_model["name"], error)
+                authenticator.log.error("could not record the LTI user id of %s in the gradebook (%s: %s); "
+                                        "the next launch tries again", auth_model["name"], type(error).__name__, error)
         return auth_model
 
     c.JupyterHub.authenticator_class = CourseAuthenticator

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -66,14 +67,15 @@ def new_key() -> tuple[str, str]:
 @dataclass
 class Member:
     user_id: str
-    role: str  # "Learner" or "Instructor" (LIS membership role)
+    role: str  # the course (LIS membership) role: "Learner", "Instructor", "Mentor", or a full URI
+    extra_roles: list[str] = field(default_factory=list)  # full role URIs sent as well
     name: str = ""
     email: str = ""
     custom: dict[str, str] = field(default_factory=dict)
 
 
 class TornadoRequest(Request):
-    def build_metadata(self, request: tornado.httpserver.HTTPServerRequest) -> TRequest:
+    def build_metadata(self, request: tornado.httputil.HTTPServerRequest) -> TRequest:
         args: dict[str, Any] = {k: v[-1].decode() for k, v in request.query_arguments.items()}
         for number in ("page", "limit"):  # lti1p3platform counts pages with them
             if number in args:
@@ -110,7 +112,8 @@ class Launch(LTIAdvantageMessageLaunchAbstract):
 
     def prepare_launch(self, preflight_response: dict[str, Any]) -> None:
         m = self.member
-        self.set_user_data(m.user_id, [ROLE + m.role], full_name=m.name or None, email_address=m.email or None)
+        role = m.role if "://" in m.role else ROLE + m.role
+        self.set_user_data(m.user_id, [role, *m.extra_roles], full_name=m.name or None, email_address=m.email or None)
         given, _, family = m.name.partition(" ")
         if family:
             self.set_extra_claims({"given_name": given, "family_name": family})
@@ -242,8 +245,9 @@ class Platform:
         return f"{self.url}/token"
 
     def enrol(self, user_id: str, role: str, name: str = "", email: str = "",
-              custom: dict[str, str] | None = None) -> None:
-        self.members[user_id] = Member(user_id, role, name, email, custom or {})
+              custom: dict[str, str] | None = None, extra_roles: list[str] | None = None) -> None:
+        self.members[user_id] = Member(user_id, role, extra_roles=extra_roles or [], name=name, email=email,
+                                       custom=custom or {})
 
     def launch_url(self, user_id: str) -> str:
         return f"{self.url}/launch?{urlencode({'user': user_id})}"
@@ -255,12 +259,12 @@ class Platform:
         return {u: r for u in self.members if (r := service.result(item, u))}
 
     def _gradebook(self, request: Request | None) -> Gradebook:
-        service = Gradebook(request, self.conf(), self.lineitems_url)  # type: ignore[arg-type]
+        service = Gradebook(request, self.conf(), self.lineitems_url)
         service.platform = self
         return service
 
     # --- serving
-    def app(self) -> tornado.web.Application:
+    def app(self) -> tornado.web.Application:  # noqa: C901 (one small handler class per route, each simple)
         platform = self
 
         class Base(tornado.web.RequestHandler):

@@ -8,7 +8,8 @@ Headless Chromium plays each person clicking the link in the LMS: platform -> th
 
     ckl-ada, ckl-ben, ckl-cy   Learners in the LMS (their LTI user ids are UUIDs, their student id
                                a custom parameter)               -> hub group ckl-students
-    ckl-teacher                Instructor in the LMS             -> ckl-instructors, formgrade-weight-init
+    ckl-teacher, ckl-ta        Instructor, Teaching Assistant    -> ckl-instructors, formgrade-weight-init
+                               (ckl-cy also has an institution Instructor role: still a student here)
     ckl-tom                    no LMS: logs in with his Unix password on the hub's login page, as
                                before LTI; in the Unix group ckl-instructors
     ckl-grader                 owns the course folder, runs the formgrader service
@@ -55,6 +56,7 @@ from tests.helpers import (
     nbgrader_env,
     new_course,
     release_notebook,
+    require,
     solve,
     submit,
     wait_until_serving,
@@ -69,17 +71,20 @@ ACCOUNT_MARK = "coursekit LTI hub test account"
 STUDENTS_GROUP, INSTRUCTORS_GROUP = "ckl-students", "ckl-instructors"
 GRADER, PAM_INSTRUCTOR = "ckl-grader", "ckl-tom"
 XAVIER_HE = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 /", "np.sqrt(1 /")
+TEACHING_ASSISTANT = "http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"
 # hub name: (LTI user id, LMS role, full name, what they submit, hand-counted score)
 LAUNCHED = {
     "ckl-ada": ("5b7e0c1e-8f43-4f0e-a1a1-2f6d3f7c9a01", "Learner", "Ada Lovelace", CORRECT, 9.0),
     "ckl-ben": ("c0ffee00-1234-4abc-9def-00000000b3e1", "Learner", "Ben Okafor",
                 {**CORRECT, "initialize_parameters_he": XAVIER_HE}, 6.0),
     "ckl-cy": ("9d2a4b6c-0000-4c1c-8c1c-0000000000c1", "Learner", "Cy Zhang", {}, 0.0),
+    "ckl-ta": ("4a4a4a4a-5555-4555-8555-555555555555", TEACHING_ASSISTANT, "Alan Turing", None, None),
     "ckl-teacher": ("3e3e3e3e-7777-4777-8777-777777777777", "Instructor", "Grace Hopper", None, None),
 }
+INSTITUTION_INSTRUCTOR = "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Instructor"
 STUDENTS = [name for name, entry in LAUNCHED.items() if entry[1] == "Learner"]
-ACCOUNTS = {**{name: [STUDENTS_GROUP] for name in STUDENTS}, "ckl-teacher": [], PAM_INSTRUCTOR: [INSTRUCTORS_GROUP],
-            GRADER: []}
+ACCOUNTS = {**{name: [STUDENTS_GROUP] for name in STUDENTS}, "ckl-teacher": [], "ckl-ta": [],
+            PAM_INSTRUCTOR: [INSTRUCTORS_GROUP], GRADER: []}
 ARTIFACTS = ROOT / "test-artifacts"
 README_SHOT = ROOT / "docs" / "lms-gradebook.png"
 
@@ -136,7 +141,7 @@ def check_prerequisites() -> None:
         ("configurable-http-proxy", shutil.which("configurable-http-proxy") is not None),
         (f"{CHROMIUM} (apt-get install chromium)", Path(CHROMIUM).exists()),
     ] if not ok]
-    assert not missing, f"missing, .ci/run installs them: {', '.join(missing)}"
+    require(", ".join(missing), not missing)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +155,9 @@ def hub() -> Iterator[LtiHub]:
     tool_key, tool_public = new_key()
     platform = Platform(tool_jwks={"keys": [dict(Registration.get_jwk(tool_public))]}, hub_url=hub_url)
     for name, (user_id, role, full_name, _, _) in LAUNCHED.items():
-        platform.enrol(user_id, role, name=full_name, custom={"student_id": name})
+        # cy also teaches elsewhere: an institution role, which says nothing about this course
+        extra = [INSTITUTION_INSTRUCTOR] if name == "ckl-cy" else []
+        platform.enrol(user_id, role, name=full_name, custom={"student_id": name}, extra_roles=extra)
     platform.enrol("mentor-1", "Mentor", name="Pat Parent", custom={"student_id": "ckl-pat"})
     platform.enrol("no-account-1", "Learner", name="Nobody Here", custom={"student_id": "ckl-nobody"})
     platform.start()
@@ -228,9 +235,10 @@ def launched(hub: LtiHub) -> Iterator[LtiHub]:
             page.click("#login_submit")
             page.wait_for_url(lambda url: "/hub/login" not in url, timeout=60_000)
             hub.seen[PAM_INSTRUCTOR] = hub_user(page, hub)
-            yield hub
-        finally:
-            browser.close()
+        except Exception as error:  # what the hub said about it
+            raise AssertionError(f"{error}\n--- hub log:\n{hub.log.read_text()[-6000:]}") from error  # type: ignore[attr-defined]
+        yield hub
+        browser.close()
 
 
 def test_each_launch_logs_in_the_student_id_from_the_lms(launched):
@@ -241,11 +249,12 @@ def test_lms_roles_become_the_hub_groups(launched):
     groups = {name: sorted(model["groups"]) for name, model in launched.seen.items()}
     assert groups == {**{s: [STUDENTS_GROUP] for s in STUDENTS},
                       "ckl-teacher": sorted([INSTRUCTORS_GROUP, FORMGRADERS]),
+                      "ckl-ta": sorted([INSTRUCTORS_GROUP, FORMGRADERS]),
                       PAM_INSTRUCTOR: sorted([INSTRUCTORS_GROUP, FORMGRADERS])}
 
 
 def test_the_lms_instructor_reaches_the_formgrader_and_students_do_not(launched):
-    assert launched.formgrader == {**{s: 403 for s in STUDENTS}, "ckl-teacher": 200}
+    assert launched.formgrader == {**{s: 403 for s in STUDENTS}, "ckl-teacher": 200, "ckl-ta": 200}
 
 
 def test_a_role_the_course_does_not_grade_and_a_person_without_an_account_are_refused(launched):

@@ -208,3 +208,16 @@ def test_lms_key_prints_the_public_key_the_lms_is_given(term):
     jwk, _, pem = done.stdout.partition("}\n")
     assert json.loads(jwk + "}") == term.platform.tool_jwks["keys"][0]
     assert pem == term.tool_public and "PRIVATE" not in done.stdout
+
+
+def test_credentials_can_come_from_the_environment(term):
+    values = json.loads(term.credentials.read_text())
+    env = {**nbgrader_env(), **{f"COURSEKIT_LTI_{key.upper()}": value for key, value in values.items()}}
+    done = subprocess.run([sys.executable, "-m", "coursekit", "lms", "push", ASSIGNMENT], cwd=term.course, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "0 sent, 5 already in the LMS" in done.stdout
+    del env["COURSEKIT_LTI_TOKEN_URL"]
+    done = subprocess.run([sys.executable, "-m", "coursekit", "lms", "push", ASSIGNMENT], cwd=term.course, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "lack COURSEKIT_LTI_TOKEN_URL" in done.stderr, done.stderr
