@@ -138,7 +138,9 @@ class CourseKit(Configurable):
         that folder, as a submission would import it; a submission that changes the file first
         imports its own version.  Import-time code runs once, with the sandbox's files and
         environment, as root, so list only trusted modules whose import does the same for every
-        submission and starts no thread.""").tag(config=True)
+        submission and starts no thread.  The installed libraries the master imports are added
+        to this list by themselves (site-packages only, up to the first whose import starts a
+        thread).""").tag(config=True)
 
     timeout = Float(SAFETY_NET_SECONDS, help="""
         Wall-clock seconds one submission may run in the sandbox in all, a safety net.  The

@@ -171,12 +171,9 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
         with in_folder(folder):
             outputs = run_cell(code, namespace, f"<{test.id}>", shown=_traceback_files(plan))
         failed = [o for o in outputs if o.output_type == "error"]
-        if failed:  # nbgrader grades it as a kernel runs it (0 for a test broken for everyone)
-            plan.sandboxed[test.id] = "it fails with the master's solution in the grader"
-            plan.warnings.append(f"master test cell {test.id} fails with the master's own solution "
-                                 f"({failed[0].ename}: {failed[0].evalue}); it is graded as a kernel runs it, "
-                                 "in the sandbox, as nbgrader does (0 for everyone if the test itself is broken): "
-                                 "fix the test and run `nbgrader generate_assignment` again")
+        if failed:  # graded as a kernel runs it; pipeline.check_master warns the instructor
+            plan.sandboxed[test.id] = (f"it fails with the master's solution in the grader "
+                                       f"({failed[0].ename}: {failed[0].evalue})")
         elif why:
             plan.sandboxed[test.id] = why[0]
         elif introspected := _introspects(code, plan.graded):
@@ -325,6 +322,18 @@ def _exception(error: str | None) -> Exception:
     return cls(message)
 
 
+def _changed_in_place(passed: Any, after: Any) -> None:
+    """Make the test's argument what the student's function left it as (lists, dicts, sets),
+    as a kernel's test would see it after the call."""
+    if type(passed) is not type(after) or passed == after:
+        return
+    if isinstance(passed, list):
+        passed[:] = after
+    elif isinstance(passed, (dict, set)):
+        passed.clear()
+        passed.update(after)
+
+
 def _replay_stub(function: str, queue: deque, reason: str | None) -> Callable:
     def replay(*args: Any, **kwargs: Any) -> Any:
         if kwargs or not queue:
@@ -335,8 +344,7 @@ def _replay_stub(function: str, queue: deque, reason: str | None) -> Callable:
             raise AssertionError(f"coursekit: the test called {function}{args!r}, but the plan expected "
                                  f"{planned.function}{tuple(planned.args)!r}")
         for passed, after in zip(args, result.args_after or ()):
-            if isinstance(passed, list) and isinstance(after, list) and passed != after:
-                passed[:] = after  # the student's function changed its argument in place
+            _changed_in_place(passed, after)
         # What the call printed appears in the test cell's output, stderr included (which, as
         # in nbgrader, costs the cell its points).
         if result.stdout:

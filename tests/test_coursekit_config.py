@@ -10,9 +10,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 import coursekit
 from coursekit.config import DEFAULTS
+from coursekit.extract import AssignmentPlan, MasterCell
+from coursekit.pipeline import installed_imports
 from coursekit.read import CourseError, load_course
 from scripts.course import ASSIGNMENT, ROOT
 from scripts.student_work import CORRECT, solve
@@ -148,3 +151,14 @@ def test_the_package_exports_its_python_api_and_version():
     proc = subprocess.run([sys.executable, "-m", "coursekit", "--version"], capture_output=True, text=True)
     assert proc.stdout.strip() == f"coursekit {coursekit.__version__}"
     assert (Path(coursekit.__file__).parent / "py.typed").is_file()
+
+
+def test_the_installed_libraries_a_master_imports_are_preloaded_and_nothing_else():
+    """A course that lists no preload still gets its libraries imported once per sandbox: those its
+    master imports from site-packages, not the standard library or the course's own modules."""
+    sources = ["import numpy as np\nimport json, os.path\n", "from matplotlib import pyplot as plt\n",
+               "def f():\n    import public_tests\n    from . import nothing\n    return np\n",
+               "%matplotlib inline\nimport nbformat.v4\n"]
+    cells = [MasterCell(i, f"c{i}", "code", "locked", source, {}) for i, source in enumerate(sources)]
+    plan = AssignmentPlan("a", "a", cells, graded={}, trusted=[], skipped=[], tests_of={})
+    assert installed_imports(plan, TransformerManager().transform_cell) == ("numpy", "matplotlib", "nbformat.v4")

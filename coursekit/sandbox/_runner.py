@@ -91,12 +91,17 @@ _c_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
 RECORD_HEADER = struct.Struct("<2sII")  # magic, JSON length, blob length
 RECORD_MAGIC = b"CK"
 MESSAGE_HEADER = struct.Struct("<I")  # grader -> child: length of one JSON message
-CHANNEL_FD = 3  # the same number as the result file it replaced
+CHANNEL_FD = 3  # the run's channel to the grader, put there by the zygote (_child.CHANNEL_FD)
 MAX_DEPTH = 32
 MAX_NODES = 200_000
 MAX_INT_BITS = 14_000  # about 4200 decimal digits
 ERROR_CHARS = 2000
 CAPTURE_CHARS = 20_000  # printed by one call or test cell and kept (nbgrader keeps 1000 lines)
+_escaped = json.encoder.encode_basestring_ascii  # how a kept text travels in a record (C function)
+# What the kept prints of a whole run may take of the records' budget (Limits.output_bytes), as
+# they travel: a non-ASCII character takes 6 or 12 bytes there.  serve() sets it from the limits;
+# a later print is cut with a note, so printing never makes the records too large for the grader.
+_print_budget = [0]
 TRACEBACK_LINES = 40
 
 
@@ -378,19 +383,17 @@ def _register_source(code: str, filename: str) -> None:
 # --------------------------------------------------------------------------- output capture
 
 class Capture:
-    """A text stream that keeps at most `limit` characters.
+    """A text stream that keeps at most `limit` characters, and within the run's print budget.
 
-    What does not fit goes to `overflow_fd` (the child's stdout pipe, which the zygote caps
-    at Limits.output_bytes and kills the run beyond), or nowhere when it is None: a notebook
-    cell's output is not graded, so a cell that prints without end only runs out of time.
+    What does not fit is dropped, and the kept text ends with a note that says so: output is
+    never graded, so printing costs no points, and printing without end only runs out of time.
     """
 
     encoding = "utf-8"
     errors = "replace"
 
-    def __init__(self, limit: int, overflow_fd: int | None) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.overflow_fd = overflow_fd
         self.parts: list = []
         self.size = 0
         self.cut = False
@@ -403,10 +406,6 @@ class Capture:
             self.size += min(len(text), room)
         if len(text) > room:
             self.cut = True
-            if self.overflow_fd is not None:
-                view = memoryview(str.encode(text[max(room, 0):], "utf-8", "replace"))
-                while view:
-                    view = view[_write(self.overflow_fd, view):]
         return len(text)
 
     def writelines(self, lines) -> None:
@@ -423,8 +422,14 @@ class Capture:
         raise OSError("captured stream has no file descriptor")
 
     def value(self) -> str:
-        text = "".join(self.parts)
-        return text + ("\n... (output cut by coursekit)\n" if self.cut else "")
+        """The kept text (taken from the run's print budget), with a note if some was dropped."""
+        text, cut = "".join(self.parts), self.cut
+        size = len(_escaped(text))
+        if size > _print_budget[0]:
+            text, cut = text[:max(_print_budget[0], 0) // 12], True  # 12 bytes: the most one character takes
+            size = len(_escaped(text))
+        _print_budget[0] -= size
+        return text + ("\n... (output cut by coursekit)\n" if cut else "")
 
 
 class StepTimeout(BaseException):
@@ -445,8 +450,8 @@ class _Step:
 
     def __init__(self, seconds: float | None, keep: bool) -> None:
         self.seconds = seconds
-        self.out = Capture(CAPTURE_CHARS, 1) if keep else Capture(0, None)
-        self.err = Capture(CAPTURE_CHARS, 2) if keep else Capture(0, None)
+        self.out = Capture(CAPTURE_CHARS if keep else 0)
+        self.err = Capture(CAPTURE_CHARS if keep else 0)
 
     def __enter__(self) -> _Step:
         self.saved = sys.stdout, sys.stderr
@@ -475,6 +480,7 @@ def serve(limits: dict) -> None:
     shell = Shell(namespace, processes=True)
     namespace.update(get_ipython=lambda: shell, display=_display, In=[""], Out={})
     step_seconds = None
+    _print_budget[0] = limits["output_bytes"] // 2
     while True:
         message = _receive()
         if message is None or message.get("end"):
@@ -630,7 +636,7 @@ class Encoder:
         self.arrays = arrays
         self.nodes = 0
 
-    def encode(self, value, depth: int = 0):
+    def encode(self, value, depth: int = 0):  # noqa: C901 (one branch per kind of value of the wire format)
         self.nodes += 1
         if depth > MAX_DEPTH:
             raise ResultTooLarge(f"the value is nested deeper than {MAX_DEPTH} levels")
