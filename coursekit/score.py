@@ -142,16 +142,10 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
                 except (TypeError, ValueError):
                     why.append(f"it calls {function} with arguments that are not plain data")
             depth[0] += 1
-            figures = _figure_marks()
             try:
-                value = solution(*args, **kwargs)
+                return _solution_call(function, solution, args, kwargs, why)
             finally:
                 depth[0] -= 1
-                if _drew(figures):
-                    why.append(f"{function} draws with Matplotlib, and a figure is not plain data")
-            if not plain(value):
-                why.append(f"{function} returns a {type(value).__name__} object, which is not plain data")
-            return value
         record.__name__ = record.__qualname__ = function
         return record
 
@@ -172,14 +166,26 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
             outputs = run_cell(code, namespace, f"<{test.id}>", shown=_traceback_files(plan))
         failed = [o for o in outputs if o.output_type == "error"]
         if failed:  # graded as a kernel runs it; pipeline.check_master warns the instructor
-            plan.sandboxed[test.id] = (f"it fails with the master's solution in the grader "
-                                       f"({failed[0].ename}: {failed[0].evalue})")
-        elif why:
-            plan.sandboxed[test.id] = why[0]
-        elif introspected := _introspects(code, plan.graded):
-            plan.sandboxed[test.id] = introspected
+            why.insert(0, f"it fails with the master's solution in the grader ({failed[0].ename}: {failed[0].evalue})")
+        reason = why[0] if why else _introspects(code, plan.graded)
+        if reason is not None:
+            plan.sandboxed[test.id] = reason
         else:
             plan.calls[test.id] = list(current)
+
+
+def _solution_call(function: str, solution: Callable, args: tuple, kwargs: dict, why: list[str]) -> Any:
+    """The master's solution called for the call plan; what replay could not stand in for (a
+    figure drawn, a value that is not plain data) goes into `why`."""
+    figures = _figure_marks()
+    try:
+        value = solution(*args, **kwargs)
+    finally:
+        if _drew(figures):
+            why.append(f"{function} draws with Matplotlib, and a figure is not plain data")
+    if not plain(value):
+        why.append(f"{function} returns a {type(value).__name__} object, which is not plain data")
+    return value
 
 
 _PLAIN_SCALARS = (type(None), bool, int, float, str)

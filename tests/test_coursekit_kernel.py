@@ -6,12 +6,13 @@ plain `exec` does not:
 * `plots`: tests that look at Matplotlib's current axes (`plt.gca().lines`, bars of a histogram).
   In a kernel the inline backend shows and closes every figure when its cell ends, so the lesson's
   own demo figure and a student's trial plot are gone when a test cell starts.
-* `datafile`: a locked setup cell that reads `temperatures.csv`, a file beside the notebook, and a
-  graded function that opens it by a relative path.
+* `datafile`: a locked setup cell that reads `temperatures.csv`, a file beside the notebook, a
+  graded function that opens it by a relative path, and students who return a generator where the
+  master returns a list (`list(warm(...))` passes in a kernel).
 * `kernel`: a generator (`yield`) and a coroutine-style generator (`send`), a function that returns
-  a generator where the master returns a list, a test that reads a function's source with
-  `inspect.getsource`, a correct answer that computes for 12 s of CPU time (the course allows 60 s
-  a cell), and IPython syntax: `%reset -f` in a locked cell, `%%time`, `%time`, `!cmd` and `?`.
+  an iterator where the master returns a list, a test that reads a function's source with
+  `inspect.getsource`, a correct answer that computes for 12 s (the course allows 60 s a cell),
+  and IPython syntax: `%reset -f` in a locked cell, `%%time`, `%time`, `!cmd` and `?`.
 
 Three students each (solved, wrong, untouched), written here by hand, are graded with the real
 `nbgrader autograde` (a real kernel) and with `coursekit autograde`; both must give every cell the
@@ -45,13 +46,14 @@ COURSE_ID = "textstats-course"
 TIMESTAMP = "2026-12-07 12:00:00.000000 UTC"
 ASSIGNMENTS = ("plots", "datafile", "kernel")
 
-# A correct square that computes for 12 s of CPU time (more than coursekit's old 10 s CPU and
-# per-call limits, well under the course's 60 s a cell).
+# A correct square that computes for 12 s (more than coursekit's old per-call limit of 10 s and,
+# on an idle core, its old 10 s of CPU; well under the course's 60 s a cell).  It counts wall-clock
+# time, so that a loaded machine does not push it past the cell timeout in either grader.
 SLOW_SQUARE = '''import time
 
 def slow_square(x):
-    start = time.process_time()
-    while time.process_time() - start < 12:
+    start = time.monotonic()
+    while time.monotonic() - start < 12:
         pass
     return x * x'''
 
@@ -75,11 +77,15 @@ ANSWERS = {
                                 "    return sum(temps) / len(temps)",
             "cities": 'def cities(path):\n    with open(path, encoding="utf-8") as f:\n'
                       '        return [line.split(",")[0] for line in f.read().splitlines()[1:]]',
+            "warm": 'def warm(rows, threshold):\n'
+                    '    return (row["city"] for row in rows if float(row["temperature"]) > threshold)',
         },
         "wrong": {
             "mean_temperature": 'def mean_temperature(rows):\n    return float(rows[0]["temperature"])',
             "cities": 'def cities(path):\n    with open(path, encoding="utf-8") as f:\n'
                       '        return sorted(row["city"] for row in csv.DictReader(f))',
+            "warm": 'def warm(rows, threshold):\n'
+                    '    return (row["city"] for row in rows if float(row["temperature"]) >= threshold)',
         },
         "untouched": {},
     },
@@ -112,9 +118,9 @@ EXPECTED = {
         "untouched": {"test_plot_squares": 0, "test_histogram": 0, "test_new_figure": 0},
     },
     "datafile": {
-        "solved": {"test_mean_temperature": 1, "test_cities": 1},
-        "wrong": {"test_mean_temperature": 0, "test_cities": 0},
-        "untouched": {"test_mean_temperature": 0, "test_cities": 0},
+        "solved": {"test_mean_temperature": 1, "test_cities": 1, "test_warm": 1},
+        "wrong": {"test_mean_temperature": 0, "test_cities": 0, "test_warm": 0},  # Shanghai is 16, not warmer
+        "untouched": {"test_mean_temperature": 0, "test_cities": 0, "test_warm": 0},
     },
     "kernel": {
         "solved": {"test_countdown": 1, "test_accumulator": 1, "test_evens": 1, "test_square_all": 1,
@@ -197,8 +203,15 @@ def test_plot_tests_run_in_the_sandbox_and_say_why(graded):
     assert {cell["mode"] for cell in solved["cells"].values()} == {"sandbox"}
 
 
-def test_a_returned_iterator_is_graded_in_the_sandbox_with_the_reason(graded):
-    _, _, lines = graded["kernel"]
-    wrong = next(line for line in lines if line["student"] == "wrong")
-    assert wrong["cells"]["test_evens"]["mode"] == "sandbox"
-    assert "evens returned a filter object, which is not plain data" in wrong["reason"]
+def test_set_up_that_reads_a_file_runs_in_the_grader_and_its_tests_are_replayed(graded):
+    _, _, lines = graded["datafile"]
+    solved = next(line for line in lines if line["student"] == "solved")
+    assert solved["cells"]["test_mean_temperature"]["mode"] == "replay"
+
+
+def test_a_returned_generator_is_graded_again_in_the_sandbox_with_the_reason(graded):
+    _, _, lines = graded["datafile"]
+    for student in ("solved", "wrong"):
+        line = next(line for line in lines if line["student"] == student)
+        assert line["cells"]["test_warm"]["mode"] == "sandbox"
+        assert "warm returned a generator object, which is not plain data" in line["reason"]
