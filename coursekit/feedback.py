@@ -22,7 +22,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests
 from traitlets.utils.importstring import import_item
 
-from .class_report import HIDDEN_MARK
+from .class_report import HIDDEN_MARK, first_line
 from .read import Course, CourseError, course_config, load_course
 
 
@@ -80,3 +80,42 @@ def generate_feedback(course_dir: Path | str, assignment: str) -> Feedback:
     feedback = Path(course.coursedir.format_path(course.coursedir.feedback_directory, "*", assignment))
     pages = sorted(Path(p) for p in glob.glob(str(feedback / "*.html")))
     return Feedback(pages, done.stdout + done.stderr)
+
+
+# --- What a student may see of one graded notebook (coursekit serve) ---------------------------------
+
+GRADED_LATER = "graded after the due date"
+HIDDEN_MESSAGE_CHARS = 200  # as HideHiddenTests.max_message: a hidden test's failure in one line
+
+
+@dataclass(frozen=True)
+class ShownTest:
+    """One test cell as its feedback shows it: `score` and `message` are None while it stays hidden."""
+
+    grade_id: str
+    max_score: float
+    score: float | None
+    message: str | None
+    hidden: bool
+
+
+def hidden_tests(cells: dict[str, str]) -> set[str]:
+    """The test cells (grade id -> master source) that hold a hidden-test region."""
+    return {grade_id for grade_id, source in cells.items() if HIDDEN_MARK in source}
+
+
+def shown_tests(scores: dict[str, float], max_scores: dict[str, float], messages: dict[str, str | None],
+                hidden: set[str], *, show_hidden: bool) -> list[ShownTest]:
+    """The results a student may see.  A hidden test shows neither pass/fail, message nor points
+    unless `show_hidden` (after the due date, or a practice assignment); even then its message is
+    its first line only, never its code or data."""
+    shown = []
+    for grade_id in scores:
+        if grade_id in hidden and not show_hidden:
+            shown.append(ShownTest(grade_id, max_scores[grade_id], None, None, True))
+            continue
+        message = messages.get(grade_id)
+        if message and grade_id in hidden:
+            message = first_line(message, HIDDEN_MESSAGE_CHARS)
+        shown.append(ShownTest(grade_id, max_scores[grade_id], scores[grade_id], message, grade_id in hidden))
+    return shown

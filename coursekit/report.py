@@ -3,6 +3,10 @@
 What the operator should know (a submission the grader could not grade) goes to the
 ``coursekit`` logger.  The bar is one line redrawn with a carriage return: a library (e.g. rich)
 would bring more than it saves here.
+
+Student ids, notebook names and reasons are student text: what reaches the terminal passes
+through `coursekit.printable` (the log handler and the bar; escape sequences shown, never acted on);
+JSON lines escape them anyway.
 """
 
 from __future__ import annotations

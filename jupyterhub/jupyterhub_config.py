@@ -119,6 +119,28 @@ c.JupyterHub.services = [
     }
 ]
 
+# --- The grading service: feedback seconds after Submit (README, "Feedback seconds after Submit") ----
+# `coursekit serve` watches the exchange's inbound folder, grades each submission as `coursekit
+# autograde` would and releases its feedback through the exchange; its policy (hidden tests before the
+# due date, the hourly limit, polling on NFS) is c.Serve.* in the course's nbgrader_config.py.  It runs
+# in the course folder with the formgrader's environment.  It is started as the hub's own user
+# (root), not as the grader account: coursekit's sandbox needs root to give each submission its own
+# namespaces and uid (SECURITY.md), exactly as `coursekit autograde` does.  Not a web service: the hub
+# only keeps it running.  Instructors read where it stands with `coursekit status` in the course folder.
+c.JupyterHub.services.append(
+    {
+        "name": f"{COURSE_ID}-grading",
+        "command": [str(USER_ENV / "bin" / "python"), "-m", "coursekit", "serve", "--course-dir", COURSE_DIR],
+        "cwd": COURSE_DIR,
+        "environment": {
+            "PATH": f"{USER_ENV / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "COURSEKIT_EXCHANGE": EXCHANGE,
+            **({"COURSEKIT_GRADEBOOK": os.environ["COURSEKIT_GRADEBOOK"]}
+               if "COURSEKIT_GRADEBOOK" in os.environ else {}),
+        },
+    }
+)
+
 # Only the instructors' group may open it: a role with `access:services!service=weight-init`.  The
 # other two scopes let the Course List in an instructor's JupyterLab find the service.  Everyone else
 # keeps the default `user` role, which reaches only their own server: the hub answers 403 Forbidden

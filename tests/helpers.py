@@ -34,6 +34,8 @@ import nbformat
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from coursekit import check
+from coursekit.read import CourseError
 from scripts import make_class
 from scripts.course import ASSIGNMENT, MASTER, RELEASE
 from scripts.courses import (  # noqa: F401 (the tests import them from here, as from every shared helper)
@@ -72,22 +74,11 @@ KILLED = r"killed by SIGKILL|its pipe broke"
 def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT, jobs: int = 2,
                        timeout: float = 1800) -> None:
     """Stock `nbgrader autograde ASSIGNMENT` over every student in ``course``, as `jobs` runs side
-    by side, each over its share of the students (`--CourseDirectory.student_id_exclude` names the
-    others); fail with their output.
-
-    Stock nbgrader runs one notebook at a time, so one run leaves a core idle; the runs write to
-    the same gradebook, a submission at a time, as two instructors' runs would."""
-    students = sorted(p.parent.name for p in (course / "submitted").glob(f"*/{assignment}") if p.is_dir())
-    shares = [students[i::jobs] for i in range(jobs) if students[i::jobs]]
-    runs = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", assignment, *options,
-                              "--CourseDirectory.student_id_exclude="
-                              + ",".join(s for s in students if s not in share)],
-                             cwd=course, env=nbgrader_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
-            for share in shares]
-    for run in runs:
-        output, _ = run.communicate(timeout=timeout)
-        assert run.returncode == 0, f"nbgrader autograde failed in {course}:\n{output[-3000:]}"
+    by side (coursekit.check.stock_autograde); fail with their output."""
+    try:
+        check.stock_autograde(course, assignment, jobs, options=options, timeout=timeout)
+    except CourseError as error:
+        pytest.fail(str(error))
 
 
 def demo_course(dest: Path, env: dict[str, str], config: str = "") -> Path:

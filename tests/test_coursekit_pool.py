@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import closing, contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +163,23 @@ def test_a_worker_begins_the_task_it_holds_while_the_grader_is_busy(tmp_path):
         began, size = second.result().removeprefix("began at ").split(" with ")
         assert size == f"{16 << 20} bytes"
         assert float(began) < busy_until
+
+
+def test_answers_a_worker_sent_before_it_died_count_and_only_its_current_task_is_lost():
+    """The worker answers three held tasks and dies in the fourth while the grader is busy
+    elsewhere: when the grader looks, the answers and the death are there at once."""
+    with closing(LocalPool(1, nothing, (), task_seconds=60)) as pool:
+        shared = {"greeting": "hi"}
+        warm = pool.submit(work, shared, "warm")
+        finish(pool, [warm])
+        pid = int(warm.result().rsplit(" ", 1)[1])
+        futures = [pool.submit(work, shared, what) for what in ["a", "b", "c", "die"]]  # all sent now
+        stat = Path(f"/proc/{pid}/stat")
+        for _ in range(200):  # no wait_first meanwhile: nothing is taken off the pipe
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":  # dead, not yet reaped by the pool
+                break
+            time.sleep(0.1)
+        finish(pool, futures)
+        assert [f.result().split(" from ")[0] for f in futures[:3]] == ["hi a", "hi b", "hi c"]
+        with pytest.raises(WorkerDied, match="killed by SIGKILL"):
+            futures[3].result()

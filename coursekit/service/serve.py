@@ -1,0 +1,420 @@
+"""`coursekit serve`: grade each submission as it lands in the exchange and release its feedback.
+
+One long-running process per course, in the course folder (a JupyterHub managed service, see
+jupyterhub/jupyterhub_config.py).  Its steps, each a small function below:
+
+    watch     watchfiles on the exchange's inbound folder (inotify, or polling: c.Serve.force_polling
+              for NFS), plus a full scan every c.Serve.rescan_seconds as a safety net
+    intake    a folder is complete once nbgrader's submit wrote submission_secret.txt (its last
+              file); it is collected into submitted/ as `nbgrader collect --update` would (same
+              timestamp.txt, only if newer than what is there: the latest counts) and journalled
+    policy    before the due date at most c.Serve.per_hour graded submissions per student and hour;
+              one over the limit is kept ("held") and its page says when the next will be graded
+    grade     the same pipeline as `coursekit autograde` (pipeline.grade_submission in a LocalPool
+              of pre-warmed sandboxed workers); the gradebook gets the student's latest submission
+              only (GradebookWriter, as autograde writes it: late flags follow the gradebook's due date)
+    page      coursekit.feedback.shown_tests decides what the student may see, service.page lays it out
+    release   the page goes to <exchange>/<course>/feedback/<md5(secret + notebook)>.html, the file
+              nbgrader's release_feedback writes and the student's Fetch Feedback looks for
+    due date  once the gradebook's due date passes, every student's last submission (and every held
+              one) is graded again and gets its final page, hidden tests included
+
+Every step is journalled (service.journal) before the next, so SIGKILL at any moment and a restart
+lose nothing: waiting submissions are graded, stored pages not yet released are released with the
+bytes stored, a page once stored for a phase is never made again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TextIO
+
+from nbgrader.api import Assignment
+from nbgrader.exchange.default import Exchange
+from nbgrader.utils import notebook_hash, parse_utc
+from sqlalchemy import select
+
+from .. import extract, pipeline, read
+from ..feedback import hidden_tests, shown_tests
+from ..gradebook import GradebookWriter, GradedSubmission
+from ..pool import LocalPool, WorkerDied
+from ..read import CourseError, Submission, Unreadable, course_config, load_course, read_bytes
+from . import journal as journal_mod
+from .journal import Journal, Row
+from .page import PageData, render
+from .policy import Policy, policy_from
+
+HOUR = 3600.0
+SECRET_BYTES = 4096  # nbgrader writes 128 hex characters
+FEEDBACK_DIR_MODE = 0o711  # as nbgrader's release_feedback: students open the file they can name, list nothing
+FEEDBACK_FILE_MODE = 0o644
+DUE_CHECK_SECONDS = 1.0
+
+
+def parse_name(name: str) -> tuple[str, str, str] | None:
+    """(student, assignment, timestamp) of an inbound folder's name, split as nbgrader collect splits it."""
+    parts = name.rsplit("+", 3)
+    if len(parts) < 3:
+        return None
+    try:
+        parse_utc(parts[2])
+    except Exception:  # dateutil raises several kinds on nonsense
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+@dataclass
+class Job:
+    row: Row
+    notebook: str
+    phase: str  # "early" or "final"
+    plan: extract.AssignmentPlan
+    data: bytes | Unreadable
+    tries: int = 1
+
+
+@dataclass
+class Final:
+    """An assignment's regrade at its due date, while it runs."""
+
+    duedate: str
+    names: set[str] = field(default_factory=set)  # submissions still to get their final page
+
+
+class Service:
+    def __init__(self, course_dir: Path, insecure: bool = False, log: TextIO = sys.stderr) -> None:
+        self.course = load_course(course_dir)
+        config = course_config(self.course.root)
+        try:
+            self.policy: Policy = policy_from(config)
+        except ValueError as error:
+            raise CourseError(f"{self.course.root / 'nbgrader_config.py'}: {error}") from None
+        self.exchange = Exchange(coursedir=self.course.coursedir, config=config)
+        course_path = Path(self.exchange.root) / self.course.course_id
+        self.inbound, self.outbound = course_path / "inbound", course_path / "feedback"
+        self.insecure, self.log_file = insecure, log
+        path = self.policy.journal or journal_mod.default_path(self.course.root, self.course.db_url)
+        self.journal = Journal(path)
+        self.writer = GradebookWriter(self.course)
+        self.known = self.journal.known()
+        self.plans: dict[str, dict[str, extract.AssignmentPlan] | str] = {}  # or why it cannot be graded
+        self.in_flight: dict[Future, Job] = {}
+        self.finals: dict[str, Final] = {}
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self._due: dict[str, datetime | None] = {}
+        self._due_checked = 0.0
+        limits = self.course.settings.limits
+        self.pool = LocalPool(self.policy.workers or pipeline.default_workers(), pipeline._pool_initializer,
+                              (self.course.settings.sandbox_preload, insecure),
+                              task_seconds=2 * pipeline.MAX_RUNS * limits.wall_seconds + 120, note=self.log)
+
+    # --- small helpers ------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        self.log_file.write(f"[coursekit serve {stamp}] {message}\n")
+        self.log_file.flush()
+
+    def plans_of(self, assignment: str) -> dict[str, extract.AssignmentPlan] | str:
+        if assignment not in self.plans:
+            try:
+                with pipeline.Worker(insecure=True) as planner:  # runs the master's own tests, trusted
+                    self.plans[assignment] = {nb: pipeline.plan_notebook(self.course, assignment, nb, planner)
+                                              for nb in extract.notebooks_of(self.course, assignment)}
+            except (CourseError, extract.PlanError) as error:
+                self.plans[assignment] = f"the assignment cannot be graded: {error}"
+        return self.plans[assignment]
+
+    def due(self, assignment: str) -> datetime | None:
+        """The gradebook's due date (naive UTC, as nbgrader stores it), read at most once a second."""
+        now = time.monotonic()
+        if now - self._due_checked > DUE_CHECK_SECONDS:
+            table = Assignment.__table__
+            with self.writer.engine.connect() as connection:
+                self._due = dict(connection.execute(select(table.c.name, table.c.duedate)).all())
+            self._due_checked = now
+        return self._due.get(assignment)
+
+    def past_due(self, assignment: str) -> bool:
+        due = self.due(assignment)
+        return due is not None and datetime.now(timezone.utc).replace(tzinfo=None) >= due
+
+    # --- intake -------------------------------------------------------------------------------------
+    def intake(self) -> None:
+        """Journal every complete submission not seen before, after collecting it."""
+        try:
+            names = sorted(entry.name for entry in os.scandir(self.inbound) if entry.name not in self.known)
+        except FileNotFoundError:
+            return
+        new = []
+        for name in names:
+            parsed = parse_name(name)
+            if parsed is None or not self.policy.serves(parsed[1]):
+                self.known.add(name)  # not a submission (or not ours): never looked at again
+                continue
+            secret = read_bytes(self.inbound / name / "submission_secret.txt", SECRET_BYTES)
+            if isinstance(secret, Unreadable) or not secret.strip():
+                continue  # nbgrader's submit writes the secret last: still being copied
+            self.collect(name, *parsed)
+            new.append((name, *parsed))
+        if new:
+            self.journal.add(new, time.time())
+            self.known.update(n for n, *_ in new)
+            self.log(f"{len(new)} new submission(s)")
+
+    def collect(self, name: str, student: str, assignment: str, timestamp: str) -> None:
+        """`nbgrader collect --update` for one folder: copy it to submitted/ if it is newer than what is
+        there, with nbgrader's own copy (its ignore, include and size rules).  Copied beside, then
+        renamed, so a kill never leaves half a submission under the final name."""
+        dest = self.course.submitted_dir(student, assignment)
+        if dest.is_dir():
+            existing = self.course.coursedir.get_existing_timestamp(str(dest))
+            if existing is not None and parse_utc(timestamp) <= existing:
+                return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fresh, old = dest.with_name(f".{dest.name}.collecting"), dest.with_name(f".{dest.name}.replaced")
+        for leftover in (fresh, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        self.exchange.do_copy(str(self.inbound / name), str(fresh))
+        if dest.exists():
+            dest.rename(old)
+        fresh.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def is_latest(self, row: Row) -> bool:
+        """Whether submitted/ holds this submission (the student's latest): only then does it go into
+        the gradebook."""
+        existing = self.course.coursedir.get_existing_timestamp(
+            str(self.course.submitted_dir(row.student, row.assignment)))
+        return existing is not None and existing == parse_utc(row.timestamp)
+
+    # --- dispatch -----------------------------------------------------------------------------------
+    def busy(self, assignment: str, student: str) -> int:
+        return len({j.row.name for j in self.in_flight.values()
+                    if j.row.assignment == assignment and j.row.student == student and j.phase == "early"})
+
+    def dispatch(self) -> None:
+        running = {j.row.name for j in self.in_flight.values()}
+        for row in self.journal.waiting():
+            if row.name in running:
+                continue
+            plans = self.plans_of(row.assignment)
+            if isinstance(plans, str):
+                self.journal.mark(row.name, "failed", plans)
+                self.log(f"{row.name}: {plans}")
+                continue
+            phase = "final" if self.past_due(row.assignment) else "early"
+            limit = self.policy.limit_of(row.assignment)
+            if phase == "early" and limit:
+                graded = self.journal.graded_since(row.assignment, row.student, time.time() - HOUR)
+                if len(graded) + self.busy(row.assignment, row.student) >= limit:
+                    self.hold(row, plans, graded, limit)
+                    continue
+            self.start(row, plans, phase)
+
+    def start(self, row: Row, plans: dict[str, extract.AssignmentPlan], phase: str) -> None:
+        limit = self.course.settings.max_notebook_bytes
+        for notebook, plan in plans.items():
+            data = read_bytes(self.inbound / row.name / f"{notebook}.ipynb", limit)
+            self.submit(Job(row, notebook, phase, plan, data))
+
+    def submit(self, job: Job) -> None:
+        submission = Submission(job.row.student, job.row.assignment, job.notebook,
+                                self.course.submitted_dir(job.row.student, job.row.assignment) / f"{job.notebook}.ipynb")
+        limits = self.course.settings.limits
+        future = self.pool.submit(pipeline.grade_submission, job.plan, submission, job.data, limits, self.insecure)
+        self.in_flight[future] = job
+
+    def hold(self, row: Row, plans: dict[str, extract.AssignmentPlan], graded: list[float], limit: int) -> None:
+        next_at = (graded[0] if graded else time.time()) + HOUR
+        when = datetime.fromtimestamp(next_at, timezone.utc).strftime("%H:%M UTC")
+        due = self.due(row.assignment)
+        note = (f"You have had {limit} submission(s) graded in the last hour, the most this assignment "
+                f"grades per hour before the due date, so this one was not graded now. It is kept: if it is "
+                f"still your last submission at the due date"
+                f"{' (' + due.strftime('%Y-%m-%d %H:%M UTC') + ')' if due else ''}, it is graded then. "
+                f"A submission you make after {when} will be graded at once.")
+        for notebook in plans:
+            page = PageData(row.student, row.assignment, notebook, row.timestamp, time.time(), [], [], held=note)
+            self.release(row, notebook, "held", render(page))
+        self.journal.mark(row.name, "held", note)
+        self.log(f"{row.name}: held (over {limit} an hour; next at {when})")
+
+    # --- harvest ------------------------------------------------------------------------------------
+    def harvest(self) -> None:
+        done = [f for f in self.in_flight if f.done()]
+        if not done:
+            return
+        jobs = [(self.in_flight.pop(f), f) for f in done]
+        graded: list[tuple[Job, GradedSubmission]] = []
+        for job, future in jobs:
+            error = future.exception()
+            if isinstance(error, WorkerDied) and job.tries < 2:
+                job.tries += 1
+                self.submit(job)
+            elif error is not None:
+                self.journal.mark(job.row.name, "failed", f"{type(error).__name__}: {error}")
+                self.log(f"{job.row.name}: failed: {type(error).__name__}: {error}")
+                self.finished(job)
+            else:
+                graded.append((job, future.result()))
+        to_record = [(job, result) for job, result in graded if self.is_latest(job.row)]
+        outcomes = self.writer.record_many([(result, job.plan) for job, result in to_record])
+        failed = {id(job): outcome for (job, _), outcome in zip(to_record, outcomes) if isinstance(outcome, Exception)}
+        for job, result in graded:
+            if id(job) in failed:
+                error = failed[id(job)]
+                self.journal.mark(job.row.name, "failed", f"gradebook: {type(error).__name__}: {error}")
+                self.log(f"{job.row.name}: not recorded: {error}")
+            else:
+                self.feedback(job, result)
+            self.finished(job)
+
+    def finished(self, job: Job) -> None:
+        final = self.finals.get(job.row.assignment)
+        if final and job.phase == "final" and not any(j.row.name == job.row.name for j in self.in_flight.values()):
+            final.names.discard(job.row.name)
+
+    def feedback(self, job: Job, result: GradedSubmission) -> None:
+        row, plan = job.row, job.plan
+        final = job.phase == "final"
+        hidden = hidden_tests({c.grade_id: c.source for c in plan.tests})
+        tests = shown_tests(result.scores, result.max_scores, result.messages, hidden,
+                            show_hidden=final or row.assignment in self.policy.show_hidden)
+        nb = read.parse_notebook(job.data) if isinstance(job.data, bytes) else job.data
+        answers = [] if isinstance(nb, Unreadable) else [
+            (gid, c.source) for c in nb.cells if (gid := extract.grade_id_of(c)) in set(plan.graded.values())]
+        due = self.due(row.assignment)
+        notes = () if not result.unanswered else (f"Left as released: {', '.join(result.unanswered)}.",)
+        if isinstance(job.data, Unreadable):
+            notes = (job.data.reason,)
+        page = PageData(row.student, row.assignment, job.notebook, row.timestamp, time.time(), tests, answers,
+                        final=final, due=due.strftime("%Y-%m-%d %H:%M UTC") if due else None, notes=notes)
+        self.release(row, job.notebook, job.phase, render(page))
+        self.journal.mark(row.name, "graded", score=result.score, max_score=result.max_score,
+                          graded_at=time.time())
+        self.log(f"{row.name}: {job.phase} feedback released ({result.score:g}/{result.max_score:g})")
+
+    # --- release ------------------------------------------------------------------------------------
+    def target(self, row: Row, notebook: str) -> str:
+        secret = read_bytes(self.inbound / row.name / "submission_secret.txt", SECRET_BYTES)
+        if isinstance(secret, Unreadable):
+            raise CourseError(f"{row.name}: {secret.reason}")
+        return notebook_hash(secret=secret.decode("utf-8", "replace"), notebook_id=notebook) + ".html"
+
+    def release(self, row: Row, notebook: str, phase: str, html: bytes) -> None:
+        """Store the page (unless one is stored for this phase), then put the stored one in the exchange."""
+        page = self.journal.store_page(row.name, notebook, phase, self.target(row, notebook), html)
+        self.put(page)
+
+    def put(self, page: journal_mod.Page) -> None:
+        if not self.outbound.is_dir():
+            self.outbound.mkdir(parents=True, exist_ok=True)
+            self.outbound.chmod(FEEDBACK_DIR_MODE)
+        tmp = self.outbound / f".{page.target}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(page.html)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.chmod(FEEDBACK_FILE_MODE)
+        os.replace(tmp, self.outbound / page.target)
+        self.journal.released(page, time.time())
+
+    # --- the due date -------------------------------------------------------------------------------
+    def check_due(self) -> None:
+        self.due("")  # refreshes the due dates at most once a second
+        for assignment, due in list(self._due.items()):
+            if due is None or not self.policy.serves(assignment) or not self.past_due(assignment):
+                continue
+            key = due.isoformat()
+            running = self.finals.get(assignment)
+            if running and running.duedate == key:
+                if not running.names:
+                    self.journal.finish_final(assignment, key)
+                    del self.finals[assignment]
+                    self.log(f"{assignment}: final feedback released for every last submission")
+            elif not self.journal.final_done(assignment, key):
+                self.start_final(assignment, key)
+
+    def start_final(self, assignment: str, key: str) -> None:
+        plans = self.plans_of(assignment)
+        final = self.finals[assignment] = Final(key)
+        if isinstance(plans, str):
+            return
+        latest: dict[str, Row] = {}
+        for row in self.journal.settled(assignment):
+            latest[row.student] = row
+        rows = {r.name: r for r in latest.values()} | {r.name: r for r in self.journal.held(assignment)}
+        for name, row in rows.items():
+            if self.journal.has_page(name, "final"):
+                continue
+            final.names.add(name)
+            self.start(row, plans, "final")
+        self.log(f"{assignment}: due date passed: grading {len(final.names)} last submission(s) again")
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def watch(self) -> None:
+        """Wake the loop on every change in the inbound folder (a thread)."""
+        import watchfiles
+
+        while not self.stop.is_set():
+            if not self.inbound.is_dir():
+                self.stop.wait(self.policy.rescan_seconds)
+                continue
+            try:
+                for _ in watchfiles.watch(self.inbound, stop_event=self.stop, debounce=200, step=20,
+                                          force_polling=self.policy.force_polling or None,
+                                          poll_delay_ms=int(self.policy.poll_seconds * 1000),
+                                          rust_timeout=1000, yield_on_timeout=True, raise_interrupt=False):
+                    self.wake.set()
+            except Exception as error:  # the folder went away, a watch limit: scan, then watch again
+                self.log(f"watching {self.inbound} stopped ({type(error).__name__}: {error}); watching again")
+                self.wake.set()
+                self.stop.wait(1.0)
+
+    def run(self) -> None:
+        self.log(f"serving {self.course.course_id} from {self.inbound} (journal {self.journal.path}, "
+                 f"{'polling' if self.policy.force_polling else 'inotify'})")
+        for page in list(self.journal.unreleased()):  # stored before a kill, not yet in the exchange
+            self.put(page)
+        watcher = threading.Thread(target=self.watch, name="coursekit-watch", daemon=True)
+        watcher.start()
+        last_scan = 0.0
+        try:
+            while not self.stop.is_set():
+                if self.wake.is_set() or time.monotonic() - last_scan > self.policy.rescan_seconds:
+                    self.wake.clear()
+                    last_scan = time.monotonic()
+                    self.intake()
+                self.check_due()
+                self.dispatch()
+                if self.in_flight:
+                    self.pool.step(0.05)
+                    self.harvest()
+                else:
+                    self.wake.wait(0.5)
+        finally:
+            self.stop.set()
+            self.pool.close()
+            self.writer.close()
+            self.journal.close()
+
+
+def serve(*, course_dir: Path | str = ".", insecure: bool = False, log: TextIO = sys.stderr) -> None:
+    """Grade and release feedback for every submission of the course at `course_dir` until SIGTERM
+    or SIGINT.  Raises CourseError when the course cannot be served (and says why)."""
+    if not insecure:
+        pipeline._check_isolation()
+    service = Service(Path(course_dir), insecure=insecure, log=log)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: (service.stop.set(), service.wake.set()))
+    service.run()

@@ -1,0 +1,253 @@
+"""`coursekit serve` without a hub: the real nbgrader CLI submits and fetches feedback through a real
+exchange, the service runs as its own process, and the test kills it with SIGKILL mid-burst.
+
+The semester, in order (the `semester` fixture; the tests then check what it recorded):
+    ada  solves everything                 -> early page: public tests 3 / 3, hidden ones "graded after"
+    ben  He with Xavier's sqrt(1 / n)       -> early page 2 / 3; at the due date 6 / 9
+    cy   submits three times (limit 2/hour)  -> the third is held, its page says when the next is graded
+    burst: BURST students submit while the service is killed with SIGKILL and started again
+    the due date moves into the past       -> every last submission graded again, full pages
+Each runs on SQLite and on a PostgreSQL gradebook.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from nbgrader.api import Gradebook
+
+from scripts.course import ASSIGNMENT, ROOT
+from scripts.student_work import CORRECT, solve_notebook
+from tests.helpers import leaked_hidden_text, nbgrader_env, new_course
+
+COURSE_ID = "weight-init"
+XAVIER = {**CORRECT, "initialize_parameters_he": CORRECT["initialize_parameters_he"].replace(
+    "np.sqrt(2 /", "np.sqrt(1 /")}
+BURST = 6
+PER_HOUR = 2
+SCORE = re.compile(r"\(Score: ([\d.]+) / ([\d.]+)\)")
+WAIT = 240.0  # seconds a page may take on a loaded 2-core machine (correctness, not speed)
+
+
+@dataclass
+class World:
+    base: Path
+    env: dict[str, str]
+    gradebook_url: str
+    service: subprocess.Popen | None = None
+    log: list[str] = field(default_factory=list)
+    early: dict[str, str] = field(default_factory=dict)  # student -> page text before the due date
+    final: dict[str, str] = field(default_factory=dict)
+    held: str = ""
+    burst: list[str] = field(default_factory=list)
+
+    @property
+    def exchange(self) -> Path:
+        return self.base / "exchange"
+
+    @property
+    def course(self) -> Path:
+        return self.base / "course"
+
+    @property
+    def journal(self) -> Path:
+        found = list(self.course.glob("*.serve.sqlite")) + list(self.course.glob("serve.sqlite"))
+        return found[0]
+
+    def home(self, student: str) -> Path:
+        return self.base / "home" / student
+
+    def run(self, args: list[str], cwd: Path, **env: str) -> str:
+        done = subprocess.run(args, cwd=cwd, env={**self.env, **env}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout + done.stderr
+
+    def instructor(self, *args: str) -> str:
+        return self.run(["nbgrader", *args], self.course)
+
+    def student(self, name: str, *args: str) -> str:
+        return self.run(["nbgrader", *args, f"--student={name}"], self.home(name), HOME=str(self.home(name)))
+
+    def join(self, name: str) -> None:
+        config = self.home(name) / ".jupyter" / "nbgrader_config.py"
+        config.parent.mkdir(parents=True)
+        shutil.copy(ROOT / "jupyterhub" / "student" / "nbgrader_config.py", config)
+        self.student(name, "fetch_assignment", ASSIGNMENT)
+
+    def submit(self, name: str, bodies: dict[str, str] | None) -> str:
+        """Fill in `bodies` (None: submit the notebook as it is again), then `nbgrader submit`."""
+        if bodies is not None:
+            solve_notebook(self.home(name) / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", bodies, signature=f"work of {name}")
+        (timestamp,) = re.findall(rf"Submitted as: {COURSE_ID} {ASSIGNMENT} (.+)", self.student(name, "submit", ASSIGNMENT))
+        return timestamp.strip()
+
+    def start(self) -> None:
+        with (self.base / "serve.log").open("a") as out:
+            self.service = subprocess.Popen([sys.executable, "-m", "coursekit", "serve"], cwd=self.course,
+                                            env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        assert self.service is not None
+        self.service.send_signal(signal.SIGKILL)
+        self.service.wait()
+
+    def pages(self, name: str, timestamp: str) -> str | None:
+        """The feedback the student fetches for the submission at `timestamp`, or None."""
+        self.student(name, "fetch_feedback", ASSIGNMENT)
+        page = self.home(name) / ASSIGNMENT / "feedback" / timestamp / f"{ASSIGNMENT}.html"
+        return page.read_text(encoding="utf-8") if page.exists() else None
+
+    def wait_for_page(self, name: str, timestamp: str, has: str = "") -> str:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            assert self.service is not None and self.service.poll() is None, self.service_log()
+            text = self.pages(name, timestamp)
+            if text is not None and has in text:
+                return text
+            time.sleep(0.5)
+        raise AssertionError(f"no feedback with {has!r} for {name} at {timestamp}:\n{self.service_log()}")
+
+    def service_log(self) -> str:
+        return (self.base / "serve.log").read_text()[-4000:]
+
+    def rows(self, sql: str) -> list[tuple]:
+        with sqlite3.connect(self.journal) as db:
+            return db.execute(sql).fetchall()
+
+
+def build(world: World) -> World:
+    w = world
+    subprocess.run(["make", "-s", "-C", str(ROOT), "exchange", f"EXCHANGE={w.exchange}"], check=True)
+    new_course(w.course)
+    with (w.course / "nbgrader_config.py").open("a") as config:
+        config.write(f"\nc.Serve.per_hour = {PER_HOUR}\n")
+    w.instructor("generate_assignment", ASSIGNMENT)
+    w.instructor("release_assignment", ASSIGNMENT)
+    due = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
+    w.instructor("db", "assignment", "add", ASSIGNMENT, f"--duedate={due}")
+    students = ["ada", "ben", "cy"] + [f"s{i:02d}" for i in range(BURST)]
+    for name in students:
+        w.join(name)
+    w.start()
+
+    at = {"ada": w.submit("ada", CORRECT), "ben": w.submit("ben", XAVIER)}
+    w.early = {name: w.wait_for_page(name, stamp) for name, stamp in at.items()}
+
+    cy = [w.submit("cy", CORRECT if i == 0 else None) for i in range(PER_HOUR + 1)]
+    w.wait_for_page("cy", cy[-2])
+    w.held = w.wait_for_page("cy", cy[-1])
+
+    # A burst: every student submits, the service is killed with SIGKILL after the first pages appear.
+    burst = {name: w.submit(name, CORRECT if i % 2 else {}) for i, name in enumerate(students[3:])}
+    w.burst = list(burst)
+    deadline = time.monotonic() + WAIT
+    while not w.rows("SELECT 1 FROM feedback f JOIN submission s ON s.name = f.name "
+                     "WHERE s.student LIKE 's%' AND f.released_at IS NOT NULL") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    w.kill()
+    w.start()
+    for name, stamp in burst.items():
+        w.wait_for_page(name, stamp)
+
+    # The due date passes: the test moves it into the past.
+    past = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+    w.instructor("db", "assignment", "add", ASSIGNMENT, f"--duedate={past}")
+    w.final = {name: w.wait_for_page(name, stamp, "final feedback") for name, stamp in at.items()}
+    w.final["cy"] = w.wait_for_page("cy", cy[-1], "final feedback")
+    deadline = time.monotonic() + WAIT
+    while not w.rows("SELECT 1 FROM final") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return w
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def semester(request, course_env) -> Iterator[World]:
+    base = Path(tempfile.mkdtemp(prefix="coursekit-serve-"))
+    base.chmod(0o755)
+    if request.param == "sqlite":
+        url = f"sqlite:///{base / 'course' / 'gradebook.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"serve_{int(time.time() * 1000) % 10**9}")
+    env = {**nbgrader_env(), "COURSEKIT_EXCHANGE": str(base / "exchange"), "COURSEKIT_GRADEBOOK": url}
+    world = World(base, env, url)
+    try:
+        yield build(world)
+    finally:
+        if world.service is not None and world.service.poll() is None:
+            world.service.send_signal(signal.SIGTERM)
+            try:
+                world.service.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                world.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def score(page: str) -> tuple[float, float]:
+    found = SCORE.search(page)
+    assert found, page[:2000]
+    return float(found[1]), float(found[2])
+
+
+def test_before_the_due_date_the_page_shows_public_results_and_no_hidden_ones(semester):
+    assert score(semester.early["ada"]) == (3.0, 3.0)
+    assert score(semester.early["ben"]) == (2.0, 3.0)  # the public He test fails
+    for page in semester.early.values():
+        assert page.count("graded after the due date") >= 3
+        assert not leaked_hidden_text(page)
+        hidden_rows = re.findall(r"<tr>\s*<td>test_\w+_hidden.*?</tr>", page, re.S)
+        assert len(hidden_rows) == 3 and not any("passed" in r or "failed" in r for r in hidden_rows)
+    assert "work of ada" in semester.early["ada"] and "work of ben" not in semester.early["ada"]
+
+
+def test_after_the_due_date_the_final_page_shows_every_test(semester):
+    assert score(semester.final["ada"]) == (9.0, 9.0)
+    assert score(semester.final["ben"]) == (6.0, 9.0)
+    for page in semester.final.values():
+        assert "graded after the due date" not in page
+        assert not leaked_hidden_text(page)
+
+
+def test_the_gradebook_holds_each_students_last_submission(semester):
+    expected = {"ada": 9, "ben": 6, "cy": 9, **{n: (9 if i % 2 else 0) for i, n in enumerate(semester.burst)}}
+    with Gradebook(semester.gradebook_url, COURSE_ID) as gb:
+        got = {s: gb.find_submission(ASSIGNMENT, s).score for s in expected}
+    assert got == expected
+
+
+def test_over_the_hourly_limit_a_submission_is_kept_and_its_page_says_when_the_next_is_graded(semester):
+    assert f"You have had {PER_HOUR} submission(s) graded in the last hour" in semester.held
+    assert re.search(r"after \d\d:\d\d UTC will be graded at once", semester.held)
+    assert "Score" not in semester.held
+    assert score(semester.final["cy"]) == (9.0, 9.0)  # graded at the due date, being cy's last
+
+
+def test_after_sigkill_and_restart_every_submission_is_released_once(semester):
+    rows = semester.rows("SELECT s.name, s.state, count(f.phase) FROM submission s "
+                         "LEFT JOIN feedback f ON f.name = s.name AND f.phase = 'early' "
+                         "WHERE s.student LIKE 's%' GROUP BY s.name")
+    assert len(rows) == BURST
+    assert all(state == "graded" and pages == 1 for _, state, pages in rows), rows
+    assert not semester.rows("SELECT * FROM feedback WHERE released_at IS NULL")
+    assert not semester.rows("SELECT * FROM submission WHERE state IN ('waiting', 'failed')")
+
+
+def test_status_reports_the_queue_the_grades_and_the_latency(semester):
+    out = subprocess.run([sys.executable, "-m", "coursekit", "status"], cwd=semester.course, env=semester.env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "queue: 0 waiting" in out
+    assert re.search(r"graded: \d+, held over the hourly limit: 0, failed: 0", out), out
+    assert re.search(r"submit-to-feedback \(all\): p50 [\d.]+ s, p95 [\d.]+ s, max [\d.]+ s over \d+", out)
+    assert json.dumps(out)  # printable
