@@ -32,6 +32,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from nbgrader.utils import notebook_hash
 
@@ -69,7 +70,9 @@ class Watcher(threading.Thread):
 
     def __init__(self, folder: Path) -> None:
         super().__init__(daemon=True)
-        self.folder, self.seen, self.digests = folder, {}, {}
+        self.folder = folder
+        self.seen: dict[Any, Any] = {}
+        self.digests: dict[Any, Any] = {}
         self.halt = threading.Event()
 
     def run(self) -> None:

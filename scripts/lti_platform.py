@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -73,7 +74,7 @@ class Member:
 
 
 class TornadoRequest(Request):
-    def build_metadata(self, request: tornado.httpserver.HTTPServerRequest) -> TRequest:
+    def build_metadata(self, request: tornado.httputil.HTTPServerRequest) -> TRequest:
         args: dict[str, Any] = {k: v[-1].decode() for k, v in request.query_arguments.items()}
         for number in ("page", "limit"):  # lti1p3platform counts pages with them
             if number in args:
@@ -255,7 +256,7 @@ class Platform:
         return {u: r for u in self.members if (r := service.result(item, u))}
 
     def _gradebook(self, request: Request | None) -> Gradebook:
-        service = Gradebook(request, self.conf(), self.lineitems_url)  # type: ignore[arg-type]
+        service = Gradebook(request, self.conf(), self.lineitems_url)
         service.platform = self
         return service
 

@@ -287,7 +287,7 @@ class Service:
     def feedback(self, job: Job, result: GradedSubmission) -> None:
         row, plan = job.row, job.plan
         final = job.phase == "final"
-        hidden = hidden_tests({c.grade_id: c.source for c in plan.tests})
+        hidden = hidden_tests({c.grade_id: c.source for c in plan.tests if c.grade_id is not None})
         tests = shown_tests(result.scores, result.max_scores, result.messages, hidden,
                             show_hidden=final or row.assignment in self.policy.show_hidden)
         nb = read.parse_notebook(job.data) if isinstance(job.data, bytes) else job.data
@@ -415,6 +415,10 @@ def serve(*, course_dir: Path | str = ".", insecure: bool = False, log: TextIO =
     if not insecure:
         pipeline._check_isolation()
     service = Service(Path(course_dir), insecure=insecure, log=log)
+    def stop(*_: object) -> None:
+        service.stop.set()
+        service.wake.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: (service.stop.set(), service.wake.set()))
+        signal.signal(sig, stop)
     service.run()
