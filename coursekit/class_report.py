@@ -36,16 +36,14 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import ClearHiddenTests
 
 from .csvfile import write_csv
 from .extract import PlanError, notebooks_of, plan_assignment
 from .gradebook import StoredResult, read_results
+from .hidden import HIDDEN_MARK, first_line
 from .printable import printable
 from .read import Course, CourseError, Unreadable, course_config, load_course, parse_notebook, read_bytes
 
-# What starts a hidden-test region: nbgrader's default (ClearHiddenTests.begin_test_delimeter).
-HIDDEN_MARK = ClearHiddenTests.class_traits()["begin_test_delimeter"].default_value
 TOP_MESSAGES = 5
 TABLE_NOTE_CHARS = 120
 # What an error without a message means in an nbgrader notebook.
@@ -187,12 +185,6 @@ def readable(message: str) -> str:
         return first_line(message)
     detail = first_line(rest) or SILENT_ERRORS.get(name, "")
     return f"{name}: {detail}" if detail else name
-
-
-def first_line(text: str, limit: int = 300) -> str:
-    """The first non-blank line of ``text``, cut to ``limit`` characters."""
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _test_sources(path: Path) -> dict[str, str]:
