@@ -22,7 +22,7 @@ lives elsewhere is never written to.  What a variant changes is written with `as
 definition is renamed or a return value wrapped; a solution cell that is not plain Python (IPython
 magics) keeps its own text in those variants, and the plan says so.
 
-``bench/fuzz.py`` (this course's differential fuzz) and ``bench/bench.py`` (the general-course
+``scripts/fuzz.py`` (this course's differential fuzz) and ``bench/bench.py`` (the general-course
 table) use the pieces here: `nbgrader_env`, `course_copy`, `stock_autograde`, `grades`.
 """
 

@@ -137,7 +137,7 @@ def configuration_paths() -> list[str]:
     /usr/local/etc/jupyter, /etc/jupyter), where a site-wide ``nbgrader_config.py`` keeps the
     gradebook's ``db_url`` with its password, and the ``etc/`` of each Python installation and of
     /usr/local (JupyterHub's configuration lives there).  The zygote lays an empty read-only
-    folder over each one that is visible in its chroot (`_sandbox_child.Zygote._hide`)."""
+    folder over each one that is visible in its chroot (`_child.Zygote._hide`)."""
     from jupyter_core.paths import ENV_CONFIG_PATH, SYSTEM_CONFIG_PATH, jupyter_config_path
 
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
