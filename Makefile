@@ -105,9 +105,12 @@ report: venv
 
 # --- coursekit ------------------------------------------------------------------------------------
 
-# Grade one generated class with both nbgrader and coursekit; print both throughputs, the ratio
-# and whether the grades agree.  Stock nbgrader takes ~5 s per notebook, so the default (all 200)
-# runs ~16-20 minutes; `make bench BENCH_ARGS="--stock-sample 20"` lets nbgrader grade only 20.
+# Two tables: a generated class of 200 on this course, then on each assignment of
+# tests/general_course/ (light, plot-heavy, data file), graded with both nbgrader and coursekit;
+# both throughputs, the ratio and whether the grades agree.  Stock nbgrader takes 2-8 s per
+# notebook, so the default (all 200 of each) runs over an hour;
+# `make bench BENCH_ARGS="--stock-sample 10"` lets nbgrader grade only 10 of each class (about
+# 10 minutes), `--only lesson` or `--only general` runs one table.
 BENCH_ARGS ?=
 bench: venv
 	python -m bench.bench $(BENCH_ARGS)

@@ -20,6 +20,7 @@ rate.  The last line: `submit-to-feedback: p50 X s, p95 Y s, max Z s, lost N, tw
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -49,7 +50,8 @@ def notebooks() -> list[bytes]:
     release = json.loads(RELEASE.read_text(encoding="utf-8"))
     wrong = {**CORRECT, "initialize_parameters_he": CORRECT["initialize_parameters_he"].replace("np.sqrt(2 /", "np.sqrt(1 /")}
     del wrong["initialize_parameters_zeros"]
-    return [json.dumps(solve(release, CORRECT)).encode(), json.dumps(solve(release, wrong)).encode(),
+    return [json.dumps(solve(copy.deepcopy(release), CORRECT)).encode(),
+            json.dumps(solve(copy.deepcopy(release), wrong)).encode(),
             b'{"cells": [ this is not JSON']
 
 
@@ -131,9 +133,11 @@ def main() -> int:  # noqa: PLR0915 (the command's options, then its steps in or
         log = (base / "serve.log").open("w")
         service = subprocess.Popen([sys.executable, "-m", "coursekit", "serve"], cwd=course, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
-        while "serving" not in (base / "serve.log").read_text():
+        while "ready:" not in (base / "serve.log").read_text():  # its plans made
+            if service.poll() is not None:
+                sys.exit(f"coursekit serve stopped:\n{(base / 'serve.log').read_text()[-3000:]}")
             time.sleep(0.2)
-        time.sleep(2.0)  # the workers' zygotes
+        time.sleep(5.0)  # the workers' sandboxes start beside the planning
         watcher = Watcher(outbound)
         watcher.start()
         peak = [0]
@@ -172,21 +176,8 @@ def main() -> int:  # noqa: PLR0915 (the command's options, then its steps in or
         p50, p95, worst = percentile(latencies, 50), percentile(latencies, 95), max(latencies, default=0.0)
         print(f"{args.count} submissions landed in {burst_s:.1f} s (rate {mean / 4:.1f}/s rising to {7 * mean / 4:.1f}/s); "
               f"right/wrong/broken 1:1:1; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
-        print(f"coursekit serve: p50 {p50:.2f} s, p95 {p95:.2f} s, max {worst:.2f} s; peak memory "
+        print(f"coursekit serve: p50 {p50:.2f} s, p95 {p95:.2f} s, max {worst:.2f} s, lost {lost}, twice {twice}; peak memory "
               f"{peak[0] / 2**20:.0f} MiB (service and workers, RSS)")
-
-        stock = []
-        for j in range(args.stock_sample):
-            page, at = land(inbound, f"stock{j}", kinds[j % 3])
-            for step in ("collect", "autograde", "generate_feedback", "release_feedback"):
-                extra = [] if step == "collect" else [f"--student=stock{j}"]
-                run([sys.executable, "-m", "nbgrader", step, ASSIGNMENT, *extra, "--force"] if step in
-                    ("autograde", "generate_feedback") else [sys.executable, "-m", "nbgrader", step, ASSIGNMENT, *extra],
-                    course, env)
-            stock.append(time.time() - at)
-        if stock:
-            print(f"stock pipeline (collect, autograde, generate_feedback, release_feedback), {len(stock)} "
-                  f"submission(s) one at a time: mean {sum(stock) / len(stock):.1f} s, max {max(stock):.1f} s")
 
         import matplotlib
         matplotlib.use("Agg")
@@ -202,11 +193,23 @@ def main() -> int:  # noqa: PLR0915 (the command's options, then its steps in or
         rate.set_ylabel("arrivals per second")
         ax.set_title(f"coursekit serve, {args.count} submissions in {args.seconds:.0f} s: "
                      f"p50 {p50:.1f} s, p95 {p95:.1f} s, max {worst:.1f} s")
-        fig.legend(loc="upper left")
+        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.88))
         fig.tight_layout()
         RESULTS.mkdir(exist_ok=True)
         fig.savefig(RESULTS / "submit.png", dpi=100)
-        print(f"figure: {RESULTS / 'submit.png'}")
+        print(f"figure: {RESULTS / 'submit.png'}", flush=True)
+        stock = []
+        for j in range(args.stock_sample):  # right and wrong ones: stock autograde stops on a broken one
+            page, at = land(inbound, f"stock{j}", kinds[j % 2])
+            for step in ("collect", "autograde", "generate_feedback", "release_feedback"):
+                options = [] if step == "collect" else [f"--student=stock{j}"]
+                options += ["--force"] if step in ("autograde", "generate_feedback") else []
+                run([sys.executable, "-m", "nbgrader", step, ASSIGNMENT, *options], course, env)
+            stock.append(time.time() - at)
+        if stock:
+            print(f"stock pipeline (collect, autograde, generate_feedback, release_feedback), {len(stock)} "
+                  f"submission(s) one at a time: mean {sum(stock) / len(stock):.1f} s, max {max(stock):.1f} s "
+                  f"(load average now {os.getloadavg()[0]:.1f})")
         print(f"submit-to-feedback: p50 {p50:.1f} s, p95 {p95:.1f} s, max {worst:.1f} s, lost {lost}, twice {twice}")
         return 0 if lost == 0 and twice == 0 else 1
     finally:

@@ -42,6 +42,7 @@ from .deadline import WorkTimeout, time_limit
 from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
+from .preload import installed_imports
 from .report import Reporter
 from .sandbox import clean_text
 
@@ -120,7 +121,7 @@ class Worker:
         """A fresh copy of the plan's trusted namespace (the needed locked cells, run once)."""
         with self._lock:
             if plan.key not in self._namespaces:
-                folder = self.folder / f"trusted-{plan.key}"
+                folder = self.trusted_folder(plan)
                 folder.mkdir()
                 try:
                     self._namespaces[plan.key] = score.trusted_namespace(plan, folder, self.python)
@@ -129,6 +130,10 @@ class Worker:
                         sys.path.remove(str(folder))
                     raise
             return dict(self._namespaces[plan.key])
+
+    def trusted_folder(self, plan: extract.AssignmentPlan) -> Path:
+        """Where the plan's trusted cells run: the assignment's files (score.trusted_namespace)."""
+        return self.folder / f"trusted-{plan.key}"
 
     def close(self) -> None:
         self.box.close()
@@ -146,7 +151,8 @@ class Worker:
 
 
 def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: Worker) -> extract.AssignmentPlan:
-    """The notebook's plan, with the calls its tests make recorded on the master's solutions.
+    """The notebook's plan, with the calls its tests make recorded on the master's solutions, and
+    the installed libraries its master imports added to the sandbox's preload.
 
     A locked cell that fails in the grader (it reads a data file, or a name only a kernel run
     has) does not stop planning: the tests that need it are graded in the sandbox, in place."""
@@ -157,8 +163,34 @@ def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: W
         except extract.LockedCellFails as failed:
             plan = plan.without_trusted_cell(failed.index, str(failed))
             continue
-        score.record_calls(plan, namespace, worker.python)
+        score.record_calls(plan, namespace, worker.python, worker.trusted_folder(plan))
+        preload = tuple(dict.fromkeys(plan.settings.sandbox_preload + installed_imports(plan, worker.python)))
+        plan.settings = replace(plan.settings, sandbox_preload=preload)
         return plan
+
+
+def check_master(course: read.Course, plan: extract.AssignmentPlan, worker: Worker, limits: sandbox.Limits) -> None:
+    """Grade the master notebook itself, solutions in place, as a submission; add a warning to
+    the plan for each test cell that does not earn its points.  Such a test is broken for
+    everyone (nbgrader grades it 0 for every student who answers like the master) and the
+    instructor should know before the term, not from the grades."""
+    path = course.source_dir(plan.assignment) / f"{plan.notebook}.ipynb"
+    nb = read.parse_notebook(path.read_bytes(), path.name)
+    if isinstance(nb, read.Unreadable):
+        return
+    try:
+        run = extract.student_run(nb, plan, worker.python, worker.names)
+        result = _run_steps(worker, plan, run, limits)
+    except (sandbox.IsolationMissing, sandbox.SandboxError, extract.Refused) as error:
+        plan.warnings.append(f"the master notebook could not be checked ({error})")
+        return
+    for outcome in score.replay(plan, result, run.tests, worker.namespace(plan), worker.python):
+        if outcome.score < outcome.max_score:
+            plan.warnings.append(
+                f"master test cell {outcome.grade_id} fails with the master's own solution "
+                f"({outcome.message or 'no points'}); it is graded as a kernel runs it, as nbgrader does "
+                "(0 for everyone if the test itself is broken): fix the test and run "
+                "`nbgrader generate_assignment` again")
 
 
 _WORKER: Worker | None = None  # this process's worker: the pool initializer's, or the first task's
@@ -220,12 +252,20 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
                 return _zero(plan, submission, warning + [nb.reason])
             run = extract.student_run(nb, plan, worker.python, worker.names)
         result = _run_steps(worker, plan, run, limits)
+        rerun = ({} if result.failure is sandbox.Failure.GRADER
+                 else score.tests_needing_the_sandbox(plan, run.tests, result))
+        if rerun:  # values replay cannot hand to the test: run those tests in place, as a kernel would
+            plan = _with_sandboxed(plan, rerun)
+            with time_limit(TEXT_SECONDS, "the submission's text"):
+                run = extract.student_run(nb, plan, worker.python, worker.names)
+            result = _run_steps(worker, plan, run, limits)
         if result.failure is sandbox.Failure.GRADER:
             raise sandbox.SandboxError(result.reason)
         outcomes = score.replay(plan, result, run.tests, worker.namespace(plan), worker.python, worker.compiled,
-                                worker.replays)
+                                worker.replays, worker.trusted_folder(plan))
         graded_nb = score.autograded_notebook(nb, plan, outcomes)
-        notes = warning + list(run.notes) + [e for e in result.code_errors if e.partition(":")[0] in run.relevant]
+        notes = warning + list(run.notes) + list(rerun.values()) + [
+            e for e in result.code_errors if e.partition(":")[0] in run.relevant]
         if result.reason:
             notes.append(f"sandbox: {result.reason}")
         return _result(plan, submission, outcomes, graded_nb, notes)
@@ -238,6 +278,14 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
     except (Exception, RecursionError, MemoryError) as error:  # the content broke the grader's code
         return _zero(plan, submission, warning + [f"coursekit could not grade this notebook's content "
                                                   f"({type(error).__name__}: {str(error)[:300]}); it scores 0"])
+
+
+def _with_sandboxed(plan: extract.AssignmentPlan, tests: dict[str, str]) -> extract.AssignmentPlan:
+    """A copy of the plan in which these test cells run in the sandbox (test id -> why); it keeps
+    the plan's key, so the worker's caches (release files, trusted namespace) still apply."""
+    copy = replace(plan, sandboxed={**plan.sandboxed, **tests})
+    copy.__dict__["key"] = plan.key  # functools.cached_property's slot: the content is the same
+    return copy
 
 
 def _too_slow(nb: nbformat.NotebookNode | read.Unreadable | None, source: str) -> str:
@@ -277,11 +325,11 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
     last_calls: dict[int, sandbox.CallResult] = {}
     last_tests: dict[int, sandbox.TestResult] = {}
     failures: list[sandbox.Failure | None] = []
-    step_seconds = max(1.0, limits.wall_seconds / 2)
+    step_seconds = plan.settings.cell_seconds  # nbgrader's per-cell timeout, for each cell, call and test
     for attempt in range(MAX_RUNS):
         todo = [i for i in range(len(steps)) if i not in left_out]
         result = worker.box.run_steps([steps[i] for i in todo], workdir_files=worker.release(plan),
-                                      limits=limits, step_seconds=step_seconds)
+                                      limits=plan.settings.run_limits(limits, len(todo)), step_seconds=step_seconds)
         first = first or result
         last_calls = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Call)], result.calls))
         last_tests = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Test)], result.tests))
@@ -289,8 +337,9 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
             reasons.append(result.reason)
         failures.append(result.failure)
         # A run the submission stopped goes again without what stopped it; one the grader's
-        # machinery failed, or whose records were forged, does not.
-        stopped = (result.completed < len(todo) and attempt < MAX_RUNS - 1
+        # machinery failed, or whose records were forged, does not, and neither does a voided run
+        # (stopped by no step in particular: none is blamed or left out).
+        stopped = (result.completed < len(todo) and attempt < MAX_RUNS - 1 and not result.void
                    and result.failure not in (sandbox.Failure.GRADER, sandbox.Failure.FORGED))
         if not stopped:
             break
@@ -424,20 +473,22 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     course = read.load_course(Path(course_dir))
     if not scheduler and not insecure:
         _check_isolation()  # refuse at once, not in every worker (Dask workers check their own)
-    with Worker() as planner:  # runs the master's tests once, in this process
+    limits = course.settings.limits
+    if timeout is not None:
+        limits = replace(limits, wall_seconds=float(timeout))
+    with Worker(course.settings.sandbox_preload, insecure) as planner:  # runs the master's tests once, in this process
         plans = {name: plan_notebook(course, assignment, name, planner)
                  for name in extract.notebooks_of(course, assignment)}
+        for plan in plans.values():
+            check_master(course, plan, planner, limits)
     for name, plan in plans.items():
         log.info("%s.ipynb: %d graded function(s), %d test cell(s), %d of them run in the sandbox",
                  name, len(plan.graded), sum(c.kind == "test" for c in plan.cells), len(plan.sandboxed))
         for warning in plan.warnings:
             log.warning("%s: %s", name, warning)
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
-    limits = course.settings.limits
-    if timeout is not None:
-        limits = replace(limits, wall_seconds=float(timeout))
     local_workers = workers or course.settings.workers or default_workers()
-    preload = course.settings.sandbox_preload
+    preload = tuple(dict.fromkeys(name for plan in plans.values() for name in plan.settings.sandbox_preload))
     log.info("%s: %d submission(s) to grade, %s", assignment, len(submissions),
              f"on the Dask cluster at {scheduler}" if scheduler else f"{local_workers} local worker processes")
     reporter = Reporter(len(submissions), json_lines, out, err)

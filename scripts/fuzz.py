@@ -366,30 +366,33 @@ def _delete_tests(nb: dict, function: str, style: str, rng: random.Random) -> bo
     return True
 
 
-@feature("duplicate-solution-cell", ("copy-below", "stub-copy-above"), recovery="nbgrader#1083", order=95)
+@feature("duplicate-solution-cell", ("copy-below", "copy-above", "stub-copy-above", "stub-copy-below"),
+         recovery="nbgrader#1083", order=95)
 def _duplicate_solution(nb: dict, function: str, style: str, rng: random.Random) -> bool:
-    """The solution cell copied (same grade id): the student's code below it, or the release's
-    stub above it (jupyter/nbgrader#1083)."""
+    """The solution cell copied (same grade id), above or below the original: a copy of the
+    student's code, or the release's stub (jupyter/nbgrader#1083).  nbgrader's DeduplicateIds
+    keeps the last copy, whichever it is."""
     at = index_of(nb, function)
     cell = copy.deepcopy(nb["cells"][at])
     cell["id"] = new_cell(rng, "")["id"]
-    if style == "stub-copy-above":
+    if style.startswith("stub-"):
         cell["source"] = text(release_cell(function))
-        nb["cells"].insert(at, cell)
-    else:
-        nb["cells"].insert(at + 1, cell)
+    nb["cells"].insert(at if style.endswith("above") else at + 1, cell)
     return True
 
 
-@feature("duplicate-test-cell", ("public", "hidden"), recovery="nbgrader#1083", order=96)
+@feature("duplicate-test-cell", ("public-below", "public-above", "hidden-below", "hidden-above"),
+         recovery="nbgrader#1083", order=96)
 def _duplicate_test(nb: dict, function: str, style: str, rng: random.Random) -> bool:
-    test = EXERCISES[function][1][style == "hidden"]
+    """A test cell copied (same grade id), above or below the original: nbgrader's
+    DeduplicateIds grades the last copy, and the others run as ordinary cells."""
+    test = EXERCISES[function][1][style.startswith("hidden")]
     if test not in present_tests(nb, function):
         return False
     at = index_of(nb, test)
     cell = copy.deepcopy(nb["cells"][at])
     cell["id"] = new_cell(rng, "")["id"]
-    nb["cells"].insert(at + 1, cell)
+    nb["cells"].insert(at if style.endswith("above") else at + 1, cell)
     return True
 
 

@@ -252,8 +252,9 @@ def python_entries(path: Path) -> list[Entry]:
 
 
 def standalone_entries() -> list[Entry]:
-    return [Entry(SETUP_CELL[s.start:s.end], ("standalone", 1), f"standalone set-up cell: {s.kind}")
-            for s in code_spans(SETUP_CELL, graded=False)]
+    setup = SETUP_CELL + CJK_SETUP
+    return [Entry(setup[s.start:s.end], ("standalone", 1), f"standalone set-up cell: {s.kind}")
+            for s in code_spans(setup, graded=False)]
 
 
 def _new_catalog(language: str | None) -> Catalog:
@@ -482,6 +483,21 @@ print(f"Course files written: {len(missing)} of {len(archive.namelist())}")
 '''
 
 
+# Appended to the set-up cell of languages whose figures need CJK glyphs.  init_utils draws with Noto
+# Sans CJK SC when matplotlib can find it (Debian's fonts-noto-cjk) or the mplfonts wheel is installed;
+# on Colab or a bare Jupyter neither is, so the cell installs the wheel (pip, about 85 MB) once.
+CJK_LANGUAGES = ("zh_CN",)
+CJK_SETUP = '''
+# Chinese figure labels need a font with Chinese characters: install mplfonts (Noto Sans CJK SC) if none is found.
+import importlib, subprocess, sys
+import init_utils
+if not init_utils.cjk_font_available():
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mplfonts"], check=False)
+    importlib.invalidate_caches()
+    print(f"Chinese font for the figures: {init_utils.cjk_font_available()}")
+'''
+
+
 def _archive(files: dict[str, bytes]) -> bytes:
     """A zip with fixed timestamps, so the same files always give the same bytes."""
     buffer = io.BytesIO()
@@ -500,7 +516,8 @@ def standalone_notebook(language: str | None) -> nbformat.NotebookNode:
     release = nbformat.read(ROOT / "release" / name / f"{name}.ipynb", 4)
     data = _archive(helper_files(language))
     translate = translator(load(language) if language else None)
-    source = translate_code(SETUP_CELL, False, translate).replace(
+    setup = SETUP_CELL + (CJK_SETUP if language in CJK_LANGUAGES else "")
+    source = translate_code(setup, False, translate).replace(
         "{archive}", base64.b64encode(data).decode()).replace("{sha256}", hashlib.sha256(data).hexdigest())
     cell = nbformat.v4.new_code_cell(source, metadata={"standalone_setup": True})
     cell.id = "standalone-setup"  # a fixed id: the same inputs give the same notebook

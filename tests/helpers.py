@@ -16,22 +16,27 @@ edits), the generated classes from `scripts.make_class`; the course's name and p
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from coursekit import check
@@ -402,3 +407,95 @@ def run_cell(page: Any, cell: Any) -> None:
         except PlaywrightTimeout:
             continue
     raise AssertionError(f"JupyterLab did not run the cell after three Ctrl+Enter (its prompt stayed {before!r})")
+
+
+# --- the LMS --------------------------------------------------------------------------------------
+
+def lms_results(platform: Any, private_key: str, public_key: str) -> dict[str, tuple[float, float, str]]:
+    """userId -> (resultScore, resultMaximum, comment) of the platform's one line item, read over HTTP
+    from its AGS results endpoint (every page) with an access token it grants the tool's key."""
+    from pylti1p3.registration import Registration
+    from pylti1p3.service_connector import ServiceConnector
+
+    (lineitem,) = platform.lineitems
+    registration = (Registration().set_issuer(platform.url).set_client_id(platform.client_id)
+                    .set_auth_token_url(platform.token_url).set_tool_private_key(private_key)
+                    .set_tool_public_key(public_key))
+    token = ServiceConnector(registration).get_access_token(
+        ["https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"])
+    url: str | None = f"{lineitem}/results"
+    found = {}
+    while url:
+        answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        for r in answer.json():
+            found[r["userId"]] = (r["resultScore"], r["resultMaximum"], r.get("comment") or "")
+        url = answer.links.get("next", {}).get("url")
+    return found
+
+
+# --- Unix accounts of the hub tests ---------------------------------------------------------------
+
+def account_processes(uid: int) -> list[int]:
+    """Process ids owned by `uid` (real uid), from /proc."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            uid_line = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue  # the process ended while we looked
+        if int(uid_line.split()[1]) == uid:
+            pids.append(int(status.parent.name))
+    return pids
+
+
+@dataclass(frozen=True)
+class HubAccounts:
+    """The Unix accounts and groups a hub test makes, marked so that a later run (after a killed one)
+    removes them and never an account it did not make."""
+
+    accounts: dict[str, list[str]]  # name -> its supplementary groups
+    groups: tuple[str, ...]
+    mark: str  # the accounts' comment (GECOS) field
+
+    def create(self, homes: Path, passwords: dict[str, str]) -> None:
+        """Groups, then each account with a private home; `passwords` for those who log in with one."""
+        for group in self.groups:
+            subprocess.run(["groupadd", group], check=True, capture_output=True)
+        for name, groups in self.accounts.items():
+            home = homes / name
+            subprocess.run(["useradd", "--comment", self.mark, "--home-dir", str(home), "--create-home",
+                            "--shell", "/bin/bash", *(["--groups", ",".join(groups)] if groups else []), name],
+                           check=True, capture_output=True)
+            home.chmod(0o700)
+        if passwords:
+            subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()), text=True,
+                           check=True, capture_output=True)
+
+    def remove(self) -> None:
+        """Remove the accounts and groups (and stop what still runs as them)."""
+        for name in self.accounts:
+            try:
+                account = pwd.getpwnam(name)
+            except KeyError:
+                continue
+            if account.pw_gecos != self.mark:
+                raise RuntimeError(f"account {name} exists and was not made by this test; not removing it")
+            for pid in account_processes(account.pw_uid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            # A killed process is gone only once the kernel has torn it down and its parent has
+            # reaped it; userdel refuses (status 8) while any process of the account is left, as it
+            # did once in CI right after the hub stopped.
+            deadline = time.monotonic() + 30
+            while account_processes(account.pw_uid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            subprocess.run(["userdel", name], check=True, capture_output=True)
+        for group in self.groups:
+            try:
+                grp.getgrnam(group)
+            except KeyError:
+                continue
+            subprocess.run(["groupdel", group], check=True, capture_output=True)

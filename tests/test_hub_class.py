@@ -25,7 +25,6 @@ two README shows (docs/hub-student.png, docs/hub-instructor.png).
 from __future__ import annotations
 
 import filecmp
-import grp
 import json
 import os
 import pwd
@@ -39,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -49,7 +49,15 @@ from playwright.sync_api import Page, sync_playwright
 from scripts.course import ASSIGNMENT, RELEASE, ROOT
 from scripts.pg_server import PostgresServer, PostgresUnavailable, free_port
 from scripts.student_work import CORRECT, solved_cell
-from tests.helpers import VENV_BIN, nbgrader_env, new_course, require, wait_until_serving
+from tests.helpers import (
+    VENV_BIN,
+    HubAccounts,
+    leaked_hidden_text,
+    nbgrader_env,
+    new_course,
+    require,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.hub
 
@@ -61,7 +69,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = ROOT / "test-artifacts"
 # `make screenshot` refreshes README's two pictures from these steps, at half size.
 README_SHOTS = {"3-ckh-ben-validated": ROOT / "docs" / "hub-student.png",
-                "6-formgrader-students": ROOT / "docs" / "hub-instructor.png"}
+                "6-formgrader-students": ROOT / "docs" / "hub-instructor.png",
+                "4b-ckh-ben-early-feedback": ROOT / "docs" / "hub-feedback.png"}
 
 ACCOUNT_MARK = "coursekit hub test account"
 STUDENTS_GROUP, INSTRUCTORS_GROUP = "ckh-students", "ckh-instructors"
@@ -90,64 +99,15 @@ SLOW_MS = 180_000  # a server start or a validation on a busy 2-core machine
 
 # --- Unix accounts ----------------------------------------------------------------------------------
 
-def account_processes(uid: int) -> list[int]:
-    """Process ids owned by `uid` (real uid), from /proc."""
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            uid_line = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue  # the process ended while we looked
-        if int(uid_line.split()[1]) == uid:
-            pids.append(int(status.parent.name))
-    return pids
-
-
 def remove_accounts() -> None:
-    """Remove this test's accounts and groups (and stop what still runs as them).
-
-    Refuses to touch an account of the same name that this test did not make."""
-    for name in ACCOUNTS:
-        try:
-            account = pwd.getpwnam(name)
-        except KeyError:
-            continue
-        if account.pw_gecos != ACCOUNT_MARK:
-            raise RuntimeError(f"account {name} exists and was not made by this test; not removing it")
-        for pid in account_processes(account.pw_uid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        # A killed process is gone only once the kernel has torn it down and its parent has
-        # reaped it; userdel refuses (status 8) while any process of the account is left, as it
-        # did once in CI right after the hub stopped.
-        deadline = time.monotonic() + 30
-        while account_processes(account.pw_uid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        subprocess.run(["userdel", name], check=True, capture_output=True)
-    for group in (STUDENTS_GROUP, INSTRUCTORS_GROUP):
-        try:
-            grp.getgrnam(group)
-        except KeyError:
-            continue
-        subprocess.run(["groupdel", group], check=True, capture_output=True)
+    """Remove this test's accounts and groups (and stop what still runs as them)."""
+    HubAccounts(ACCOUNTS, (STUDENTS_GROUP, INSTRUCTORS_GROUP), ACCOUNT_MARK).remove()
 
 
 def create_accounts(homes: Path) -> dict[str, str]:
     """The test's accounts, each with a private home and a random password; {name: password}."""
-    for group in (STUDENTS_GROUP, INSTRUCTORS_GROUP):
-        subprocess.run(["groupadd", group], check=True, capture_output=True)
-    passwords = {}
-    for name, groups in ACCOUNTS.items():
-        home = homes / name
-        subprocess.run(["useradd", "--comment", ACCOUNT_MARK, "--home-dir", str(home), "--create-home",
-                        "--shell", "/bin/bash", *(["--groups", ",".join(groups)] if groups else []), name],
-                       check=True, capture_output=True)
-        home.chmod(0o700)
-        passwords[name] = secrets.token_urlsafe(12)
-    subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()), text=True,
-                   check=True, capture_output=True)
+    passwords = {name: secrets.token_urlsafe(12) for name in ACCOUNTS}
+    HubAccounts(ACCOUNTS, (STUDENTS_GROUP, INSTRUCTORS_GROUP), ACCOUNT_MARK).create(homes, passwords)
     return passwords
 
 
@@ -191,6 +151,10 @@ class Hub:
     tools: dict[str, set[str]] = field(default_factory=dict)
     formgrader_scores: dict[str, str] = field(default_factory=dict)
     feedback_on_page: dict[str, str] = field(default_factory=dict)
+    # the grading service's pages (coursekit serve), as each student saw them in JupyterLab
+    early_feedback: dict[str, str] = field(default_factory=dict)
+    early_seconds: dict[str, float] = field(default_factory=dict)  # from Submit to the page seen
+    final_feedback: dict[str, str] = field(default_factory=dict)
     coursekit_report: list[dict] = field(default_factory=list)
 
     @property
@@ -396,6 +360,36 @@ def fetch_feedback(hub: Hub, page: Page, name: str) -> None:
     hub.shot(page, f"8-{name}-feedback")
 
 
+def service_feedback(hub: Hub, page: Page, name: str, shot: str, has: str) -> str:
+    """Fetch Feedback in the Assignments tab until the grading service's page (holding `has`) is there;
+    open it and return its text as the HTML viewer shows it."""
+    deadline = time.monotonic() + SLOW_MS / 1000
+    page.locator(".lm-TabBar-tab", has_text="Assignments").click()
+    while True:
+        page.locator("#refresh_assignments_list").click()
+        page.locator("#submitted_assignments_list button", has_text="Fetch Feedback").click()
+        page.wait_for_timeout(500)
+        fetched = list((hub.home(name) / ASSIGNMENT / "feedback").glob(f"*/{ASSIGNMENT}.html"))
+        if fetched and has in fetched[0].read_text(encoding="utf-8"):
+            break
+        assert time.monotonic() < deadline, f"no feedback with {has!r} for {name}"
+    tab = page.locator(".lm-TabBar-tab", has_text=f"{ASSIGNMENT}.html")
+    if tab.count():  # a page opened before: close it, so the viewer reads the new file
+        tab.first.locator(".lm-TabBar-tabCloseIcon").click()
+    page.locator("#submitted_assignments_list a", has_text="view feedback").click()
+    page.locator(".jp-DirListing-item", has_text=f"{ASSIGNMENT}.html").dblclick()
+    frame = page.frame_locator(".jp-HTMLViewer iframe")
+    frame.get_by_text(has).first.wait_for()
+    text = frame.locator("body").inner_text()
+    hub.shot(page, shot)
+    page.locator(".lm-TabBar-tab", has_text="Assignments").click()
+    return text
+
+
+def move_due_date(hub: Hub, when: datetime) -> None:
+    hub.as_grader("nbgrader", "db", "assignment", "add", ASSIGNMENT, f"--duedate={when.isoformat()}")
+
+
 def formgrader_button(hub: Hub, page: Page, button: str, done: str) -> None:
     """Click a button of the assignment's row in the formgrader's Manage Assignments page."""
     page.locator(f"#main-table tr:has-text('{ASSIGNMENT}') .{button} a").click()
@@ -421,7 +415,8 @@ def instructor_grades(hub: Hub) -> None:
     """Collect and grade from the command line, then look and send feedback in the formgrader."""
     hub.as_grader("nbgrader", "collect", ASSIGNMENT)
     # coursekit's sandbox needs root (SECURITY.md): the grading machine's admin runs it.
-    graded = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"],
+    # The grading service graded every submission already: --force grades them again here.
+    graded = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json", "--force"],
                             cwd=hub.course, env={**nbgrader_env(), **hub.site_env()},
                             capture_output=True, text=True, timeout=600)
     assert graded.returncode == 0, graded.stderr[-3000:]
@@ -454,10 +449,19 @@ def semester(hub: Hub) -> Iterator[Hub]:
             # Everyone logs in first: the hub starts the four servers side by side.
             for i, name in enumerate([*STUDENTS, INSTRUCTOR]):
                 log_in(browser, hub, name, shot="1-login" if i == 0 else None)
+            move_due_date(hub, datetime.now(timezone.utc) + timedelta(days=7))
             for name, (bodies, _) in STUDENTS.items():
                 wait_for_lab(hub.pages[name], name)
                 hub.tools[name] = nbgrader_tools(hub, hub.pages[name], name)
                 student_works(hub, hub.pages[name], name, bodies)
+                submitted = time.monotonic()
+                hub.early_feedback[name] = service_feedback(hub, hub.pages[name], name,
+                                                            f"4b-{name}-early-feedback", "(Score:")
+                hub.early_seconds[name] = time.monotonic() - submitted
+            move_due_date(hub, datetime.now(timezone.utc))  # the due date passes
+            for name in STUDENTS:
+                hub.final_feedback[name] = service_feedback(hub, hub.pages[name], name,
+                                                            f"4c-{name}-final-feedback", "final feedback")
             instructor_grades(hub)
             for name in STUDENTS:
                 fetch_feedback(hub, hub.pages[name], name)
@@ -504,6 +508,30 @@ def test_each_student_fetches_only_their_own_feedback(semester, student):
     signed = {name for name in STUDENTS if f"work of {name}" in text}
     assert signed == ({student} if STUDENTS[student][0] else set())
     assert re.search(rf"Score:\s*{STUDENTS[student][1]}\.0\s*/\s*9\.0", text)
+
+
+# Points of the public tests (one per exercise) each student earns; the hidden ones add two each.
+PUBLIC_POINTS = {"ckh-ada": 3, "ckh-ben": 2, "ckh-cy": 0}
+
+
+@pytest.mark.parametrize("student", STUDENTS)
+def test_the_grading_service_sends_public_results_right_after_submit_and_no_hidden_ones(semester, student):
+    text = semester.early_feedback[student]
+    print(f"{student}: feedback seen {semester.early_seconds[student]:.1f} s after Submit")
+    assert f"(Score: {PUBLIC_POINTS[student]}.0 / 3.0)" in text
+    assert "6 more points come from hidden tests, which are graded after the due date" in text
+    for hidden in ("test_zeros_hidden", "test_random_hidden", "test_he_hidden"):
+        (row,) = [line for line in text.splitlines() if line.startswith(hidden)]
+        assert "graded after the due date" in row and "passed" not in row and "failed" not in row, row
+    assert not leaked_hidden_text(text)
+
+
+@pytest.mark.parametrize("student", STUDENTS)
+def test_after_the_due_date_the_service_sends_every_result(semester, student):
+    text = semester.final_feedback[student]
+    assert f"(Score: {STUDENTS[student][1]}.0 / 9.0)" in text
+    assert "graded after the due date" not in text
+    assert not leaked_hidden_text(text)
 
 
 def test_students_get_only_the_student_tools_and_the_instructor_all_of_them(semester):

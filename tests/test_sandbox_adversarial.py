@@ -332,7 +332,7 @@ def test_garbage_and_oversized_results_are_a_failed_run_with_a_reason(box):
     garbage = run(box, "import os\nos.write(3, b'not a record')\n", Call("f"))
     assert garbage.reason.startswith("malformed result from the sandbox")
     huge = run(box, "import os, struct\nos.write(3, struct.pack('<2sII', b'CK', 10 << 20, 0))\n", Call("f"))
-    assert huge.reason == "the result is larger than the 1 MiB limit"
+    assert huge.reason == "the result is larger than the 1 MiB limit (sent by part 1)"
     assert (garbage.failure, huge.failure) == (Failure.FORGED, Failure.STUDENT)
     assert [c.status for c in garbage.calls + huge.calls] == ["not_run", "not_run"]
     assert_batch_goes_on(box)
@@ -509,17 +509,48 @@ def test_allocating_30_gb_is_a_memory_error_mentioning_the_limit(box):
     assert he.status == "ok"
 
 
-def test_printing_gigabytes_stops_at_the_output_limit(box):
+def test_printing_without_end_only_runs_out_of_time_and_keeps_a_capped_part(box):
     result = run(box, """
         import sys
         def initialize_parameters_zeros(layers_dims):
             while True:
                 sys.stdout.write("x" * (1 << 20))
         """, Call("initialize_parameters_zeros", ([2],)))
-    assert result.reason == "output limit exceeded: printed more than 1 MiB"
-    assert 0 < len(result.output) <= 1 << 20
+    assert result.reason == "wall-clock timeout after 5 s"
     assert result.calls[0].status == "error"
     assert_batch_goes_on(box)
+
+
+def test_printing_past_the_output_limit_is_cut_with_a_note_and_costs_nothing(box):
+    """Output written around the capture (straight to the file descriptors) is cut at
+    output_bytes; the run goes on and every call keeps its value."""
+    result = run(box, [HE, """
+        import os
+        def shout(layers_dims):
+            for _ in range(3):
+                os.write(1, "\u00fc".encode() * (1 << 20))
+            return 7
+        """], Call("shout", ([2],)), Call("initialize_parameters_he", ([2, 4, 1],)))
+    assert result.reason is None
+    assert [c.status for c in result.calls] == ["ok", "ok"] and result.calls[0].value == 7
+    assert result.output.endswith("... (output cut by coursekit: more than 1 MiB was printed)\n")
+    assert len(result.output.encode()) <= (1 << 20) + 200
+
+
+def test_many_calls_that_print_non_ascii_text_keep_their_values_and_a_cut_of_their_prints(box):
+    """Each call prints 30 000 non-ASCII characters (each takes 6 bytes in a record): the kept
+    prints share a budget of half the output limit, later ones are cut with a note, and no
+    record is refused as too large."""
+    calls = [Call("chatty", (i,)) for i in range(40)]
+    result = run(box, """
+        def chatty(i):
+            print("\u00e9\u4e2d" * 15_000)
+            return i
+        """, *calls)
+    assert result.reason is None
+    assert [c.value for c in result.calls] == list(range(40))
+    assert result.calls[0].stdout.startswith("\u00e9\u4e2d" * 9_000)
+    assert result.calls[-1].stdout.endswith("... (output cut by coursekit)\n")
 
 
 def test_a_file_larger_than_file_bytes_cannot_be_written(box):

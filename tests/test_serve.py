@@ -251,3 +251,29 @@ def test_status_reports_the_queue_the_grades_and_the_latency(semester):
     assert re.search(r"graded: \d+, held over the hourly limit: 0, failed: 0", out), out
     assert re.search(r"submit-to-feedback \(all\): p50 [\d.]+ s, p95 [\d.]+ s, max [\d.]+ s over \d+", out)
     assert json.dumps(out)  # printable
+
+
+# --- the page and the status report, without a service ---------------------------------------------
+
+def test_the_page_escapes_student_text_and_masks_hidden_tests():
+    from coursekit.feedback import shown_tests
+    from coursekit.service.page import PageData, render
+
+    tests = shown_tests({"pub": 0.0, "hid": 0.0}, {"pub": 1.0, "hid": 2.0},
+                        {"pub": "<img src=x onerror=alert(1)>", "hid": "AssertionError: secret 0.123456789\nmore"},
+                        {"hid"}, show_hidden=False)
+    page = render(PageData("<b>eve</b>", ASSIGNMENT, ASSIGNMENT, "now", 0.0, tests,
+                           [("answer", "</pre><script>alert(1)</script>")])).decode()
+    assert "<script>" not in page and "<img" not in page and "<b>eve" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "secret" not in page and "(Score: 0.0 / 1.0)" in page
+    full = shown_tests({"hid": 0.0}, {"hid": 2.0}, {"hid": "AssertionError: secret 1\nexpected 0.123456789"},
+                       {"hid"}, show_hidden=True)
+    assert [t.message for t in full] == ["AssertionError: secret 1"]  # first line only
+
+
+def test_status_escapes_control_characters_a_reason_may_hold():
+    from coursekit.service.status import percentile, safe
+
+    assert safe("bad\x1b[2J\r\nline") == "bad\\x1b[2J\\r\\nline"
+    assert [percentile([3.0, 1.0, 2.0, 4.0], q) for q in (50, 95, 100)] == [2.0, 4.0, 4.0]

@@ -395,16 +395,20 @@ def _collect(steps: Sequence[Step], status: dict, fds: list[int], data: bytes, p
                                 void=True, failure=Failure.GRADER)
     output_fd = fds[0]
     output = _read_capped(output_fd, limits.output_bytes).decode("utf-8", errors="replace")
+    if status["output_exceeded"]:  # the zygote dropped the rest; the run went on
+        output += f"\n... (output cut by coursekit: more than {_size(limits.output_bytes)} was printed)\n"
+    if problem == "too large":
+        # The records that arrived whole stand, as if the child had died while sending the next
+        # one: that step (named in the reason) fails, later ones did not run.
+        return protocol.results(steps, data, f"the result is larger than the {_size(limits.output_bytes)} "
+                                f"limit{_sent_by(steps, data)}", output, failure=Failure.STUDENT)
     if problem:
-        # The grader stopped reading at a forged or oversized record, so the child's own end
-        # (often a broken pipe) says nothing: the problem is the reason, and it voids the run.
-        if problem == "too large":
-            reason, failure = f"the result is larger than the {_size(limits.output_bytes)} limit", Failure.STUDENT
-        else:
-            reason, failure = f"malformed result from the sandbox: {problem}", Failure.FORGED
-        return protocol.results(steps, b"", reason, output, void=True, failure=failure)
+        # The grader stopped reading at a forged record, so the child's own end (often a
+        # broken pipe) says nothing: the problem is the reason, and it voids the run.
+        return protocol.results(steps, b"", f"malformed result from the sandbox: {problem}", output, void=True,
+                                failure=Failure.FORGED)
     result = protocol.results(steps, data, _process_reason(status, limits, output), output)
-    if result.completed == len(steps) and not status["finished"] and not status["output_exceeded"]:
+    if result.completed == len(steps) and not status["finished"]:
         # Every step reported, yet the child did not end the way the sandbox ends it: the
         # submission broke the exit path (a hang, or a closed signal pipe).  Fail closed.
         reason = (f"the submission interfered with the sandbox's exit after its last call "
@@ -413,6 +417,15 @@ def _collect(steps: Sequence[Step], status: dict, fds: list[int], data: bytes, p
         void.calls = [CallResult(c.function, "error", error=reason) for c in void.calls]
         return void
     return result
+
+
+def _sent_by(steps: Sequence[Step], data: bytes) -> str:
+    """' (sent by <the step whose record did not fit>)', or '' if the records do not say."""
+    whole = protocol.results(steps, data, None, "").completed
+    if whole >= len(steps):
+        return ""
+    step = steps[whole]
+    return f" (sent by {f'the call of {step.function}' if isinstance(step, Call) else step.label})"
 
 
 def _read_capped(fd: int, cap: int) -> bytes:
@@ -438,8 +451,6 @@ def _size(n: float) -> str:
 def _process_reason(status: dict, limits: Limits, output: str) -> str | None:
     if status["timed_out"]:
         return f"wall-clock timeout after {limits.wall_seconds:g} s"
-    if status["output_exceeded"]:
-        return f"output limit exceeded: printed more than {_size(limits.output_bytes)}"
     if status["finished"]:
         return None  # the child signalled its end; the zygote then killed it
     sig = status["signal"]

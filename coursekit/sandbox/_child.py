@@ -620,6 +620,9 @@ def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,
     out_open = signal_open = True
     copied = 0
     timed_out = output_exceeded = False
+    # Output beyond output_bytes is drained into /dev/null (the run goes on: printing costs no
+    # points); `output_exceeded` then tells the grader to say that the output was cut.
+    discard = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     signals = _Signals()
     try:
         while not signals.ended:
@@ -636,19 +639,18 @@ def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,
             if out_r in readable:
                 # splice moves the bytes pipe -> memfd inside the kernel: the zygote's memory
                 # never holds the student's output.
-                moved = os.splice(out_r, output_fd, 1 << 16)
+                moved = os.splice(out_r, discard if output_exceeded else output_fd, 1 << 16)
                 copied += moved
                 if moved == 0:
                     out_open = False
-                elif copied > limits["output_bytes"]:
-                    output_exceeded = True
-                    break
+                output_exceeded = copied > limits["output_bytes"]
             if pidfd in readable:
                 break
     finally:
         os.close(pidfd)
+        os.close(discard)
         # The child is not reaped yet, so its pid (and process group id) cannot be reused.
-        if timed_out or output_exceeded or signals.ended:
+        if timed_out or signals.ended:
             os.kill(pid, signal.SIGKILL)
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -715,8 +717,6 @@ def zygote_main(argv: list[str]) -> None:
     for name in config["preload"]:
         try:
             importlib.import_module(name)
-            if name == "matplotlib":
-                sys.modules["matplotlib"].use("Agg")
         except ModuleNotFoundError as exc:
             if exc.name == name and "." not in name:
                 zygote.deferred.append(name)  # perhaps the release's own: see import_release_modules
@@ -724,6 +724,7 @@ def zygote_main(argv: list[str]) -> None:
                 zygote.isolation["notes"].append(f"could not preload {name}: {exc}")
         except ImportError as exc:
             zygote.isolation["notes"].append(f"could not preload {name}: {exc}")
+    RUNNER.use_inline_backend()  # figures as in a kernel: shown and closed at each cell's end
     sock = socket.socket(fileno=sock_fd)
     zygote.control = sock_fd
     try:
@@ -738,7 +739,7 @@ def zygote_main(argv: list[str]) -> None:
     os.environ.clear()
     os.environ.update({
         "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-        "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": workdir,
+        "LANG": "C.UTF-8", "MPLBACKEND": RUNNER.INLINE_BACKEND, "MPLCONFIGDIR": workdir,
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     })
     # Objects that exist now are shared copy-on-write with every child; keep the

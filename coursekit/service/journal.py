@@ -26,7 +26,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from sqlalchemy.engine import make_url
 
@@ -106,7 +106,10 @@ class Journal:
         else:
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+            # In WAL mode, NORMAL makes a commit survive the death of this process (SIGKILL, OOM)
+            # without an fsync per commit; a power cut may lose the last commits, which the next
+            # start redoes (waiting submissions are graded, unreleased pages released).
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -153,12 +156,13 @@ class Journal:
                             "graded_at = COALESCE(?, graded_at) WHERE name = ?",
                             (state, reason, score, max_score, graded_at, name))
 
-    def store_page(self, name: str, notebook: str, phase: str, target: str, html: bytes) -> Page:
-        """Keep the page unless one is stored for this phase already; the stored one either way."""
+    def store_pages(self, pages: list[tuple[str, str, str, str, bytes]]) -> list[Page]:
+        """Keep each page (name, notebook, phase, target, html) unless one is stored for its phase
+        already, in one transaction; the stored ones either way."""
         with self.db:
-            self.db.execute("INSERT OR IGNORE INTO feedback (name, notebook, phase, target, html, made_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (name, notebook, phase, target, html, time.time()))
-        return self.page(name, notebook, phase)
+            self.db.executemany("INSERT OR IGNORE INTO feedback (name, notebook, phase, target, html, made_at) "
+                                f"VALUES (?, ?, ?, ?, ?, {time.time()!r})", pages)
+        return [self.page(name, notebook, phase) for name, notebook, phase, _, _ in pages]
 
     def page(self, name: str, notebook: str, phase: str) -> Page:
         (row,) = self.db.execute("SELECT name, notebook, phase, target, html, released_at FROM feedback "
@@ -174,10 +178,14 @@ class Journal:
                                    "WHERE released_at IS NULL ORDER BY made_at").fetchall():
             yield Page(*row)
 
-    def released(self, page: Page, at: float) -> None:
+    def released(self, pages: list[Page], at: float,
+                 graded: Sequence[tuple[str, float, float]] = ()) -> None:
+        """The pages are in the exchange, and the submissions (name, score, max score) graded: one transaction."""
         with self.db:
-            self.db.execute("UPDATE feedback SET released_at = ? WHERE name = ? AND notebook = ? AND phase = ?",
-                            (at, page.name, page.notebook, page.phase))
+            self.db.executemany("UPDATE feedback SET released_at = ? WHERE name = ? AND notebook = ? AND phase = ?",
+                                [(at, p.name, p.notebook, p.phase) for p in pages])
+            self.db.executemany("UPDATE submission SET state = 'graded', reason = NULL, score = ?, max_score = ?, "
+                                "graded_at = ? WHERE name = ?", [(s, m, at, n) for n, s, m in graded])
 
     def final_done(self, assignment: str, duedate: str) -> bool:
         return self.db.execute("SELECT 1 FROM final WHERE assignment = ? AND duedate = ?",

@@ -36,7 +36,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import Sequence, TextIO
 
 from nbgrader.api import Assignment
 from nbgrader.exchange.default import Exchange
@@ -133,6 +133,10 @@ class Service:
             except (CourseError, extract.PlanError) as error:
                 self.plans[assignment] = f"the assignment cannot be graded: {error}"
         return self.plans[assignment]
+
+    def gradebook_assignments(self) -> list[str]:
+        self.due("")
+        return [a for a in self._due if self.course.source_dir(a).is_dir()]
 
     def due(self, assignment: str) -> datetime | None:
         """The gradebook's due date (naive UTC, as nbgrader stores it), read at most once a second."""
@@ -243,9 +247,9 @@ class Service:
                 f"still your last submission at the due date"
                 f"{' (' + due.strftime('%Y-%m-%d %H:%M UTC') + ')' if due else ''}, it is graded then. "
                 f"A submission you make after {when} will be graded at once.")
-        for notebook in plans:
-            page = PageData(row.student, row.assignment, notebook, row.timestamp, time.time(), [], [], held=note)
-            self.release(row, notebook, "held", render(page))
+        self.release([(row, notebook, "held", render(PageData(row.student, row.assignment, notebook, row.timestamp,
+                                                               time.time(), [], [], held=note)))
+                      for notebook in plans])
         self.journal.mark(row.name, "held", note)
         self.log(f"{row.name}: held (over {limit} an hour; next at {when})")
 
@@ -270,13 +274,19 @@ class Service:
         to_record = [(job, result) for job, result in graded if self.is_latest(job.row)]
         outcomes = self.writer.record_many([(result, job.plan) for job, result in to_record])
         failed = {id(job): outcome for (job, _), outcome in zip(to_record, outcomes) if isinstance(outcome, Exception)}
+        pages, scores = [], []
         for job, result in graded:
             if id(job) in failed:
                 error = failed[id(job)]
                 self.journal.mark(job.row.name, "failed", f"gradebook: {type(error).__name__}: {error}")
                 self.log(f"{job.row.name}: not recorded: {error}")
             else:
-                self.feedback(job, result)
+                pages.append((job.row, job.notebook, job.phase, self.page(job, result)))
+                scores.append((job.row.name, result.score, result.max_score))
+        self.release(pages, scores)
+        for job, result in graded:
+            if id(job) not in failed:
+                self.log(f"{job.row.name}: {job.phase} feedback released ({result.score:g}/{result.max_score:g})")
             self.finished(job)
 
     def finished(self, job: Job) -> None:
@@ -284,10 +294,11 @@ class Service:
         if final and job.phase == "final" and not any(j.row.name == job.row.name for j in self.in_flight.values()):
             final.names.discard(job.row.name)
 
-    def feedback(self, job: Job, result: GradedSubmission) -> None:
+    def page(self, job: Job, result: GradedSubmission) -> bytes:
+        """The student's page for one graded notebook: what `shown_tests` lets them see."""
         row, plan = job.row, job.plan
         final = job.phase == "final"
-        hidden = hidden_tests({c.grade_id: c.source for c in plan.tests if c.grade_id is not None})
+        hidden = hidden_tests({c.grade_id: c.source for c in plan.tests if c.grade_id})
         tests = shown_tests(result.scores, result.max_scores, result.messages, hidden,
                             show_hidden=final or row.assignment in self.policy.show_hidden)
         nb = read.parse_notebook(job.data) if isinstance(job.data, bytes) else job.data
@@ -297,12 +308,8 @@ class Service:
         notes = () if not result.unanswered else (f"Left as released: {', '.join(result.unanswered)}.",)
         if isinstance(job.data, Unreadable):
             notes = (job.data.reason,)
-        page = PageData(row.student, row.assignment, job.notebook, row.timestamp, time.time(), tests, answers,
-                        final=final, due=due.strftime("%Y-%m-%d %H:%M UTC") if due else None, notes=notes)
-        self.release(row, job.notebook, job.phase, render(page))
-        self.journal.mark(row.name, "graded", score=result.score, max_score=result.max_score,
-                          graded_at=time.time())
-        self.log(f"{row.name}: {job.phase} feedback released ({result.score:g}/{result.max_score:g})")
+        return render(PageData(row.student, row.assignment, job.notebook, row.timestamp, time.time(), tests, answers,
+                               final=final, due=due.strftime("%Y-%m-%d %H:%M UTC") if due else None, notes=notes))
 
     # --- release ------------------------------------------------------------------------------------
     def target(self, row: Row, notebook: str) -> str:
@@ -311,23 +318,26 @@ class Service:
             raise CourseError(f"{row.name}: {secret.reason}")
         return notebook_hash(secret=secret.decode("utf-8", "replace"), notebook_id=notebook) + ".html"
 
-    def release(self, row: Row, notebook: str, phase: str, html: bytes) -> None:
-        """Store the page (unless one is stored for this phase), then put the stored one in the exchange."""
-        page = self.journal.store_page(row.name, notebook, phase, self.target(row, notebook), html)
-        self.put(page)
+    def release(self, pages: list[tuple[Row, str, str, bytes]],
+                graded: Sequence[tuple[str, float, float]] = ()) -> None:
+        """Store the pages (row, notebook, phase, html) unless one is stored for that phase, put the
+        stored ones in the exchange, then journal them released and the submissions graded."""
+        stored = self.journal.store_pages([(row.name, notebook, phase, self.target(row, notebook), html)
+                                           for row, notebook, phase, html in pages])
+        for page in stored:
+            self.put(page)
+        self.journal.released(stored, time.time(), graded)
 
     def put(self, page: journal_mod.Page) -> None:
+        """Write the page where nbgrader's release_feedback would: a temporary name, then a rename,
+        so a student never fetches half a page."""
         if not self.outbound.is_dir():
             self.outbound.mkdir(parents=True, exist_ok=True)
             self.outbound.chmod(FEEDBACK_DIR_MODE)
         tmp = self.outbound / f".{page.target}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(page.html)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp.write_bytes(page.html)
         tmp.chmod(FEEDBACK_FILE_MODE)
         os.replace(tmp, self.outbound / page.target)
-        self.journal.released(page, time.time())
 
     # --- the due date -------------------------------------------------------------------------------
     def check_due(self) -> None:
@@ -384,8 +394,14 @@ class Service:
     def run(self) -> None:
         self.log(f"serving {self.course.course_id} from {self.inbound} (journal {self.journal.path}, "
                  f"{'polling' if self.policy.force_polling else 'inotify'})")
-        for page in list(self.journal.unreleased()):  # stored before a kill, not yet in the exchange
+        unreleased = list(self.journal.unreleased())  # stored before a kill, not yet in the exchange
+        for page in unreleased:
             self.put(page)
+        self.journal.released(unreleased, time.time())
+        for assignment in self.gradebook_assignments():  # plan now, not when the first submission waits
+            if self.policy.serves(assignment):
+                self.plans_of(assignment)
+        self.log(f"ready: {len(self.plans)} assignment(s) planned")
         watcher = threading.Thread(target=self.watch, name="coursekit-watch", daemon=True)
         watcher.start()
         last_scan = 0.0
@@ -415,6 +431,7 @@ def serve(*, course_dir: Path | str = ".", insecure: bool = False, log: TextIO =
     if not insecure:
         pipeline._check_isolation()
     service = Service(Path(course_dir), insecure=insecure, log=log)
+
     def stop(*_: object) -> None:
         service.stop.set()
         service.wake.set()
