@@ -154,7 +154,7 @@ export COURSEKIT_USER_ENV := $(HUB_ENV)
 HUB_PYTHON ?= /usr/bin/python3
 hub-env: $(HUB_ENV)/.installed
 
-$(HUB_ENV)/.installed: pyproject.toml course-requirements.txt coursekit coursekit/sandbox coursekit/service $(wildcard coursekit/*.py coursekit/sandbox/*.py coursekit/service/*.py)
+$(HUB_ENV)/.installed: pyproject.toml course-requirements.txt $(shell find coursekit -name __pycache__ -prune -o \( -type d -o -name '*.py' \) -print)
 	test -x $(HUB_ENV)/bin/python || $(HUB_PYTHON) -m venv $(HUB_ENV)
 	$(HUB_ENV)/bin/python -m pip install -q -r course-requirements.txt ".[hub]"
 	$(HUB_ENV)/bin/python -m pip install -q --no-deps --force-reinstall .

@@ -56,9 +56,9 @@ c.CourseKit.memory_mb = 2048
 c.OverwriteCells.add_missing_cells = True
 
 # Feedback shows which test failed and why, never a hidden test's code or data:
-# HideHiddenTests (hide_hidden_tests.py, next to this file; nbgrader imports it from
-# the course folder) strips the hidden regions and reduces their errors to one line.
-# `coursekit feedback` refuses to run without such a preprocessor.
+# HideHiddenTests (coursekit.hidden's, which hide_hidden_tests.py next to this file names
+# for nbgrader) strips the hidden regions and reduces their errors to one line.
+# `coursekit feedback` adds it by itself to a course that lists no such preprocessor.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "hide_hidden_tests.HideHiddenTests",

@@ -33,13 +33,14 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from nbgrader.utils import notebook_hash
 
 from coursekit.service.status import percentile
 from scripts.course import ASSIGNMENT, RELEASE, ROOT
+from scripts.courses import build_template, nbgrader_env
 from scripts.student_work import CORRECT, solve
-from tests.helpers import build_template, nbgrader_env
 
 COURSE_ID = "weight-init"
 RESULTS = ROOT / "bench" / "results"
@@ -71,7 +72,9 @@ class Watcher(threading.Thread):
 
     def __init__(self, folder: Path) -> None:
         super().__init__(daemon=True)
-        self.folder, self.seen, self.digests = folder, {}, {}
+        self.folder = folder
+        self.seen: dict[Any, Any] = {}
+        self.digests: dict[Any, Any] = {}
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -110,7 +113,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
         sys.exit(f"{' '.join(cmd[:4])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915 (the command's options, then its steps in order)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=60.0)

@@ -15,37 +15,35 @@ It reads, and never changes:
   the autograded notebook, and for a submission nbgrader could not grade, what coursekit's
   reader says about the submitted file, or which test cells differ from the release.
 
-It writes ``class_report.html`` (one self-contained page: the charts are inline SVG, so no
-plotting library is needed) and ``grades.csv`` (the columns of nbgrader's CSV export, written
+It writes ``class_report.html`` (one self-contained page from the Jinja2 template
+``templates/class_report.html.j2``: the charts are inline SVG, so no plotting library is needed) and ``grades.csv`` (the columns of nbgrader's CSV export, written
 by `coursekit.csvfile`, so no cell is read as a formula) into the output folder, and returns the
 grade table printed at the end of ``make demo``.
 
 Student text (ids, reasons, error messages) reaches the table, the page and the CSV only through
-`coursekit.printable` (control and bidirectional characters escaped) and, in the page,
-``html.escape``.  A submission whose files cannot be read (any bytes at all) gets a note saying
+`coursekit.printable` (control and bidirectional characters escaped) and, in the page, the
+template's autoescape.  A submission whose files cannot be read (any bytes at all) gets a note saying
 so; it never stops the report for the rest of the class.
 """
 
 from __future__ import annotations
 
-import html
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import ClearHiddenTests
 
 from .csvfile import write_csv
 from .extract import PlanError, notebooks_of, plan_assignment
 from .gradebook import StoredResult, read_results
+from .hidden import HIDDEN_MARK, first_line
 from .printable import printable
 from .read import Course, CourseError, Unreadable, course_config, load_course, parse_notebook, read_bytes
 
-# What starts a hidden-test region: nbgrader's default (ClearHiddenTests.begin_test_delimeter).
-HIDDEN_MARK = ClearHiddenTests.class_traits()["begin_test_delimeter"].default_value
 TOP_MESSAGES = 5
 TABLE_NOTE_CHARS = 120
 # What an error without a message means in an nbgrader notebook.
@@ -189,12 +187,6 @@ def readable(message: str) -> str:
     return f"{name}: {detail}" if detail else name
 
 
-def first_line(text: str, limit: int = 300) -> str:
-    """The first non-blank line of ``text``, cut to ``limit`` characters."""
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 def _test_sources(path: Path) -> dict[str, str]:
     return {grade_id: c.get("source", "") for c in _notebook(path).cells
             if (grade_id := _grade_id(c)) and c["metadata"]["nbgrader"].get("grade")}
@@ -335,37 +327,6 @@ def format_table(results: ClassResults) -> str:
     return "\n".join(rows)
 
 
-def esc(text: str) -> str:
-    """Text for the page: HTML-escaped, control and bidirectional characters written as escapes."""
-    return html.escape(printable(text, keep="\n\t"))
-
-
-def svg_bars(title: str, labels: list[str], values: list[float], top: float, unit: str = "",
-             colours: list[str] | None = None) -> str:
-    """A small bar chart as inline SVG (no plotting library needed)."""
-    longest = max((len(label) for label in labels), default=0)
-    # Labels are written at a slant, ending under their bar: long ones need room to the left and below.
-    bar, gap, height = 34, 10, 160
-    left, bottom = 40 + 5 * max(longest - 4, 0), 30 + 5 * longest
-    width = left + len(values) * (bar + gap) + gap
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + bottom + 30}' "
-             f"role='img' aria-label='{esc(title)}'>",
-             f"<text x='{left}' y='16' font-size='14'>{esc(title)}</text>",
-             f"<line x1='{left}' y1='{height + 30}' x2='{width}' y2='{height + 30}' stroke='#333'/>"]
-    for i, (label, value) in enumerate(zip(labels, values)):
-        x = left + gap + i * (bar + gap)
-        h = 0 if top <= 0 else height * value / top
-        colour = colours[i] if colours else "#4c72b0"
-        parts.append(f"<rect x='{x}' y='{height + 30 - h:.1f}' width='{bar}' height='{h:.1f}' fill='{colour}'>"
-                     f"<title>{esc(label)}: {value:g}{unit}</title></rect>")
-        parts.append(f"<text x='{x + bar / 2}' y='{height + 26 - h:.1f}' font-size='11' "
-                     f"text-anchor='middle'>{value:g}{unit}</text>")
-        parts.append(f"<text x='{x + bar / 2}' y='{height + 44}' font-size='11' text-anchor='end' "
-                     f"transform='rotate(-35 {x + bar / 2} {height + 44})'>{esc(label)}</text>")
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 def common_messages(results: ClassResults, exercise: str) -> list[tuple[str, list[str]]]:
     """The public tests' failure messages for one exercise, most frequent first, with who got them."""
     who: dict[str, list[str]] = defaultdict(list)
@@ -376,67 +337,51 @@ def common_messages(results: ClassResults, exercise: str) -> list[tuple[str, lis
     return sorted(who.items(), key=lambda item: (-len(item[1]), item[0]))[:TOP_MESSAGES]
 
 
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("coursekit", "templates"), autoescape=True,
+                                undefined=jinja2.StrictUndefined, trim_blocks=False)
+# `p`: student text with control and bidirectional characters written as visible escapes (the
+# template then HTML-escapes it); `g`: a number as Python's :g writes it.
+_TEMPLATES.filters["p"] = lambda text: printable(str(text), keep="\n\t")
+_TEMPLATES.filters["g"] = lambda number: f"{number:g}"
+
+
 def render_html(results: ClassResults, csv_name: str) -> str:
+    """The class report page, from templates/class_report.html.j2 (autoescaped)."""
     students = results.students
     count = max(len(students), 1)
     totals = Counter(round(r.total) for r in students)
     bins = list(range(int(results.max_score) + 1))
-    mean = sum(r.total for r in students) / count
     modes = Counter(c.mode for r in students for c in r.cells)
-    graded_by = ", ".join(f"{n} by {'nbgrader' if m == NBGRADER else f'coursekit ({m})'}"
-                          for m, n in sorted(modes.items()))
     rates = [100 * sum(c.passed for r in students for c in r.cells if c.cell == cell) / count
              for cell in results.cells]
-    parts = [f"<h1>Class report: {esc(results.assignment)}</h1>",
-             f"<p>{len(students)} students, {sum(r.graded for r in students)} with a graded submission; "
-             f"mean score {mean:.2f} / {results.max_score:g}. Test cells graded: {esc(graded_by) or 'none'}. "
-             f"Grades: <a href='{esc(csv_name)}'>{esc(csv_name)}</a>.</p>"]
-    parts += [f"<p class='note'>{esc(n)}</p>" for n in results.notes]
-    parts.append(svg_bars(f"Score distribution ({len(students)} students)", [str(b) for b in bins],
-                          [float(totals.get(b, 0)) for b in bins], max(totals.values(), default=1)))
-    parts.append(svg_bars("Students passing each test cell", [c.grade_id for c in results.cells],
-                          [round(r) for r in rates], 100, "%",
-                          ["#c44e52" if c.hidden else "#55a868" for c in results.cells]))
-    parts.append("<p>Green: public tests (students see and run them); red: hidden tests.</p>")
-
-    parts.append("<h2>Most common public-test messages</h2>")
+    exercises = []
     for exercise in results.exercises:
-        parts.append(f"<h3>{esc(exercise)}</h3>")
-        messages = common_messages(results, exercise)
         hidden_only = [r.student for r in students
                        if any(c.cell.exercise == exercise and c.cell.hidden and not c.passed for c in r.cells)
                        and all(c.passed for c in r.cells if c.cell.exercise == exercise and not c.cell.hidden)]
-        if not messages:
-            parts.append("<p>No failures of the public tests.</p>")
-        else:
-            parts.append("<table><tr><th>students</th><th>message</th><th>who</th></tr>" + "".join(
-                f"<tr><td>{len(s)}</td><td><code>{esc(m)}</code></td><td>{esc(', '.join(s))}</td></tr>"
-                for m, s in messages) + "</table>")
-        if hidden_only and any(c.hidden for c in results.cells if c.exercise == exercise):
-            parts.append(f"<p>{len(hidden_only)} passed the public tests but failed a hidden one: "
-                         f"{esc(', '.join(hidden_only))}.</p>")
-
-    parts.append("<h2>Test cells</h2><table><tr><th>cell</th><th>exercise</th><th>kind</th><th>points</th>"
-                 "<th>students passing</th><th>graded by</th></tr>")
+        has_hidden = any(c.hidden for c in results.cells if c.exercise == exercise)
+        exercises.append({"name": exercise, "messages": common_messages(results, exercise),
+                          "hidden_only": hidden_only if has_hidden else []})
+    cells = []
     for cell, rate in zip(results.cells, rates):
         by = Counter(c.mode for r in students for c in r.cells if c.cell == cell)
-        parts.append(f"<tr><td>{esc(cell.notebook)}/{esc(cell.grade_id)}</td><td>{esc(cell.exercise)}</td>"
-                     f"<td>{'hidden' if cell.hidden else 'public'}</td><td>{cell.max_score:g}</td>"
-                     f"<td>{rate:.0f}%</td><td>{esc(', '.join(f'{m}: {n}' for m, n in sorted(by.items())))}</td></tr>")
-    parts.append("</table>")
-
-    parts.append("<h2>Every student</h2><table><tr><th>student</th>"
-                 + "".join(f"<th>{esc(e)}</th>" for e in results.exercises) + "<th>total</th><th>note</th></tr>")
-    for r in students:
-        parts.append(f"<tr><td>{esc(r.student)}</td>"
-                     + "".join(f"<td>{r.exercise_score(e):g}</td>" for e in results.exercises)
-                     + f"<td>{r.total:g}</td><td>{esc(r.note)}</td></tr>")
-    parts.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:64em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}"
-             "svg{margin:1em 1em 0 0;vertical-align:top}.note{color:#8a4b00}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Class report: {esc(results.assignment)}"
-            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+        cells.append({"name": f"{cell.notebook}/{cell.grade_id}", "exercise": cell.exercise,
+                      "kind": "hidden" if cell.hidden else "public", "points": cell.max_score, "rate": rate,
+                      "graded_by": ", ".join(f"{m}: {n}" for m, n in sorted(by.items()))})
+    return _TEMPLATES.get_template("class_report.html.j2").render(
+        assignment=results.assignment, students=students, graded=sum(r.graded for r in students),
+        mean=sum(r.total for r in students) / count, max_score=results.max_score,
+        graded_by=", ".join(f"{n} by {'nbgrader' if m == NBGRADER else f'coursekit ({m})'}"
+                            for m, n in sorted(modes.items())),
+        csv_name=csv_name, notes=results.notes,
+        score_labels=[str(b) for b in bins], score_counts=[float(totals.get(b, 0)) for b in bins],
+        score_top=max(totals.values(), default=1),
+        cell_labels=[c.grade_id for c in results.cells], pass_rates=[round(r) for r in rates],
+        cell_colours=["#c44e52" if c.hidden else "#55a868" for c in results.cells],
+        exercises=exercises, cells=cells, exercise_names=results.exercises,
+        rows=[{"student": r.student, "scores": [r.exercise_score(e) for e in results.exercises], "total": r.total,
+               "note": r.note} for r in students],
+    ) + "\n"
 
 
 GRADES_COLUMNS = ("assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",

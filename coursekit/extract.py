@@ -273,7 +273,7 @@ def _touches(cell: MasterCell, modules: frozenset[str], graded: dict[str, str] |
     return cell.names.binds | changed
 
 
-def _needed_by(cells: list[MasterCell], test: MasterCell, graded: dict[str, str],
+def _needed_by(cells: list[MasterCell], test: MasterCell, graded: dict[str, str],  # noqa: C901 (one walk back through the cells, with each reason replay would differ)
                modules: frozenset[str]) -> tuple[set[int], list[str], set[str], set[str]]:
     """What replaying `test` in the grader needs, following every name it reads back to the
     nearest cell that surely binds it (`Names.defines`), through every cell on the way that may
@@ -319,7 +319,7 @@ def _needed_by(cells: list[MasterCell], test: MasterCell, graded: dict[str, str]
     return needed, why, linked, read
 
 
-def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: frozenset[str],
+def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: frozenset[str],  # noqa: C901 (one decision per test cell, in notebook order, each reason written where it is decided)
                  sandboxed: dict[str, str]) -> set[int]:
     """Decide which test cells are graded by replay, and return the locked cells the grader runs
     for them (the trusted namespace, run before the tests).  A test goes to `sandboxed`, to run
@@ -425,7 +425,7 @@ def _malformed_metadata(cell: dict) -> bool:
     return nbgrader is not None and not (isinstance(nbgrader, dict) and isinstance(nbgrader.get("grade_id", ""), str))
 
 
-def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callable[[str], str],  # noqa: C901, PLR0915 (to be split: finding the units, then building the steps)
+def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callable[[str], str],
                 names: Callable[[str], Names]) -> StudentRun:
     """The steps of a top-to-bottom run of the submission with the master's cells in place.
 
@@ -443,6 +443,23 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
     cells (#1682), cells that lost their metadata (#1398).
     """
     notes: list[str] = []
+    units = _find_units(nb, plan, notes)
+    for unit in units:
+        if unit.kind == "student":
+            unit.code = python(unit.code)
+            unit.names = _names(unit, plan, notes, names)
+    _note_definitions(units, plan, notes)
+    tests = [i for i, u in enumerate(units) if u.kind == "test"]
+    units = units[:tests[-1] + 1] if tests else []
+    relevant = _relevant(units, plan)
+    return StudentRun(tuple(_steps(units, plan, relevant, python)),
+                      tuple(u.master.id for u in units if u.kind == "test" and u.master is not None),
+                      frozenset(relevant), tuple(notes))
+
+
+def _find_units(nb: nbformat.NotebookNode, plan: AssignmentPlan, notes: list[str]) -> list[_Unit]:  # noqa: C901, PLR0915 (one pass over the cells as nbgrader's preprocessors see them: ids deduplicated, unknown ids dropped, lost metadata recognised)
+    """The submission's cells as the units of a top-to-bottom run, in notebook order, with the
+    deleted test cells put back; what was recovered or left out goes into `notes`."""
     known = {c.grade_id: c for c in plan.cells if c.grade_id}
     units: list[_Unit] = []
     seen: set[str] = set()
@@ -504,15 +521,12 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
     if not any(grade_id_of(c) for c in nb.cells):
         notes.append("no cell has nbgrader metadata (copied into a new notebook, jupyter/nbgrader#1398)")
     _restore_deleted_tests(units, plan, seen, notes)
-    for unit in units:
-        if unit.kind == "student":
-            unit.code = python(unit.code)
-            unit.names = _names(unit, plan, notes, names)
-    _note_definitions(units, plan, notes)
-    tests = [i for i, u in enumerate(units) if u.kind == "test"]
-    units = units[:tests[-1] + 1] if tests else []
-    relevant = _relevant(units, plan)
+    return units
 
+
+def _steps(units: list[_Unit], plan: AssignmentPlan, relevant: set[str], python: Callable[[str], str]) -> list[Step]:
+    """The run's steps: each student cell and each master cell a test may depend on, then at a
+    test cell its planned calls, or the whole test when it runs in the sandbox."""
     steps: list[Step] = []
     for unit in units:
         if unit.kind == "test" and unit.master is not None and unit.master.id in plan.sandboxed:
@@ -521,9 +535,7 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
             steps += plan.calls[unit.master.id]
         elif unit.kind == "student" or unit.label in relevant:
             steps.append(Cell(unit.label, unit.code if unit.kind == "student" else python(unit.code)))
-    return StudentRun(tuple(steps), tuple(u.master.id for u in units if u.kind == "test" and u.master is not None),
-                      frozenset(relevant),
-                      tuple(notes))
+    return steps
 
 
 def _restore_deleted_tests(units: list[_Unit], plan: AssignmentPlan, seen: set[str], notes: list[str]) -> None:

@@ -3,10 +3,10 @@
 Runs nbgrader's own ``generate_feedback`` on the course (every graded student, regenerated), with
 the preprocessors the course's ``nbgrader_config.py`` lists in ``GenerateFeedback.preprocessors``.
 Stock ``generate_feedback`` renders the autograded notebook as it is, hidden tests included, so
-before anything is generated this checks that, when the assignment has hidden tests, one of those
-preprocessors removes them: a class derived from nbgrader's ``ClearHiddenTests``, such as this
-course's ``hide_hidden_tests.HideHiddenTests``.  Without one it refuses, saying what to add,
-rather than write pages that ``nbgrader release_feedback`` would hand to students.
+when the assignment has hidden tests and none of those preprocessors removes them (a class derived
+from nbgrader's ``ClearHiddenTests``), coursekit adds its own, ``coursekit.hidden.HideHiddenTests``,
+right after nbgrader's ``GetGrades``: no page that ``nbgrader release_feedback`` hands to students
+shows a hidden test's code or data, whatever the course's configuration.
 
 A feedback page shows student work: markdown with HTML in it, outputs a student's code made
 (``text/html``, SVG, JavaScript), cell metadata, and coursekit's reasons, which quote the
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import glob
 import html
+import logging
 import os
 import re
 import subprocess
@@ -41,8 +42,14 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests
 from traitlets.utils.importstring import import_item
 
-from .class_report import HIDDEN_MARK, first_line
+from .hidden import HIDDEN_MARK, HideHiddenTests, first_line
 from .read import Course, CourseError, course_config, load_course
+
+log = logging.getLogger(__name__)
+HIDER = f"{HideHiddenTests.__module__}.{HideHiddenTests.__qualname__}"
+# nbgrader's GenerateFeedback.preprocessors when the course sets none.
+NBGRADER_FEEDBACK_PREPROCESSORS = ("nbgrader.preprocessors.GetGrades",
+                                   "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor")
 
 
 @dataclass(frozen=True)
@@ -86,29 +93,40 @@ def hiding_preprocessor(course: Course) -> str | None:
     return None
 
 
+def feedback_preprocessors(course: Course) -> list[str]:
+    """The course's GenerateFeedback.preprocessors (or nbgrader's default) with coursekit's
+    HideHiddenTests after GetGrades: the list `generate_feedback` runs when the course's own
+    list does not remove hidden tests."""
+    listed = course_config(course.root).get("GenerateFeedback", {}).get("preprocessors", None)
+    names = [p if isinstance(p, str) else f"{p.__module__}.{p.__qualname__}"
+             for p in (listed if listed is not None else NBGRADER_FEEDBACK_PREPROCESSORS)]
+    after = next((i + 1 for i, name in enumerate(names) if name.endswith(".GetGrades")), 0)
+    return names[:after] + [HIDER] + names[after:]
+
+
 def generate_feedback(course_dir: Path | str, assignment: str) -> Feedback:
-    """Check the course hides hidden tests, then run `nbgrader generate_feedback --force` on it.
-    A student whose autograded notebook nbgrader cannot render is named in `failed`; the others
+    """Run `nbgrader generate_feedback --force` on the course, with coursekit's HideHiddenTests
+    added when the assignment has hidden tests and the course's preprocessors keep them.  A
+    student whose autograded notebook nbgrader cannot render is named in `failed`; the others
     get their pages (nbgrader goes on, then exits 1)."""
     course = load_course(Path(course_dir))
+    options = []
     if has_hidden_tests(course, assignment) and hiding_preprocessor(course) is None:
-        raise CourseError(
-            f"feedback on {assignment!r} would show its hidden tests' code and data: nbgrader's "
-            "generate_feedback renders the autograded notebook, where they were put back.  Add a "
-            "preprocessor derived from nbgrader.preprocessors.ClearHiddenTests to "
-            "c.GenerateFeedback.preprocessors in nbgrader_config.py (docs/grading.md shows this "
-            "course's HideHiddenTests)")
+        preprocessors = feedback_preprocessors(course)
+        log.info("no GenerateFeedback preprocessor of the course removes hidden tests: running %s",
+                 ", ".join(preprocessors))
+        options = [f"--GenerateFeedback.preprocessors={name}" for name in preprocessors]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", assignment, "--force",
                            f"--GenerateFeedback.exporter_class={SafeHTMLExporter.__module__}.SafeHTMLExporter",
-                           "--log-level=ERROR"], cwd=course.root, env=env, capture_output=True, text=True)
-    log = done.stdout + done.stderr
-    failed = _FAILED.findall(log)
+                           "--log-level=ERROR", *options], cwd=course.root, env=env, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    failed = _FAILED.findall(output)
     if done.returncode != 0 and not failed:  # not one student's notebook: nbgrader itself
-        raise CourseError(f"nbgrader generate_feedback failed:\n{log[-3000:]}")
+        raise CourseError(f"nbgrader generate_feedback failed:\n{output[-3000:]}")
     feedback = Path(course.coursedir.format_path(course.coursedir.feedback_directory, "*", assignment))
     pages = sorted(Path(p) for p in glob.glob(str(feedback / "*.html")))
-    return Feedback(pages, log, failed)
+    return Feedback(pages, output, failed)
 
 
 # ----------------------------------------------------------------------------- safe pages

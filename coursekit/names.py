@@ -224,7 +224,7 @@ class _Flow:
         if node is not None:
             self.reads |= self.expr_reads(node, frozenset(bound))
 
-    def expr_reads(self, node: ast.AST, local: frozenset[str]) -> set[str]:
+    def expr_reads(self, node: ast.AST, local: frozenset[str]) -> set[str]:  # noqa: C901 (one branch per kind of expression that binds names, as ast defines them)
         """Names an expression reads that are not in `local` (comprehensions and lambdas nest)."""
         if isinstance(node, ast.Name):
             if node.id == "get_ipython":

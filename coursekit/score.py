@@ -111,7 +111,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], str],
+def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], str],  # noqa: C901 (one pass over the test cells in order, each reason written where it is found)
                  folder: Path | None = None) -> None:
     """Fill `plan.calls` by running the master's tests against the master's solutions, in
     `namespace` (a copy of the trusted one) and in `folder` (`trusted_namespace`'s).  A test

@@ -2,13 +2,12 @@
 it, copy the result for each run, and read the grades back from its gradebook.
 
 Both tests/ (through tests/helpers.py) and bench/ import this module, so that neither imports the
-other and a benchmark needs nothing the tests need (pytest, Playwright).  It does not import
-coursekit: what it reads, it reads through nbgrader's own API.
+other and a benchmark needs nothing the tests need (pytest, Playwright).  Grades are read through
+nbgrader's own API, not coursekit's.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
+from coursekit import check
 from scripts.course import ASSIGNMENT, ROOT
 
 VENV_BIN = Path(sys.executable).parent
@@ -24,17 +24,11 @@ LEFTOVERS = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
 
 
 def nbgrader_env() -> dict[str, str]:
-    """Environment for nbgrader subprocesses.
-
-    The venv's bin/ goes first on PATH (nbgrader shells out to `alembic`), and the COURSEKIT_GRADEBOOK
-    and COURSEKIT_EXCHANGE overrides are dropped: a course copy must never write to the developer's
-    gradebook or exchange.  A test that wants them sets them itself.
-    """
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("COURSEKIT_GRADEBOOK", None)
-    env.pop("COURSEKIT_EXCHANGE", None)
-    return env
+    """Environment for nbgrader subprocesses (coursekit.check.nbgrader_env): the venv's bin/ first
+    on PATH (nbgrader shells out to `alembic`), no COURSEKIT_GRADEBOOK or COURSEKIT_EXCHANGE
+    override, so a course copy never writes to the developer's gradebook or exchange.  A caller
+    that wants them sets them itself."""
+    return check.nbgrader_env()
 
 
 def new_course(dest: Path, files: tuple[str, ...] = COURSE_FILES, origin: Path = ROOT) -> Path:

@@ -6,6 +6,7 @@ and `coursekit feedback` on a real gradebook in a copy of the course."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import subprocess
@@ -28,12 +29,12 @@ from coursekit.class_report import (
     tampering_note,
 )
 from coursekit.gradebook import GradedSubmission
+from coursekit.hidden import ADDED_CELL_NOTE, HIDDEN_NOTE, HideHiddenTests
 from coursekit.read import Submission
 from coursekit.report import Reporter
-from hide_hidden_tests import ADDED_CELL_NOTE, HIDDEN_NOTE, HideHiddenTests
 from scripts.course import ASSIGNMENT
 from scripts.student_work import CORRECT, solve
-from tests.helpers import copy_course, coursekit, nbgrader_env, release_notebook, submit
+from tests.helpers import copy_course, coursekit, leaked_hidden_text, nbgrader_env, release_notebook, submit
 
 # ----------------------------------------------------------------------------- class report
 
@@ -215,14 +216,19 @@ def test_the_report_shows_stored_reasons_only_while_they_match_the_gradebook(tem
         assert len(list(csv.reader(grades))) == 3  # header + two students (a note may hold line breaks)
 
 
-def test_feedback_is_refused_when_no_preprocessor_removes_hidden_tests(template_course, tmp_path):
+def test_feedback_hides_hidden_tests_with_coursekits_filter_when_the_course_lists_none(template_course, tmp_path):
     course = copy_course(template_course, tmp_path / "course")
-    with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
+    with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:  # nbgrader's own list only
         config.write('\nc.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades"]\n')
-    proc = run_verb(course, "feedback", ASSIGNMENT)
-    assert proc.returncode == 2
-    assert "would show its hidden tests" in proc.stderr and "ClearHiddenTests" in proc.stderr
-    assert not (course / "feedback").exists()
+    wrong_he = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 / layers_dims[l - 1])", "0.01")
+    submit(course, "ana", solve(release_notebook(), {**CORRECT, "initialize_parameters_he": wrong_he}))
+    coursekit(course)
+    proc = run_verb(course, "feedback", ASSIGNMENT, "--log-level", "INFO")
+    assert proc.returncode == 0, proc.stderr
+    assert "coursekit.hidden.HideHiddenTests" in proc.stderr  # it says what it ran
+    (page,) = (course / "feedback" / "ana" / ASSIGNMENT).glob("*.html")
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert HIDDEN_NOTE in text and leaked_hidden_text(text) == []
 
 
 def test_a_report_before_any_grading_says_what_to_run(template_course, tmp_path):

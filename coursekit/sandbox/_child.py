@@ -969,7 +969,7 @@ def _close_from(lowest: int) -> None:
 
 
 def _load_runner() -> types.ModuleType:
-    """coursekit/_runner.py, loaded from its file by the zygote (which runs with -I and
+    """coursekit/sandbox/_runner.py, loaded from its file by the zygote (which runs with -I and
     imports nothing from the coursekit package), before any child is forked."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
     spec = importlib.util.spec_from_file_location("coursekit_runner", path)
