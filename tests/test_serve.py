@@ -53,6 +53,7 @@ class World:
     final: dict[str, str] = field(default_factory=dict)
     held: str = ""
     burst: list[str] = field(default_factory=list)
+    kills: list[tuple[int, int]] = field(default_factory=list)  # (submissions waiting, pages released) at each
 
     @property
     def exchange(self) -> Path:
@@ -150,15 +151,33 @@ def build(world: World) -> World:
     w.wait_for_page("cy", cy[-2])
     w.held = w.wait_for_page("cy", cy[-1])
 
-    # A burst: every student submits, the service is killed with SIGKILL after the first pages appear.
-    burst = {name: w.submit(name, CORRECT if i % 2 else {}) for i, name in enumerate(students[3:])}
-    w.burst = list(burst)
+    # A burst: every student submits at once; the service is killed with SIGKILL while submissions
+    # wait to be graded, started again, and killed again once it is releasing pages.
+    for i, name in enumerate(students[3:]):
+        solve_notebook(w.home(name) / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", CORRECT if i % 2 else {},
+                       signature=f"work of {name}")
+    submits = {name: subprocess.Popen(["nbgrader", "submit", ASSIGNMENT, f"--student={name}"], cwd=w.home(name),
+                                      env={**w.env, "HOME": str(w.home(name))}, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+               for name in students[3:]}
+    w.burst = list(submits)
     deadline = time.monotonic() + WAIT
-    while not w.rows("SELECT 1 FROM feedback f JOIN submission s ON s.name = f.name "
-                     "WHERE s.student LIKE 's%' AND f.released_at IS NOT NULL") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    w.kill()
-    w.start()
+    while len(w.kills) < 2 and time.monotonic() < deadline:
+        states = [s for (s,) in w.rows("SELECT state FROM submission WHERE student LIKE 's%'")]
+        released = w.rows("SELECT count(*) FROM feedback f JOIN submission s ON s.name = f.name "
+                          "WHERE s.student LIKE 's%' AND f.released_at IS NOT NULL")[0][0]
+        if "waiting" in states and (not w.kills or released > w.kills[-1][1]):
+            w.kill()
+            w.kills.append((states.count("waiting"), released))
+            w.start()
+        elif len(states) == BURST and "waiting" not in states:
+            break  # all graded: nothing left to kill it in the middle of
+        time.sleep(0.02)
+    burst = {}
+    for name, submit in submits.items():
+        out, _ = submit.communicate(timeout=300)
+        assert submit.returncode == 0, out
+        (burst[name],) = [t.strip() for t in re.findall(rf"Submitted as: {COURSE_ID} {ASSIGNMENT} (.+)", out)]
     for name, stamp in burst.items():
         w.wait_for_page(name, stamp)
 
@@ -235,6 +254,7 @@ def test_over_the_hourly_limit_a_submission_is_kept_and_its_page_says_when_the_n
 
 
 def test_after_sigkill_and_restart_every_submission_is_released_once(semester):
+    assert semester.kills and semester.kills[0][0] > 0, "the service was never killed with work waiting"
     rows = semester.rows("SELECT s.name, s.state, count(f.phase) FROM submission s "
                          "LEFT JOIN feedback f ON f.name = s.name AND f.phase = 'early' "
                          "WHERE s.student LIKE 's%' GROUP BY s.name")

@@ -127,7 +127,7 @@ class Service:
     def plans_of(self, assignment: str) -> dict[str, extract.AssignmentPlan] | str:
         if assignment not in self.plans:
             try:
-                with pipeline.Worker(insecure=True) as planner:  # runs the master's own tests, trusted
+                with pipeline.Worker() as planner:  # runs the master's own tests (trusted) in this process
                     self.plans[assignment] = {nb: pipeline.plan_notebook(self.course, assignment, nb, planner)
                                               for nb in extract.notebooks_of(self.course, assignment)}
             except (CourseError, extract.PlanError) as error:
@@ -168,7 +168,11 @@ class Service:
             secret = read_bytes(self.inbound / name / "submission_secret.txt", SECRET_BYTES)
             if isinstance(secret, Unreadable) or not secret.strip():
                 continue  # nbgrader's submit writes the secret last: still being copied
-            self.collect(name, *parsed)
+            try:
+                self.collect(name, *parsed)
+            except Exception as error:  # e.g. a full disk: not journalled, so the next scan tries again
+                self.log(f"{name}: could not be collected ({type(error).__name__}: {error}); trying again later")
+                continue
             new.append((name, *parsed))
         if new:
             self.journal.add(new, time.time())
@@ -291,7 +295,8 @@ class Service:
 
     def finished(self, job: Job) -> None:
         final = self.finals.get(job.row.assignment)
-        if final and job.phase == "final" and not any(j.row.name == job.row.name for j in self.in_flight.values()):
+        if final and job.phase == "final" and not any(j.row.name == job.row.name and j.phase == "final"
+                                                      for j in self.in_flight.values()):
             final.names.discard(job.row.name)
 
     def page(self, job: Job, result: GradedSubmission) -> bytes:
@@ -322,15 +327,24 @@ class Service:
                 graded: Sequence[tuple[str, float, float]] = ()) -> None:
         """Store the pages (row, notebook, phase, html) unless one is stored for that phase, put the
         stored ones in the exchange, then journal them released and the submissions graded."""
-        stored = self.journal.store_pages([(row.name, notebook, phase, self.target(row, notebook), html)
-                                           for row, notebook, phase, html in pages])
+        targets, gone = [], set()
+        for row, notebook, phase, html in pages:
+            try:
+                targets.append((row.name, notebook, phase, self.target(row, notebook), html))
+            except CourseError as error:  # its folder left the exchange: no page can be named for it
+                self.journal.mark(row.name, "failed", str(error))
+                gone.add(row.name)
+        stored = self.journal.store_pages(targets)
         for page in stored:
             self.put(page)
-        self.journal.released(stored, time.time(), graded)
+        self.journal.released(stored, time.time(), [g for g in graded if g[0] not in gone])
 
     def put(self, page: journal_mod.Page) -> None:
         """Write the page where nbgrader's release_feedback would: a temporary name, then a rename,
-        so a student never fetches half a page."""
+        so a student never fetches half a page.  An early or held page that was still on its way
+        when the submission's final page went out is not put over it."""
+        if page.phase != "final" and self.journal.has_page(page.name, "final"):
+            return
         if not self.outbound.is_dir():
             self.outbound.mkdir(parents=True, exist_ok=True)
             self.outbound.chmod(FEEDBACK_DIR_MODE)
