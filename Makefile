@@ -10,7 +10,7 @@ ASSIGNMENT  := initialization
 SRC         := source/$(ASSIGNMENT)
 HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
-.PHONY: demo lesson test test-quick lint venv release grade grade-nbgrader feedback report demo-class \
+.PHONY: demo lesson test test-setup test-quick lint venv release grade grade-nbgrader feedback report demo-class \
         bench bench-scale bench-submit fuzz exchange link screenshot hub-env clean
 # Steps run in the order listed, even under `make -j`: each one reads what the previous wrote.
 .NOTPARALLEL:
@@ -25,13 +25,23 @@ demo: lesson grade feedback report
 # side by side fill both cores (on a quiet 2-core machine the suite took 16.8 min in one process,
 # 11.4 and 12.6 min in two).
 TEST_PROCESSES ?= 2
-test: venv
+test: venv test-setup
 	python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
-# Lint, import order and types (settings in pyproject.toml); `.ci/run` runs this before the tests.
+# What the browser, PostgreSQL and hub tests need beyond the venv: Debian packages, npm's
+# configurable-http-proxy (scripts/test_setup.sh) and, as root, the hub's user environment
+# (hub-env).  Each step checks first: a second or two when everything is there.  Not root: one
+# line says what is missing and what to run, and the tests that need it skip.
+test-setup: venv
+	bash scripts/test_setup.sh
+	if [ "$$(id -u)" = 0 ]; then $(MAKE) -s hub-env; fi
+
+# Lint, import order, coursekit's layers (import contracts) and types (settings in pyproject.toml);
+# `.ci/run` runs this before the tests.
 LINTED := coursekit scripts bench tests hide_hidden_tests.py nbgrader_config.py
 lint: venv
 	ruff check $(LINTED)
+	lint-imports
 	mypy
 
 # The inner loop: skips the browser test, the hub tests and the tests that run stock nbgrader on
@@ -135,7 +145,9 @@ exchange:
 # The Python environment a hub's single-user servers and formgrader service run from: Debian's
 # python3 with this kit, JupyterHub and psycopg2, outside every home so each account can run it.
 # Reinstalls the kit when a file of it changes, appears or goes (the hub test checks the copy is current).
-HUB_ENV    ?= /opt/weight-init-hub
+HUB_ENV    ?= $(or $(COURSEKIT_USER_ENV),/opt/weight-init-hub)
+# The hub tests run the environment hub-env installed.
+export COURSEKIT_USER_ENV := $(HUB_ENV)
 HUB_PYTHON ?= /usr/bin/python3
 hub-env: $(HUB_ENV)/.installed
 

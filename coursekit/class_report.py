@@ -16,8 +16,14 @@ It reads, and never changes:
   reader says about the submitted file, or which test cells differ from the release.
 
 It writes ``class_report.html`` (one self-contained page: the charts are inline SVG, so no
-plotting library is needed) and ``grades.csv`` (nbgrader's own CSV export) into the output
-folder, and returns the grade table printed at the end of ``make demo``.
+plotting library is needed) and ``grades.csv`` (the columns of nbgrader's CSV export, written
+by `coursekit.csvfile`, so no cell is read as a formula) into the output folder, and returns the
+grade table printed at the end of ``make demo``.
+
+Student text (ids, reasons, error messages) reaches the table, the page and the CSV only through
+`coursekit.printable` (control and bidirectional characters escaped) and, in the page,
+``html.escape``.  A submission whose files cannot be read (any bytes at all) gets a note saying
+so; it never stops the report for the rest of the class.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.plugins.export import CsvExportPlugin
 from nbgrader.preprocessors import ClearHiddenTests
 
+from .csvfile import write_csv
 from .extract import PlanError, notebooks_of, plan_assignment
 from .gradebook import StoredResult, read_results
+from .printable import printable
 from .read import Course, CourseError, Unreadable, course_config, load_course, parse_notebook, read_bytes
 
 # What starts a hidden-test region: nbgrader's default (ClearHiddenTests.begin_test_delimeter).
@@ -136,20 +143,38 @@ def _grade_cells(course: Course, gb: Gradebook, assignment: str, notebook: str) 
     return cells, note
 
 
+def _notebook(path: Path) -> nbformat.NotebookNode:
+    """A notebook on disk read as the grader reads submissions (`read.parse_notebook`: it never
+    raises on odd bytes); ValueError with the reason when it is not one."""
+    data = read_bytes(path)
+    nb = parse_notebook(data, path.name) if isinstance(data, bytes) else data
+    if isinstance(nb, Unreadable):
+        raise ValueError(nb.reason)
+    return nb
+
+
+def _grade_id(cell: dict) -> str | None:
+    meta = cell.get("metadata")
+    nbgrader = meta.get("nbgrader") if isinstance(meta, dict) else None
+    grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+    return grade_id if isinstance(grade_id, str) else None
+
+
 def error_messages(notebook: Path) -> dict[str, str]:
     """grade_id -> "Error: first line of the message" for cells of an autograded notebook that raised.
 
     The last error of a cell counts: after a timeout, nbgrader appends CellTimeoutError to the
     KeyboardInterrupt the kernel reported.
     """
-    nb = nbformat.read(notebook, as_version=4)
     messages = {}
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+    for cell in _notebook(notebook).cells:
+        grade_id = _grade_id(cell)
+        outputs = cell.get("outputs")
+        errors = [o for o in outputs if isinstance(o, dict) and o.get("output_type") == "error"] \
+            if isinstance(outputs, list) else []
         if grade_id and errors:
             error = errors[-1]
-            messages[grade_id] = readable(f"{error.ename}: {error.get('evalue', '')}")
+            messages[grade_id] = readable(f"{error.get('ename', '')}: {error.get('evalue', '')}")
     return messages
 
 
@@ -171,9 +196,8 @@ def first_line(text: str, limit: int = 300) -> str:
 
 
 def _test_sources(path: Path) -> dict[str, str]:
-    nb = nbformat.read(path, as_version=4)
-    return {c.metadata.nbgrader.grade_id: c.source for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and c.metadata.nbgrader.get("grade_id")}
+    return {grade_id: c.get("source", "") for c in _notebook(path).cells
+            if (grade_id := _grade_id(c)) and c["metadata"]["nbgrader"].get("grade")}
 
 
 def tampering_note(release: Path, submitted: Path, restores_deleted: bool) -> str:
@@ -216,9 +240,15 @@ def _fallback(course: Course, assignment: str, student: str, notebook: str,
             return _why_not_graded(submitted), {}
         return "no submission", {}
     note = ""
-    if submitted.is_file() and release.is_file() and not isinstance(parse_notebook(submitted.read_bytes()), Unreadable):
-        note = tampering_note(release, submitted, restores_deleted)
-    return note, error_messages(graded)
+    try:
+        if submitted.is_file() and release.is_file():
+            note = tampering_note(release, submitted, restores_deleted)
+    except ValueError:  # the submitted file is no notebook: the autograded one says the rest
+        pass
+    try:
+        return note, error_messages(graded)
+    except ValueError as error:
+        return "; ".join(filter(None, [note, f"the autograded notebook cannot be read: {error}"])), {}
 
 
 def load_results(course: Course, assignment: str) -> ClassResults:
@@ -289,17 +319,25 @@ def short_names(exercises: list[str]) -> dict[str, str]:
 def format_table(results: ClassResults) -> str:
     """One row per student: points per exercise, total, and the note (cut to one line)."""
     names = short_names(results.exercises)
-    width = max([len("student")] + [len(r.student) for r in results.students])
+    width = max([len("student")] + [len(printable(r.student)) for r in results.students])
     columns = {e: max(len(names[e]), 7) + 2 for e in results.exercises}
     header = (f"{'student':<{width}}" + "".join(f"{names[e]:>{columns[e]}}" for e in results.exercises)
               + f"{'total':>9}  note")
     rows = [header, "-" * len(header)]
     for r in results.students:
-        note = r.note if len(r.note) <= TABLE_NOTE_CHARS else r.note[: TABLE_NOTE_CHARS - 1] + "…"
+        # Escaped before it is cut: an escape sequence cut in half would still act.
+        note = printable(r.note)
+        note = note if len(note) <= TABLE_NOTE_CHARS else note[: TABLE_NOTE_CHARS - 1] + "…"
         cells = "".join(f"{f'{r.exercise_score(e):g}/{results.points(e):g}':>{columns[e]}}"
                         for e in results.exercises)
-        rows.append(f"{r.student:<{width}}{cells}{f'{r.total:g}/{results.max_score:g}':>9}  {note}".rstrip())
+        rows.append(f"{printable(r.student):<{width}}{cells}{f'{r.total:g}/{results.max_score:g}':>9}  "
+                    f"{note}".rstrip())
     return "\n".join(rows)
+
+
+def esc(text: str) -> str:
+    """Text for the page: HTML-escaped, control and bidirectional characters written as escapes."""
+    return html.escape(printable(text, keep="\n\t"))
 
 
 def svg_bars(title: str, labels: list[str], values: list[float], top: float, unit: str = "",
@@ -311,19 +349,19 @@ def svg_bars(title: str, labels: list[str], values: list[float], top: float, uni
     left, bottom = 40 + 5 * max(longest - 4, 0), 30 + 5 * longest
     width = left + len(values) * (bar + gap) + gap
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + bottom + 30}' "
-             f"role='img' aria-label='{html.escape(title)}'>",
-             f"<text x='{left}' y='16' font-size='14'>{html.escape(title)}</text>",
+             f"role='img' aria-label='{esc(title)}'>",
+             f"<text x='{left}' y='16' font-size='14'>{esc(title)}</text>",
              f"<line x1='{left}' y1='{height + 30}' x2='{width}' y2='{height + 30}' stroke='#333'/>"]
     for i, (label, value) in enumerate(zip(labels, values)):
         x = left + gap + i * (bar + gap)
         h = 0 if top <= 0 else height * value / top
         colour = colours[i] if colours else "#4c72b0"
         parts.append(f"<rect x='{x}' y='{height + 30 - h:.1f}' width='{bar}' height='{h:.1f}' fill='{colour}'>"
-                     f"<title>{html.escape(label)}: {value:g}{unit}</title></rect>")
+                     f"<title>{esc(label)}: {value:g}{unit}</title></rect>")
         parts.append(f"<text x='{x + bar / 2}' y='{height + 26 - h:.1f}' font-size='11' "
                      f"text-anchor='middle'>{value:g}{unit}</text>")
         parts.append(f"<text x='{x + bar / 2}' y='{height + 44}' font-size='11' text-anchor='end' "
-                     f"transform='rotate(-35 {x + bar / 2} {height + 44})'>{html.escape(label)}</text>")
+                     f"transform='rotate(-35 {x + bar / 2} {height + 44})'>{esc(label)}</text>")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -339,7 +377,6 @@ def common_messages(results: ClassResults, exercise: str) -> list[tuple[str, lis
 
 
 def render_html(results: ClassResults, csv_name: str) -> str:
-    esc = html.escape
     students = results.students
     count = max(len(students), 1)
     totals = Counter(round(r.total) for r in students)
@@ -402,6 +439,29 @@ def render_html(results: ClassResults, csv_name: str) -> str:
             f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
+GRADES_COLUMNS = ("assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
+                  "raw_score", "late_submission_penalty", "score", "max_score")  # nbgrader's CsvExportPlugin
+
+
+def write_grades_csv(course: Course, assignment: str, path: Path) -> None:
+    """`path`: one row per student of the gradebook, with the columns and values of nbgrader's
+    ``CsvExportPlugin`` (a student without a submission scores 0), through `csvfile.write_csv`."""
+    rows = []
+    with Gradebook(course.db_url, course.course_id) as gb:
+        stored = gb.find_assignment(assignment)
+        for student in gb.students:
+            try:
+                submission = gb.find_submission(assignment, student.id)
+            except MissingEntry:
+                timestamp, raw, penalty = None, 0.0, 0.0
+            else:
+                timestamp, raw, penalty = submission.timestamp, submission.score, submission.late_submission_penalty
+            rows.append([assignment, stored.duedate and str(stored.duedate), timestamp and str(timestamp),
+                         student.id, student.last_name, student.first_name, student.email, raw, penalty,
+                         max(0.0, raw - penalty), stored.max_score])
+    write_csv(path, GRADES_COLUMNS, rows)
+
+
 @dataclass(frozen=True)
 class Report:
     table: str
@@ -419,8 +479,7 @@ def write_report(course_dir: Path | str, assignment: str, out: Path | str | None
                           f"`coursekit autograde {assignment}` (or `nbgrader autograde`) first")
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "grades.csv"
-    with Gradebook(course.db_url, course.course_id) as gb:
-        CsvExportPlugin(to=str(csv_path), assignment=[assignment]).export(gb)
+    write_grades_csv(course, assignment, csv_path)
     page = out / "class_report.html"
     tmp = page.with_name(f".{page.name}.tmp")
     tmp.write_text(render_html(results, csv_path.name), encoding="utf-8")

@@ -3,50 +3,69 @@
     coursekit autograde ASSIGNMENT   grade every submission into the nbgrader gradebook
     coursekit feedback ASSIGNMENT    nbgrader's feedback pages, after checking hidden tests stay hidden
     coursekit report ASSIGNMENT      the class report and grades.csv, after either grader
+    coursekit export ASSIGNMENT      grades as a Canvas or Moodle import file, or the per-cell table
+    coursekit lms push ASSIGNMENT    grades into the LMS's gradebook over LTI Advantage (AGS)
     coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
+    coursekit check ASSIGNMENT       grade variants of the master with nbgrader and coursekit; compare every cell
     coursekit serve                  grade each submission as it lands in the exchange, release its feedback
     coursekit status                 the grading service's queue, grades, failures and latency
     coursekit --version
 
-Every verb takes ``--course-dir`` (default: the current folder).  Exit status: 0 done, 1 some
-submission could not be graded, 2 the course or the command is not usable (the message says why).
+Every verb takes ``--course-dir`` (default: the current folder) and ``--log-level``: what the tool
+tells the operator (a worker that died, a submission the grader could not grade, with INFO what
+it is doing) goes through the ``coursekit`` logger to stderr; the progress bar is for a person
+at a terminal and is drawn only there.  Exit status: 0 done, 1 some
+submission could not be graded (or, for ``lms push``, some grade not sent), 2 the course or the command is not usable (the message says why).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from pathlib import Path
 
-# Set before nbformat is imported, and only in this command's own process: jsonschema then leaves
-# out rfc3987_syntax, an optional package whose IRI grammars it builds at import (0.8 s of the
-# command's 1.6 s of imports, python -X importtime).  nbformat validates notebooks without format
-# checks, so nothing coursekit does uses them.
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+from . import __version__
+from .printable import printable
 
-from . import __version__  # noqa: E402
-from .read import CourseError, course_config, load_course  # noqa: E402
+# Only the standard library is imported until the arguments are parsed: `coursekit --help` and
+# `--version` take about 0.1 s, where importing the grader (nbgrader, nbformat, NumPy) takes 2 s
+# (python -X importtime -m coursekit --version).
+
+
+def _leave_out_unused_imports() -> None:
+    """Called before nbformat is imported, and only in this command's own process: jsonschema
+    then leaves out rfc3987_syntax, an optional package whose IRI grammars it builds at import
+    (0.8 s of the command's 1.6 s of imports, python -X importtime).  nbformat validates
+    notebooks without format checks, so nothing coursekit does uses them."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coursekit", description="Fast, sandboxed nbgrader autograding.")
     parser.add_argument("--version", action="version", version=f"coursekit {__version__}")
+    common = argparse.ArgumentParser(add_help=False)  # the options every verb takes
+    common.add_argument("--course-dir", type=Path, default=Path("."),
+                        help="folder holding nbgrader_config.py (default: the current folder)")
+    common.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING",
+                        help="how much the tool tells on stderr (default: WARNING, problems only)")
     verbs = parser.add_subparsers(dest="verb", required=True)
     grade = verbs.add_parser(
-        "autograde", help="grade submitted/<student>/ASSIGNMENT into the nbgrader gradebook",
+        "autograde", parents=[common], help="grade submitted/<student>/ASSIGNMENT into the nbgrader gradebook",
         description="Grade every submission of ASSIGNMENT (like `nbgrader autograde ASSIGNMENT`): "
                     "scores go to the course's gradebook, graded notebooks to autograded/.")
     grade.add_argument("assignment", metavar="ASSIGNMENT")
-    grade.add_argument("--course-dir", type=Path, default=Path("."),
-                       help="folder holding nbgrader_config.py (default: the current folder)")
     grade.add_argument("--student", nargs="+", action="extend", metavar="ID",
                        help="grade only these students (repeatable)")
-    grade.add_argument("--workers", type=int, help="local worker processes (default: one per core, plus one)")
+    grade.add_argument("--workers", type=int, help="local worker processes (default: c.CourseKit.workers, or one per core, plus one)")
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="Dask scheduler (tcp://HOST:PORT) to send the grading tasks to")
     grade.add_argument("--timeout", type=float, metavar="S",
-                       help="wall-clock seconds per submission in the sandbox (default: 20)")
+                       help="wall-clock seconds per submission in the sandbox (default: c.CourseKit.timeout, 20)")
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
     grade.add_argument("--insecure", action="store_true",
@@ -54,47 +73,136 @@ def _parser() -> argparse.ArgumentParser:
                             "namespaces, no seccomp): a submission could then read the hidden tests "
                             "and change the gradebook; every reason says so. Never for real classes.")
     feedback = verbs.add_parser(
-        "feedback", help="write every graded student's feedback page (nbgrader generate_feedback)",
+        "feedback", parents=[common], help="write every graded student's feedback page (nbgrader generate_feedback)",
         description="Run nbgrader's generate_feedback for ASSIGNMENT with the course's preprocessors "
                     "(regenerating every page), after checking that one of them removes hidden tests.")
     feedback.add_argument("assignment", metavar="ASSIGNMENT")
     report = verbs.add_parser(
-        "report", help="write the class report and grades.csv; print the grade table",
+        "report", parents=[common], help="write the class report and grades.csv; print the grade table",
         description="Build the class report of ASSIGNMENT from the gradebook, coursekit's plan of the "
                     "assignment and the stored reasons (after coursekit or stock nbgrader grading).")
     report.add_argument("assignment", metavar="ASSIGNMENT")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for class_report.html and grades.csv (default: COURSE_DIR/reports)")
-    config = verbs.add_parser(
-        "config", help="show coursekit's settings for a course, with what each one means",
+    verbs.add_parser(
+        "config", parents=[common], help="show coursekit's settings for a course, with what each one means",
         description="Print every c.CourseKit.* setting with its help and the value the course's "
                     "nbgrader_config.py gives it.")
+    check = verbs.add_parser(
+        "check", parents=[common], help="check coursekit against stock nbgrader on this course's ASSIGNMENT",
+        description="Show coursekit's plan of ASSIGNMENT (replay or sandbox for each test cell, and why), "
+                    "build students from the master (the solution, the release, each solution cell stubbed, "
+                    "the solutions in another style, each graded function returning a wrong value), grade "
+                    "them with stock `nbgrader autograde` and with coursekit in temporary copies of the "
+                    "course, and compare every grade cell. Exit 0 when all agree, 1 otherwise.")
+    check.add_argument("assignment", metavar="ASSIGNMENT")
+    check.add_argument("--jobs", type=int, default=2, metavar="N",
+                       help="stock nbgrader runs side by side (default 2)")
+    check.add_argument("--keep", type=Path, metavar="DIR",
+                       help="build the temporary courses in DIR (must not exist) and keep them")
     serve = verbs.add_parser(
-        "serve", help="grade every submission as it lands in the exchange and release its feedback",
+        "serve", parents=[common], help="grade every submission as it lands in the exchange and release its feedback",
         description="Watch the exchange's inbound folder; collect, grade and release feedback for each "
                     "submission, following the c.Serve.* policy in nbgrader_config.py (runs until SIGTERM).")
     serve.add_argument("--insecure", action="store_true",
                        help="grade even if this machine cannot isolate submissions; never for real classes")
-    status = verbs.add_parser(
-        "status", help="the grading service's queue, graded submissions, failures and latency",
+    verbs.add_parser(
+        "status", parents=[common], help="the grading service's queue, graded submissions, failures and latency",
         description="Read the grading service's journal and print where it stands.")
-    for verb in (feedback, report, config, serve, status):
-        verb.add_argument("--course-dir", type=Path, default=Path("."),
-                          help="folder holding nbgrader_config.py (default: the current folder)")
+    export = verbs.add_parser(
+        "export", parents=[common], help="write the grades as a Canvas or Moodle gradebook import file, or the per-cell table",
+        description="Write ASSIGNMENT's grades from the gradebook as Canvas's gradebook import CSV, "
+                    "Moodle's grade import CSV, or the per-cell table (csv).")
+    export.add_argument("assignment", metavar="ASSIGNMENT")
+    export.add_argument("--format", required=True, choices=["canvas", "moodle", "csv"])
+    export.add_argument("--output", type=Path, metavar="FILE",
+                        help="file to write (default: COURSE_DIR/reports/ASSIGNMENT-FORMAT.csv)")
+    export.add_argument("--column", metavar="NAME",
+                        help="the assignment's column name in the LMS file (default: ASSIGNMENT); in "
+                             "Canvas, 'Name (12345)' updates the assignment with that Canvas id")
+    lms = verbs.add_parser("lms", help="the LMS: push grades over LTI Advantage",
+                           description="Talk to the LMS over LTI 1.3 Advantage (README, \"Grades in your LMS\").")
+    lms_verbs = lms.add_subparsers(dest="lms_verb", required=True)
+    push = lms_verbs.add_parser(
+        "push", parents=[common], help="send each graded student's score to the LMS gradebook (AGS)",
+        description="Find or create ASSIGNMENT's line item in the LMS and send every graded student's "
+                    "score that the LMS does not already have. Rerun it after a failure: it sends the rest.")
+    push.add_argument("assignment", metavar="ASSIGNMENT")
+    push.add_argument("--credentials", type=Path, metavar="FILE",
+                      help="JSON file with the LTI registration (default: $COURSEKIT_LTI_CREDENTIALS, else "
+                           "the COURSEKIT_LTI_* variables); mode 600, outside the course folder")
+    push.add_argument("--student", nargs="+", action="extend", metavar="ID", help="push only these students")
     return parser
+
+
+class _LogHandler(logging.StreamHandler):
+    """stderr, one line per record; on a terminal the line first clears the progress bar, which
+    the next update draws again below it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Messages carry student ids and reasons: control characters are shown, never acted on.
+        text = printable(super().format(record), keep="\n")
+        return "\r\033[K" + text if self.stream.isatty() else text
+
+
+def _configure_logging(level: str) -> None:
+    handler = _LogHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("coursekit: %(message)s"))
+    logger = logging.getLogger("coursekit")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False  # a program that calls main() keeps its own root handlers' output
 
 
 def _shown(path: Path) -> str:
     """A path as the user will type it: relative to the current folder when inside it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return printable(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(path)
+        return printable(path)
+
+
+def _push(args: argparse.Namespace) -> int:
+    """`coursekit lms push`: one line per student sent or not sent, then the counts."""
+    from .lms import load_credentials, push_grades
+
+    credentials = load_credentials(course_dir=args.course_dir, file=args.credentials)
+    done = push_grades(course_dir=args.course_dir, assignment=args.assignment, credentials=credentials,
+                       students=args.student)
+    for student, score in done.sent.items():
+        print(f"sent       {student!r}: {score:g}")
+    for student, why in done.not_graded.items():
+        print(f"not graded {student!r}: {printable(why)}")
+    for student, why in done.failed.items():
+        print(f"NOT SENT   {student!r}: {printable(why)}", file=sys.stderr)
+    print(f"{args.assignment}: {len(done.sent)} sent, {len(done.unchanged)} already in the LMS, "
+          f"{len(done.failed)} not sent, {len(done.not_graded)} not graded"
+          + (f" (line item {done.lineitem})" if done.lineitem else ""))
+    if done.failed:
+        print("Fix what the lines above say, then run the same command again: it sends only what the LMS "
+              "lacks.", file=sys.stderr)
+    return 0 if done.ok else 1
 
 
 def _other_verb(args: argparse.Namespace) -> int:
-    """feedback, report, config, serve and status; autograde is `main`'s own."""
-    if args.verb == "config":
+    """feedback, report, export, lms, config, check, serve and status; autograde is `main`'s own."""
+    if args.verb == "check":
+        from .check import check
+        from .read import CourseError
+
+        if args.jobs < 1:
+            raise CourseError("--jobs must be at least 1")
+        return 0 if check(assignment=args.assignment, course_dir=args.course_dir, jobs=args.jobs,
+                          keep=args.keep).ok else 1
+    if args.verb == "lms":
+        return _push(args)
+    if args.verb == "export":
+        from .export import export_grades
+
+        path = export_grades(course_dir=args.course_dir, assignment=args.assignment, format=args.format,
+                             output=args.output, column=args.column)
+        print(f"{args.format} file: {_shown(path)}")
+    elif args.verb == "config":
         print(show_config(args.course_dir))
     elif args.verb == "serve":
         from .service import serve
@@ -123,6 +231,7 @@ def _other_verb(args: argparse.Namespace) -> int:
 def show_config(course_dir: Path) -> str:
     """Each c.CourseKit setting: its value for the course at `course_dir`, then its help."""
     from .config import CourseKit
+    from .read import course_config, load_course
 
     settings = load_course(course_dir).settings  # checks the values, as grading would
     kit = CourseKit(config=course_config(course_dir))
@@ -143,14 +252,18 @@ def show_config(course_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)  # --help and --version end here
+    _configure_logging(args.log_level)
+    _leave_out_unused_imports()
+    from .read import CourseError
+
     if args.verb != "autograde":
         try:
             return _other_verb(args)
         except CourseError as error:
-            print(f"coursekit: {error}", file=sys.stderr)
+            print(f"coursekit: {printable(error, keep=chr(10))}", file=sys.stderr)
             return 2
-    from .pipeline import autograde  # after parsing, so --help stays fast
+    from .pipeline import autograde
 
     if args.workers is not None and args.workers < 1:
         print("coursekit: --workers must be at least 1", file=sys.stderr)
@@ -163,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                             workers=args.workers, scheduler=args.scheduler, timeout=args.timeout,
                             force=args.force, json_lines=args.json, insecure=args.insecure)
     except CourseError as error:
-        print(f"coursekit: {error}", file=sys.stderr)
+        print(f"coursekit: {printable(error, keep=chr(10))}", file=sys.stderr)
         return 2
     return 1 if summary.failed else 0
 

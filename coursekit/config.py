@@ -80,6 +80,7 @@ class Settings:
     sandbox_preload: tuple[str, ...] = DEFAULT_PRELOAD
     limits: Limits = field(default_factory=Limits)
     max_notebook_bytes: int = 50 * 2**20  # a notebook with many plots is a few MiB; 50 MiB is not one
+    workers: int | None = None  # local worker processes; None: pipeline.default_workers()
 
     def shows_frames_of(self, filename: str) -> bool:
         """Whether a failing test's traceback shows frames of this trusted helper file."""
@@ -135,6 +136,17 @@ class CourseKit(Configurable):
         Largest submitted notebook coursekit reads, in MiB; a larger file scores zero with a
         note asking the student to clear its outputs.""").tag(config=True)
 
+    workers = Integer(0, help="""
+        Local worker processes that grade side by side; 0 (the default) means one per core and
+        one more.  `coursekit autograde --workers` overrides it.""").tag(config=True)
+
+    @validate("workers")
+    def _not_negative(self, proposal: dict) -> int:
+        if proposal["value"] < 0:
+            raise TraitError(f"c.CourseKit.workers must be 0 (one per core, and one more) or more, "
+                             f"got {proposal['value']!r}")
+        return proposal["value"]
+
     @validate("timeout", "cpu_seconds", "memory_mb", "output_bytes", "max_notebook_mb")
     def _positive(self, proposal: dict) -> float:
         if not proposal["value"] > 0:
@@ -152,7 +164,7 @@ class CourseKit(Configurable):
         return Settings(trusted_modules=tuple(self.trusted_modules),
                         traceback_modules=tuple(self.traceback_modules),
                         sandbox_preload=tuple(self.sandbox_preload), limits=limits,
-                        max_notebook_bytes=self.max_notebook_mb << 20)
+                        max_notebook_bytes=self.max_notebook_mb << 20, workers=self.workers or None)
 
 
 def settings_from(config: Config) -> Settings:

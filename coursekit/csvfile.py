@@ -5,8 +5,9 @@ Excel, LibreOffice and Google Sheets treat a cell that begins with ``=``, ``+``,
 formula, and a leading tab or carriage return can hide such a start from a naive check.  A student id,
 a name from the LMS or an error message can begin with any of them ("CSV injection", OWASP).  Text
 cells that do are written with a leading apostrophe, which spreadsheets show as text and do not
-display; numbers are written as numbers, so a negative score stays a number.  Line breaks and other
-control characters in text are kept as CSV quoting allows: the csv module quotes them.
+display; numbers are written as numbers, so a negative score stays a number.  Line breaks and tabs
+in text are kept (the csv module quotes them); every other control or bidirectional character is
+written as a visible escape by `coursekit.printable`, as on the terminal and in HTML.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import csv
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from .printable import printable
 
 __all__ = ["FORMULA_STARTS", "neutralise", "write_csv"]
 
@@ -33,7 +36,7 @@ def neutralise(value: Cell) -> str | int | float:
         return str(value)
     if isinstance(value, (int, float)):
         return value
-    text = str(value)
+    text = printable(value, keep="\n\t")
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 

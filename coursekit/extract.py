@@ -21,7 +21,7 @@ import ast
 import functools
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,13 +30,21 @@ from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.api import Gradebook, MissingEntry
 
 from .config import DEFAULTS, Settings
-from .names import Names, analysis_source, analyze, analyze_source, python_source
+from .names import Names, analysis_source, analyze, python_source
 from .read import Course, CourseError
 from .sandbox import Cell, Step, Test
 
 
 class PlanError(CourseError):
     """The assignment cannot be graded by replay; the message says which cell is the problem."""
+
+
+class LockedCellFails(PlanError):
+    """A locked cell the replayed tests need fails in the grader; its tests go to the sandbox."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,11 @@ class MasterCell:
         """Names the cell may read before binding them (none for a text cell)."""
         return self.names.reads if self.names is not None else frozenset()
 
+    @property
+    def label(self) -> str:
+        """How messages name the cell: its grade id, else its position."""
+        return self.grade_id or f"cell {self.index + 1}"
+
 
 @dataclass
 class AssignmentPlan:
@@ -86,6 +99,10 @@ class AssignmentPlan:
     # names the test changes, arguments that are not plain data, graded functions calling others)
     sandboxed: dict[str, str] = field(default_factory=dict)
     manual: dict[str, float] = field(default_factory=dict)  # manually graded answer cells -> points
+    # what the instructor should know at planning time (a master test failing with the master's
+    # own solution, a master cell that does not parse), printed before grading
+    warnings: list[str] = field(default_factory=list)
+    modules: frozenset[str] = frozenset()  # names the master binds only by `import` (see Names.changes)
     release_files: dict[str, bytes] = field(default_factory=dict)  # the sandbox's working folder
     trusted_files: dict[str, bytes] = field(default_factory=dict)  # course modules the tests import
     settings: Settings = DEFAULTS  # the course's c.CourseKit.* (preloads, limits, traceback filter)
@@ -96,6 +113,7 @@ class AssignmentPlan:
         digest = hashlib.sha256()
         for cell in self.cells:
             digest.update(cell.source.encode() + (cell.solution or "").encode())
+        digest.update(repr((self.trusted, sorted(self.sandboxed))).encode())
         for name, data in sorted(self.trusted_files.items()) + sorted(self.release_files.items()):
             digest.update(name.encode() + data)
         return digest.hexdigest()[:16]
@@ -115,6 +133,25 @@ class AssignmentPlan:
         """Locked code cells that may bind `name`."""
         return [c for c in self.cells if c.kind == "locked" and c.names is not None
                 and (name in c.names.binds or c.names.dynamic)]
+
+    @property
+    def answer_cells(self) -> list[str]:
+        """Grade ids of the solution cells: nbgrader writes "No response." for each one left as released."""
+        return [c.grade_id for c in self.cells if c.nbgrader.get("solution") and c.grade_id]
+
+    def without_trusted_cell(self, index: int, why: str) -> AssignmentPlan:
+        """This plan, with the tests that need the locked cell `index` in the grader moved to the
+        sandbox (the cell fails in the grader: a data file, a name only a kernel has)."""
+        sandboxed = dict(self.sandboxed)
+        cells = self.cells
+        for test in self.tests:
+            if test.id not in sandboxed and index in _needed_by(cells, test, self.graded, self.modules)[0]:
+                sandboxed[test.id] = why
+        if sandboxed == self.sandboxed:  # no replayed test needs it: nothing else to do about it
+            raise PlanError(why)
+        trusted = _replay_plan(cells, self.graded, self.modules, sandboxed)
+        return replace(self, trusted=sorted(trusted), sandboxed=sandboxed, calls={},
+                       skipped=[c.label for c in cells if c.kind == "locked" and c.index not in trusted])
 
 
 def _files(folder: Path, pattern: str) -> dict[str, bytes]:
@@ -146,6 +183,8 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
 
     cells: list[MasterCell] = []
     graded: dict[str, str] = {}
+    warnings: list[str] = []
+    transformer = TransformerManager()
     for index, cell in enumerate(master.cells):
         meta = dict(cell.metadata.get("nbgrader", {}))
         grade_id = meta.get("grade_id")
@@ -154,32 +193,31 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
             cells.append(MasterCell(index, grade_id, cell.cell_type, "text", source, meta))
             continue
         solution = cell.source if meta.get("solution") else None
-        try:
-            names = analyze_source(solution or source)
-        except SyntaxError as err:
-            raise PlanError(f"master cell {grade_id or index} has a syntax error: {err}") from None
-        if solution is not None:
-            kind = "solution"
-            if grade_id is None:  # nbgrader's own validation refuses this too
-                raise PlanError(f"master cell {index + 1} is a solution cell without a grade id: "
-                                "give it one in the master and run `nbgrader generate_assignment` again")
-            for stmt in ast.parse(analysis_source(python_source(solution, TransformerManager()))).body:
+        kind = "solution" if solution is not None else "test" if meta.get("grade") else "locked"
+        if kind == "solution" and grade_id is None:  # nbgrader's own validation refuses this too
+            raise PlanError(f"master cell {index + 1} is a solution cell without a grade id: "
+                            "give it one in the master and run `nbgrader generate_assignment` again")
+        names: Names | None = None
+        try:  # a cell a kernel cannot parse (a teaching cell meant to fail) binds nothing
+            code = python_source(solution or source, transformer)
+            names = analyze(ast.parse(analysis_source(code)))
+        except UNPARSABLE as err:
+            label = grade_id or f"cell {index + 1}"
+            warnings.append(f"master {kind} cell {label} does not parse ({type(err).__name__}: "
+                            f"{getattr(err, 'msg', err)}); in a kernel it fails alone, and so it does here")
+        if kind == "solution" and names is not None and grade_id is not None:
+            for stmt in ast.parse(analysis_source(code)).body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     graded[stmt.name] = grade_id
-        else:
-            kind = "test" if meta.get("grade") else "locked"
         cells.append(MasterCell(index, grade_id, "code", kind, source, meta, points.get(grade_id), names, solution))
 
+    modules = _modules(cells)
     sandboxed: dict[str, str] = {}
-    trusted = _needed_cells(cells, graded, sandboxed)
-    for cell in cells:  # a test that rebinds or deletes a graded name (`del tokenize`)
-        changed = sorted(set(cell.names.binds) & set(graded)) if cell.kind == "test" and cell.names else []
-        if changed and cell.id not in sandboxed:
-            sandboxed[cell.id] = f"it changes the name {changed[0]}"
+    trusted = _replay_plan(cells, graded, modules, sandboxed)
     return AssignmentPlan(
         assignment=assignment, notebook=notebook, cells=cells, graded=graded,
         trusted=sorted(trusted),
-        skipped=[c.grade_id or f"cell {c.index}" for c in cells if c.kind == "locked" and c.index not in trusted],
+        skipped=[c.label for c in cells if c.kind == "locked" and c.index not in trusted],
         tests_of={f: [c.id for c in cells if c.kind == "test" and f in c.reads] for f in graded},
         checksums={name: checksum for name, (_, checksum) in sources.items() if checksum},
         release_files=_files(course.release_dir(assignment), "**/*"),
@@ -189,6 +227,8 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
         released_ids=_released_ids(course.release_dir(assignment) / f"{notebook}.ipynb",
                                    {c.grade_id for c in cells if c.kind in ("locked", "test") and c.grade_id}),
         sandboxed=sandboxed,
+        warnings=warnings,
+        modules=modules,
         manual={gid: points[gid] for gid, (_, _) in sources.items() if gid in points
                 and any(c.grade_id == gid and c.nbgrader.get("solution") for c in cells)},
     )
@@ -206,34 +246,130 @@ def _released_ids(path: Path, ids: set[str]) -> dict[str, str]:
     return found
 
 
-def _needed_cells(cells: list[MasterCell], graded: dict[str, str], sandboxed: dict[str, str]) -> set[int]:
-    """Indices of the locked cells the test cells need, following reads back to binders.  A
-    test that reads a variable a solution cell defines goes into `sandboxed` (it runs in the
-    sandbox, in its place, where that variable is the student's)."""
+def _modules(cells: list[MasterCell]) -> frozenset[str]:
+    """Names the master binds only by `import` statements: calling their functions (`np.zeros`)
+    does not count as changing them (Names.changes)."""
+    imported: set[str] = set()
+    other: set[str] = set()
+    for cell in cells:
+        if cell.names is not None:
+            imported |= cell.names.imports
+            other |= cell.names.binds - cell.names.imports
+    return frozenset(imported - other)
+
+
+def _touches(cell: MasterCell, modules: frozenset[str], graded: dict[str, str] | None = None) -> frozenset[str]:
+    """Names whose value or object the cell may change: what it binds and what it changes in place.
+
+    Handing a graded function to a helper (`check(mean)`) changes nothing replay cares about.
+    A solution cell's changes to modules do not count: NumPy's random state, which a graded
+    function reseeds, is the sandbox's in replay (README lists this difference)."""
+    assert cell.names is not None
+    changed = cell.names.changes(modules)
+    if graded is not None:
+        changed -= cell.names.passes & set(graded)
+    if cell.kind == "solution":
+        changed -= modules
+    return cell.names.binds | changed
+
+
+def _needed_by(cells: list[MasterCell], test: MasterCell, graded: dict[str, str],
+               modules: frozenset[str]) -> tuple[set[int], list[str], set[str], set[str]]:
+    """What replaying `test` in the grader needs, following every name it reads back to the
+    nearest cell that surely binds it (`Names.defines`), through every cell on the way that may
+    bind or change it.  Returns the locked cells it needs, why replay would not be the same as a
+    kernel run (empty if it would), the earlier test cells it reads names of, and the names the
+    test and its locked cells read."""
     needed: set[int] = set()
-    # (test cell the chain started from, cell that reads, name it reads)
-    todo = [(c.id, c, name) for c in cells if c.kind == "test" for name in c.reads]
+    why: list[str] = []
+    linked: set[str] = set()
+    read: set[str] = set(test.reads)
+    todo = [(test, name) for name in test.reads]
+    done: set[tuple[int, str]] = set()
     while todo:
-        test, reader, name = todo.pop()
-        for cell in cells[:reader.index]:
-            if cell.names is None or not (name in cell.names.binds or cell.names.dynamic):
+        reader, name = todo.pop()
+        if (reader.index, name) in done:
+            continue
+        done.add((reader.index, name))
+        for cell in reversed(cells[:reader.index]):
+            if cell.names is None or not (name in _touches(cell, modules, graded) or cell.names.dynamic):
                 continue
-            if cell.kind == "solution" and name not in graded:
-                sandboxed.setdefault(test, f"it reads {name!r}, which the solution cell {cell.grade_id} defines")
+            if cell.kind == "solution":
+                if name not in graded or name in _touches(cell, modules, graded) - cell.names.defines:
+                    why.append(f"it reads {name!r}, which the solution cell {cell.label} may define or change")
+            elif cell.kind == "test":
+                if reader is test:
+                    linked.add(cell.id)  # replayed in order in one namespace, as in a kernel
+                else:
+                    why.append(f"the locked cell {reader.label} it needs reads {name!r}, which the test cell "
+                               f"{cell.label} above it binds or changes")
+            elif cell.names.reads_all:
+                why.append(f"it needs the locked cell {cell.label}, which may read any name (a magic, dir(), "
+                           "globals(), eval or exec)")
+            elif student := sorted(cell.names.reads & set(graded)):
+                via = f" via {reader.label}" if reader is not test else ""
+                why.append(f"it depends{via} on the locked cell {cell.label} (through {name!r}), which runs "
+                           f"student code ({', '.join(student)})")
+            elif cell.index not in needed:
+                needed.add(cell.index)
+                read |= cell.reads
+                todo.extend((cell, n) for n in cell.reads)
+            if name in cell.names.defines:
+                break  # the nearest binding: nothing earlier can be seen past it
+    return needed, why, linked, read
+
+
+def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: frozenset[str],
+                 sandboxed: dict[str, str]) -> set[int]:
+    """Decide which test cells are graded by replay, and return the locked cells the grader runs
+    for them (the trusted namespace, run before the tests).  A test goes to `sandboxed`, to run
+    in the sandbox in its place as a kernel would, unless replay is provably the same as a
+    top-to-bottom run: every name it reads (and its locked cells read) comes from locked cells
+    that run no student code and read no name a test binds, or is a graded function; it does
+    not change a graded name or a name a graded function reads; nothing the grader runs before
+    all tests rebinds or changes, below the test, what it reads; and it shares no names with a
+    test graded in the sandbox.  Unsure means the sandbox."""
+    tests = [c for c in cells if c.kind == "test"]
+    function_reads: set[str] = set()
+    for cell in cells:
+        if cell.kind == "solution" and cell.names is not None and cell.names.defines & set(graded):
+            function_reads |= cell.reads  # the globals its functions read (and its own statements')
+    info = {t.id: _needed_by(cells, t, graded, modules) for t in tests if t.names is not None}
+    for test in tests:
+        if test.names is None:
+            sandboxed.setdefault(test.id, "it does not parse (it fails as in a kernel)")
+        elif test.names.reads_all or test.names.dynamic:
+            sandboxed.setdefault(test.id, "it may read or bind any name (a magic, dir(), globals(), eval or exec)")
+        elif info[test.id][1]:
+            sandboxed.setdefault(test.id, info[test.id][1][0])
+        elif changed := sorted(_touches(test, modules, graded) & set(graded)):
+            sandboxed.setdefault(test.id, f"it changes the name {changed[0]}")
+        elif changed := sorted(_touches(test, modules, graded) & (function_reads - set(graded))):
+            sandboxed.setdefault(test.id, f"it changes {changed[0]!r}, which a graded function reads")
+    while True:
+        replayed = [t for t in tests if t.id not in sandboxed]
+        trusted = set().union(*(info[t.id][0] for t in replayed))
+        moved = False
+        for test in replayed:
+            needed, _, linked, read = info[test.id]
+            later = [cell for cell in (cells[i] for i in sorted(trusted) if i > test.index)
+                     if cell.names is not None and (cell.names.dynamic or _touches(cell, modules) & read)]
+            linked_sandboxed = sorted(linked & set(sandboxed))
+            if later:
+                sandboxed[test.id] = (f"the locked cell {later[0].label} below it, which another test needs, "
+                                      "binds or changes what it reads")
+            elif linked_sandboxed:
+                sandboxed[test.id] = f"it reads names the test cell {linked_sandboxed[0]} binds, which runs in the sandbox"
+            else:
                 continue
-            if cell.kind != "locked" or cell.index in needed:
-                continue
-            student_names = sorted(set(cell.names.reads) & set(graded))
-            if student_names:
-                via = f" via {reader.grade_id}" if reader.grade_id != test else ""
-                raise PlanError(
-                    f"test cell {test} depends{via} on the locked cell {cell.grade_id} (through {name!r}), "
-                    f"which runs student code ({', '.join(student_names)}); replay grading cannot "
-                    "reproduce that: make the test compute what it needs itself, or grade with "
-                    "`nbgrader autograde`")
-            needed.add(cell.index)
-            todo.extend((test, cell, n) for n in cell.names.reads)
-    return needed
+            moved = True
+        # a test whose names a sandboxed test reads must run in the sandbox too (before it)
+        for test in replayed:
+            if test.id not in sandboxed and any(test.id in info[s][2] for s in sandboxed if s in info):
+                sandboxed[test.id] = "a test graded in the sandbox reads names it binds"
+                moved = True
+        if not moved:
+            return trusted
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,6 +413,12 @@ def grade_id_of(cell: dict) -> str | None:
     return grade_id if isinstance(grade_id, str) and grade_id else None
 
 
+def last_copies(cells: list) -> dict[str, int]:
+    """Grade id -> index of the cell that keeps it: the last cell carrying it, as nbgrader's
+    DeduplicateIds walks the notebook backwards and strips the id from every earlier copy."""
+    return {grade_id: index for index, cell in enumerate(cells) if (grade_id := grade_id_of(cell))}
+
+
 def _malformed_metadata(cell: dict) -> bool:
     meta = cell.get("metadata")
     nbgrader = meta.get("nbgrader") if isinstance(meta, dict) else None
@@ -307,11 +449,12 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
     duplicated: Counter = Counter()
     matched_by_source = 0
     code_chars = 0
+    kept = last_copies(nb.cells)
     for index, cell in enumerate(nb.cells):
         grade_id = grade_id_of(cell)
         if grade_id is None and _malformed_metadata(cell):
             notes.append(f"cell {index + 1} has nbgrader metadata of the wrong shape; it counted as an ordinary cell")
-        if grade_id in seen:  # nbgrader's DeduplicateIds: a later copy is an ordinary cell
+        if grade_id is not None and kept[grade_id] != index:  # DeduplicateIds: an earlier copy is ordinary
             duplicated[grade_id] += 1
             grade_id = None
         elif grade_id is not None and grade_id not in known:
@@ -319,7 +462,8 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
         source = cell.get("source", "")
         if grade_id is None and cell.get("cell_type") == "code":
             recognised = plan.released_ids.get(source.strip())
-            if recognised and recognised not in seen and known[recognised].kind in ("locked", "test"):
+            if recognised and recognised not in seen and recognised not in kept \
+                    and known[recognised].kind in ("locked", "test"):
                 grade_id, matched_by_source = recognised, matched_by_source + 1
         if grade_id is not None:
             seen.add(grade_id)
@@ -353,7 +497,7 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
 
     for grade_id, count in duplicated.items():
         notes.append(f"grade id {grade_id} is used by {count + 1} cells (duplicated cells, jupyter/nbgrader#1083); "
-                     "the first one was graded, the others ran as ordinary cells")
+                     "the last one was graded, as nbgrader's DeduplicateIds keeps it; the others ran as ordinary cells")
     if matched_by_source:
         notes.append(f"{matched_by_source} cells had lost their nbgrader metadata (jupyter/nbgrader#1398) and "
                      "were recognised by their released source")
@@ -437,9 +581,11 @@ def _relevant(units: list[_Unit], plan: AssignmentPlan) -> set[str]:
     """Labels of the cells a test can depend on: those that may bind or change in place a
     name the tests, the graded functions or another relevant cell may read (a fixpoint)."""
     wanted = set(plan.graded)
+    everything = False  # a test or a relevant cell may read any name (dir(), globals(), a magic)
     for unit in units:
         if unit.kind == "test" and unit.master is not None:
             wanted |= unit.master.reads
+            everything |= unit.master.names is None or unit.master.names.reads_all
     relevant: set[str] = set()
     grew = True
     while grew:
@@ -448,9 +594,10 @@ def _relevant(units: list[_Unit], plan: AssignmentPlan) -> set[str]:
             names = unit.names
             if unit.kind == "test" or names is None or unit.label in relevant:
                 continue
-            if names.dynamic or names.binds & wanted or names.mutates & wanted:
+            if everything or names.dynamic or (names.binds | names.changes(plan.modules)) & wanted:
                 relevant.add(unit.label)
                 wanted |= names.reads
+                everything |= names.reads_all
                 grew = True
     return relevant
 

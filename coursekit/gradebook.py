@@ -295,7 +295,7 @@ class GradebookWriter:
         if skipped:
             note = "; ".join(filter(None, [note, f"not copied to autograded/: {skipped}"]))
         comments = {name: "No response." if name in result.unanswered else None
-                    for name in (*plan.graded.values(), *result.manual_scores, *result.unanswered)}
+                    for name in (*plan.answer_cells, *result.unanswered)}
         return Recorded(result, plan, timestamp, note, comments)
 
     def _structure(self, connection: Connection, assignment: str) -> _Structure:

@@ -1,16 +1,19 @@
 """Static name analysis of notebook cells: which names a piece of code may read before it
-binds them, and which names it may bind.
+binds them, which names it may bind, and which names' objects it may change in place.
 
-Both answers are over-approximations on purpose: the grader skips a cell only when no test
-can read anything it defines, so "may read" must never miss a name and "may define" must
-never miss one either.  Code whose names cannot be known statically (star imports,
-``globals()``, ``exec``) is reported as such, and callers treat it as defining everything.
+The answers are over-approximations on purpose: the grader skips a cell, or grades a test by
+replay, only when nothing the test reads can be bound or changed by what it skips, so "may
+read", "may bind" and "may change" must never miss a name.  Code whose names cannot be known
+statically is reported as such: a star import may bind anything (`dynamic`); ``globals()``,
+``locals()``, ``vars()``, ``exec``, ``eval``, ``dir()`` and IPython magics whose effect is not
+known (``%reset``, ``%run``, ``!cmd``, ``%%writefile``) may also read anything (`reads_all`).
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import re
 import sys
 from dataclasses import dataclass
 
@@ -19,6 +22,24 @@ from IPython.core.inputtransformer2 import TransformerManager
 BUILTIN_NAMES = frozenset(dir(builtins))
 # Calls that can read or bind any global name: code using them defeats the analysis.
 DYNAMIC_CALLS = frozenset({"globals", "locals", "vars", "exec", "eval"})
+# Without arguments, these read every name of the namespace (`'answer' in dir()`).
+READ_ALL_CALLS = frozenset({"dir", "vars"})
+# A method call made as a statement whose name says it sets state (`np.random.seed(1)`,
+# `np.set_printoptions(...)`, `warnings.simplefilter(...)`) changes its receiver even when that
+# is a module; other calls on a module (`np.testing.assert_allclose(...)`) do not count.
+STATE_SETTER = re.compile(r"(seed|set|use|reset|reload|filterwarnings|simplefilter|rc)", re.IGNORECASE)
+# Builtins that only look at what they are handed: passing a name to them changes nothing.
+LOOKING_CALLS = frozenset({"print", "len", "repr", "str", "isinstance", "issubclass", "type", "id", "hash",
+                           "format", "callable", "abs", "round", "ascii"})
+# IPython magics that neither read nor bind names of the user namespace nor change files (help,
+# display settings, listings); any other magic, and every shell escape, counts as reading and
+# binding anything (`%reset -f`, `%run`, `%store -r`, `!wget data.csv`, `%%writefile`).
+QUIET_MAGICS = frozenset({
+    "matplotlib", "pinfo", "pinfo2", "psearch", "pdoc", "pdef", "psource", "pfile", "precision",
+    "pprint", "xmode", "colors", "config", "lsmagic", "magic", "who", "whos", "who_ls", "history",
+    "hist", "automagic", "autocall", "page", "notebook", "connect_info", "html", "HTML",
+    "markdown", "latex", "javascript", "js", "svg", "load_ext", "reload_ext", "autoreload",
+    "aimport"})
 
 def _cell_magic_call(code: str) -> tuple[str, str, str] | None:
     """Name, line and body of a transformed cell that is one ``get_ipython().run_cell_magic(...)``
@@ -61,8 +82,12 @@ def analysis_source(code: str) -> str:
         magic = _cell_magic_call(code)
         if magic is None:
             return code
-        name, _, body = magic
-        return body if name in CODE_CELL_MAGICS else ""
+        name, line, body = magic
+        if name not in CODE_CELL_MAGICS:
+            return code  # the magic call itself: `_Flow` judges it (QUIET_MAGICS, else dynamic)
+        target = line.split()[0] if name == "capture" and line.split() else ""
+        # `%%capture out` binds `out` after the body has run
+        return body + (f"\n{target} = None\n" if target.isidentifier() else "")
     return code
 
 
@@ -72,18 +97,35 @@ class Names:
 
     reads: frozenset[str]
     binds: frozenset[str]
-    dynamic: bool  # star import or globals()/exec: the analysis cannot be trusted
-    # Names whose object the code may change in place: `x[k] = v`, `x.a = v`, `x += ...` on
-    # an item, `del x[k]`, and method calls made as statements (`x.update(...)`).
+    dynamic: bool  # star import, globals()/exec, an unknown magic: it may bind any name
+    # Names whose object the code surely may change in place: `x[k] = v`, `x.a = v`, `x += ...`,
+    # `del x[k]`, and state-setting calls made as statements (`np.random.seed(1)`, STATE_SETTER).
     mutates: frozenset[str] = frozenset()
+    # Names whose object the code hands to other code, which may change it: the receiver of a
+    # method call inside an expression (`y = person.increase_age()`) and every name passed to
+    # a call (`shuffle(deck)`, `check(answer)`).  Callers count them as changed, except
+    # modules (`np.zeros(3)` does not change `np`; a statement `np.random.seed(1)` does).
+    passes: frozenset[str] = frozenset()
+    # Names bound whatever path the code takes (straight-line, not deleted afterwards): a
+    # binding of one of these before this cell cannot be seen after it.
+    defines: frozenset[str] = frozenset()
+    reads_all: bool = False  # dir(), globals(), eval/exec, an unknown magic: it may read any name
+    imports: frozenset[str] = frozenset()  # names bound by `import` statements
+
+    def changes(self, modules: frozenset[str] | set[str] = frozenset()) -> frozenset[str]:
+        """Names whose object the code may change in place; a module counts only when changed
+        by a statement (`np.random.seed(1)`, `np.x = 1`), not when its functions are called."""
+        return self.mutates | (self.passes - modules)
 
 
 def analyze(tree: ast.Module | ast.stmt) -> Names:
     visitor = _Flow()
     body = tree.body if isinstance(tree, ast.Module) else [tree]
-    visitor.block(body, set())
+    bound: set[str] = set()
+    visitor.block(body, bound)
     return Names(frozenset(visitor.reads), frozenset(visitor.binds), visitor.dynamic,
-                 frozenset(visitor.mutates))
+                 frozenset(visitor.mutates), frozenset(visitor.passes), frozenset(bound),
+                 visitor.reads_all, frozenset(visitor.imports))
 
 
 def analyze_source(source: str, transformer: TransformerManager | None = None) -> Names:
@@ -97,6 +139,11 @@ def _root(node: ast.AST) -> str | None:
     while isinstance(node, (ast.Attribute, ast.Subscript)):
         node = node.value
     return node.id if isinstance(node, ast.Name) else None
+
+
+def _is_get_ipython(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "get_ipython"
+            and not node.args and not node.keywords)
 
 
 def _targets(node: ast.AST) -> set[str]:
@@ -115,7 +162,62 @@ class _Flow:
         self.reads: set[str] = set()
         self.binds: set[str] = set()
         self.mutates: set[str] = set()
+        self.passes: set[str] = set()
+        self.imports: set[str] = set()
         self.dynamic = False
+        self.reads_all = False
+
+    def merge(self, other: _Flow, local: frozenset[str] | set[str] = frozenset()) -> None:
+        """Take what `other` (nested code: a function body, a class body, a magic's line) may do."""
+        self.reads |= other.reads - local
+        self.mutates |= other.mutates - local
+        self.passes |= other.passes - local
+        self.dynamic |= other.dynamic
+        self.reads_all |= other.reads_all
+
+    def opaque(self) -> None:
+        """Code whose effect on names cannot be known: it may read and bind any of them."""
+        self.dynamic = self.reads_all = True
+
+    def call(self, node: ast.Call) -> None:
+        """What a call may do to names: change the objects it is handed (its arguments and, for a
+        method, its receiver), or read and bind anything (exec, globals(), dir(), magics)."""
+        func = node.func
+        if isinstance(func, ast.Name):
+            if func.id in DYNAMIC_CALLS and (func.id != "vars" or not node.args):
+                self.opaque()
+            elif func.id in READ_ALL_CALLS and not node.args:
+                self.reads_all = True
+        elif isinstance(func, ast.Attribute) and (root := _root(func.value)):
+            self.passes.add(root)
+        if isinstance(func, ast.Name) and func.id in LOOKING_CALLS:
+            return
+        for arg in list(node.args) + [k.value for k in node.keywords]:
+            if isinstance(arg, ast.Starred):
+                arg = arg.value
+            if root := _root(arg):
+                self.passes.add(root)
+
+    def magic(self, method: str, node: ast.Call) -> None:
+        """A `get_ipython().<method>(...)` call, as IPython's transformer writes magics."""
+        args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if method not in ("run_line_magic", "run_cell_magic") or len(args) != len(node.args) or not args:
+            self.opaque()  # system, getoutput, or anything else: a shell may change any file
+            return
+        name, line = args[0], args[1] if len(args) > 1 else ""
+        if name in QUIET_MAGICS:
+            return
+        if method == "run_line_magic" and name in ("time", "timeit", "prun"):
+            try:
+                code = ast.parse(line.lstrip())
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                return  # IPython reports the syntax error; nothing runs
+            inner = _Flow()
+            inner.block(code.body, set())
+            self.merge(inner)
+            self.binds |= inner.binds
+            return
+        self.opaque()
 
     # -- expressions ---------------------------------------------------------------------------
     def expr(self, node: ast.AST | None, bound: set[str]) -> None:
@@ -125,11 +227,16 @@ class _Flow:
     def expr_reads(self, node: ast.AST, local: frozenset[str]) -> set[str]:
         """Names an expression reads that are not in `local` (comprehensions and lambdas nest)."""
         if isinstance(node, ast.Name):
+            if node.id == "get_ipython":
+                self.opaque()  # the shell used other than through a magic call (below): its user_ns
             return {node.id} - local if isinstance(node.ctx, ast.Load) else set()
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _is_get_ipython(node.func.value):
+            self.magic(node.func.attr, node)
+            return {"get_ipython"} - local
         if isinstance(node, ast.NamedExpr):
             self.binds.add(node.target.id)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in DYNAMIC_CALLS:
-            self.dynamic = True
+        if isinstance(node, ast.Call):
+            self.call(node)
         if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
             reads = self.expr_reads(node.generators[0].iter, local)
             inner = set(local)
@@ -175,9 +282,7 @@ class _Flow:
                 self.expr(sub, bound)
             class_body = _Flow()
             class_body.block(node.body, set())
-            self.reads |= class_body.reads - bound
-            self.mutates |= class_body.mutates
-            self.dynamic |= class_body.dynamic
+            self.merge(class_body, bound)
             self.bind({node.name}, bound)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names = set()
@@ -187,6 +292,7 @@ class _Flow:
                     continue
                 names.add(alias.asname or alias.name.split(".")[0])
             self.bind(names, bound)
+            self.imports |= names
         elif isinstance(node, ast.Assign):
             self.expr(node.value, bound)
             for target in node.targets:
@@ -201,13 +307,15 @@ class _Flow:
             if isinstance(node.target, ast.Name):
                 if node.target.id not in bound:
                     self.reads.add(node.target.id)
+                self.mutates.add(node.target.id)  # `items += [x]` changes the list in place
                 self.bind({node.target.id}, bound)
             else:
                 self.store_target(node.target, bound)
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
                 and isinstance(node.value.func, ast.Attribute) and (root := _root(node.value.func.value)):
-            self.mutates.add(root)
-            self.expr(node, bound)
+            if STATE_SETTER.match(node.value.func.attr):  # `np.random.seed(1)`: even a module changes
+                self.mutates.add(root)
+            self.expr(node, bound)  # any other method call hands its receiver over (`passes`)
         elif isinstance(node, (ast.For, ast.AsyncFor)):
             self.expr(node.iter, bound)
             inner = set(bound)
@@ -286,10 +394,8 @@ class _Flow:
         inner = _Flow()
         inner.block(node.body, set(params))
         local = (inner.binds | params) - declared_global
-        self.reads |= inner.reads - local
+        self.merge(inner, local)  # what a call may do, counted where the function is defined
         self.binds |= declared_global
-        self.mutates |= inner.mutates - local  # counted where the function is defined
-        self.dynamic |= inner.dynamic
 
 
 def _all_args(args: ast.arguments) -> list[ast.arg]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import multiprocessing
 import multiprocessing.util
 import os
@@ -37,11 +38,14 @@ from nbgrader.utils import compute_checksum
 
 from . import extract, read, sandbox, score
 from .config import DEFAULT_PRELOAD
+from .deadline import WorkTimeout, time_limit
 from .gradebook import GradebookWriter, GradedSubmission, claim
 from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
 from .report import Reporter
-from .sandbox._protocol import clean_text
+from .sandbox import clean_text
+
+log = logging.getLogger(__name__)
 
 MAX_REASON = 4000
 # The grader commits graded submissions to the gradebook in batches (one transaction each, see
@@ -49,6 +53,9 @@ MAX_REASON = 4000
 WRITE_BATCH = 100
 WRITE_SECONDS = 1.0
 CACHED_CELL_CHARS = 4000  # longer cells are transformed and analysed every time (Worker)
+# The worker's own work with one submission's text (reading the notebook, IPython's input
+# transformation and the analysis of every cell): an honest notebook takes milliseconds.
+TEXT_SECONDS = 10.0
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -76,12 +83,14 @@ class Worker:
         self._namespaces: dict[str, dict] = {}
         self._lock = threading.Lock()
         self.owner = os.getpid()
+        self.transforming = ""  # the cell source being transformed (named when that takes too long)
 
     def _python(self, source: str) -> str:
         return python_source(source, self.transformer)
 
     def python(self, source: str) -> str:
         """The Python a kernel runs for a cell (names.python_source), cached for short cells."""
+        self.transforming = source
         return (self._python_of if len(source) <= CACHED_CELL_CHARS else self._python)(source)
 
     def names(self, code: str) -> Names:
@@ -113,7 +122,12 @@ class Worker:
             if plan.key not in self._namespaces:
                 folder = self.folder / f"trusted-{plan.key}"
                 folder.mkdir()
-                self._namespaces[plan.key] = score.trusted_namespace(plan, folder, self.python)
+                try:
+                    self._namespaces[plan.key] = score.trusted_namespace(plan, folder, self.python)
+                except BaseException:
+                    if str(folder) in sys.path:
+                        sys.path.remove(str(folder))
+                    raise
             return dict(self._namespaces[plan.key])
 
     def close(self) -> None:
@@ -132,10 +146,19 @@ class Worker:
 
 
 def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: Worker) -> extract.AssignmentPlan:
-    """The notebook's plan, with the calls its tests make recorded on the master's solutions."""
+    """The notebook's plan, with the calls its tests make recorded on the master's solutions.
+
+    A locked cell that fails in the grader (it reads a data file, or a name only a kernel run
+    has) does not stop planning: the tests that need it are graded in the sandbox, in place."""
     plan = extract.plan_assignment(course, assignment, notebook)
-    score.record_calls(plan, worker.namespace(plan), worker.python)
-    return plan
+    while True:
+        try:
+            namespace = worker.namespace(plan)
+        except extract.LockedCellFails as failed:
+            plan = plan.without_trusted_cell(failed.index, str(failed))
+            continue
+        score.record_calls(plan, namespace, worker.python)
+        return plan
 
 
 _WORKER: Worker | None = None  # this process's worker: the pool initializer's, or the first task's
@@ -186,11 +209,16 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
     without full isolation grades anyway and every reason starts by saying so."""
     worker = start_worker(plan.settings.sandbox_preload, insecure)
     warning = [worker.box.insecure_note] if worker.box.insecure_note else []
-    nb = read.parse_notebook(data, f"{submission.notebook}.ipynb") if isinstance(data, bytes) else data
-    if isinstance(nb, read.Unreadable):
-        return _zero(plan, submission, warning + [nb.reason])
+    nb: nbformat.NotebookNode | read.Unreadable | None = None
     try:
-        run = extract.student_run(nb, plan, worker.python, worker.names)
+        # Everything done here with the submission's text is bounded in time (TEXT_SECONDS) and,
+        # in a local worker, in memory (_limit_worker); the sandbox and replay have their own limits.
+        with time_limit(TEXT_SECONDS, "the submission's text"):
+            worker.transforming = ""
+            nb = read.parse_notebook(data, f"{submission.notebook}.ipynb") if isinstance(data, bytes) else data
+            if isinstance(nb, read.Unreadable):
+                return _zero(plan, submission, warning + [nb.reason])
+            run = extract.student_run(nb, plan, worker.python, worker.names)
         result = _run_steps(worker, plan, run, limits)
         if result.reason and result.reason.startswith("sandbox failure"):
             raise sandbox.SandboxError(result.reason)
@@ -205,9 +233,24 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
         raise
     except extract.Refused as refused:
         return _zero(plan, submission, warning + [str(refused)])
+    except WorkTimeout:
+        return _zero(plan, submission, warning + [_too_slow(nb, worker.transforming)])
     except (Exception, RecursionError, MemoryError) as error:  # the content broke the grader's code
         return _zero(plan, submission, warning + [f"coursekit could not grade this notebook's content "
                                                   f"({type(error).__name__}: {str(error)[:300]}); it scores 0"])
+
+
+def _too_slow(nb: nbformat.NotebookNode | read.Unreadable | None, source: str) -> str:
+    """Why a submission whose text took the worker more than TEXT_SECONDS scores 0, naming the cell."""
+    cells = nb.cells if isinstance(nb, nbformat.NotebookNode) else []
+    where = next((f"cell {i + 1}" for i, c in enumerate(cells) if source and c.get("source") == source), None)
+    if where is None:
+        return (f"reading and preparing this notebook took the grader more than {TEXT_SECONDS:g} s, which no "
+                "notebook needs; it was not graded and scores 0 (was it edited outside Jupyter?)")
+    lines = source.count("\n") + 1
+    return (f"{where} ({lines:,} lines) took the grader more than {TEXT_SECONDS:g} s to turn into Python "
+            "(IPython's input transformation of its ?, !, % lines), which no notebook needs; the notebook "
+            f"was not graded and scores 0: shorten {where} (a few lines of ?, ! or % each) and resubmit")
 
 
 def _zero(plan: extract.AssignmentPlan, submission: read.Submission, notes: list[str]) -> GradedSubmission:
@@ -275,7 +318,7 @@ def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes:
     failures = [f"{o.grade_id}: {o.message}" for o in outcomes
                 if cell_failures and o.score < o.max_score and o.message]
     reason = "; ".join(notes + failures)
-    answers = set(plan.graded.values()) | set(plan.manual)
+    answers = set(plan.answer_cells)
     unanswered = tuple(dict.fromkeys(
         grade_id for c in graded_nb.cells if (grade_id := extract.grade_id_of(c)) in answers
         and compute_checksum(c) == plan.checksums.get(grade_id)))
@@ -378,15 +421,22 @@ def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterab
     with Worker() as planner:  # runs the master's tests once, in this process
         plans = {name: plan_notebook(course, assignment, name, planner)
                  for name in extract.notebooks_of(course, assignment)}
+    for name, plan in plans.items():
+        log.info("%s.ipynb: %d graded function(s), %d test cell(s), %d of them run in the sandbox",
+                 name, len(plan.graded), sum(c.kind == "test" for c in plan.cells), len(plan.sandboxed))
+        for warning in plan.warnings:
+            log.warning("%s: %s", name, warning)
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
     limits = course.settings.limits
     if timeout is not None:
         limits = replace(limits, wall_seconds=float(timeout))
-    local_workers = workers or default_workers()
+    local_workers = workers or course.settings.workers or default_workers()
     preload = course.settings.sandbox_preload
+    log.info("%s: %d submission(s) to grade, %s", assignment, len(submissions),
+             f"on the Dask cluster at {scheduler}" if scheduler else f"{local_workers} local worker processes")
     reporter = Reporter(len(submissions), json_lines, out, err)
     backend = (_dask_backend(scheduler) if scheduler
-               else _local_backend(local_workers, preload, insecure, limits, reporter.note))
+               else _local_backend(local_workers, preload, insecure, limits, log.warning))
     writer = GradebookWriter(course)
     results: list[GradedSubmission] = []
     in_flight: dict[Any, tuple[read.Submission, Any]] = {}

@@ -10,7 +10,8 @@ others the same way.
 Here each worker process has a pipe of its own and works on one task at a time.  The grader waits
 on every pipe and every process sentinel at once, with a timeout, so a dead worker is noticed
 however it died: the task it was working on fails with `WorkerDied` (the caller decides whether
-to try it again) and a new process takes its place.  Half a message from a dead worker is an
+to try it again) and a new process takes its place.  The answers it sent before it died are taken
+off its pipe first, so a task it finished is never charged with its death.  Half a message from a dead worker is an
 `EOFError` on its own pipe, never a wait.  A worker that works on one task much longer than any
 task may take is killed and counts as dead.  A worker announces itself ready once its
 initializer ran, and tasks go only to ready workers.
@@ -165,14 +166,13 @@ class LocalPool:
         for i, slot in enumerate(self._slots):
             if slot.conn.closed:
                 continue
-            if slot.conn in ready:
-                try:
-                    message = slot.conn.recv()
-                except (EOFError, OSError):  # dead, possibly half-way through its answer
-                    self._lost(i, self._death_cause(slot))
-                    continue
-                self._receive(slot, message)
-            if slot.process.sentinel in ready or not slot.process.is_alive():
+            dead = slot.process.sentinel in ready or not slot.process.is_alive()
+            # Every answer already in the pipe first: a worker that dies after answering some of
+            # its held tasks has finished those; only the one it was working on is lost.
+            if (slot.conn in ready or dead) and not self._drain(slot):
+                self._lost(i, self._death_cause(slot))  # dead, possibly half-way through an answer
+                continue
+            if dead:
                 self._lost(i, self._death_cause(slot))
             elif slot.tasks and now - slot.tasks[0].started > self.task_seconds:
                 self._kill(slot)
@@ -180,6 +180,16 @@ class LocalPool:
             elif not slot.ready and now - slot.started > START_SECONDS:
                 self._kill(slot)
                 self._lost(i, f"it was not ready after {START_SECONDS:.0f} s and was killed")
+
+    def _drain(self, slot: _Slot) -> bool:
+        """Take every message already in the slot's pipe; False if the pipe broke (EOF, half a
+        message)."""
+        try:
+            while slot.conn.poll():
+                self._receive(slot, slot.conn.recv())
+        except (EOFError, OSError):
+            return False
+        return True
 
     def _receive(self, slot: _Slot, message: tuple) -> None:
         kind = message[0]

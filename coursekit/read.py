@@ -166,7 +166,16 @@ def _deeper_than(value: object, limit: int) -> bool:
 
 
 def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.NotebookNode | Unreadable:
-    """A notebook (nbformat 4) from raw bytes, or why it is not one."""
+    """A notebook (nbformat 4) from raw bytes, or why it is not one; never raises, whatever the bytes
+    (every command that reads submissions, the report's too, relies on that)."""
+    try:
+        return _parse_notebook(data, name)
+    except (Exception, RecursionError, MemoryError) as error:  # what the checks below did not foresee
+        return Unreadable(f"{name} is not a notebook coursekit can read ({type(error).__name__}: "
+                          f"{str(error)[:200]}); it was probably edited outside Jupyter")
+
+
+def _parse_notebook(data: bytes, name: str) -> nbformat.NotebookNode | Unreadable:
     if not data.strip():
         return Unreadable(f"{name} is empty")
     try:
@@ -179,6 +188,9 @@ def parse_notebook(data: bytes, name: str = "the notebook") -> nbformat.Notebook
         raw = json.loads(text, object_hook=NotebookNode)
     except json.JSONDecodeError as err:
         return Unreadable(f"{name} is not JSON ({err.msg} at line {err.lineno}); "
+                          "it was probably edited outside Jupyter")
+    except ValueError as err:  # valid JSON Python will not read: an integer of more than 4300 digits
+        return Unreadable(f"{name} holds a value Python refuses to read ({str(err)[:200]}); "
                           "it was probably edited outside Jupyter")
     except RecursionError:
         raw = None

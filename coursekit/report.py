@@ -1,14 +1,26 @@
-"""Stage 6, report: a progress bar on a terminal, or one JSON object per submission."""
+"""Stage 6, report: a progress bar on a terminal, or one JSON object per submission.
+
+What the operator should know (a submission the grader could not grade) goes to the
+``coursekit`` logger.  The bar is one line redrawn with a carriage return: a library (e.g. rich)
+would bring more than it saves here.
+
+Student ids, notebook names and reasons are student text: what reaches the terminal passes
+through `coursekit.printable` (the log handler and the bar; escape sequences shown, never acted on);
+JSON lines escape them anyway.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import TextIO
 
 from .gradebook import GradedSubmission
 from .read import Submission
+
+log = logging.getLogger(__name__)
 
 
 def as_json(result: GradedSubmission) -> dict:
@@ -52,14 +64,9 @@ class Reporter:
     def failed_one(self, submission: Submission, why: str) -> None:
         """The grader itself failed on this submission: nothing was recorded, a re-run retries it."""
         self.failed += 1
-        self.err.write(f"\ncoursekit: could not grade {submission.student}/{submission.notebook}: {why}\n")
+        log.error("could not grade %s/%s: %s", submission.student, submission.notebook, why)
         self._emit({"status": "error", "student": submission.student, "assignment": submission.assignment,
                     "notebook": submission.notebook, "reason": why})
-
-    def note(self, message: str) -> None:
-        """Something the operator should know that is about no single submission."""
-        self.err.write(f"\ncoursekit: {message}\n")
-        self.err.flush()
 
     @property
     def rate(self) -> float:

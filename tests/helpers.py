@@ -34,6 +34,8 @@ from nbgrader.api import Gradebook
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from bench import make_class
+from coursekit import check
+from coursekit.read import CourseError
 from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
 from scripts.pg_server import free_port
 from scripts.student_work import CORRECT, solve
@@ -51,20 +53,17 @@ CELL_POINTS = {0: (0, 0), 1: (1, 0), 3: (1, 2)}
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 
 
+# How the local pool tells that a worker killed with SIGKILL died: by its exit status, or by its
+# pipe when it sends the worker a task first.  Which it notices first is a race; both are true.
+KILLED = r"killed by SIGKILL|its pipe broke"
+
+
 # --- course folders -------------------------------------------------------------------------------
 
 def nbgrader_env() -> dict[str, str]:
-    """Environment for nbgrader subprocesses.
-
-    The venv's bin/ goes first on PATH (nbgrader shells out to `alembic`), and the COURSEKIT_GRADEBOOK
-    and COURSEKIT_EXCHANGE overrides are dropped: a course copy must never write to the developer's
-    gradebook or exchange.  A test that wants them sets them itself.
-    """
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("COURSEKIT_GRADEBOOK", None)
-    env.pop("COURSEKIT_EXCHANGE", None)
-    return env
+    """Environment for nbgrader subprocesses (coursekit.check.nbgrader_env): the venv's bin/ first on
+    PATH, no COURSEKIT_GRADEBOOK or COURSEKIT_EXCHANGE override.  A test that wants them sets them itself."""
+    return check.nbgrader_env()
 
 
 def new_course(dest: Path, files: tuple[str, ...] = COURSE_FILES, origin: Path = ROOT) -> Path:
@@ -90,22 +89,11 @@ def generate_assignment(course: Path, *options: str, env: dict[str, str] | None 
 def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT, jobs: int = 2,
                        timeout: float = 1800) -> None:
     """Stock `nbgrader autograde ASSIGNMENT` over every student in ``course``, as `jobs` runs side
-    by side, each over its share of the students (`--CourseDirectory.student_id_exclude` names the
-    others); fail with their output.
-
-    Stock nbgrader runs one notebook at a time, so one run leaves a core idle; the runs write to
-    the same gradebook, a submission at a time, as two instructors' runs would."""
-    students = sorted(p.parent.name for p in (course / "submitted").glob(f"*/{assignment}") if p.is_dir())
-    shares = [students[i::jobs] for i in range(jobs) if students[i::jobs]]
-    runs = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", assignment, *options,
-                              "--CourseDirectory.student_id_exclude="
-                              + ",".join(s for s in students if s not in share)],
-                             cwd=course, env=nbgrader_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
-            for share in shares]
-    for run in runs:
-        output, _ = run.communicate(timeout=timeout)
-        assert run.returncode == 0, f"nbgrader autograde failed in {course}:\n{output[-3000:]}"
+    by side (coursekit.check.stock_autograde); fail with their output."""
+    try:
+        check.stock_autograde(course, assignment, jobs, options=options, timeout=timeout)
+    except CourseError as error:
+        pytest.fail(str(error))
 
 
 def build_template(folder: Path) -> Path:
@@ -275,6 +263,18 @@ def leaked_hidden_text(text: str) -> list[str]:
 # --- a student's JupyterLab (the browser tests) ---------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
+SETUP_HINT = "run `sudo make test-setup` (`make test` runs it; it installs only as root)"
+
+
+def require(what: str, present: bool) -> None:
+    """Skip the test, in one line saying what to run, when something `make test-setup` installs
+    is missing (it installs only as root; as root, `make test` fails first if it could not)."""
+    if not present:
+        pytest.skip(f"{what} is not installed: {SETUP_HINT}")
+
+
+def require_chromium() -> None:
+    require(f"Chromium ({CHROMIUM})", Path(CHROMIUM).exists())
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 # JupyterLab settings for a test: render every cell (not only those in view), no news pop-up.

@@ -22,7 +22,7 @@ from playwright.sync_api import sync_playwright
 
 from scripts.course import ASSIGNMENT, RELEASE, ROOT
 from scripts.student_work import CORRECT, solved_cell
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, run_cell, student_lab
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, require_chromium, run_cell, student_lab
 
 pytestmark = pytest.mark.browser
 
@@ -44,6 +44,7 @@ def lab(tmp_path_factory, course_env) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(lab):
+    require_chromium()
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

@@ -47,12 +47,19 @@ def test_a_course_that_sets_nothing_gets_general_defaults(tmp_path):
     assert settings == DEFAULTS
     assert settings.trusted_modules == ("*.py",)
     assert not {"matplotlib", "matplotlib.pyplot", "h5py"} & set(settings.sandbox_preload)
+    assert settings.workers is None  # one per core, and one more
+
+
+def test_the_number_of_workers_is_a_course_setting(tmp_path):
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.CourseKit.workers = 3\n")
+    assert load_course(tmp_path).settings.workers == 3
 
 
 @pytest.mark.parametrize("line, words", [
     ("c.CourseKit.timeout = -1", "c.CourseKit.timeout must be positive"),
     ("c.CourseKit.memory_mb = 100", "memory_bytes must be at least"),
     ("c.CourseKit.timeout = 'long'", "'timeout' trait of a CourseKit instance expected a float"),
+    ("c.CourseKit.workers = -1", "c.CourseKit.workers must be 0 (one per core, and one more) or more"),
 ])
 def test_a_wrong_value_stops_grading_with_the_settings_name(tmp_path, line, words):
     (tmp_path / "nbgrader_config.py").write_text(f"c = get_config()\n{line}\n")

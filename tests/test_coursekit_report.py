@@ -5,6 +5,7 @@ and `coursekit feedback` on a real gradebook in a copy of the course."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import subprocess
@@ -119,7 +120,7 @@ def graded(name: str) -> GradedSubmission:
                             notebook=b"{}", reason="t2: AssertionError: no")
 
 
-def test_the_progress_reporter_writes_one_json_object_per_submission_and_a_summary():
+def test_the_progress_reporter_writes_one_json_object_per_submission_and_a_summary(caplog):
     out, err = io.StringIO(), io.StringIO()
     reporter = Reporter(3, json_lines=True, out=out, err=err)
     reporter.graded_one(graded("ana"))
@@ -132,7 +133,7 @@ def test_the_progress_reporter_writes_one_json_object_per_submission_and_a_summa
     assert lines[0]["score"] == 1.0 and lines[0]["max_score"] == 3.0
     assert lines[0]["cells"]["t2"] == {"score": 0.0, "max_score": 2.0, "message": "AssertionError: no",
                                        "mode": "replay"}
-    assert "could not grade cy/hw: KeyError: 'x'" in err.getvalue()
+    assert "could not grade cy/hw: KeyError: 'x'" in caplog.messages  # for the operator: the log
     assert "graded 1, skipped 1, failed 1" in err.getvalue()
     assert "\r[" not in err.getvalue()  # not a terminal: no progress bar
 
@@ -210,7 +211,8 @@ def test_the_report_shows_stored_reasons_only_while_they_match_the_gradebook(tem
     page = (tmp_path / "out" / "class_report.html").read_text(encoding="utf-8")
     assert "<td>initialization/test_he_public</td>" in page
     assert "6 by nbgrader, 6 by coursekit (replay)" in page
-    assert (tmp_path / "out" / "grades.csv").read_text().count("\n") == 3  # header + two students
+    with open(tmp_path / "out" / "grades.csv", newline="", encoding="utf-8") as grades:
+        assert len(list(csv.reader(grades))) == 3  # header + two students (a note may hold line breaks)
 
 
 def test_feedback_is_refused_when_no_preprocessor_removes_hidden_tests(template_course, tmp_path):

@@ -4,9 +4,11 @@ Each gets zero for what it did not earn and a note the instructor can read (in t
 line of scripts/grade_class.py and in `coursekit report`, which falls back on the files
 nbgrader leaves); none stops the batch (a correct student graded last still gets 9) or damages
 the gradebook.  Deleted test cells are put back (OverwriteCells.add_missing_cells), so a
-correct notebook without its test cells gets 9/9.  The cell time limit is lowered to 5 s in the
-copy so the endless loop costs seconds, not minutes (the tests cells take milliseconds, trainings
-~1 s).
+correct notebook without its test cells gets 9/9.  The cell time limit is lowered to
+CELL_TIMEOUT in the copy so that the endless loop costs half a minute per cell, not the course's
+minutes; it keeps a wide margin over the slowest honest cell (the first cell's imports take about
+2 s on a quiet machine: a 5 s limit fired there on a loaded one), and the loop sleeps, so its
+three cells cost wall-clock time but no CPU.
 The grading run as a whole is capped at 8 GiB of address space, a safety net in
 case the kernel's own memory limit (nbgrader_config.py, 4 GiB) failed.
 """
@@ -32,6 +34,7 @@ from tests.helpers import cell_points, cell_scores, demo_course, leaked_hidden_t
 pytestmark = pytest.mark.slow
 
 SAFETY_NET = 8 * 2**30
+CELL_TIMEOUT = 30  # seconds
 KERNEL_LIMIT_GIB = 4
 
 
@@ -84,7 +87,7 @@ SUBMISSIONS: dict[str, nbformat.NotebookNode | bytes] = {
     "bad-not-utf8": not_utf8(),
     "bad-deleted-tests": without_zeros_tests(),
     "bad-edited-tests": with_tests_replaced_by_pass(),
-    "bad-endless-loop": with_body("initialize_parameters_zeros", "while True:\n    pass"),
+    "bad-endless-loop": with_body("initialize_parameters_zeros", "import time\nwhile True:\n    time.sleep(0.1)"),
     "bad-sys-exit": with_body("initialize_parameters_he", 'import sys\nsys.exit("bye")'),
     "bad-kernel-exit": with_body("initialize_parameters_he", "import os\nos._exit(1)"),
     "bad-megabytes-of-print": with_body(
@@ -132,7 +135,7 @@ def limit_address_space() -> None:
 
 @pytest.fixture(scope="module")
 def bad_class(tmp_path_factory, course_env):
-    course = demo_course(tmp_path_factory.mktemp("bad") / "course", course_env, "c.ExecutePreprocessor.timeout = 5")
+    course = demo_course(tmp_path_factory.mktemp("bad") / "course", course_env, f"c.ExecutePreprocessor.timeout = {CELL_TIMEOUT}")
     for student, content in SUBMISSIONS.items():
         path = course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         path.parent.mkdir(parents=True)

@@ -1090,3 +1090,44 @@ def test_an_ordinary_user_is_refused_unless_insecure():
                         "without user, filesystem, network, ipc isolation; the submission could "
                         "read or change what the grader can")
 
+
+
+def test_a_submission_cannot_read_an_nbgrader_config_in_any_jupyter_configuration_folder(monkeypatch):
+    """A site-wide nbgrader_config.py holds the gradebook's db_url, password included.  One is
+    planted in every folder `jupyter --paths` lists for configuration (JUPYTER_CONFIG_DIR set to a
+    folder inside the virtual environment, which the sandbox binds), in /usr/local/etc/jupyter and
+    /etc/jupyter, and in the base Python's etc/jupyter; a fresh sandbox reads none of them.  The
+    planted files hold only a comment, so an nbgrader run elsewhere that loads one meanwhile does
+    nothing different."""
+    from jupyter_core.paths import jupyter_config_path
+
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(Path(sys.prefix) / "coursekit-test-jupyter-config"))
+    folders = dict.fromkeys([*jupyter_config_path(), str(Path.home() / ".jupyter"), "/usr/local/etc/jupyter",
+                             "/etc/jupyter", str(Path(sys.base_prefix) / "etc" / "jupyter")])
+    assert str(Path(sys.prefix) / "coursekit-test-jupyter-config") in folders
+    planted: list[Path] = []
+    made: list[Path] = []
+    try:
+        for folder in map(Path, folders):
+            missing = [p for p in [folder, *folder.parents] if not p.exists()]
+            folder.mkdir(parents=True, exist_ok=True)
+            made += reversed(missing)  # in the order made: removed in the reverse order
+            config = folder / "nbgrader_config.py"
+            if config.exists():  # a real one: leave it alone and plant nothing here
+                continue
+            config.write_text(f"# db_url = 'postgresql://grader:{SECRET}@db/gradebook'\n")
+            planted.append(config)
+        with Sandbox(preload=()) as fresh:
+            requires_isolation(fresh, "filesystem")
+            result = fresh.run(READ_ANYTHING, [Call("read", (str(p),)) for p in planted],
+                               workdir_files=None, limits=QUICK)
+    finally:
+        for config in planted:
+            config.unlink()
+        for folder in reversed(made):
+            folder.rmdir()
+    assert result.reason is None
+    assert len(planted) >= 5
+    for config, call in zip(planted, result.calls):
+        assert call.value in ("FileNotFoundError", "PermissionError"), (config, call.value)
+    assert SECRET not in result.output

@@ -45,10 +45,20 @@ from typing import Sequence
 from coursekit.config import DEFAULT_PRELOAD, Limits
 from coursekit.sandbox import _child as child
 from coursekit.sandbox import _protocol as protocol
-from coursekit.sandbox._protocol import Call, CallResult, Cell, Opaque, SandboxResult, Step, Test, TestResult
+from coursekit.sandbox._protocol import (
+    Call,
+    CallResult,
+    Cell,
+    Opaque,
+    SandboxResult,
+    Step,
+    Test,
+    TestResult,
+    clean_text,
+)
 
 __all__ = ["Call", "CallResult", "Cell", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
-           "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "scratch_folder"]
+           "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "clean_text", "scratch_folder"]
 
 # How long to wait for the zygote beyond the run's own wall-clock limit before
 # deciding that the zygote itself is stuck.
@@ -119,6 +129,23 @@ def _refusal(isolation: Isolation) -> str:
             + ", pass --insecure (Python: insecure=True); every reason will then say so.")
 
 
+def configuration_paths() -> list[str]:
+    """Folders a submission must not read although the sandbox binds what holds them: every
+    folder Jupyter and nbgrader read configuration from (``jupyter --paths``: the grader's
+    JUPYTER_CONFIG_DIR and JUPYTER_CONFIG_PATH, ~/.jupyter, {prefix}/etc/jupyter,
+    /usr/local/etc/jupyter, /etc/jupyter), where a site-wide ``nbgrader_config.py`` keeps the
+    gradebook's ``db_url`` with its password, and the ``etc/`` of each Python installation and of
+    /usr/local (JupyterHub's configuration lives there).  The zygote lays an empty read-only
+    folder over each one that is visible in its chroot (`_sandbox_child.Zygote._hide`)."""
+    from jupyter_core.paths import ENV_CONFIG_PATH, SYSTEM_CONFIG_PATH, jupyter_config_path
+
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths = [*jupyter_config_path(), *ENV_CONFIG_PATH, *SYSTEM_CONFIG_PATH,
+             *(os.path.join(prefix, "etc", "jupyter") for prefix in prefixes),
+             *(os.path.join(prefix, "etc") for prefix in prefixes), "/usr/local/etc", "/usr/etc"]
+    return sorted({os.path.abspath(p) for p in paths} | {os.path.realpath(p) for p in paths})
+
+
 class Sandbox:
     """One pre-warmed zygote; runs one submission at a time (thread-safe, serialised).
 
@@ -138,7 +165,8 @@ class Sandbox:
         zygote raises `IsolationMissing`, unless `insecure` is True: then it runs with
         what it has and `insecure_note` names what is missing."""
         self._config = {"preload": list(preload), "disk_bytes": Limits.disk_bytes,
-                        "readonly_paths": [str(p) for p in readonly_paths]}
+                        "readonly_paths": [str(p) for p in readonly_paths],
+                        "hidden_paths": configuration_paths()}
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
         self._sock: socket.socket | None = None

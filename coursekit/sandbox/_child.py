@@ -66,6 +66,7 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
@@ -274,6 +275,7 @@ class Zygote:
             target = root + path
             _mountpoint_for(path, target)
             _bind_readonly(path, target)
+        self._hide(root)
         for name in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
             if os.path.islink("/" + name):
                 os.symlink(os.readlink("/" + name), os.path.join(root, name))
@@ -295,6 +297,17 @@ class Zygote:
         self.chroot = root
         self.isolation["user"] = True
         self.isolation["filesystem"] = True
+
+    def _hide(self, root: str) -> None:
+        """An empty read-only tmpfs over each configuration folder the binds above made visible
+        (`sandbox.configuration_paths`: Jupyter's and nbgrader's, where a site-wide
+        nbgrader_config.py keeps the gradebook's password, and the Python installations'
+        etc/).  Only a path without symbolic links is covered: a link resolves on the host here."""
+        for path in self.config.get("hidden_paths", ()):
+            target = root + path
+            if os.path.isdir(target) and os.path.realpath(target) == target:
+                _mount("coursekit-hidden", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                       "size=4k,nr_inodes=1,mode=0555")
 
     def _mount_workspace(self, disk_bytes: int) -> None:
         """A size-capped tmpfs for the submission's cwd, so it cannot fill the disk."""
