@@ -197,6 +197,18 @@ class Service:
             dest.rename(old)
         fresh.rename(dest)
         shutil.rmtree(old, ignore_errors=True)
+        self.give(dest)
+
+    def give(self, path: Path) -> None:
+        """Make what the service wrote belong to the course folder's owner (the grader account), as if
+        that account had run nbgrader: the service runs as root for its sandbox, and nbgrader's own
+        collect and release_feedback, run by the grader later, refuse folders they do not own."""
+        if os.geteuid() != 0:
+            return
+        owner = self.course.root.stat()
+        inside = [Path(folder) / name for folder, dirs, files in os.walk(path) for name in dirs + files]
+        for item in [path, *inside]:
+            os.chown(item, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
     def is_latest(self, row: Row) -> bool:
         """Whether submitted/ holds this submission (the student's latest): only then does it go into
@@ -348,9 +360,11 @@ class Service:
         if not self.outbound.is_dir():
             self.outbound.mkdir(parents=True, exist_ok=True)
             self.outbound.chmod(FEEDBACK_DIR_MODE)
+            self.give(self.outbound)
         tmp = self.outbound / f".{page.target}.{os.getpid()}.tmp"
         tmp.write_bytes(page.html)
         tmp.chmod(FEEDBACK_FILE_MODE)
+        self.give(tmp)
         os.replace(tmp, self.outbound / page.target)
 
     # --- the due date -------------------------------------------------------------------------------
