@@ -104,6 +104,9 @@ class Service:
         self.insecure, self.log_file = insecure, log
         path = self.policy.journal or journal_mod.default_path(self.course.root, self.course.db_url)
         self.journal = Journal(path)
+        for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if part.exists():  # the grader account reads it with `coursekit status`
+                self.give(part)
         self.writer = GradebookWriter(self.course)
         self.known = self.journal.known()
         self.plans: dict[str, dict[str, extract.AssignmentPlan] | str] = {}  # or why it cannot be graded
