@@ -5,6 +5,7 @@ The semester, in order (the `semester` fixture; the tests then check what it rec
     ada  solves everything                 -> early page: public tests 3 / 3, hidden ones "graded after"
     ben  He with Xavier's sqrt(1 / n)       -> early page 2 / 3; at the due date 6 / 9
     cy   submits three times (limit 2/hour)  -> the third is held, its page says when the next is graded
+    dee  submits after the due date          -> graded at once, final page, marked late
     burst: BURST students submit while the service is killed with SIGKILL and started again
     the due date moves into the past       -> every last submission graded again, full pages
 Each runs on SQLite and on a PostgreSQL gradebook.
@@ -139,7 +140,7 @@ def build(world: World) -> World:
     w.instructor("release_assignment", ASSIGNMENT)
     due = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
     w.instructor("db", "assignment", "add", ASSIGNMENT, f"--duedate={due}")
-    students = ["ada", "ben", "cy"] + [f"s{i:02d}" for i in range(BURST)]
+    students = ["ada", "ben", "cy", "dee"] + [f"s{i:02d}" for i in range(BURST)]
     for name in students:
         w.join(name)
     w.start()
@@ -153,13 +154,13 @@ def build(world: World) -> World:
 
     # A burst: every student submits at once; the service is killed with SIGKILL while submissions
     # wait to be graded, started again, and killed again once it is releasing pages.
-    for i, name in enumerate(students[3:]):
+    for i, name in enumerate(students[4:]):
         solve_notebook(w.home(name) / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", CORRECT if i % 2 else {},
                        signature=f"work of {name}")
     submits = {name: subprocess.Popen(["nbgrader", "submit", ASSIGNMENT, f"--student={name}"], cwd=w.home(name),
                                       env={**w.env, "HOME": str(w.home(name))}, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True)
-               for name in students[3:]}
+               for name in students[4:]}
     w.burst = list(submits)
     deadline = time.monotonic() + WAIT
     while len(w.kills) < 2 and time.monotonic() < deadline:
@@ -186,6 +187,7 @@ def build(world: World) -> World:
     w.instructor("db", "assignment", "add", ASSIGNMENT, f"--duedate={past}")
     w.final = {name: w.wait_for_page(name, stamp, "final feedback") for name, stamp in at.items()}
     w.final["cy"] = w.wait_for_page("cy", cy[-1], "final feedback")
+    w.final["dee"] = w.wait_for_page("dee", w.submit("dee", CORRECT), "final feedback")  # after the due date
     deadline = time.monotonic() + WAIT
     while not w.rows("SELECT 1 FROM final") and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -240,10 +242,17 @@ def test_after_the_due_date_the_final_page_shows_every_test(semester):
 
 
 def test_the_gradebook_holds_each_students_last_submission(semester):
-    expected = {"ada": 9, "ben": 6, "cy": 9, **{n: (9 if i % 2 else 0) for i, n in enumerate(semester.burst)}}
+    expected = {"ada": 9, "ben": 6, "cy": 9, "dee": 9, **{n: (9 if i % 2 else 0) for i, n in enumerate(semester.burst)}}
     with Gradebook(semester.gradebook_url, COURSE_ID) as gb:
         got = {s: gb.find_submission(ASSIGNMENT, s).score for s in expected}
     assert got == expected
+
+
+def test_a_submission_after_the_due_date_gets_its_final_page_and_is_marked_late(semester):
+    assert score(semester.final["dee"]) == (9.0, 9.0)
+    with Gradebook(semester.gradebook_url, COURSE_ID) as gb:
+        late = {s: gb.find_submission(ASSIGNMENT, s).total_seconds_late for s in ("ada", "dee")}
+    assert late["ada"] == 0 and late["dee"] > 0, late
 
 
 def test_over_the_hourly_limit_a_submission_is_kept_and_its_page_says_when_the_next_is_graded(semester):
