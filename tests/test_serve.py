@@ -306,3 +306,30 @@ def test_status_escapes_control_characters_a_reason_may_hold():
 
     assert safe("bad\x1b[2J\r\nline") == "bad\\x1b[2J\\r\\nline"
     assert [percentile([3.0, 1.0, 2.0, 4.0], q) for q in (50, 95, 100)] == [2.0, 4.0, 4.0]
+
+
+def process_tree(pid: int) -> list[int]:
+    """The descendants of a process, from /proc (pgrep -P, recursively)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [d for c in map(int, children) for d in [c, *process_tree(c)]]
+
+
+def test_grading_workers_and_their_sandboxes_end_when_the_grader_is_killed():
+    """A service killed with SIGKILL runs no clean-up; its workers (and their zygotes) lived on for
+    hours before pool workers asked the kernel to end them with their grader (PR_SET_PDEATHSIG)."""
+    code = ("from coursekit import pipeline\nfrom coursekit.pool import LocalPool\nimport time\n"
+            "pool = LocalPool(2, pipeline._pool_initializer, ((), False), task_seconds=60)\n"
+            "while not all(s.ready for s in pool._slots):\n    pool.step(0.1)\n"
+            "print('ready', flush=True)\ntime.sleep(300)\n")
+    grader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=nbgrader_env())
+    try:
+        assert grader.stdout is not None and grader.stdout.readline().strip() == "ready"
+        family = process_tree(grader.pid)
+        assert len(family) >= 4  # two workers, each with its sandbox zygote
+    finally:
+        grader.kill()
+        grader.communicate()
+    deadline = time.monotonic() + 30
+    while [p for p in family if Path(f"/proc/{p}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in family if Path(f"/proc/{p}").exists()]
