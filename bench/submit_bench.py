@@ -150,8 +150,9 @@ def main() -> int:
         start = time.time()
         mean = args.count / args.seconds
         for i in range(args.count):
-            # rate r(t) = mean (1/4 + 3/2 t / T): the i-th lands when the integral reaches i
-            t_i = args.seconds * (-0.25 + (0.0625 + 1.5 * i / args.count) ** 0.5) / 0.75
+            # rate r(t) = mean (1/4 + 3/2 t / T), so N(t) = mean (t / 4 + 3 t^2 / (4 T)): the i-th lands
+            # when N(t) = i, i.e. t = T (-1/3 + sqrt(1/9 + 16 i / (3 count))) / 2 (the last at T)
+            t_i = args.seconds * (-1 / 3 + (1 / 9 + 16 * i / (3 * args.count)) ** 0.5) / 2
             time.sleep(max(0.0, start + t_i - time.time()))
             page, at = land(inbound, f"s{i:04d}", kinds[i % 3])
             landed[page] = (at, i % 3)
