@@ -130,11 +130,10 @@ def main() -> int:
         log = (base / "serve.log").open("w")
         service = subprocess.Popen([sys.executable, "-m", "coursekit", "serve"], cwd=course, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
-        while "ready:" not in (base / "serve.log").read_text():  # its plans made
+        while "ready:" not in (base / "serve.log").read_text():  # plans made, workers started
             if service.poll() is not None:
                 sys.exit(f"coursekit serve stopped:\n{(base / 'serve.log').read_text()[-3000:]}")
             time.sleep(0.2)
-        time.sleep(5.0)  # the workers' sandboxes start beside the planning
         watcher = Watcher(outbound)
         watcher.start()
         peak = [0]

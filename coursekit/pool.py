@@ -131,6 +131,10 @@ class LocalPool:
                 return done
             self._watch(WATCH_SECONDS)
 
+    def ready(self) -> int:
+        """How many workers have run their initializer and take tasks."""
+        return sum(slot.ready for slot in self._slots if not slot.conn.closed)
+
     def step(self, timeout: float) -> None:
         """Hand out queued tasks, then wait up to `timeout` for an answer or a death (for a caller,
         like `coursekit serve`, that also waits on other things between steps)."""

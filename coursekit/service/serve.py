@@ -44,6 +44,7 @@ from nbgrader.utils import notebook_hash, parse_utc
 from sqlalchemy import select
 
 from .. import extract, pipeline, read
+from .. import pool as pool_mod
 from ..feedback import hidden_tests, shown_tests
 from ..gradebook import GradebookWriter, GradedSubmission
 from ..pool import LocalPool, WorkerDied
@@ -117,7 +118,8 @@ class Service:
         self._due: dict[str, datetime | None] = {}
         self._due_checked = 0.0
         limits = self.course.settings.limits
-        self.pool = LocalPool(self.policy.workers or pipeline.default_workers(), pipeline._pool_initializer,
+        self.workers = self.policy.workers or pipeline.default_workers()
+        self.pool = LocalPool(self.workers, pipeline._pool_initializer,
                               (self.course.settings.sandbox_preload, insecure),
                               task_seconds=2 * pipeline.MAX_RUNS * limits.wall_seconds + 120, note=self.log)
 
@@ -432,7 +434,10 @@ class Service:
         for assignment in self.gradebook_assignments():  # plan now, not when the first submission waits
             if self.policy.serves(assignment):
                 self.plans_of(assignment)
-        self.log(f"ready: {len(self.plans)} assignment(s) planned")
+        deadline = time.monotonic() + pool_mod.START_SECONDS
+        while self.pool.ready() < self.workers and time.monotonic() < deadline and not self.stop.is_set():
+            self.pool.step(0.1)  # each worker's sandbox zygote starts (seconds on a loaded machine)
+        self.log(f"ready: {len(self.plans)} assignment(s) planned, {self.pool.ready()} worker(s)")
         watcher = threading.Thread(target=self.watch, name="coursekit-watch", daemon=True)
         watcher.start()
         last_scan = 0.0
