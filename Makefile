@@ -105,9 +105,12 @@ report: venv
 
 # --- coursekit ------------------------------------------------------------------------------------
 
-# Grade one generated class with both nbgrader and coursekit; print both throughputs, the ratio
-# and whether the grades agree.  Stock nbgrader takes ~5 s per notebook, so the default (all 200)
-# runs ~16-20 minutes; `make bench BENCH_ARGS="--stock-sample 20"` lets nbgrader grade only 20.
+# Two tables: a generated class of 200 on this course, then on each assignment of
+# tests/general_course/ (light, plot-heavy, data file), graded with both nbgrader and coursekit;
+# both throughputs, the ratio and whether the grades agree.  Stock nbgrader takes 2-8 s per
+# notebook, so the default (all 200 of each) runs over an hour;
+# `make bench BENCH_ARGS="--stock-sample 10"` lets nbgrader grade only 10 of each class (about
+# 10 minutes), `--only lesson` or `--only general` runs one table.
 BENCH_ARGS ?=
 bench: venv
 	python -m bench.bench $(BENCH_ARGS)
@@ -126,13 +129,13 @@ SUBMIT_ARGS ?=
 bench-submit: venv
 	python -m bench.submit_bench $(SUBMIT_ARGS)
 
-# Differential testing: 300 seeded unusual notebooks (bench/fuzz.py) graded by both nbgrader
+# Differential testing: 300 seeded unusual notebooks (scripts/fuzz.py) graded by both nbgrader
 # autograde (one batch) and coursekit autograde; prints the per-cell agreement table and every
 # recovery and disagreement.  Stock nbgrader needs ~6 s a notebook, so this takes ~30 minutes;
 # `make fuzz FUZZ_ARGS="--count 60"` is quicker, `--keep DIR` keeps both graded courses.
 FUZZ_ARGS ?=
 fuzz: venv
-	python -m bench.fuzz $(FUZZ_ARGS)
+	python -m scripts.fuzz $(FUZZ_ARGS)
 
 # --- JupyterHub classes (README) --------------------------------------------------------------
 

@@ -45,8 +45,8 @@ c.CourseKit.traceback_modules = ["public_tests.py"]
 c.CourseKit.sandbox_preload = ["numpy", "numpy.random", "numpy.linalg", "numpy.testing",
                                "matplotlib", "matplotlib.pyplot", "h5py",
                                "public_tests", "init_utils"]
-# Per submission, in the sandbox: the three initializers take milliseconds.
-c.CourseKit.timeout = 20
+# Time limits are nbgrader's (ExecutePreprocessor.timeout above, for each cell and each call a
+# test makes); coursekit's own c.CourseKit.timeout is only a safety net over a whole submission.
 c.CourseKit.memory_mb = 2048
 
 # --- Grading and feedback (README: "For instructors: grading with nbgrader") ---

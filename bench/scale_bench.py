@@ -16,7 +16,7 @@ OUT/scale.png (throughput against class size):
     coursekit's scores equal stock nbgrader's on the sample.
 The PostgreSQL server (scripts/pg_server.py) is started and stopped by this command; like the
 tests' server it runs with fsync off.  The class is generated once at the largest size
-(bench/make_class.py); smaller classes are its first students, hard-linked, not copied.  The
+(scripts/make_class.py); smaller classes are its first students, hard-linked, not copied.  The
 graded courses are deleted at the end, not between classes (see main()).
 """
 
@@ -36,11 +36,12 @@ from pathlib import Path
 
 import psutil
 
-from bench import make_class
 from coursekit.pipeline import default_workers
+from scripts import make_class
 from scripts.course import ASSIGNMENT, ROOT
+from scripts.courses import build_template, expected_scores, generate_assignment, gradebook_scores, nbgrader_env
 from scripts.pg_server import PostgresServer
-from tests.helpers import build_template, expected_scores, generate_assignment, gradebook_scores, nbgrader_env
+from scripts.rates import steady_rate
 
 COURSE_FILES = ("nbgrader_config.py", "source", "release", "gradebook.db")
 
@@ -96,6 +97,7 @@ def grade_with_coursekit(course: Path, env: dict[str, str], workers: int) -> tup
     proc = subprocess.Popen([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json",
                              "--workers", str(workers)], cwd=course, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None  # both PIPE
     memory = PeakMemory(proc.pid)
     memory.start()
     stamps = [time.perf_counter() for line in proc.stdout if json.loads(line)["status"] == "graded"]
@@ -105,23 +107,6 @@ def grade_with_coursekit(course: Path, env: dict[str, str], workers: int) -> tup
     seconds = time.perf_counter() - start
     memory.join()
     return seconds, steady_rate(stamps), memory.peak / 2**20
-
-
-def steady_rate(stamps: list[float], gap: float = 0.05) -> float:
-    """Submissions/s from the commit holding the 10% mark to the last commit.
-
-    Results are reported as each batch commits (up to 100 submissions, at least every second), so
-    a batch's lines arrive together: the window starts after the last line of the batch that holds
-    the 10% mark (lines less than `gap` seconds apart), and counts only what was committed after it.
-    Starting at the mark itself would count the rest of its batch as graded in no time, which
-    inflates the rate of a small class."""
-    if not stamps:
-        return 0.0
-    start = len(stamps) // 10
-    while start + 1 < len(stamps) and stamps[start + 1] - stamps[start] < gap:
-        start += 1
-    window = stamps[-1] - stamps[start]
-    return (len(stamps) - 1 - start) / window if window > 0 else 0.0
 
 
 def main() -> int:

@@ -6,6 +6,9 @@ The Python API, for scripts and notebooks that grade without the command line::
     summary = autograde(assignment="initialization", course_dir="path/to/course")
     print(summary.graded, summary.failed)
 
+    from coursekit import push_grades          # the grades into the LMS (README, "Grades in your LMS")
+    push_grades(course_dir="path/to/course", assignment="initialization")
+
 Names are imported on first use (PEP 562), so ``import coursekit`` and ``coursekit --version``
 stay fast; the grader's modules load NumPy and nbgrader only when something is graded.
 """
@@ -26,6 +29,8 @@ _EXPORTS = {
     "PlanError": "extract",
     "SandboxError": "sandbox",
     "CourseKit": "config",
+    "export_grades": "export",
+    "push_grades": "lms",
     "Settings": "config",
 }
 
@@ -34,8 +39,10 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:  # the same names, for type checkers and editors (the "as" marks a re-export)
     from .config import CourseKit as CourseKit
     from .config import Settings as Settings
+    from .export import export_grades as export_grades
     from .extract import PlanError as PlanError
     from .gradebook import GradedSubmission as GradedSubmission
+    from .lms import push_grades as push_grades
     from .pipeline import Summary as Summary
     from .pipeline import autograde as autograde
     from .read import CourseError as CourseError

@@ -22,7 +22,7 @@ lives elsewhere is never written to.  What a variant changes is written with `as
 definition is renamed or a return value wrapped; a solution cell that is not plain Python (IPython
 magics) keeps its own text in those variants, and the plan says so.
 
-``bench/fuzz.py`` (this course's differential fuzz) and ``bench/bench.py`` (the general-course
+``scripts/fuzz.py`` (this course's differential fuzz) and ``bench/bench.py`` (the general-course
 table) use the pieces here: `nbgrader_env`, `course_copy`, `stock_autograde`, `grades`.
 """
 
@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TextIO
@@ -46,6 +45,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearSolutions
 
+from .printable import printable
 from .read import CourseError, course_config, load_course
 
 __all__ = ["check", "CheckResult", "CellCheck", "Variant", "variants", "nbgrader_env", "course_copy",
@@ -449,10 +449,10 @@ class CheckResult:
         return f"check: {self.agreeing}/{len(self.cells)} cells agree on {len(self.variants)} variants"
 
 
-def printable(text: str, limit: int = 300) -> str:
-    """One line of text safe for a terminal: control characters escaped, cut at `limit`."""
-    text = " ".join(str(text).split())
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else f"\\x{ord(ch):02x}" for ch in text)
+def _line(text: str, limit: int = 300) -> str:
+    """Text as one terminal line: whitespace runs made one space, control characters escaped
+    (coursekit.printable), cut at `limit`."""
+    text = printable(" ".join(str(text).split()))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -473,7 +473,8 @@ def _plan_lines(plans: dict) -> list[str]:
         for gid in plan.manual:
             lines.append(f"  {gid:<32} manual   a person grades it (unanswered: 0, \"No response.\")")
         if plan.skipped:
-            lines.append(f"  locked cells no test needs (not run): {', '.join(plan.skipped)}")
+            lines.append(f"  locked cells the grader does not run (a test in the sandbox still runs, in place, "
+                         f"those it may need): {', '.join(plan.skipped)}")
     return lines
 
 
@@ -534,7 +535,7 @@ def check(*, assignment: str, course_dir: Path | str = ".", jobs: int = 2, keep:
                 plans = {n: pipeline.plan_notebook(course, assignment, n, planner) for n in names}
         except extract.PlanError as error:
             result.refused = str(error)
-            print(f"  coursekit refuses the assignment: {printable(str(error), 2000)}", file=out)
+            print(f"  coursekit refuses the assignment: {_line(str(error), 2000)}", file=out)
             print(result.summary(), file=out)
             return result
         for line in _plan_lines(plans):
@@ -586,7 +587,7 @@ def _print_comparison(result: CheckResult, out: TextIO) -> None:
         for c in rows:
             if not c.agrees:
                 print(f"    {c.variant}: nbgrader {_shown(c.nbgrader)}"
-                      + (f" ({printable(c.nbgrader_says, 160)})" if c.nbgrader_says else "")
+                      + (f" ({_line(c.nbgrader_says, 160)})" if c.nbgrader_says else "")
                       + f", coursekit {_shown(c.coursekit)}"
-                      + (f" ({printable(c.coursekit_says, 160)})" if c.coursekit_says else ""), file=out)
+                      + (f" ({_line(c.coursekit_says, 160)})" if c.coursekit_says else ""), file=out)
     print(result.summary(), file=out)

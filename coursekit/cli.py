@@ -5,6 +5,7 @@
     coursekit report ASSIGNMENT      the class report and grades.csv, after either grader
     coursekit export ASSIGNMENT      grades as a Canvas or Moodle import file, or the per-cell table
     coursekit lms push ASSIGNMENT    grades into the LMS's gradebook over LTI Advantage (AGS)
+    coursekit lms key                the tool's public key, for registering the tool in the LMS
     coursekit config                 coursekit's settings for a course (c.CourseKit.* in nbgrader_config.py)
     coursekit check ASSIGNMENT       grade variants of the master with nbgrader and coursekit; compare every cell
     coursekit serve                  grade each submission as it lands in the exchange, release its feedback
@@ -21,6 +22,7 @@ submission could not be graded (or, for ``lms push``, some grade not sent), 2 th
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import textwrap
@@ -65,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="Dask scheduler (tcp://HOST:PORT) to send the grading tasks to")
     grade.add_argument("--timeout", type=float, metavar="S",
-                       help="wall-clock seconds per submission in the sandbox (default: c.CourseKit.timeout, 20)")
+                       help="wall-clock seconds per submission in the sandbox, in all: a safety net over "
+                            "nbgrader's per-cell timeout, which applies to each cell (default: "
+                            "c.CourseKit.timeout, an hour)")
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
     grade.add_argument("--insecure", action="store_true",
@@ -128,10 +132,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Find or create ASSIGNMENT's line item in the LMS and send every graded student's "
                     "score that the LMS does not already have. Rerun it after a failure: it sends the rest.")
     push.add_argument("assignment", metavar="ASSIGNMENT")
-    push.add_argument("--credentials", type=Path, metavar="FILE",
-                      help="JSON file with the LTI registration (default: $COURSEKIT_LTI_CREDENTIALS, else "
-                           "the COURSEKIT_LTI_* variables); mode 600, outside the course folder")
     push.add_argument("--student", nargs="+", action="extend", metavar="ID", help="push only these students")
+    key = lms_verbs.add_parser(
+        "key", parents=[common], help="print the tool's public key, for the LMS's registration of the tool",
+        description="Print the public half of the tool's private key named in the credentials: as a JWK "
+                    "(Canvas: Public JWK) and as PEM (Moodle: Public key, RSA key).")
+    for verb in (push, key):
+        verb.add_argument("--credentials", type=Path, metavar="FILE",
+                          help="JSON file with the LTI registration (default: $COURSEKIT_LTI_CREDENTIALS, else "
+                               "the COURSEKIT_LTI_* variables); mode 600, outside the course folder")
     return parser
 
 
@@ -163,10 +172,15 @@ def _shown(path: Path) -> str:
 
 
 def _push(args: argparse.Namespace) -> int:
-    """`coursekit lms push`: one line per student sent or not sent, then the counts."""
-    from .lms import load_credentials, push_grades
+    """`coursekit lms push`: one line per student sent or not sent, then the counts
+    (`coursekit lms key`: the tool's public key)."""
+    from .lms import load_credentials, public_jwk, public_pem, push_grades
 
     credentials = load_credentials(course_dir=args.course_dir, file=args.credentials)
+    if args.lms_verb == "key":
+        print(json.dumps(public_jwk(credentials.private_key), indent=2))
+        print(public_pem(credentials.private_key), end="")
+        return 0
     done = push_grades(course_dir=args.course_dir, assignment=args.assignment, credentials=credentials,
                        students=args.student)
     for student, score in done.sent.items():
@@ -215,9 +229,15 @@ def _other_verb(args: argparse.Namespace) -> int:
     elif args.verb == "feedback":
         from .feedback import generate_feedback
 
-        pages = generate_feedback(args.course_dir, args.assignment).pages
+        feedback = generate_feedback(args.course_dir, args.assignment)
+        pages = feedback.pages
         print(f"Feedback: {len(pages)} page(s), e.g. {_shown(pages[0])}" if pages else
               "Feedback: no page written (nothing graded yet?)")
+        if feedback.failed:
+            print(f"coursekit: nbgrader could not write feedback for {len(feedback.failed)} student(s): "
+                  f"{printable(', '.join(feedback.failed))}; the others have theirs. nbgrader's log:\n"
+                  f"{printable(feedback.log[-3000:], keep=chr(10))}", file=sys.stderr)
+            return 1
     else:
         from .class_report import write_report
 

@@ -20,8 +20,9 @@ moodle
     can be mapped on Moodle's import page) and the grade item's column.
 csv
     The per-cell table: one row per student with each graded cell's score, the total, the maximum
-    and the reason points were lost, the same table ``coursekit report`` writes as grades.csv
-    (built once, by `cell_table`).
+    and the reason points were lost (`cell_table`, from the class report's results).  The class
+    report's grades.csv keeps nbgrader's export columns, which scripts that read ``nbgrader export``
+    already understand.
 
 Scores are nbgrader's: the sum of the cells' grades (manual grades included) less the late
 penalty, as ``nbgrader export`` computes them.  A student without a graded submission gets an empty

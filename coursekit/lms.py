@@ -54,7 +54,7 @@ from typing import Any
 from .export import StudentGrade, read_grades
 from .read import CourseError
 
-__all__ = ["LMS_TAG", "LtiCredentials", "PushResult", "CredentialsError", "load_credentials", "push_grades"]
+__all__ = ["LMS_TAG", "LtiCredentials", "PushResult", "CredentialsError", "load_credentials", "public_jwk", "push_grades"]
 
 LMS_TAG = "coursekit"  # the tag of the line items coursekit creates
 SCOPES = ["https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
@@ -67,7 +67,8 @@ ENV = {"issuer": "COURSEKIT_LTI_ISSUER", "client_id": "COURSEKIT_LTI_CLIENT_ID",
        "lineitems_url": "COURSEKIT_LTI_LINEITEMS_URL", "private_key_file": "COURSEKIT_LTI_PRIVATE_KEY_FILE",
        "audience": "COURSEKIT_LTI_TOKEN_AUDIENCE"}
 CREDENTIALS_ENV = "COURSEKIT_LTI_CREDENTIALS"
-REQUIRED = ["issuer", "client_id", "deployment_id", "token_url", "lineitems_url", "private_key_file"]
+# The deployment id is not needed to push (AGS calls name the line items); kept to say which deployment.
+REQUIRED = ["issuer", "client_id", "token_url", "lineitems_url", "private_key_file"]
 REASON_CHARS = 300
 
 
@@ -142,7 +143,7 @@ def load_credentials(*, course_dir: Path | str, file: Path | str | None = None,
     except (ValueError, TypeError) as error:
         raise CredentialsError(f"the tool's private key {key_path} is not an unencrypted PEM RSA key: {error}") from None
     return LtiCredentials(issuer=str(values["issuer"]), client_id=str(values["client_id"]),
-                          deployment_id=str(values["deployment_id"]), token_url=str(values["token_url"]),
+                          deployment_id=str(values.get("deployment_id") or ""), token_url=str(values["token_url"]),
                           lineitems_url=str(values["lineitems_url"]),
                           private_key=private_key,
                           audience=str(values.get("audience") or ""), source=source)
@@ -155,6 +156,14 @@ def public_pem(private_key: str) -> str:
     key = serialization.load_pem_private_key(private_key.encode(), password=None)
     return key.public_key().public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def public_jwk(private_key: str) -> dict[str, Any]:
+    """The tool's public key as the JWK an LMS is given (Canvas's "Public JWK" field), with its key id
+    (the RFC 7638 thumbprint, which pylti1p3 puts in each assertion's header)."""
+    from pylti1p3.registration import Registration
+
+    return dict(Registration.get_jwk(public_pem(private_key)))
 
 
 @dataclass
@@ -222,8 +231,9 @@ def _reason(error: Exception, token_url: str) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _service(credentials: LtiCredentials) -> Any:
-    """pylti1p3's AGS client for the course's line items, signing with the tool's key."""
+def _service(credentials: LtiCredentials) -> tuple[Any, Any]:
+    """pylti1p3's AGS client for the course's line items, and its connection (which signs the token
+    request with the tool's key and keeps the token)."""
     from pylti1p3.assignments_grades import AssignmentsGradesService
     from pylti1p3.registration import Registration
     from pylti1p3.service_connector import ServiceConnector
@@ -234,16 +244,24 @@ def _service(credentials: LtiCredentials) -> Any:
                     .set_tool_public_key(public_pem(credentials.private_key)))
     if credentials.audience:
         registration.set_auth_audience(credentials.audience)
-    return AssignmentsGradesService(ServiceConnector(registration),
-                                    {"scope": SCOPES, "lineitems": credentials.lineitems_url})  # type: ignore[typeddict-item]
+    connector = ServiceConnector(registration)
+    service = AssignmentsGradesService(connector, {"scope": SCOPES, "lineitems": credentials.lineitems_url})  # type: ignore[typeddict-item]
+    return service, connector
 
 
-def read_results(ags: Any, lineitem_url: str) -> dict[str, dict[str, Any]]:
-    """userId -> result of the line item, every page (pylti1p3's get_grades reads the first only)."""
-    url: str | None = ags._add_url_path_ending(lineitem_url, "results")
+def results_url(lineitem_url: str) -> str:
+    """AGS: the results of a line item are at its URL's path + "/results" (its query kept)."""
+    path, question, query = lineitem_url.partition("?")
+    return f"{path.rstrip('/')}/results{question}{query}"
+
+
+def read_results(connector: Any, lineitem_url: str) -> dict[str, dict[str, Any]]:
+    """userId -> result of the line item, following the LMS's next-page links (pylti1p3's get_grades
+    reads the first page only, and a big class's results come in pages)."""
+    url: str | None = results_url(lineitem_url)
     results: dict[str, dict[str, Any]] = {}
     while url:
-        page = ags._service_connector.make_service_request(SCOPES, url, accept=RESULTS_TYPE)
+        page = connector.make_service_request(SCOPES, url, accept=RESULTS_TYPE)
         for result in page["body"] or []:
             results[str(result.get("userId"))] = result
         url = page["next_page_url"]
@@ -290,13 +308,13 @@ def push_grades(*, course_dir: Path | str, assignment: str, credentials: LtiCred
     if not to_send:
         return result
     max_score = to_send[0].max_score
-    ags = _service(credentials)
+    ags, connector = _service(credentials)
     wanted = (LineItem().set_resource_id(assignment).set_tag(LMS_TAG).set_label(label or assignment)
               .set_score_maximum(max_score))
     try:
         lineitem = ags.find_or_create_lineitem(wanted, find_by="resource_id")
         result.lineitem = lineitem.get_id() or ""
-        existing = read_results(ags, result.lineitem)
+        existing = read_results(connector, result.lineitem)
     except _lms_errors() as error:  # the LMS down or refusing the token: nothing can be sent
         reason = _reason(error, credentials.token_url)
         result.failed = {g.student: reason for g in to_send}

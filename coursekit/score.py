@@ -37,11 +37,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import nbformat
+import numpy as np
 from nbformat import NotebookNode
 from nbgrader.utils import determine_grade
 
 from . import sandbox
 from .extract import AssignmentPlan, LockedCellFails, grade_id_of, last_copies
+from .sandbox import _runner as runner
 from .sandbox import clean_text
 from .sandbox._runner import Shell
 
@@ -63,8 +65,13 @@ class CellOutcome:
 def trusted_namespace(plan: AssignmentPlan, folder: Path, python: Callable[[str], str]) -> dict:
     """The globals the test cells start from: the needed locked cells (e.g. setup), executed
     here with the course's own trusted modules (from the master folder), written to
-    `folder`, which goes first on sys.path.  The caller (the worker) keeps and copies it."""
-    for name, data in plan.trusted_files.items():
+    `folder`, which goes first on sys.path.  `folder` is the assignment's folder as the
+    notebook sees it in a kernel: every file of the release but the notebooks, with the trusted
+    modules over them (nbgrader's autograde puts the master's files over the submission's), and
+    the locked cells run in it (`in_folder`), so that `open("data.csv")` finds the file beside
+    the notebook.  The caller (the worker) keeps and copies the namespace."""
+    for name, data in [*((n, d) for n, d in plan.release_files.items() if not n.endswith(".ipynb")),
+                       *plan.trusted_files.items()]:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. locale/tr/LC_MESSAGES/
         (folder / name).write_bytes(data)
     for module in (Path(name).stem for name in plan.trusted_files):
@@ -73,26 +80,48 @@ def trusted_namespace(plan: AssignmentPlan, folder: Path, python: Callable[[str]
     namespace: dict = {"__name__": "__main__"}
     shell = Shell(namespace)
     namespace["get_ipython"] = lambda: shell
-    for index in plan.trusted:
-        cell = plan.cells[index]
-        label = cell.grade_id or f"cell {index + 1}"
-        errors = [o for o in run_cell(python(cell.source), namespace, f"<{label}>", shown=_traceback_files(plan))
-                  if o.output_type == "error"]
-        if errors:  # the tests that need it run in the sandbox instead (pipeline.plan_notebook)
-            raise LockedCellFails(index, f"the locked cell {label} it needs fails in the grader "
-                                         f"({errors[0].ename}: {errors[0].evalue})")
+    with in_folder(folder):
+        for index in plan.trusted:
+            cell = plan.cells[index]
+            label = cell.grade_id or f"cell {index + 1}"
+            errors = [o for o in run_cell(python(cell.source), namespace, f"<{label}>", shown=_traceback_files(plan))
+                      if o.output_type == "error"]
+            if errors:  # the tests that need it run in the sandbox instead (pipeline.plan_notebook)
+                raise LockedCellFails(index, f"the locked cell {label} it needs fails in the grader "
+                                             f"({errors[0].ename}: {errors[0].evalue})")
     return namespace
+
+
+@contextmanager
+def in_folder(folder: Path | None):
+    """Run trusted cells in the assignment's folder (`trusted_namespace`), as a kernel started
+    beside the notebook does; back where we were afterwards.  None: stay."""
+    if folder is None:
+        yield
+        return
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(here)
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], str]) -> None:
+def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], str],
+                 folder: Path | None = None) -> None:
     """Fill `plan.calls` by running the master's tests against the master's solutions, in
-    `namespace` (a copy of the trusted one).  A test whose calls replay cannot make (keyword
-    arguments or arguments that are not plain data, a graded function calling another) goes to
-    `plan.sandboxed` instead: it will run in the sandbox, in its place."""
+    `namespace` (a copy of the trusted one) and in `folder` (`trusted_namespace`'s).  A test
+    whose calls replay cannot stand in for goes to `plan.sandboxed` instead, with the reason:
+    it will run in the sandbox, in its place.  That is a test that calls a graded function with
+    keyword arguments or arguments that are not plain data, whose graded function calls another
+    or returns something that is not plain data (a generator, an object of the master's own
+    class: the test would use it, not a copy), that draws with Matplotlib (the test looks at the
+    figure, not at a returned value), or that reads the function object itself (`_introspects`:
+    `inspect.getsource(f)`, `f.__doc__`)."""
     for grade_id in dict.fromkeys(plan.graded.values()):
         solution = plan.cell(grade_id).solution
         assert solution is not None, grade_id  # plan.graded names solution cells only
@@ -113,10 +142,16 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
                 except (TypeError, ValueError):
                     why.append(f"it calls {function} with arguments that are not plain data")
             depth[0] += 1
+            figures = _figure_marks()
             try:
-                return solution(*args, **kwargs)
+                value = solution(*args, **kwargs)
             finally:
                 depth[0] -= 1
+                if _drew(figures):
+                    why.append(f"{function} draws with Matplotlib, and a figure is not plain data")
+            if not plain(value):
+                why.append(f"{function} returns a {type(value).__name__} object, which is not plain data")
+            return value
         record.__name__ = record.__qualname__ = function
         return record
 
@@ -132,18 +167,108 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
         secret = not helpers_released or "BEGIN HIDDEN TESTS" in test.source
         current.clear()
         why.clear()
-        outputs = run_cell(python(test.source), namespace, f"<{test.id}>", shown=_traceback_files(plan))
+        code = python(test.source)
+        with in_folder(folder):
+            outputs = run_cell(code, namespace, f"<{test.id}>", shown=_traceback_files(plan))
         failed = [o for o in outputs if o.output_type == "error"]
-        if failed:  # nbgrader grades it as a kernel runs it (0 for a test broken for everyone)
-            plan.sandboxed[test.id] = "it fails with the master's solution in the grader"
-            plan.warnings.append(f"master test cell {test.id} fails with the master's own solution "
-                                 f"({failed[0].ename}: {failed[0].evalue}); it is graded as a kernel runs it, "
-                                 "in the sandbox, as nbgrader does (0 for everyone if the test itself is broken): "
-                                 "fix the test and run `nbgrader generate_assignment` again")
+        if failed:  # graded as a kernel runs it; pipeline.check_master warns the instructor
+            plan.sandboxed[test.id] = (f"it fails with the master's solution in the grader "
+                                       f"({failed[0].ename}: {failed[0].evalue})")
         elif why:
             plan.sandboxed[test.id] = why[0]
+        elif introspected := _introspects(code, plan.graded):
+            plan.sandboxed[test.id] = introspected
         else:
             plan.calls[test.id] = list(current)
+
+
+_PLAIN_SCALARS = (type(None), bool, int, float, str)
+_PLAIN_DTYPES = frozenset("biuf")
+
+
+def plain(value: Any, depth: int = 0) -> bool:
+    """Whether a value crosses the sandbox unchanged (protocol.py): plain Python data and NumPy
+    arrays and scalars of numbers, of exactly these types (a subclass would come back as its base)."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if depth > runner.MAX_DEPTH:
+        return False
+    if kind is np.ndarray or isinstance(value, np.generic):
+        return value.dtype.kind in _PLAIN_DTYPES
+    if kind in (list, tuple, set, frozenset):
+        return all(plain(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(plain(k, depth + 1) and plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _figure_marks() -> list[int] | None:
+    """The open Matplotlib figures (None if pyplot was never imported), each marked as drawn."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return None
+    figures = [manager.canvas.figure for manager in _figure_managers()]
+    for figure in figures:
+        figure.stale = False  # any change to it or its axes makes it stale again
+    return [id(figure) for figure in figures]
+
+
+def _close_figures() -> None:
+    """A kernel closes the figures a cell made when the cell ends (the inline backend's
+    lifecycle, coursekit/_runner.py), so a trusted cell run here does too."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None and _figure_managers():
+        pyplot.close("all")
+
+
+def _figure_managers() -> list:
+    from matplotlib._pylab_helpers import Gcf
+
+    return Gcf.get_all_fig_managers()
+
+
+def _drew(before: list[int] | None) -> bool:
+    """Whether a figure was made, closed or changed since `_figure_marks` gave `before`."""
+    if "matplotlib.pyplot" not in sys.modules:
+        return False
+    figures = [manager.canvas.figure for manager in _figure_managers()]
+    return [id(f) for f in figures] != (before or []) or any(f.stale for f in figures)
+
+
+# Callables that read a function object itself (its code, source, signature, documentation),
+# which a replay stub cannot stand in for.
+_INTROSPECTION = frozenset({"inspect", "dis", "getsource", "getsourcelines", "getsourcefile", "getfile",
+                            "getdoc", "getcomments", "getmodule", "signature", "getfullargspec", "help",
+                            "isgeneratorfunction", "iscoroutinefunction", "isasyncgenfunction",
+                            "isfunction", "ismethod", "isbuiltin", "isroutine", "unwrap", "vars"})
+
+
+def _introspects(code: str, graded: dict[str, str]) -> str | None:
+    """Why a test cell needs the graded function object itself, or None: it reads one of its
+    attributes (`f.__doc__`), or hands it to inspect, dis, help or the like."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in graded:
+            return f"it reads {node.value.id}.{node.attr}, an attribute of the function itself"
+        if isinstance(node, ast.Call) and _callee_names(node.func) & _INTROSPECTION:
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                if isinstance(arg, ast.Name) and arg.id in graded:
+                    return f"it inspects the function {arg.id} itself ({ast.unparse(node.func)})"
+    return None
+
+
+def _callee_names(func: ast.expr) -> set[str]:
+    names = set()
+    while isinstance(func, ast.Attribute):
+        names.add(func.attr)
+        func = func.value
+    if isinstance(func, ast.Name):
+        names.add(func.id)
+    return names
 
 
 class OpaqueValueError(TypeError):
@@ -197,6 +322,18 @@ def _exception(error: str | None) -> Exception:
     return cls(message)
 
 
+def _changed_in_place(passed: Any, after: Any) -> None:
+    """Make the test's argument what the student's function left it as (lists, dicts, sets),
+    as a kernel's test would see it after the call."""
+    if type(passed) is not type(after) or passed == after:
+        return
+    if isinstance(passed, list):
+        passed[:] = after
+    elif isinstance(passed, (dict, set)):
+        passed.clear()
+        passed.update(after)
+
+
 def _replay_stub(function: str, queue: deque, reason: str | None) -> Callable:
     def replay(*args: Any, **kwargs: Any) -> Any:
         if kwargs or not queue:
@@ -207,8 +344,7 @@ def _replay_stub(function: str, queue: deque, reason: str | None) -> Callable:
             raise AssertionError(f"coursekit: the test called {function}{args!r}, but the plan expected "
                                  f"{planned.function}{tuple(planned.args)!r}")
         for passed, after in zip(args, result.args_after or ()):
-            if isinstance(passed, list) and isinstance(after, list) and passed != after:
-                passed[:] = after  # the student's function changed its argument in place
+            _changed_in_place(passed, after)
         # What the call printed appears in the test cell's output, stderr included (which, as
         # in nbgrader, costs the cell its points).
         if result.stdout:
@@ -249,11 +385,12 @@ class ReplayCache:
     def __init__(self, size: int = 2048) -> None:
         self.size = size
         self._outputs: OrderedDict[bytes, bytes] = OrderedDict()
-        self._independent: dict[str, frozenset[str]] = {}
+        self._independent: dict[tuple, frozenset[str]] = {}
 
     def independent_tests(self, plan: AssignmentPlan) -> frozenset[str]:
         """The plan's replayed test cells whose outputs depend only on their own calls."""
-        if plan.key not in self._independent:
+        key = (plan.key, tuple(sorted(plan.sandboxed)))  # a rerun's plan sandboxes more tests
+        if key not in self._independent:
             tests = [t for t in plan.tests if t.id not in plan.sandboxed]
             # what a test changes (a graded function handed to a helper is not changed), and what
             # it takes from outside: what it reads, or changes without having bound it itself
@@ -261,13 +398,13 @@ class ReplayCache:
                        for t in tests if t.names}
             outside = {t.id: t.names.reads | (changed[t.id] - t.names.defines) for t in tests if t.names}
             touched = {t.id: t.names.binds | changed[t.id] for t in tests if t.names}
-            self._independent[plan.key] = frozenset(
+            self._independent[key] = frozenset(
                 t.id for t in tests
                 if t.names is not None and not t.names.dynamic and not t.names.reads_all
                 and not any(other.names is None or other.names.dynamic or other.names.reads_all
                             or outside[t.id] & touched[other.id] or outside[other.id] & touched[t.id]
                             for other in tests if other is not t))
-        return self._independent[plan.key]
+        return self._independent[key]
 
     def __len__(self) -> int:
         return len(self._outputs)
@@ -298,17 +435,17 @@ def _replay_key(plan: AssignmentPlan, test: str, calls: list, reason: str | None
 
 def replay(plan: AssignmentPlan, result: sandbox.SandboxResult, order: Sequence[str], namespace: dict,
            python: Callable[[str], str], compiled: Callable | None = None,
-           cache: ReplayCache | None = None) -> list[CellOutcome]:
+           cache: ReplayCache | None = None, folder: Path | None = None) -> list[CellOutcome]:
     """Score every test cell from the sandbox's recorded results.  `result.calls` hold the
     calls of the tests in `order` (the submission's order); `namespace` is a fresh copy of
-    the trusted namespace.  With a `cache`, a test cell whose inputs an earlier submission
-    had already is not run again (`ReplayCache`)."""
+    the trusted namespace, and the cells run in its `folder`.  With a `cache`, a test cell
+    whose inputs an earlier submission had already is not run again (`ReplayCache`)."""
     results = iter(result.calls)
     by_test = {test: [(call, next(results)) for call in plan.calls[test]] for test in order
                if test not in plan.sandboxed}
     ran = {t.label: t for t in result.tests}
     outcomes = []
-    with _REPLAY_LOCK:
+    with _REPLAY_LOCK, in_folder(folder):
         independent = cache.independent_tests(plan) if cache is not None else frozenset()
         for test in plan.tests:
             if test.id in plan.sandboxed:  # it ran in the sandbox, in its place
@@ -330,6 +467,41 @@ def replay(plan: AssignmentPlan, result: sandbox.SandboxResult, order: Sequence[
                 cache.put(key, outputs)
             outcomes.append(_outcome(test.id, test.nbgrader, test.points or 0.0, outputs))
     return outcomes
+
+
+def tests_needing_the_sandbox(plan: AssignmentPlan, order: Sequence[str], result: sandbox.SandboxResult
+                              ) -> dict[str, str]:
+    """Replayed test cells (in `order`, the submission's) whose calls returned something that
+    is not plain data (a generator, an object of the student's own class), with why: replay
+    could only hand the test an opaque stand-in, which fails where a kernel's test might pass
+    (`list(evens(xs))` on a generator), so they are graded again in the sandbox, in their place
+    (the pipeline reruns the submission with them as `plan.sandboxed`)."""
+    results = iter(result.calls)
+    found: dict[str, str] = {}
+    for test in order:
+        if test in plan.sandboxed:
+            continue
+        for call in plan.calls[test]:
+            got = next(results, None)
+            opaque = _opaque_in(got.value) if got is not None and got.status == "ok" else None
+            if opaque is not None and test not in found:
+                found[test] = (f"{call.function} returned a {opaque} object, which is not plain data; "
+                               "the test ran in the sandbox")
+    return found
+
+
+def _opaque_in(value: Any) -> str | None:
+    """The type name of the first opaque value inside a decoded result, or None."""
+    if isinstance(value, sandbox.Opaque):
+        return value.type_name
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            found = _opaque_in(item)
+            if found is not None:
+                return found
+    return None
 
 
 def _sandbox_outputs(ran: sandbox.TestResult | None, reason: str | None) -> list:
@@ -477,6 +649,8 @@ def run_cell(code: str, namespace: dict, label: str, compiled: Callable | None =
                         text = repr(value)[:OUTPUT_CHARS]
         except Exception as exc:  # the cell fails; its error is an output, as in Jupyter
             error = exc
+        finally:
+            _close_figures()
     outputs = [new_output("stream", name=name, text=clean_text(buffer.text()))
                for name, buffer in (("stdout", stdout), ("stderr", stderr)) if buffer.getvalue() or buffer.cut]
     if text is not None:

@@ -25,11 +25,23 @@ and where things are, from:
                                  `make hub-env`)
     COURSEKIT_FORMGRADER_PORT    port of the formgrader service on 127.0.0.1 (default: 9999)
 
+Launches from an LMS over LTI 1.3 (README, "Grades in your LMS"), beside the login page, when
+COURSEKIT_LTI_ISSUER is set; the values come from the LMS's registration of the tool:
+
+    COURSEKIT_LTI_ISSUER         the platform's issuer, e.g. https://canvas.instructure.com
+    COURSEKIT_LTI_CLIENT_ID      the client id the LMS gave the tool (several: separated by commas)
+    COURSEKIT_LTI_AUTHORIZE_URL  the platform's OIDC authentication request URL
+    COURSEKIT_LTI_JWKS_URL       the platform's public keyset URL
+    COURSEKIT_LTI_USERNAME_KEY   the launch claim that holds the hub user name, which is the nbgrader
+                                 student id (default: custom_student_id, a custom parameter of the
+                                 tool; "sub" is the LTI user id itself)
+
 Ports of the hub itself are JupyterHub's own options (`--JupyterHub.bind_url`, ...).
 """
 
 import grp
 import os
+import pwd
 from pathlib import Path
 
 c = get_config()  # noqa: F821  (injected by traitlets when JupyterHub loads this file)
@@ -58,6 +70,8 @@ def members(group: str) -> set[str]:
 
 # Read when the hub starts: restart it after adding an instructor to the group.
 INSTRUCTORS = members(INSTRUCTORS_GROUP)
+LTI_ISSUER = os.environ.get("COURSEKIT_LTI_ISSUER", "")
+GRADEBOOK = os.environ.get("COURSEKIT_GRADEBOOK", f"sqlite:///{COURSE_DIR}/gradebook.db")
 
 # --- Logging in -------------------------------------------------------------------------------------
 # Unix accounts and their passwords (PAM, JupyterHub's default), limited to the course's two groups.
@@ -68,6 +82,101 @@ INSTRUCTORS = members(INSTRUCTORS_GROUP)
 # user still needs a Unix account of the same name: that is what keeps students apart.
 c.JupyterHub.authenticator_class = "pam"
 c.PAMAuthenticator.allowed_groups = {STUDENTS_GROUP, INSTRUCTORS_GROUP}
+
+# --- Launching from the LMS (LTI 1.3), beside the login page -----------------------------------------
+# jupyterhub-ltiauthenticator checks the launch (the platform's signed id_token, state and nonce);
+# the class below adds its two routes to the PAM login and turns the launch's course roles into the
+# hub groups: Instructor and TeachingAssistant -> the instructors' group and formgrade-weight-init,
+# Learner -> the students' group; any other role (Mentor, ...) is refused.  The hub user name, which
+# is the nbgrader student id, comes from COURSEKIT_LTI_USERNAME_KEY; the LTI user id ("sub", what the
+# LMS's gradebook knows the student by) is written to the nbgrader gradebook as the student's
+# lms_user_id, which `coursekit lms push` sends scores to.  Each launched person still needs a Unix
+# account of that name (LocalProcessSpawner); one without is refused, and the hub log says so.
+LIS_MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership"
+ROLES_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/roles"
+INSTRUCTOR_ROLES, LEARNER_ROLES = {"Instructor", "TeachingAssistant"}, {"Learner"}
+
+
+def course_groups(roles: list[str]) -> list[str]:
+    """The hub groups of a person with these LTI roles in the course.  Only context (membership)
+    roles count, in full or short form: an institution role says nothing about this course."""
+    names = {role.rsplit("#", 1)[-1] for role in roles
+             if role.startswith((LIS_MEMBERSHIP + "#", LIS_MEMBERSHIP + "/")) or ("/" not in role and "#" not in role)}
+    if names & INSTRUCTOR_ROLES:
+        return [INSTRUCTORS_GROUP, FORMGRADERS]
+    return [STUDENTS_GROUP] if names & LEARNER_ROLES else []
+
+
+def unix_groups(name: str) -> list[str]:
+    """The hub groups of someone who logged in with a Unix password (the Unix groups decide)."""
+    return [INSTRUCTORS_GROUP, FORMGRADERS] if name in INSTRUCTORS else [STUDENTS_GROUP]
+
+
+if LTI_ISSUER:
+    from jupyterhub.auth import Authenticator, LocalAuthenticator, PAMAuthenticator
+    from ltiauthenticator.lti13.auth import LTI13Authenticator
+    from ltiauthenticator.lti13.handlers import LTI13CallbackHandler, LTI13LoginInitHandler
+
+    class CourseAuthenticator(PAMAuthenticator, LTI13Authenticator):
+        """PAM's login page, plus LTI13Authenticator's launch routes and launch checks."""
+
+        login_service = ""  # the login page keeps its user name and password form
+
+        def login_url(self, base_url):
+            return Authenticator.login_url(self, base_url)
+
+        def get_handlers(self, app):
+            return [*PAMAuthenticator.get_handlers(self, app),
+                    (LTI13Authenticator.login_url(self, ""), LTI13LoginInitHandler),
+                    (self.callback_url(""), LTI13CallbackHandler)]
+
+        async def authenticate(self, handler, data=None):
+            if isinstance(handler, LTI13CallbackHandler):  # a launch: `data` is the checked id_token
+                model = await LTI13Authenticator.authenticate(self, handler, data)
+                model["groups"] = course_groups(data.get(ROLES_CLAIM, []))
+                return model
+            name = await PAMAuthenticator.authenticate(self, handler, data)
+            return {"name": name, "groups": unix_groups(name)} if name else None
+
+        def check_allowed(self, username, authentication=None):
+            if authentication and ROLES_CLAIM in (authentication.get("auth_state") or {}):
+                if not authentication.get("groups"):
+                    self.log.warning("LTI launch of %s refused: no Learner or Instructor role in the course", username)
+                    return False
+                try:
+                    pwd.getpwnam(username)
+                except KeyError:
+                    self.log.warning("LTI launch of %s refused: the hub has no Unix account of that name "
+                                     "(useradd it)", username)
+                    return False
+                return True
+            return LocalAuthenticator.check_allowed(self, username, authentication)
+
+    def record_lms_user(authenticator, handler, auth_model):
+        """Write a launched student's LTI user id (and name) to the nbgrader gradebook."""
+        claims = auth_model.get("auth_state") or {}
+        if ROLES_CLAIM in claims and STUDENTS_GROUP in auth_model.get("groups", []):
+            from nbgrader.api import Gradebook
+
+            try:
+                with Gradebook(GRADEBOOK, COURSE_ID) as gb:
+                    gb.update_or_create_student(auth_model["name"], lms_user_id=claims["sub"],
+                                                first_name=claims.get("given_name"),
+                                                last_name=claims.get("family_name"), email=claims.get("email"))
+            except Exception as error:  # the launch still works; `coursekit lms push` would name the student
+                authenticator.log.error("could not record the LTI user id of %s in the gradebook: %s",
+                                        auth_model["name"], error)
+        return auth_model
+
+    c.JupyterHub.authenticator_class = CourseAuthenticator
+    c.LTI13Authenticator.issuer = LTI_ISSUER
+    c.LTI13Authenticator.client_id = set(os.environ.get("COURSEKIT_LTI_CLIENT_ID", "").split(","))
+    c.LTI13Authenticator.authorize_url = os.environ.get("COURSEKIT_LTI_AUTHORIZE_URL", "")
+    c.LTI13Authenticator.jwks_endpoint = os.environ.get("COURSEKIT_LTI_JWKS_URL", "")
+    c.LTI13Authenticator.username_key = os.environ.get("COURSEKIT_LTI_USERNAME_KEY", "custom_student_id")
+    c.Authenticator.post_auth_hook = record_lms_user
+    # Groups now come with each login (both kinds), so the hub does not load them from this file.
+    c.Authenticator.manage_groups = True
 
 # --- Each person's own server -----------------------------------------------------------------------
 # LocalProcessSpawner starts `jupyterhub-singleuser` as the person's own Unix account, in their home
@@ -91,7 +200,8 @@ def choose_tools(spawner) -> None:
     for students, turns off the Formgrader, Create Assignment and Course List extensions (server and
     JupyterLab side), leaving the Assignments list and the Validate button.
     """
-    role = "instructor" if spawner.user.name in INSTRUCTORS else "student"
+    in_groups = {group.name for group in spawner.user.groups}
+    role = "instructor" if spawner.user.name in INSTRUCTORS or FORMGRADERS in in_groups else "student"
     spawner.environment = {**spawner.environment, "JUPYTER_CONFIG_PATH": str(HERE / role)}
 
 
@@ -145,7 +255,8 @@ c.JupyterHub.services.append(
 # other two scopes let the Course List in an instructor's JupyterLab find the service.  Everyone else
 # keeps the default `user` role, which reaches only their own server: the hub answers 403 Forbidden
 # to a student who opens the formgrader or an instructor's server.
-c.JupyterHub.load_groups = {FORMGRADERS: {"users": sorted(INSTRUCTORS)}}
+if not LTI_ISSUER:  # with LTI, each login brings its groups (above)
+    c.JupyterHub.load_groups = {FORMGRADERS: {"users": sorted(INSTRUCTORS)}}
 c.JupyterHub.load_roles = [
     {
         "name": FORMGRADERS,

@@ -157,7 +157,7 @@ def _docstrings(tree: ast.AST) -> set[int]:
 
 def _shown_strings(tree: ast.AST) -> set[int]:
     """Literals passed to print, plt.title, label=... and the like."""
-    found = set()
+    found: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
@@ -198,10 +198,11 @@ def code_spans(source: str, graded: bool) -> list[Span]:
 
     docstrings, shown = _docstrings(tree), _shown_strings(tree)
     for node in _string_nodes(tree):
-        value = node.value if isinstance(node, ast.Constant) else ast.unparse(node)
+        value = str(node.value) if isinstance(node, ast.Constant) else ast.unparse(node)
         wanted = id(node) in docstrings or (not graded and (id(node) in shown or WORDS.search(value)))
         if not wanted:
             continue
+        assert node.end_lineno is not None and node.end_col_offset is not None  # parsed from source
         start = _offset(source, starts, node.lineno, node.col_offset)
         end = _offset(source, starts, node.end_lineno, node.end_col_offset)
         for begin, finish in _literal_pieces(source[start:end]):
@@ -251,8 +252,9 @@ def python_entries(path: Path) -> list[Entry]:
 
 
 def standalone_entries() -> list[Entry]:
-    return [Entry(SETUP_CELL[s.start:s.end], ("standalone", 1), f"standalone set-up cell: {s.kind}")
-            for s in code_spans(SETUP_CELL, graded=False)]
+    setup = SETUP_CELL + CJK_SETUP
+    return [Entry(setup[s.start:s.end], ("standalone", 1), f"standalone set-up cell: {s.kind}")
+            for s in code_spans(setup, graded=False)]
 
 
 def _new_catalog(language: str | None) -> Catalog:
@@ -343,9 +345,14 @@ def damage(msgid: str, msgstr: str, markdown: bool, translate: Callable[[str], s
     """
     def code(text: str) -> list[str]:
         return CODE.findall(MATH.sub("", text))
-    kinds = [("formula", MATH.findall),
-             ("code", lambda text: code(text) if text is msgstr else [f"`{translate(c[1:-1])}`" for c in code(text)]),
-             ("HTML tag", TAG.findall)] + ([] if markdown else [("{field}", _fields)])
+
+    def code_spans(text: str) -> list[str]:  # the msgid's, as the translation must quote them
+        return code(text) if text is msgstr else [f"`{translate(c[1:-1])}`" for c in code(text)]
+
+    kinds: list[tuple[str, Callable[[str], list[str]]]] = [
+        ("formula", MATH.findall), ("code", code_spans), ("HTML tag", TAG.findall)]
+    if not markdown:
+        kinds.append(("{field}", _fields))
     problems = []
     for label, find in kinds:
         lost = Counter(find(msgid)) - Counter(find(msgstr))
@@ -364,6 +371,7 @@ def problems(language: str, master: Catalog | None = None) -> list[str]:
         if not message.id:
             continue
         ours = catalog.get(message.id)
+        assert isinstance(message.id, str)  # the course has no plural messages
         short = message.id[:70].replace("\n", " ")
         if ours is None:
             found.append(f"{language}: missing: {short!r}")
@@ -374,7 +382,7 @@ def problems(language: str, master: Catalog | None = None) -> list[str]:
         else:
             markdown = any(c.endswith("markdown, keep $math$, `code` and tags") for c in message.auto_comments)
             found += [f"{language}: {p}: {short!r}"
-                      for p in damage(message.id, ours.string, markdown, translator(catalog))]
+                      for p in damage(message.id, str(ours.string), markdown, translator(catalog))]
     return found
 
 
@@ -386,7 +394,7 @@ def translator(catalog: Catalog | None) -> Callable[[str], str]:
         if catalog is None:
             return msgid
         message = catalog.get(msgid)
-        return message.string if message is not None and message.string and not message.fuzzy else msgid
+        return str(message.string) if message is not None and message.string and not message.fuzzy else msgid
     return translate
 
 
@@ -475,6 +483,21 @@ print(f"Course files written: {len(missing)} of {len(archive.namelist())}")
 '''
 
 
+# Appended to the set-up cell of languages whose figures need CJK glyphs.  init_utils draws with Noto
+# Sans CJK SC when matplotlib can find it (Debian's fonts-noto-cjk) or the mplfonts wheel is installed;
+# on Colab or a bare Jupyter neither is, so the cell installs the wheel (pip, about 85 MB) once.
+CJK_LANGUAGES = ("zh_CN",)
+CJK_SETUP = '''
+# Chinese figure labels need a font with Chinese characters: install mplfonts (Noto Sans CJK SC) if none is found.
+import importlib, subprocess, sys
+import init_utils
+if not init_utils.cjk_font_available():
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mplfonts"], check=False)
+    importlib.invalidate_caches()
+    print(f"Chinese font for the figures: {init_utils.cjk_font_available()}")
+'''
+
+
 def _archive(files: dict[str, bytes]) -> bytes:
     """A zip with fixed timestamps, so the same files always give the same bytes."""
     buffer = io.BytesIO()
@@ -493,7 +516,8 @@ def standalone_notebook(language: str | None) -> nbformat.NotebookNode:
     release = nbformat.read(ROOT / "release" / name / f"{name}.ipynb", 4)
     data = _archive(helper_files(language))
     translate = translator(load(language) if language else None)
-    source = translate_code(SETUP_CELL, False, translate).replace(
+    setup = SETUP_CELL + (CJK_SETUP if language in CJK_LANGUAGES else "")
+    source = translate_code(setup, False, translate).replace(
         "{archive}", base64.b64encode(data).decode()).replace("{sha256}", hashlib.sha256(data).hexdigest())
     cell = nbformat.v4.new_code_cell(source, metadata={"standalone_setup": True})
     cell.id = "standalone-setup"  # a fixed id: the same inputs give the same notebook

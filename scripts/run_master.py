@@ -6,7 +6,7 @@ Prints every training's cost lines and accuracies, the numbers the lesson's
 explanations rest on (signal sizes, gradient norms, the deep network's spreads),
 the closing comparison table, and how long the kernel took to run the notebook top
 to bottom (the figure README quotes).  With --figures, also writes the figures
-README shows (he_boundary.png, deep_network.png, costs.png) into DIR, taken from
+README shows (he_boundary.png, deep_network.png, costs.png, saturating.png) into DIR, taken from
 the executed notebook.  Exits non-zero if any cell raises.
 """
 
@@ -24,9 +24,11 @@ from nbclient import NotebookClient
 from scripts.course import MASTER
 
 TRAINING_CELLS = ("train_zeros", "train_random", "train_he", "train_small", "train_one")
-EVIDENCE_CELLS = ("symmetry_demo", "saturation_demo", "small_signal", "deep_spreads", "results_table")
+EVIDENCE_CELLS = ("symmetry_demo", "saturation_demo", "small_signal", "deep_spreads", "pytorch_default_check",
+                  "deep_histograms", "deep_saturating", "explore_answer", "results_table")
 # README's figures: file name -> grade id of the cell that draws it (its first PNG).
-FIGURES = {"he_boundary.png": "plot_he", "deep_network.png": "deep_spreads", "costs.png": "plot_compare"}
+FIGURES = {"he_boundary.png": "plot_he", "deep_network.png": "deep_spreads", "costs.png": "plot_compare",
+           "saturating.png": "deep_saturating"}
 
 
 def execute(path: Path, allow_errors: bool = False, timeout: int = 300) -> nbformat.NotebookNode:

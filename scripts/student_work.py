@@ -2,8 +2,8 @@
 edits that put code into a release notebook the way a student does, by filling a solution cell's
 stub or rewriting the cell.
 
-One place for the demo class (scripts/make_demo_class.py), the bench class (bench/make_class.py,
-bench/fuzz.py) and the tests' students.  The correct answers are written out here by hand (not
+One place for the demo class (scripts/make_demo_class.py), the bench class (scripts/make_class.py,
+scripts/fuzz.py) and the tests' students.  The correct answers are written out here by hand (not
 taken from the master notebook), so the tests that use them check the course against an
 independent answer.  Works on nbformat notebooks and on plain JSON.
 """
@@ -68,10 +68,10 @@ def fill_stub(source: str, code: str, keep_comment: bool = True) -> str:
 
 def edit_cells(nb: Mapping, edits: Mapping[str, Callable[[str], str]]) -> set[str]:
     """Apply ``edits[grade_id](source)`` to each cell with that nbgrader grade id; the ids edited."""
-    edited = set()
+    edited: set[str] = set()
     for cell in nb["cells"]:
         gid = grade_id(cell)
-        if gid in edits:
+        if gid is not None and gid in edits:
             source = cell["source"]
             cell["source"] = edits[gid](source if isinstance(source, str) else "".join(source))
             edited.add(gid)
@@ -89,8 +89,10 @@ def solved_cell(stub_source: str, body: str, signature: str = "") -> str:
 
 def solve(nb: dict, bodies: Mapping[str, str], signature: str = "") -> dict:
     """Fill the solution cells named in `bodies` of the notebook (JSON), as a student would; it, edited."""
-    filled = edit_cells(nb, {gid: lambda source, body=body: solved_cell(source, body, signature)
-                             for gid, body in bodies.items()})
+    def filler(body: str) -> Callable[[str], str]:
+        return lambda source: solved_cell(source, body, signature)
+
+    filled = edit_cells(nb, {gid: filler(body) for gid, body in bodies.items()})
     missing = set(bodies) - filled
     if missing:
         raise ValueError(f"the notebook has no solution cells {sorted(missing)}")

@@ -1,5 +1,7 @@
-"""What the tests share: the one place tests (and bench/) build, generate and copy a course folder,
-grade it and read the results, and serve one to a browser with a student's JupyterLab (`student_lab`).
+"""What the tests share: the one place tests build, generate and copy a course folder, grade it
+and read the results, and serve one to a browser with a student's JupyterLab (`student_lab`).
+What bench/ needs too (course folders, gradebook reading) lives in scripts/courses.py and is
+imported here; bench/ never imports tests/, nor tests/ bench/.
 
 A course is a folder with nbgrader_config.py and source/ (plus whatever else a test needs); nbgrader
 runs in it with `nbgrader_env()`, so it uses the course's own gradebook and the default exchange.
@@ -9,43 +11,57 @@ fresh gradebook made by the real `nbgrader generate_assignment`): conftest.py's 
 `template_course` builds it once (`build_template`), and each test grades in its own copy.
 
 What students write comes from `scripts.student_work` (the hand-written correct answers and the
-edits), the generated classes from `bench.make_class`; the course's name and paths from `scripts.course`.
+edits), the generated classes from `scripts.make_class`; the course's name and paths from `scripts.course`.
 """
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from nbgrader.api import Gradebook
+import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from bench import make_class
 from coursekit import check
 from coursekit.read import CourseError
-from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
+from scripts import make_class
+from scripts.course import ASSIGNMENT, MASTER, RELEASE
+from scripts.courses import (  # noqa: F401 (the tests import them from here, as from every shared helper)
+    COURSE_FILES,
+    LEFTOVERS,
+    VENV_BIN,
+    build_template,
+    copy_course,
+    expected_scores,
+    generate_assignment,
+    gradebook_grades,
+    gradebook_scores,
+    nbgrader_env,
+    new_course,
+)
 from scripts.pg_server import free_port
-from scripts.student_work import CORRECT, solve
+from scripts.student_work import CORRECT, edit_cells, fill_stub, solve
 
-VENV_BIN = Path(sys.executable).parent
-COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "source")
 # The demo course holds what `make grade-nbgrader` runs (scripts/) and the helpers it imports.
 DEMO_COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "init_utils.py", "public_tests.py", "datasets",
                      "source", "scripts")
-LEFTOVERS = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
 EXERCISES = ("zeros", "random", "he")  # short names, in the notebook's order
 FULL = dict.fromkeys(EXERCISES, 3.0)  # points of each exercise
 # Points of the (public, hidden) test cells of an exercise, by its total.
@@ -60,32 +76,6 @@ KILLED = r"killed by SIGKILL|its pipe broke"
 
 # --- course folders -------------------------------------------------------------------------------
 
-def nbgrader_env() -> dict[str, str]:
-    """Environment for nbgrader subprocesses (coursekit.check.nbgrader_env): the venv's bin/ first on
-    PATH, no COURSEKIT_GRADEBOOK or COURSEKIT_EXCHANGE override.  A test that wants them sets them itself."""
-    return check.nbgrader_env()
-
-
-def new_course(dest: Path, files: tuple[str, ...] = COURSE_FILES, origin: Path = ROOT) -> Path:
-    """A course folder at ``dest`` holding copies of ``files`` (files or folders) from ``origin``."""
-    dest.mkdir(parents=True)
-    for name in files:
-        src = origin / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=LEFTOVERS)
-        else:
-            shutil.copy(src, dest / name)
-    return dest
-
-
-def generate_assignment(course: Path, *options: str, env: dict[str, str] | None = None,
-                        assignment: str = ASSIGNMENT) -> None:
-    """Run the real `nbgrader generate_assignment ASSIGNMENT` in ``course``; fail with its output."""
-    args = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, *options]
-    done = subprocess.run(args, cwd=course, env=env or nbgrader_env(), capture_output=True, text=True)
-    assert done.returncode == 0, f"generate_assignment failed in {course}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-
-
 def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT, jobs: int = 2,
                        timeout: float = 1800) -> None:
     """Stock `nbgrader autograde ASSIGNMENT` over every student in ``course``, as `jobs` runs side
@@ -94,12 +84,6 @@ def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT
         check.stock_autograde(course, assignment, jobs, options=options, timeout=timeout)
     except CourseError as error:
         pytest.fail(str(error))
-
-
-def build_template(folder: Path) -> Path:
-    """A course with config, master, release and a fresh gradebook, by the real generate_assignment."""
-    generate_assignment(new_course(folder), "--force", "--log-level=WARN")
-    return folder
 
 
 def demo_course(dest: Path, env: dict[str, str], config: str = "") -> Path:
@@ -111,12 +95,6 @@ def demo_course(dest: Path, env: dict[str, str], config: str = "") -> Path:
             file.write("\n" + config + "\n")
     generate_assignment(course, "--force", "--log-level=ERROR", env=env)
     return course
-
-
-def copy_course(template: Path, dest: Path) -> Path:
-    """A private copy of a generated course (its gradebook included), for one test to change."""
-    shutil.copytree(template, dest)
-    return dest
 
 
 def run(course: Path, env: dict[str, str], *args: str, **kwargs: Any) -> str:
@@ -178,6 +156,88 @@ def slow_down_last(course: Path, manifest: dict, seconds: int = 5) -> list[str]:
     return slow
 
 
+# --- the general course (tests/general_course/, docs/coursekit.md "A second assignment") ---------
+
+GENERAL_COURSE = Path(__file__).resolve().parent / "general_course"
+TEXTSTATS = "textstats"
+COURSE_ID = "textstats-course"
+NOTEBOOKS = {"words": ["test_tokenize", "test_word_counts", "test_word_counts_uses_tokenize", "test_top_words",
+                       "explain_tokenize"],
+             "stats": ["test_mean", "test_mean_range", "test_variance", "test_sample_std"]}
+GENERAL_TIMESTAMP = "2026-11-20 12:00:00.000000 UTC"
+
+# What each student writes in place of each stub (code cells) or answer (the markdown cell).
+ANSWERS = {
+    "solved": {
+        "tokenize": "words = []\n"
+                    "for match in re.finditer(r\"[A-Za-z']+\", text):\n"
+                    "    words.append(match.group().lower())\n"
+                    "return words",
+        "word_counts": "counts = {}\n"
+                       "for word in tokenize(text):\n"
+                       "    counts[word] = counts.get(word, 0) + 1\n"
+                       "return counts",
+        "top_words": "return sorted(word_counts(text).items(), key=lambda kv: (-kv[1], kv[0]))[:n]",
+        "explain_tokenize": "Hyphenated words are split in two, and accented letters are dropped (café -> caf).",
+        "mean": "total, count = 0, 0\nfor x in xs:\n    total += x\n    count += 1\nreturn total / count",
+        "variance": "m = mean(xs)\nreturn mean([(x - m) ** 2 for x in xs])",
+        "sample_std": "sample_std = variance(SAMPLE) ** 0.5",
+    },
+    "partial": {
+        "tokenize": "return re.findall(r\"[a-z']+\", text.lower())",
+        "word_counts": "return dict(Counter(text.lower().split()))",  # splits again: punctuation stays
+        "top_words": "pairs = sorted(word_counts(text).items(), key=lambda kv: (-kv[1], kv[0]))\n"
+                     "return [[word, count] for word, count in pairs][:n]",  # lists, not tuples
+        "mean": "return sum(xs) / len(xs)",
+        "variance": "m = mean(xs)\nreturn sum((x - m) ** 2 for x in xs) / (len(xs) - 1)",  # the sample variance
+    },
+    "wrong": {
+        "tokenize": "return text.split()",
+        "word_counts": "return dict(Counter(tokenize(text)))",
+        "top_words": "return sorted(word_counts(text).items())[:n]",
+        "explain_tokenize": "It does not miss any word.",
+        "mean": "return sum(xs) // len(xs)",  # floor division: right only when the mean is whole
+        "variance": "m = mean(xs)\nreturn sum((x - m) ** 2 for x in xs) / len(xs)",
+        "sample_std": "sample_std = math.sqrt(variance(SAMPLE))",
+    },
+    "untouched": {},
+}
+
+# nbgrader's scores, worked out by hand from the tests: auto_score per cell, None where a person
+# grades (an answered manual cell); an untouched manual answer scores 0 ("No response.").
+EXPECTED = {
+    "solved": {"test_tokenize": 1, "test_word_counts": 2, "test_word_counts_uses_tokenize": 1, "test_top_words": 2,
+               "explain_tokenize": None, "test_mean": 1, "test_mean_range": 1, "test_variance": 2,
+               "test_sample_std": 1},
+    "partial": {"test_tokenize": 1, "test_word_counts": 0, "test_word_counts_uses_tokenize": 0, "test_top_words": 0,
+                "explain_tokenize": 0, "test_mean": 1, "test_mean_range": 1, "test_variance": 0,
+                "test_sample_std": 0},
+    # the floor-division mean is right for SAMPLE, [3, 3, 3] and [1, 3], so variance passes
+    "wrong": {"test_tokenize": 0, "test_word_counts": 0, "test_word_counts_uses_tokenize": 1, "test_top_words": 0,
+              "explain_tokenize": None, "test_mean": 0, "test_mean_range": 0, "test_variance": 2,
+              "test_sample_std": 1},
+    "untouched": {cell: 0 for cells in NOTEBOOKS.values() for cell in cells},
+}
+
+
+def _answer(text: str):
+    def edit(source: str) -> str:
+        return text if source.strip() == "YOUR ANSWER HERE" else fill_stub(source, text, keep_comment=False)
+    return edit
+
+
+def write_students(course: Path) -> None:
+    """submitted/<student>/textstats/{words,stats}.ipynb, each edited from the release."""
+    for student, answers in ANSWERS.items():
+        folder = course / "submitted" / student / TEXTSTATS
+        folder.mkdir(parents=True)
+        for notebook in NOTEBOOKS:
+            nb = json.loads((course / "release" / TEXTSTATS / f"{notebook}.ipynb").read_text(encoding="utf-8"))
+            edit_cells(nb, {gid: _answer(text) for gid, text in answers.items()})
+            (folder / f"{notebook}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
+        (folder / "timestamp.txt").write_text(GENERAL_TIMESTAMP + "\n")
+
+
 # --- running coursekit ----------------------------------------------------------------------------
 
 def run_coursekit(course: Path, *args: str, timeout: float = 600, wrapper: tuple[str, ...] = (),
@@ -199,22 +259,6 @@ def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600
 
 
 # --- reading the results --------------------------------------------------------------------------
-
-def gradebook_grades(course: Path, assignment: str = ASSIGNMENT, course_id: str = "weight-init",
-                     url: str | None = None) -> dict[tuple[str, str], tuple[float | None, bool]]:
-    """{(student, grade cell): (auto_score, needs_manual_grade)} for every submission in the
-    course's gradebook (or the one at `url`); grade ids are unique across an assignment's notebooks."""
-    with Gradebook(url or f"sqlite:///{course / 'gradebook.db'}", course_id) as gb:
-        return {(sub.student.id, grade.name): (grade.auto_score, grade.needs_manual_grade)
-                for sub in gb.find_assignment(assignment).submissions
-                for nb in sub.notebooks for grade in nb.grades}
-
-
-def gradebook_scores(course: Path, url: str | None = None,
-                     assignment: str = ASSIGNMENT) -> dict[tuple[str, str], float | None]:
-    """{(student, grade cell): auto_score} for every submission in the course's gradebook (or at `url`)."""
-    return {key: score for key, (score, _) in gradebook_grades(course, assignment, url=url).items()}
-
 
 def cell_scores(course: Path) -> dict[tuple[str, str], float]:
     """{(student, test cell): points}; a cell nbgrader never scored counts 0."""
@@ -238,12 +282,6 @@ def assert_graded(result: dict, expected: dict[str, float], note: str = "") -> N
     assert result["status"] == "graded"
     assert exercise_scores(result) == expected, result["reason"]
     assert note in result["reason"]
-
-
-def expected_scores(manifest: dict) -> dict[tuple[str, str], float]:
-    """{(student, test cell): points} that a generated class's manifest worked out by hand."""
-    return {(student, cell): score for student, entry in manifest.items()
-            for cell, score in entry["expected"].items()}
 
 
 def hidden_test_text() -> list[str]:
@@ -369,3 +407,95 @@ def run_cell(page: Any, cell: Any) -> None:
         except PlaywrightTimeout:
             continue
     raise AssertionError(f"JupyterLab did not run the cell after three Ctrl+Enter (its prompt stayed {before!r})")
+
+
+# --- the LMS --------------------------------------------------------------------------------------
+
+def lms_results(platform: Any, private_key: str, public_key: str) -> dict[str, tuple[float, float, str]]:
+    """userId -> (resultScore, resultMaximum, comment) of the platform's one line item, read over HTTP
+    from its AGS results endpoint (every page) with an access token it grants the tool's key."""
+    from pylti1p3.registration import Registration
+    from pylti1p3.service_connector import ServiceConnector
+
+    (lineitem,) = platform.lineitems
+    registration = (Registration().set_issuer(platform.url).set_client_id(platform.client_id)
+                    .set_auth_token_url(platform.token_url).set_tool_private_key(private_key)
+                    .set_tool_public_key(public_key))
+    token = ServiceConnector(registration).get_access_token(
+        ["https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"])
+    url: str | None = f"{lineitem}/results"
+    found = {}
+    while url:
+        answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        for r in answer.json():
+            found[r["userId"]] = (r["resultScore"], r["resultMaximum"], r.get("comment") or "")
+        url = answer.links.get("next", {}).get("url")
+    return found
+
+
+# --- Unix accounts of the hub tests ---------------------------------------------------------------
+
+def account_processes(uid: int) -> list[int]:
+    """Process ids owned by `uid` (real uid), from /proc."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            uid_line = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue  # the process ended while we looked
+        if int(uid_line.split()[1]) == uid:
+            pids.append(int(status.parent.name))
+    return pids
+
+
+@dataclass(frozen=True)
+class HubAccounts:
+    """The Unix accounts and groups a hub test makes, marked so that a later run (after a killed one)
+    removes them and never an account it did not make."""
+
+    accounts: dict[str, list[str]]  # name -> its supplementary groups
+    groups: tuple[str, ...]
+    mark: str  # the accounts' comment (GECOS) field
+
+    def create(self, homes: Path, passwords: dict[str, str]) -> None:
+        """Groups, then each account with a private home; `passwords` for those who log in with one."""
+        for group in self.groups:
+            subprocess.run(["groupadd", group], check=True, capture_output=True)
+        for name, groups in self.accounts.items():
+            home = homes / name
+            subprocess.run(["useradd", "--comment", self.mark, "--home-dir", str(home), "--create-home",
+                            "--shell", "/bin/bash", *(["--groups", ",".join(groups)] if groups else []), name],
+                           check=True, capture_output=True)
+            home.chmod(0o700)
+        if passwords:
+            subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()), text=True,
+                           check=True, capture_output=True)
+
+    def remove(self) -> None:
+        """Remove the accounts and groups (and stop what still runs as them)."""
+        for name in self.accounts:
+            try:
+                account = pwd.getpwnam(name)
+            except KeyError:
+                continue
+            if account.pw_gecos != self.mark:
+                raise RuntimeError(f"account {name} exists and was not made by this test; not removing it")
+            for pid in account_processes(account.pw_uid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            # A killed process is gone only once the kernel has torn it down and its parent has
+            # reaped it; userdel refuses (status 8) while any process of the account is left, as it
+            # did once in CI right after the hub stopped.
+            deadline = time.monotonic() + 30
+            while account_processes(account.pw_uid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            subprocess.run(["userdel", name], check=True, capture_output=True)
+        for group in self.groups:
+            try:
+                grp.getgrnam(group)
+            except KeyError:
+                continue
+            subprocess.run(["groupdel", group], check=True, capture_output=True)

@@ -15,7 +15,7 @@ import sys
 import nbformat
 import pytest
 
-from bench import make_class
+from scripts import make_class
 from scripts.course import ASSIGNMENT
 from tests.helpers import copy_course, coursekit, expected_scores, gradebook_scores, nbgrader_autograde, nbgrader_env
 

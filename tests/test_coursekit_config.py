@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 import coursekit
 from coursekit.config import DEFAULTS
+from coursekit.extract import AssignmentPlan, MasterCell
+from coursekit.pipeline import installed_imports
 from coursekit.read import CourseError, load_course
 from scripts.course import ASSIGNMENT, ROOT
 from scripts.student_work import CORRECT, solve
@@ -38,7 +42,30 @@ def test_the_course_sets_its_own_values_in_nbgrader_config():
     assert {"public_tests.py", "init_utils.py"} <= set(settings.trusted_modules)
     assert settings.traceback_modules == ("public_tests.py",)
     assert {"matplotlib.pyplot", "h5py"} <= set(settings.sandbox_preload)
-    assert settings.limits.wall_seconds == 20 and settings.limits.memory_bytes == 2048 << 20
+    assert settings.limits.memory_bytes == 2048 << 20
+    # nbgrader's limit: the course's c.ExecutePreprocessor.timeout, per cell; coursekit's total is a safety net
+    assert settings.cell_seconds == 120 and settings.limits.wall_seconds == 3600
+
+
+@pytest.mark.parametrize("lines, seconds", [
+    ("", 30),  # nbgrader's own default
+    ("c.ExecutePreprocessor.timeout = 60", 60),
+    ("c.NotebookClient.timeout = 7\nc.ExecutePreprocessor.timeout = 60\nc.Execute.timeout = 45", 45),
+    ("c.ExecutePreprocessor.timeout = None", None),  # no per-cell limit: only the total applies
+    ("c.ExecutePreprocessor.timeout = -1", None),
+])
+def test_the_time_limit_of_a_cell_is_nbgraders(tmp_path, lines, seconds):
+    (tmp_path / "nbgrader_config.py").write_text(f"c = get_config()\nc.CourseKit.timeout = 900\n{lines}\n")
+    settings = load_course(tmp_path).settings
+    assert settings.cell_seconds == (seconds or 900)
+
+
+def test_a_run_may_take_its_cells_limits_and_its_cpu_follows_its_wall_clock():
+    settings = replace(DEFAULTS, cell_seconds=30.0)
+    run = settings.run_limits(settings.limits, 4)
+    assert run.wall_seconds == 4 * 30 + 10 and run.cpu_seconds == 130  # nbgrader would allow 30 s a cell
+    assert settings.run_limits(replace(settings.limits, wall_seconds=20.0), 4).wall_seconds == 20  # --timeout 20
+    assert replace(settings, cpu_seconds=5).run_limits(settings.limits, 4).cpu_seconds == 5
 
 
 def test_a_course_that_sets_nothing_gets_general_defaults(tmp_path):
@@ -72,7 +99,7 @@ def test_coursekit_config_prints_each_setting_with_its_value_and_help():
     proc = subprocess.run([sys.executable, "-m", "coursekit", "config", "--course-dir", str(ROOT)],
                           env=nbgrader_env(), capture_output=True, text=True, check=True)
     assert "c.CourseKit.traceback_modules = ['public_tests.py']" in proc.stdout
-    assert "c.CourseKit.timeout = 20.0" in proc.stdout
+    assert "c.CourseKit.timeout = 3600.0" in proc.stdout
     assert "--timeout` overrides it" in proc.stdout  # the help text follows the value
 
 
@@ -102,7 +129,7 @@ def test_other_settings_change_what_the_grader_does(template_course, tmp_path):
     course = with_config(template_course, tmp_path / "course", "\n".join([
         "c.CourseKit.traceback_modules = []",
         "c.CourseKit.sandbox_preload = ['numpy', 'colorsys']",
-        "c.CourseKit.timeout = 5",  # ENDLESS runs into it; the other calls have room under load
+        "c.CourseKit.timeout = 15",  # ENDLESS runs into it; the set-up (importing Matplotlib) has room under load
     ]))
     submit(course, "s1", solve(release_notebook(), {**CORRECT, "initialize_parameters_zeros": WRONG_ZEROS,
                                                      "initialize_parameters_random": PROBE_PRELOAD,
@@ -110,7 +137,7 @@ def test_other_settings_change_what_the_grader_does(template_course, tmp_path):
     (result,) = run_coursekit(course)
     cells = graded_cells(result)
     assert cells["test_random_public"] == 1  # colorsys was preloaded
-    assert cells["test_he_public"] == 0 and "timeout after 5 s" in result["reason"]
+    assert cells["test_he_public"] == 0 and "timeout after 15 s" in result["reason"]
     shown = autograded_traceback(course, "s1", "test_zeros_public")
     assert "public_tests.py" not in shown and "has shape (2, 2), expected (2, 3)" in shown
 
@@ -124,3 +151,14 @@ def test_the_package_exports_its_python_api_and_version():
     proc = subprocess.run([sys.executable, "-m", "coursekit", "--version"], capture_output=True, text=True)
     assert proc.stdout.strip() == f"coursekit {coursekit.__version__}"
     assert (Path(coursekit.__file__).parent / "py.typed").is_file()
+
+
+def test_the_installed_libraries_a_master_imports_are_preloaded_and_nothing_else():
+    """A course that lists no preload still gets its libraries imported once per sandbox: those its
+    master imports from site-packages, not the standard library or the course's own modules."""
+    sources = ["import numpy as np\nimport json, os.path\n", "from matplotlib import pyplot as plt\n",
+               "def f():\n    import public_tests\n    from . import nothing\n    return np\n",
+               "%matplotlib inline\nimport nbformat.v4\n"]
+    cells = [MasterCell(i, f"c{i}", "code", "locked", source, {}) for i, source in enumerate(sources)]
+    plan = AssignmentPlan("a", "a", cells, graded={}, trusted=[], skipped=[], tests_of={})
+    assert installed_imports(plan, TransformerManager().transform_cell) == ("numpy", "matplotlib", "nbformat.v4")

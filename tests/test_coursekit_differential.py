@@ -1,6 +1,6 @@
 """Differential testing against nbgrader (issue 9, item 6), a seeded sample of it.
 
-`bench/fuzz.py` writes notebooks that mix correct and wrong solutions with the unusual things
+`scripts/fuzz.py` writes notebooks that mix correct and wrong solutions with the unusual things
 students and their tools do (magics, CRLF, NFKC identifiers, `exec`, `global` installers,
 settings in other cells, helper and scratch cells above and below the tests, deleted, duplicated
 and metadata-stripped cells, exceptions, stderr).  Stock `nbgrader autograde` (one batch over
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import fuzz
+from scripts import fuzz
 from tests.helpers import copy_course, gradebook_scores, nbgrader_env
 
 # Stock nbgrader takes about 6 s per notebook: the sample costs about 2.5 minutes.

@@ -24,104 +24,29 @@ wrong grade.  Which cells coursekit grades today and which it refuses is stated 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from scripts.student_work import edit_cells, fill_stub
 from tests.helpers import (
+    ANSWERS,
+    COURSE_ID,
+    EXPECTED,
+    GENERAL_COURSE,
+    NOTEBOOKS,
+    TEXTSTATS,
     copy_course,
     generate_assignment,
     gradebook_grades,
     nbgrader_autograde,
     nbgrader_env,
     new_course,
+    write_students,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-COURSE = Path(__file__).resolve().parent / "general_course"
-TEXTSTATS = "textstats"
-COURSE_ID = "textstats-course"
-NOTEBOOKS = {"words": ["test_tokenize", "test_word_counts", "test_word_counts_uses_tokenize", "test_top_words",
-                       "explain_tokenize"],
-             "stats": ["test_mean", "test_mean_range", "test_variance", "test_sample_std"]}
-TIMESTAMP = "2026-11-20 12:00:00.000000 UTC"
-
-# What each student writes in place of each stub (code cells) or answer (the markdown cell).
-ANSWERS = {
-    "solved": {
-        "tokenize": "words = []\n"
-                    "for match in re.finditer(r\"[A-Za-z']+\", text):\n"
-                    "    words.append(match.group().lower())\n"
-                    "return words",
-        "word_counts": "counts = {}\n"
-                       "for word in tokenize(text):\n"
-                       "    counts[word] = counts.get(word, 0) + 1\n"
-                       "return counts",
-        "top_words": "return sorted(word_counts(text).items(), key=lambda kv: (-kv[1], kv[0]))[:n]",
-        "explain_tokenize": "Hyphenated words are split in two, and accented letters are dropped (café -> caf).",
-        "mean": "total, count = 0, 0\nfor x in xs:\n    total += x\n    count += 1\nreturn total / count",
-        "variance": "m = mean(xs)\nreturn mean([(x - m) ** 2 for x in xs])",
-        "sample_std": "sample_std = variance(SAMPLE) ** 0.5",
-    },
-    "partial": {
-        "tokenize": "return re.findall(r\"[a-z']+\", text.lower())",
-        "word_counts": "return dict(Counter(text.lower().split()))",  # splits again: punctuation stays
-        "top_words": "pairs = sorted(word_counts(text).items(), key=lambda kv: (-kv[1], kv[0]))\n"
-                     "return [[word, count] for word, count in pairs][:n]",  # lists, not tuples
-        "mean": "return sum(xs) / len(xs)",
-        "variance": "m = mean(xs)\nreturn sum((x - m) ** 2 for x in xs) / (len(xs) - 1)",  # the sample variance
-    },
-    "wrong": {
-        "tokenize": "return text.split()",
-        "word_counts": "return dict(Counter(tokenize(text)))",
-        "top_words": "return sorted(word_counts(text).items())[:n]",
-        "explain_tokenize": "It does not miss any word.",
-        "mean": "return sum(xs) // len(xs)",  # floor division: right only when the mean is whole
-        "variance": "m = mean(xs)\nreturn sum((x - m) ** 2 for x in xs) / len(xs)",
-        "sample_std": "sample_std = math.sqrt(variance(SAMPLE))",
-    },
-    "untouched": {},
-}
-
-# nbgrader's scores, worked out by hand from the tests: auto_score per cell, None where a person
-# grades (an answered manual cell); an untouched manual answer scores 0 ("No response.").
-EXPECTED = {
-    "solved": {"test_tokenize": 1, "test_word_counts": 2, "test_word_counts_uses_tokenize": 1, "test_top_words": 2,
-               "explain_tokenize": None, "test_mean": 1, "test_mean_range": 1, "test_variance": 2,
-               "test_sample_std": 1},
-    "partial": {"test_tokenize": 1, "test_word_counts": 0, "test_word_counts_uses_tokenize": 0, "test_top_words": 0,
-                "explain_tokenize": 0, "test_mean": 1, "test_mean_range": 1, "test_variance": 0,
-                "test_sample_std": 0},
-    # the floor-division mean is right for SAMPLE, [3, 3, 3] and [1, 3], so variance passes
-    "wrong": {"test_tokenize": 0, "test_word_counts": 0, "test_word_counts_uses_tokenize": 1, "test_top_words": 0,
-              "explain_tokenize": None, "test_mean": 0, "test_mean_range": 0, "test_variance": 2,
-              "test_sample_std": 1},
-    "untouched": {cell: 0 for cells in NOTEBOOKS.values() for cell in cells},
-}
-
-
-def _answer(text: str):
-    def edit(source: str) -> str:
-        return text if source.strip() == "YOUR ANSWER HERE" else fill_stub(source, text, keep_comment=False)
-    return edit
-
-
-def write_students(course: Path) -> None:
-    """submitted/<student>/textstats/{words,stats}.ipynb, each edited from the release."""
-    for student, answers in ANSWERS.items():
-        folder = course / "submitted" / student / TEXTSTATS
-        folder.mkdir(parents=True)
-        for notebook in NOTEBOOKS:
-            nb = json.loads((course / "release" / TEXTSTATS / f"{notebook}.ipynb").read_text(encoding="utf-8"))
-            edit_cells(nb, {gid: _answer(text) for gid, text in answers.items()})
-            (folder / f"{notebook}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
-        (folder / "timestamp.txt").write_text(TIMESTAMP + "\n")
-
 
 def _coursekit(course: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "coursekit", "autograde", TEXTSTATS, "--json"], cwd=course,
@@ -134,7 +59,7 @@ def graded(tmp_path_factory):
     as it is, and one whose master holds only the `words` notebook (each nbgrader notebook runs in
     its own kernel, so nbgrader's scores of `words` cells are the same in both)."""
     base = tmp_path_factory.mktemp("general")
-    template = new_course(base / "template", ("nbgrader_config.py", "source"), origin=COURSE)
+    template = new_course(base / "template", ("nbgrader_config.py", "source"), origin=GENERAL_COURSE)
     generate_assignment(template, "--log-level=WARN", assignment=TEXTSTATS)
     write_students(template)
     stock = copy_course(template, base / "nbgrader")

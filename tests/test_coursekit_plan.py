@@ -13,12 +13,12 @@ import sys
 import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 
-from bench import make_class
-from coursekit.extract import plan_assignment
+from coursekit.extract import MasterCell, _replay_plan, plan_assignment
 from coursekit.gradebook import GradedSubmission
 from coursekit.names import analyze, analyze_source, python_source
 from coursekit.pipeline import Worker, grade_submission, plan_notebook, start_worker
 from coursekit.read import Submission, load_course
+from scripts import make_class
 from scripts.course import ASSIGNMENT, ROOT
 from scripts.student_work import CORRECT, solve
 from tests.helpers import copy_course, generate_assignment, nbgrader_env, new_course
@@ -63,6 +63,62 @@ def test_magics_become_what_ipython_runs_and_a_cell_magic_body_is_analysed():
 def test_subscript_and_attribute_stores_and_method_statements_count_as_changes():
     names = names_of("CONFIG['dtype'] = np.float64\nopts.seed = 3\nitems.append(4)\nprint(x.y)\n")
     assert names.changes() == {"CONFIG", "opts", "items"} and "CONFIG" in names.reads
+
+
+def test_a_method_call_or_a_call_handed_the_object_changes_it_even_inside_an_expression():
+    assert names_of("age = person.increase_age()\n").changes() == {"person"}
+    assert names_of("total = count(shuffle(deck))\n").changes() == {"deck"}
+    assert names_of("items += [1]\n").changes() == {"items"}
+    assert names_of("print(len(items), repr(items))\n").changes() == set()  # builtins that only look
+
+
+def test_calling_a_module_function_does_not_change_the_module_but_setting_its_state_does():
+    assert names_of("x = np.zeros(3)\nnp.testing.assert_allclose(x, 0)\n").changes({"np"}) == {"x"}
+    assert names_of("np.random.seed(1)\n").changes({"np"}) == {"np"}
+
+
+def test_dir_globals_and_eval_may_read_any_name_and_exec_may_bind_any():
+    assert names_of("assert 'answer' in dir()\n").reads_all
+    assert not names_of("print(dir(obj))\n").reads_all
+    for code in ("globals()['x']\n", "eval('x')\n", "exec('x = 1')\n", "vars()\n"):
+        assert names_of(code).reads_all and names_of(code).dynamic, code
+
+
+def test_magics_are_analysed_as_ipython_runs_them():
+    assert analyze_source("%time doubled = double(5)\n").binds == {"doubled"}
+    assert "double" in analyze_source("%time doubled = double(5)\n").reads
+    assert analyze_source("%%capture out\nprint(1)\n").binds == {"out"}
+    quiet = analyze_source("%matplotlib inline\ndouble?\n")
+    assert not quiet.dynamic and not quiet.reads_all
+    for code in ("%reset -f\n", "!wget data.csv\n", "files = !ls\n", "%%writefile a.py\nx = 1\n", "%run other.py\n"):
+        names = analyze_source(code)
+        assert names.dynamic and names.reads_all, code
+
+
+def test_only_straight_line_bindings_are_sure():
+    assert names_of("if c:\n    x = 1\ny = 2\nz = 3\ndel z\nfor w in ws:\n    pass\n").defines == {"y"}
+
+
+def _test_cells(*sources: str, kinds: str = "") -> list[MasterCell]:
+    """Master cells of these sources: `kinds` gives each one's kind by letter (l locked, s solution,
+    t test)."""
+    kind = {"l": "locked", "s": "solution", "t": "test"}
+    return [MasterCell(i, f"c{i}", "code", kind[k], src, {}, 1.0 if k == "t" else None, names_of(src))
+            for i, (k, src) in enumerate(zip(kinds, sources))]
+
+
+def test_the_nearest_binding_is_followed_and_only_what_replay_reproduces_is_replayed():
+    cells = _test_cells("x = 1\nimport math\n", "x = 2\n", "def f(a):\n    return a\n", "assert f(x) == 2\n",
+                        "obj.grow()\n", "assert obj.size == 3\n", "y = math.floor(f(2))\n", "assert y == 2\n",
+                        kinds="llststlt")
+    sandboxed: dict[str, str] = {}
+    trusted = _replay_plan(cells, {"f": "c2"}, frozenset({"math"}), sandboxed)
+    # c3 needs only c1, the nearest binding of x: c0's cannot be seen past it (and the test that
+    # reads c0's math goes to the sandbox, through c6, which runs the student's f)
+    assert trusted == {1}
+    assert sandboxed["c5"].startswith("it reads 'obj', which the solution cell c4 may define or change")
+    assert sandboxed["c7"].startswith("it depends on the locked cell c6 (through 'y'), which runs student code (f)")
+    assert "None" not in " ".join(sandboxed.values())
 
 
 def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skipped(template_course):

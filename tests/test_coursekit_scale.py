@@ -16,10 +16,10 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from bench import scale_bench
 from coursekit import extract, read
 from coursekit.gradebook import GradebookWriter, GradedSubmission, claim, read_results
 from scripts.course import ASSIGNMENT
+from scripts.rates import steady_rate
 from tests.helpers import (
     copy_course,
     coursekit,
@@ -195,5 +195,5 @@ def test_the_benchs_steady_rate_starts_after_the_commit_that_holds_the_ten_perce
     # Three commits of 50, 50 and 100 lines, one second apart: the 10% mark (line 20) is in the first,
     # so the window is its end (t=1) to the last commit (t=3), with the 150 lines committed after it.
     stamps = [1.0] * 50 + [2.0] * 50 + [3.0] * 100
-    assert scale_bench.steady_rate(stamps) == 75.0
-    assert scale_bench.steady_rate([5.0]) == 0.0 and scale_bench.steady_rate([]) == 0.0
+    assert steady_rate(stamps) == 75.0
+    assert steady_rate([5.0]) == 0.0 and steady_rate([]) == 0.0

@@ -25,7 +25,6 @@ two README shows (docs/hub-student.png, docs/hub-instructor.png).
 from __future__ import annotations
 
 import filecmp
-import grp
 import json
 import os
 import pwd
@@ -50,7 +49,15 @@ from playwright.sync_api import Page, sync_playwright
 from scripts.course import ASSIGNMENT, RELEASE, ROOT
 from scripts.pg_server import PostgresServer, PostgresUnavailable, free_port
 from scripts.student_work import CORRECT, solved_cell
-from tests.helpers import VENV_BIN, leaked_hidden_text, nbgrader_env, new_course, require, wait_until_serving
+from tests.helpers import (
+    VENV_BIN,
+    HubAccounts,
+    leaked_hidden_text,
+    nbgrader_env,
+    new_course,
+    require,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.hub
 
@@ -92,64 +99,15 @@ SLOW_MS = 180_000  # a server start or a validation on a busy 2-core machine
 
 # --- Unix accounts ----------------------------------------------------------------------------------
 
-def account_processes(uid: int) -> list[int]:
-    """Process ids owned by `uid` (real uid), from /proc."""
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            uid_line = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue  # the process ended while we looked
-        if int(uid_line.split()[1]) == uid:
-            pids.append(int(status.parent.name))
-    return pids
-
-
 def remove_accounts() -> None:
-    """Remove this test's accounts and groups (and stop what still runs as them).
-
-    Refuses to touch an account of the same name that this test did not make."""
-    for name in ACCOUNTS:
-        try:
-            account = pwd.getpwnam(name)
-        except KeyError:
-            continue
-        if account.pw_gecos != ACCOUNT_MARK:
-            raise RuntimeError(f"account {name} exists and was not made by this test; not removing it")
-        for pid in account_processes(account.pw_uid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        # A killed process is gone only once the kernel has torn it down and its parent has
-        # reaped it; userdel refuses (status 8) while any process of the account is left, as it
-        # did once in CI right after the hub stopped.
-        deadline = time.monotonic() + 30
-        while account_processes(account.pw_uid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        subprocess.run(["userdel", name], check=True, capture_output=True)
-    for group in (STUDENTS_GROUP, INSTRUCTORS_GROUP):
-        try:
-            grp.getgrnam(group)
-        except KeyError:
-            continue
-        subprocess.run(["groupdel", group], check=True, capture_output=True)
+    """Remove this test's accounts and groups (and stop what still runs as them)."""
+    HubAccounts(ACCOUNTS, (STUDENTS_GROUP, INSTRUCTORS_GROUP), ACCOUNT_MARK).remove()
 
 
 def create_accounts(homes: Path) -> dict[str, str]:
     """The test's accounts, each with a private home and a random password; {name: password}."""
-    for group in (STUDENTS_GROUP, INSTRUCTORS_GROUP):
-        subprocess.run(["groupadd", group], check=True, capture_output=True)
-    passwords = {}
-    for name, groups in ACCOUNTS.items():
-        home = homes / name
-        subprocess.run(["useradd", "--comment", ACCOUNT_MARK, "--home-dir", str(home), "--create-home",
-                        "--shell", "/bin/bash", *(["--groups", ",".join(groups)] if groups else []), name],
-                       check=True, capture_output=True)
-        home.chmod(0o700)
-        passwords[name] = secrets.token_urlsafe(12)
-    subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()), text=True,
-                   check=True, capture_output=True)
+    passwords = {name: secrets.token_urlsafe(12) for name in ACCOUNTS}
+    HubAccounts(ACCOUNTS, (STUDENTS_GROUP, INSTRUCTORS_GROUP), ACCOUNT_MARK).create(homes, passwords)
     return passwords
 
 

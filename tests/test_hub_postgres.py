@@ -1,7 +1,7 @@
 """A hub's gradebook on a real PostgreSQL server, under the load a hub puts on it.
 
 Debian's server runs in a temporary folder (scripts/pg_server.py).  A generated class of CLASS
-submissions (bench/make_class.py, every variant with its hand-worked score) is graded by the real
+submissions (scripts/make_class.py, every variant with its hand-worked score) is graded by the real
 `coursekit autograde` CLI with COURSEKIT_GRADEBOOK pointing at the server, as on a hub:
 
 - two graders started at once, while `nbgrader export` reads the gradebook, lose no row and leave

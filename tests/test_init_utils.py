@@ -195,7 +195,8 @@ def test_a_boundary_of_one_class_is_filled_with_that_class_colour(agg):
     assert mcolors.to_hex(fill.get_facecolor()[0]) == mcolors.to_hex(init_utils.FILL_COLOURS[0])
     assert ax.get_aspect() == 1.0
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == list(init_utils.LABEL_NAMES)
+    assert labels == ["label 0 (outer circle)", "label 1 (inner circle)",
+                      "filled blue: the network predicts 0", "filled orange: the network predicts 1"]
 
 
 def test_deep_network_spreads_are_deterministic_and_he_keeps_the_size():
@@ -222,3 +223,30 @@ def test_explorer_without_ipywidgets_shows_the_static_grid(agg, monkeypatch, cap
     init_utils.explore_initialization(train_X, train_Y)
     out = capsys.readouterr().out
     assert "Image object" in out and "Install ipywidgets and rerun this cell to get the slider." in out
+
+
+def test_the_explorer_says_no_boundary_where_the_network_outputs_one_half_everywhere():
+    """At s = 0.001 every output is within 1e-5 of 0.5 (2.6e-9, measured with a separate script)."""
+    train_X, train_Y, _, _ = init_utils.load_dataset()
+    fig = init_utils.exploration_figure(train_X, train_Y, [(0.001, "lecun"), (1.0, "he")])
+    flat, learned = ([t.get_text() for t in ax.texts] for ax in fig.axes[2::3])  # the boundary panels
+    init_utils.pyplot().close(fig)
+    assert flat == ["No boundary: the network\noutputs 0.5 everywhere"] and learned == []
+
+
+def test_every_explorer_setting_keeps_the_deep_network_on_its_axes():
+    low, high = init_utils.EXPLORER_SPREAD_LIMITS
+    for s, rule in ((0.001, "lecun"), (0.001, "he"), (0.001, "plain"), (100.0, "plain"), (100.0, "he")):
+        spreads, _ = init_utils.deep_relu_spreads(lambda n_in, n_out, s=s, rule=rule: s * init_utils.EXPLORER_RULES[rule](n_in, n_out))
+        assert low < min(spreads) and max(spreads) < high, (s, rule)
+
+
+def test_log_axes_label_every_decade():
+    fig, ax = init_utils.pyplot().subplots()
+    ax.plot([1, 2], [1e-12, 1e2])
+    ax.set_yscale("log")
+    init_utils.label_every_decade(ax.yaxis)
+    fig.canvas.draw()
+    exponents = sorted(round(np.log10(t)) for t in ax.get_yticks() if 1e-12 <= t <= 1e2)
+    init_utils.pyplot().close(fig)
+    assert exponents == list(range(-12, 3))

@@ -21,15 +21,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-import requests
 from nbgrader.api import Gradebook
 from pylti1p3.registration import Registration
-from pylti1p3.service_connector import ServiceConnector
 
 from scripts.course import ASSIGNMENT
 from scripts.lti_platform import Platform, new_key
 from scripts.student_work import CORRECT
-from tests.helpers import build_template, coursekit, nbgrader_env, release_notebook, solve, submit
+from tests.helpers import build_template, coursekit, lms_results, nbgrader_env, release_notebook, solve, submit
 
 XAVIER_HE = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 /", "np.sqrt(1 /")
 DUE = datetime(2027, 3, 1, 17, 0)  # UTC, as nbgrader stores it
@@ -42,7 +40,6 @@ CLASS = {
     "dee": (CORRECT, LATE, 9.0, "dee"),
     "eve": (CORRECT, ON_TIME, 9.0, "eve"),
 }
-RESULTS_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"
 
 
 class Term:
@@ -91,21 +88,7 @@ class Term:
         coursekit(self.course, "--force", "--student", student)
 
     def results(self) -> dict[str, tuple[float, float, str]]:
-        """userId -> (resultScore, resultMaximum, comment) from the platform's results endpoint, every page."""
-        (lineitem,) = self.platform.lineitems
-        registration = (Registration().set_issuer(self.platform.url).set_client_id(self.platform.client_id)
-                        .set_auth_token_url(self.platform.token_url).set_tool_private_key(self.tool_key)
-                        .set_tool_public_key(self.tool_public))
-        token = ServiceConnector(registration).get_access_token([RESULTS_SCOPE])
-        url: str | None = f"{lineitem}/results"
-        found = {}
-        while url:
-            answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-            assert answer.status_code == 200, answer.text
-            for r in answer.json():
-                found[r["userId"]] = (r["resultScore"], r["resultMaximum"], r.get("comment") or "")
-            url = answer.links.get("next", {}).get("url")
-        return found
+        return lms_results(self.platform, self.tool_key, self.tool_public)
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +199,12 @@ def test_a_grading_service_can_push_one_students_final_grade(term):
                          credentials=load_credentials(course_dir=term.course, file=term.credentials))
     assert (result.sent, result.failed) == ({"cy": 6.0}, {})
     assert term.results()[CLASS["cy"][3]] == (6.0, 9.0, "")
+
+
+def test_lms_key_prints_the_public_key_the_lms_is_given(term):
+    done = subprocess.run([sys.executable, "-m", "coursekit", "lms", "key", "--credentials", str(term.credentials)],
+                          cwd=term.course, env=nbgrader_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    jwk, _, pem = done.stdout.partition("}\n")
+    assert json.loads(jwk + "}") == term.platform.tool_jwks["keys"][0]
+    assert pem == term.tool_public and "PRIVATE" not in done.stdout

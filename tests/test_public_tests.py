@@ -139,6 +139,14 @@ def zeros_off_by_one_loop(layers_dims):
     return parameters
 
 
+def zeros_returns_inside_the_loop(layers_dims):
+    parameters = {}
+    for l in range(1, len(layers_dims)):
+        parameters["W" + str(l)] = np.zeros((layers_dims[l], layers_dims[l - 1]))
+        parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))
+        return parameters
+
+
 def zeros_returns_nothing(layers_dims):
     parameters = {}
     for l in range(1, len(layers_dims)):
@@ -165,6 +173,7 @@ def zeros_nested_lists(layers_dims):
     (zeros_flat_bias, "a bias is a column vector"),
     (zeros_integer_dtype, "expected floating point"),
     (zeros_off_by_one_loop, "missing ['W2', 'b2']"),
+    (zeros_returns_inside_the_loop, "is `return parameters` inside the loop?"),
     (zeros_returns_nothing, "did you forget `return parameters`?"),
     (zeros_mutates_input, "changed its input list"),
     (zeros_with_ones, "non-zero entries"),
@@ -448,3 +457,23 @@ def test_a_failure_in_a_kernel_shows_the_message_and_the_students_line_not_the_h
     # the student's own line is where the error shows, not public_tests.py
     assert "----> 2     return {'W1': 1 / 0}" in student_crash
     assert "public_tests.py" not in student_crash
+
+
+def test_a_loop_that_stops_early_is_not_called_a_return_inside_the_loop():
+    with pytest.raises(AssertionError) as failure:
+        initialize_parameters_zeros_test(zeros_off_by_one_loop)
+    assert "inside the loop" not in str(failure.value)
+
+
+def test_he_with_return_inside_the_loop_is_named():
+    def he_returns_inside_the_loop(layers_dims):
+        np.random.seed(3)
+        parameters = {}
+        for l in range(1, len(layers_dims)):
+            parameters["W" + str(l)] = np.random.randn(layers_dims[l], layers_dims[l - 1]) * np.sqrt(2 / layers_dims[l - 1])
+            parameters["b" + str(l)] = np.zeros((layers_dims[l], 1))
+            return parameters
+
+    with pytest.raises(AssertionError) as failure:
+        initialize_parameters_he_test(he_returns_inside_the_loop)
+    assert "only W1 and b1 came back: is `return parameters` inside the loop?" in str(failure.value)

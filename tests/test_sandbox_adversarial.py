@@ -26,7 +26,7 @@ import pytest
 
 from coursekit.gradebook import lock_name
 from coursekit.read import load_course
-from coursekit.sandbox import Call, Limits, Opaque, Sandbox, SandboxResult
+from coursekit.sandbox import Call, Failure, Limits, Opaque, Sandbox, SandboxResult
 from coursekit.sandbox._child import SETUP_FAILED_EXIT, UID_BASE
 from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
 from tests.helpers import copy_course, coursekit, nbgrader_env, release_notebook, run_coursekit, submit
@@ -76,7 +76,7 @@ def run(box: Sandbox, code: str | list[str], *calls: Call, limits: Limits = QUIC
 def assert_batch_goes_on(box: Sandbox) -> None:
     """After an attack, the same sandbox still grades an honest submission correctly."""
     result = run(box, HE, Call("initialize_parameters_he", ([2, 4, 1],)))
-    assert result.reason is None, result.reason
+    assert result.reason is None and result.failure is None, result.reason
     value = result.calls[0].value
     assert set(value) == {"W1", "b1", "W2", "b2"}
     for key, array in expected_he([2, 4, 1]).items():
@@ -309,6 +309,7 @@ def test_forged_result_bytes_are_refused_not_unpickled(box):
         os._exit(0)
         """, Call("initialize_parameters_he", ([2, 4, 1],)))
     assert result.reason.startswith("malformed result from the sandbox")
+    assert result.failure is Failure.FORGED
     assert [c.status for c in result.calls] == ["not_run"]
     assert result.calls[0].value is None
 
@@ -323,6 +324,7 @@ def test_forged_records_void_the_whole_result_even_the_honest_calls(box):
             return 0
         """], Call("initialize_parameters_he", ([2, 4, 1],)), Call("forge", ([1],)))
     assert result.reason == "malformed result from the sandbox: records out of order"
+    assert result.failure is Failure.FORGED
     assert [(c.status, c.value) for c in result.calls] == [("not_run", None)] * 2
 
 
@@ -330,7 +332,8 @@ def test_garbage_and_oversized_results_are_a_failed_run_with_a_reason(box):
     garbage = run(box, "import os\nos.write(3, b'not a record')\n", Call("f"))
     assert garbage.reason.startswith("malformed result from the sandbox")
     huge = run(box, "import os, struct\nos.write(3, struct.pack('<2sII', b'CK', 10 << 20, 0))\n", Call("f"))
-    assert huge.reason == "the result is larger than the 1 MiB limit"
+    assert huge.reason == "the result is larger than the 1 MiB limit (sent by part 1)"
+    assert (garbage.failure, huge.failure) == (Failure.FORGED, Failure.STUDENT)
     assert [c.status for c in garbage.calls + huge.calls] == ["not_run", "not_run"]
     assert_batch_goes_on(box)
 
@@ -387,6 +390,7 @@ def test_an_endless_sleep_hits_the_wall_clock_timeout(box):
         """], Call("initialize_parameters_he", ([2, 1],)), Call("initialize_parameters_zeros", ([2],)),
         limits=Limits(wall_seconds=1.5))
     assert result.reason == "wall-clock timeout after 1.5 s"
+    assert result.failure is Failure.STUDENT
     assert [c.status for c in result.calls] == ["ok", "error"]
     assert_batch_goes_on(box)
 
@@ -505,17 +509,48 @@ def test_allocating_30_gb_is_a_memory_error_mentioning_the_limit(box):
     assert he.status == "ok"
 
 
-def test_printing_gigabytes_stops_at_the_output_limit(box):
+def test_printing_without_end_only_runs_out_of_time_and_keeps_a_capped_part(box):
     result = run(box, """
         import sys
         def initialize_parameters_zeros(layers_dims):
             while True:
                 sys.stdout.write("x" * (1 << 20))
         """, Call("initialize_parameters_zeros", ([2],)))
-    assert result.reason == "output limit exceeded: printed more than 1 MiB"
-    assert 0 < len(result.output) <= 1 << 20
+    assert result.reason == "wall-clock timeout after 5 s"
     assert result.calls[0].status == "error"
     assert_batch_goes_on(box)
+
+
+def test_printing_past_the_output_limit_is_cut_with_a_note_and_costs_nothing(box):
+    """Output written around the capture (straight to the file descriptors) is cut at
+    output_bytes; the run goes on and every call keeps its value."""
+    result = run(box, [HE, """
+        import os
+        def shout(layers_dims):
+            for _ in range(3):
+                os.write(1, "\u00fc".encode() * (1 << 20))
+            return 7
+        """], Call("shout", ([2],)), Call("initialize_parameters_he", ([2, 4, 1],)))
+    assert result.reason is None
+    assert [c.status for c in result.calls] == ["ok", "ok"] and result.calls[0].value == 7
+    assert result.output.endswith("... (output cut by coursekit: more than 1 MiB was printed)\n")
+    assert len(result.output.encode()) <= (1 << 20) + 200
+
+
+def test_many_calls_that_print_non_ascii_text_keep_their_values_and_a_cut_of_their_prints(box):
+    """Each call prints 30 000 non-ASCII characters (each takes 6 bytes in a record): the kept
+    prints share a budget of half the output limit, later ones are cut with a note, and no
+    record is refused as too large."""
+    calls = [Call("chatty", (i,)) for i in range(40)]
+    result = run(box, """
+        def chatty(i):
+            print("\u00e9\u4e2d" * 15_000)
+            return i
+        """, *calls)
+    assert result.reason is None
+    assert [c.value for c in result.calls] == list(range(40))
+    assert result.calls[0].stdout.startswith("\u00e9\u4e2d" * 9_000)
+    assert result.calls[-1].stdout.endswith("... (output cut by coursekit)\n")
 
 
 def test_a_file_larger_than_file_bytes_cannot_be_written(box):
@@ -651,6 +686,7 @@ def test_a_submission_that_silences_the_end_signal_loses_its_results(box):
                  Call("initialize_parameters_he", ([2, 4, 1],)))
     assert result.reason.startswith("the submission interfered with the sandbox's exit after its "
                                     "last call")
+    assert result.failure is Failure.STUDENT
     assert [(c.status, c.value) for c in result.calls] == [("error", None)]
     assert_batch_goes_on(box)
 

@@ -49,6 +49,7 @@ from coursekit.sandbox._protocol import (
     Call,
     CallResult,
     Cell,
+    Failure,
     Opaque,
     SandboxResult,
     Step,
@@ -57,7 +58,7 @@ from coursekit.sandbox._protocol import (
     clean_text,
 )
 
-__all__ = ["Call", "CallResult", "Cell", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
+__all__ = ["Call", "CallResult", "Cell", "Failure", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
            "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "clean_text", "scratch_folder"]
 
 # How long to wait for the zygote beyond the run's own wall-clock limit before
@@ -356,7 +357,7 @@ class Sandbox:
             ours.close()
         self._sock.settimeout(limits.wall_seconds + _SUPERVISOR_GRACE_SECONDS)
         try:
-            message, fds, _, _ = socket.recv_fds(self._sock, 1 << 20, 2)
+            message, fds, _, _ = socket.recv_fds(self._sock, 1 << 20, 1)  # the output file
         except TimeoutError:
             self._stop()
             return {"error": "the sandbox supervisor did not answer in time"}, [], b"", None
@@ -391,25 +392,40 @@ def _collect(steps: Sequence[Step], status: dict, fds: list[int], data: bytes, p
              limits: Limits) -> SandboxResult:
     if "error" in status:
         return protocol.results(steps, b"", f"sandbox failure (not the submission's fault): {status['error']}", "",
-                                void=True)
-    output_fd = fds[0]  # fds[1], the zygote's result file, is unused: records come over the channel
+                                void=True, failure=Failure.GRADER)
+    output_fd = fds[0]
     output = _read_capped(output_fd, limits.output_bytes).decode("utf-8", errors="replace")
+    if status["output_exceeded"]:  # the zygote dropped the rest; the run went on
+        output += f"\n... (output cut by coursekit: more than {_size(limits.output_bytes)} was printed)\n"
+    if problem == "too large":
+        # The records that arrived whole stand, as if the child had died while sending the next
+        # one: that step (named in the reason) fails, later ones did not run.
+        return protocol.results(steps, data, f"the result is larger than the {_size(limits.output_bytes)} "
+                                f"limit{_sent_by(steps, data)}", output, failure=Failure.STUDENT)
     if problem:
-        # The grader stopped reading at a forged or oversized record, so the child's own end
-        # (often a broken pipe) says nothing: the problem is the reason, and it voids the run.
-        reason = (f"the result is larger than the {_size(limits.output_bytes)} limit" if problem == "too large"
-                  else f"malformed result from the sandbox: {problem}")
-        return protocol.results(steps, b"", reason, output, void=True)
+        # The grader stopped reading at a forged record, so the child's own end (often a
+        # broken pipe) says nothing: the problem is the reason, and it voids the run.
+        return protocol.results(steps, b"", f"malformed result from the sandbox: {problem}", output, void=True,
+                                failure=Failure.FORGED)
     result = protocol.results(steps, data, _process_reason(status, limits, output), output)
-    if result.completed == len(steps) and not status["finished"] and not status["output_exceeded"]:
+    if result.completed == len(steps) and not status["finished"]:
         # Every step reported, yet the child did not end the way the sandbox ends it: the
         # submission broke the exit path (a hang, or a closed signal pipe).  Fail closed.
         reason = (f"the submission interfered with the sandbox's exit after its last call "
                   f"({result.reason or 'no end signal'}); its results are discarded")
-        void = protocol.results(steps, b"", reason, output, void=True)
+        void = protocol.results(steps, b"", reason, output, void=True, failure=Failure.STUDENT)
         void.calls = [CallResult(c.function, "error", error=reason) for c in void.calls]
         return void
     return result
+
+
+def _sent_by(steps: Sequence[Step], data: bytes) -> str:
+    """' (sent by <the step whose record did not fit>)', or '' if the records do not say."""
+    whole = protocol.results(steps, data, None, "").completed
+    if whole >= len(steps):
+        return ""
+    step = steps[whole]
+    return f" (sent by {f'the call of {step.function}' if isinstance(step, Call) else step.label})"
 
 
 def _read_capped(fd: int, cap: int) -> bytes:
@@ -435,8 +451,6 @@ def _size(n: float) -> str:
 def _process_reason(status: dict, limits: Limits, output: str) -> str | None:
     if status["timed_out"]:
         return f"wall-clock timeout after {limits.wall_seconds:g} s"
-    if status["output_exceeded"]:
-        return f"output limit exceeded: printed more than {_size(limits.output_bytes)}"
     if status["finished"]:
         return None  # the child signalled its end; the zygote then killed it
     sig = status["signal"]

@@ -11,8 +11,8 @@ The zygote imports NumPy and friends once, builds the isolated view of the
 machine once (mount, network and IPC namespaces, a read-only chroot), then
 serves one request at a time from the grader: fork a child, let it drop to a
 fresh unprivileged uid and run the submission, watch the clock and the
-output, kill everything the child left behind, and hand back the output and
-result files as file descriptors.  The zygote itself never reads submission
+output, kill everything the child left behind, and hand back the output file
+as a file descriptor.  The zygote itself never reads submission
 code, output or results, so nothing of one student stays in the memory the
 next student's child inherits.
 
@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy
 
-RESULT_FD = 3  # the child's end of the run's channel to the grader (see _runner.py)
+CHANNEL_FD = 3  # the child's end of the run's channel to the grader (_runner.CHANNEL_FD)
 # The child's signal pipe to the zygote (see supervise): READY once its sandbox is complete,
 # just before the submission runs, then DONE once the last result is written.  Any byte after
 # READY ends the run, so a submission that writes here early only cuts its own run short.
@@ -343,14 +343,13 @@ class Zygote:
         # The child signals READY here once its sandbox is complete (exits before that are
         # the sandbox's failures, not the student's), then DONE after its last result.
         signal_r, signal_w = os.pipe()
-        result_fd = os.memfd_create("coursekit-result", 0)
         output_fd = os.memfd_create("coursekit-output", 0)
         try:
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                child_main(self, request, input_fd, out_w, result_fd, signal_w)  # never returns
+                child_main(self, request, input_fd, out_w, signal_w)  # never returns
             for fd in (out_w, signal_w):
                 os.close(fd)
             out_w = signal_w = -1
@@ -358,13 +357,12 @@ class Zygote:
         except BaseException:
             kill_leftovers()  # e.g. the grader went away mid-run: nothing may outlive the run
             os.close(output_fd)
-            os.close(result_fd)
             raise
         finally:
             for fd in (out_r, out_w, signal_r, signal_w):
                 if fd >= 0:
                     os.close(fd)
-        return status, [output_fd, result_fd]
+        return status, [output_fd]
 
     def remove(self) -> None:
         """On the way out: take down the chroot and delete the grader's (empty) mount point."""
@@ -607,7 +605,7 @@ class GraderGone(Exception):
     """The grader closed its end of the control socket (or died) while a child was running."""
 
 
-def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,
+def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,  # noqa: C901, PLR0915 (one loop over the child's pipes and the clock, sharing their state)
               control: int) -> dict:
     """Wait for the child, draining its output into output_fd, until it ends or a limit hits.
 
@@ -622,6 +620,9 @@ def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,
     out_open = signal_open = True
     copied = 0
     timed_out = output_exceeded = False
+    # Output beyond output_bytes is drained into /dev/null (the run goes on: printing costs no
+    # points); `output_exceeded` then tells the grader to say that the output was cut.
+    discard = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     signals = _Signals()
     try:
         while not signals.ended:
@@ -638,19 +639,18 @@ def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,
             if out_r in readable:
                 # splice moves the bytes pipe -> memfd inside the kernel: the zygote's memory
                 # never holds the student's output.
-                moved = os.splice(out_r, output_fd, 1 << 16)
+                moved = os.splice(out_r, discard if output_exceeded else output_fd, 1 << 16)
                 copied += moved
                 if moved == 0:
                     out_open = False
-                elif copied > limits["output_bytes"]:
-                    output_exceeded = True
-                    break
+                output_exceeded = copied > limits["output_bytes"]
             if pidfd in readable:
                 break
     finally:
         os.close(pidfd)
+        os.close(discard)
         # The child is not reaped yet, so its pid (and process group id) cannot be reused.
-        if timed_out or output_exceeded or signals.ended:
+        if timed_out or signals.ended:
             os.kill(pid, signal.SIGKILL)
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -717,8 +717,6 @@ def zygote_main(argv: list[str]) -> None:
     for name in config["preload"]:
         try:
             importlib.import_module(name)
-            if name == "matplotlib":
-                sys.modules["matplotlib"].use("Agg")
         except ModuleNotFoundError as exc:
             if exc.name == name and "." not in name:
                 zygote.deferred.append(name)  # perhaps the release's own: see import_release_modules
@@ -726,6 +724,7 @@ def zygote_main(argv: list[str]) -> None:
                 zygote.isolation["notes"].append(f"could not preload {name}: {exc}")
         except ImportError as exc:
             zygote.isolation["notes"].append(f"could not preload {name}: {exc}")
+    RUNNER.use_inline_backend()  # figures as in a kernel: shown and closed at each cell's end
     sock = socket.socket(fileno=sock_fd)
     zygote.control = sock_fd
     try:
@@ -740,7 +739,7 @@ def zygote_main(argv: list[str]) -> None:
     os.environ.clear()
     os.environ.update({
         "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-        "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": workdir,
+        "LANG": "C.UTF-8", "MPLBACKEND": RUNNER.INLINE_BACKEND, "MPLCONFIGDIR": workdir,
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     })
     # Objects that exist now are shared copy-on-write with every child; keep the
@@ -798,26 +797,23 @@ def serve_one(zygote: Zygote, sock: socket.socket) -> bool:
 # --------------------------------------------------------------------------- child
 
 
-def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, result_fd: int,
-               signal_w: int) -> None:
+def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, signal_w: int) -> None:  # noqa: C901, PLR0915 (the child's lock-in steps, in the order they must happen)
     """In the forked child: lock ourselves in, then run the submission. Never returns."""
     zygote_pid = os.getppid()
     try:
         limits = request["limits"]
         os.setsid()
-        # The run's channel (a socket to the grader) becomes fd RESULT_FD: steps arrive on
-        # it one at a time and results leave on it (_runner.py); the zygote's result file
-        # is not used.
-        result_fd = input_fd
+        # The run's channel (a socket to the grader) becomes fd CHANNEL_FD: steps arrive on
+        # it one at a time and results leave on it (_runner.py).
         # Move the fds we keep above the low numbers before putting them in place,
         # so no dup2 below overwrites one we still need.
-        null, out_w, result_fd, signal_w = (
+        null, out_w, channel, signal_w = (
             fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
-            for fd in (os.open("/dev/null", os.O_RDONLY), out_w, result_fd, signal_w))
+            for fd in (os.open("/dev/null", os.O_RDONLY), out_w, input_fd, signal_w))
         os.dup2(null, 0)
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
-        os.dup2(result_fd, RESULT_FD)
+        os.dup2(channel, CHANNEL_FD)
         os.dup2(signal_w, SIGNAL_FD)
         uid = UID_BASE + os.getpid()
         if zygote.isolation["user"]:  # the copy of the release files becomes the student's own

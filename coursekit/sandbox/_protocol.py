@@ -32,6 +32,7 @@ record with anything wrong in it voids the whole run.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import math
@@ -103,6 +104,14 @@ class TestResult:
     outputs: list = field(default_factory=list)  # as in the record; error: [ename, evalue, traceback]
 
 
+class Failure(enum.Enum):
+    """What stopped a run that did not finish, which decides what the grader does with it."""
+
+    GRADER = "grader"    # the sandbox machinery, not the submission: it stays ungraded, a re-run grades it
+    FORGED = "forged"    # the child sent a malformed or forged record: nothing it said counts
+    STUDENT = "student"  # the submission: time, memory or output limit, exit, crash, a broken way out
+
+
 @dataclass
 class SandboxResult:
     calls: list[CallResult]
@@ -112,6 +121,7 @@ class SandboxResult:
     tests: list[TestResult] = field(default_factory=list)
     completed: int = 0  # steps that reported; when fewer than all, the next one is where the run stopped
     void: bool = False  # the child sent something forged or broke the way out: nothing it said counts
+    failure: Failure | None = None  # who is to blame for `reason` (None when the run finished)
 
 
 def messages(steps: Sequence[Step]) -> Iterator[tuple[list[Cell], list[Call], Test | None, int]]:
@@ -219,11 +229,12 @@ class _Records:
 # --------------------------------------------------------------------------- decoding
 
 
-def results(steps: Sequence[Step], data: bytes, reason: str | None, output: str,
-            void: bool = False) -> SandboxResult:
+def results(steps: Sequence[Step], data: bytes, reason: str | None, output: str,  # noqa: C901 (one pass matching records to steps)
+            void: bool = False, failure: Failure | None = None) -> SandboxResult:
     """Match the records to the steps.  A malformed record voids the whole run (reason says
     why); a run that ended early keeps what finished, fails the step in progress, and leaves
-    the rest not run."""
+    the rest not run.  `failure` says who is to blame for `reason`; by default the submission,
+    or the child's records when they are malformed and nothing else stopped the run."""
     records: list[dict] = []
     try:
         if void:
@@ -239,7 +250,8 @@ def results(steps: Sequence[Step], data: bytes, reason: str | None, output: str,
             ordinal += kind == "call"
             records.append(received)
     except ValueError as exc:
-        reason = reason or f"malformed result from the sandbox: {exc}"  # (a voided run has its reason)
+        if reason is None:  # (a voided run has its reason and its failure)
+            reason, failure = f"malformed result from the sandbox: {exc}", Failure.FORGED
         records = []
         void = True
     else:
@@ -269,7 +281,9 @@ def results(steps: Sequence[Step], data: bytes, reason: str | None, output: str,
             tests.append(TestResult(step.label, "not_run"))
     if len(records) < len(steps) and not void:
         reason = stopped
-    return SandboxResult(calls, reason, output, code_errors, tests, len(records), void)
+    if reason and failure is None:
+        failure = Failure.STUDENT
+    return SandboxResult(calls, reason, output, code_errors, tests, len(records), void, failure)
 
 
 def _parse_records(data: bytes) -> Iterator[dict]:
@@ -392,7 +406,7 @@ class _Decoder:
         self.used: set[int] = set()
         self.nodes = 0
 
-    def decode(self, value: object, depth: int = 0) -> object:
+    def decode(self, value: object, depth: int = 0) -> object:  # noqa: C901 (one branch per kind of value of the wire format)
         self.nodes += 1
         if depth > runner.MAX_DEPTH or self.nodes > runner.MAX_NODES:
             raise ValueError("value nested too deeply or too large")

@@ -30,6 +30,7 @@ import builtins
 import json
 import json.decoder
 import json.scanner
+import linecache
 import os
 import signal
 import struct
@@ -90,12 +91,17 @@ _c_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
 RECORD_HEADER = struct.Struct("<2sII")  # magic, JSON length, blob length
 RECORD_MAGIC = b"CK"
 MESSAGE_HEADER = struct.Struct("<I")  # grader -> child: length of one JSON message
-CHANNEL_FD = 3  # the same number as the result file it replaced
+CHANNEL_FD = 3  # the run's channel to the grader, put there by the zygote (_child.CHANNEL_FD)
 MAX_DEPTH = 32
 MAX_NODES = 200_000
 MAX_INT_BITS = 14_000  # about 4200 decimal digits
 ERROR_CHARS = 2000
 CAPTURE_CHARS = 20_000  # printed by one call or test cell and kept (nbgrader keeps 1000 lines)
+_escaped = json.encoder.encode_basestring_ascii  # how a kept text travels in a record (C function)
+# What the kept prints of a whole run may take of the records' budget (Limits.output_bytes), as
+# they travel: a non-ASCII character takes 6 or 12 bytes there.  serve() sets it from the limits;
+# a later print is cut with a note, so printing never makes the records too large for the grader.
+_print_budget = [0]
 TRACEBACK_LINES = 40
 
 
@@ -113,7 +119,7 @@ _QUIET_MAGICS = frozenset({
     "automagic", "autocall", "pip", "conda", "debug", "pdb", "tb", "page", "notebook",
     "connect_info", "load", "save", "alias", "unalias", "rehashx", "store", "logstart",
     "logstop", "logon", "logoff", "logstate", "bookmark", "dhist", "dirs", "html", "HTML",
-    "markdown", "latex", "javascript", "js", "svg", "bash", "sh", "script", "system", "sx", "env",
+    "markdown", "latex", "javascript", "js", "svg", "env",
 })
 
 
@@ -122,13 +128,23 @@ class Shell:
 
     The grader transforms every cell with IPython's own TransformerManager (a cell magic's
     body too), so only the calls it emits reach this class.  Magics that run code (time,
-    timeit, prun, capture) run it once in the user namespace; shell escapes do nothing (no
-    processes in the sandbox; nbgrader ignores their exit status too); unknown magics raise
-    UsageError, as IPython does.
+    timeit, prun, capture) run it once in the user namespace; ``%reset`` empties it as
+    IPython's does (a kernel under nbgrader cannot ask for confirmation, so it resets with or
+    without ``-f``); unknown magics raise UsageError, as IPython does.  Shell escapes
+    (``!cmd``, ``x = !cmd``) run the command where processes may start (`processes`, as in a
+    kernel: its output is printed, its status is ``_exit_code``, and a failing command does not
+    stop the cell); elsewhere (the sandbox refuses new processes, and the grader's own process
+    never runs them) they print why and set ``_exit_code`` to 127, as a shell that cannot find
+    the command does, and the cell goes on.
     """
 
-    def __init__(self, namespace: dict) -> None:
+    # What a kernel's namespace holds before any cell runs: what %reset keeps.
+    KERNEL_NAMES = frozenset({"__builtins__", "__name__", "__doc__", "__package__", "__loader__", "__spec__",
+                              "get_ipython", "display", "In", "Out", "exit", "quit"})
+
+    def __init__(self, namespace: dict, processes: bool = False) -> None:
         self.user_ns = namespace
+        self.processes = processes
 
     def _run(self, code: str, frame: types.FrameType | None, mode: str):
         scope = frame.f_locals if frame is not None and frame.f_globals is self.user_ns else None
@@ -145,8 +161,9 @@ class Shell:
 
     def run_line_magic(self, name: str, line: str, _stack_depth: int = 1):
         if name in ("time", "timeit", "prun"):
+            cpu = time.process_time()
             value, seconds = self._run(_statement(line), sys._getframe(_stack_depth), "eval")
-            print(f"Wall time: {seconds * 1e3:.2f} ms")
+            _print_times(time.process_time() - cpu, seconds)
             return value if name == "time" else None
         if name == "pwd":
             return os.getcwd()
@@ -154,6 +171,11 @@ class Shell:
             key, _, value = line.replace("=", " ", 1).partition(" ")
             os.environ[key.strip()] = value.strip()
             return None
+        if name == "reset":
+            self.reset(line.split())
+            return None
+        if name in ("sx", "system"):
+            return self.getoutput(line)
         if name in _QUIET_MAGICS:
             return None
         raise UsageError(f"Line magic function `%{name}` not found.")
@@ -162,9 +184,10 @@ class Shell:
         if name in ("timeit", "prun") and _statement(line):  # %%timeit's line is setup code
             self._run(_statement(line), None, "exec")
         if name in ("time", "timeit", "prun", "capture"):
+            cpu = time.process_time()
             _, seconds = self._run(cell, None, "exec")
             if name != "capture":
-                print(f"Wall time: {seconds * 1e3:.2f} ms")
+                _print_times(time.process_time() - cpu, seconds)
             return None
         if name == "writefile":
             path = line.split()[-1] if line.split() else ""
@@ -173,19 +196,66 @@ class Shell:
                 fh.write(cell)
             print(f"Writing {path}")
             return None
+        if name in ("bash", "sh", "script", "system"):
+            self.system(cell)
+            return None
         if name in _QUIET_MAGICS:
             return None
         raise UsageError(f"Cell magic `%%{name}` not found.")
 
+    def reset(self, words: list) -> None:
+        """%reset [-f] [-s] [in|out|array|dhist]: IPython's, as far as a namespace goes."""
+        targets = [w for w in words if not w.startswith("-")]
+        if not targets:  # everything the cells defined
+            for key in list(self.user_ns):
+                if key not in self.KERNEL_NAMES:
+                    del self.user_ns[key]
+        if "array" in targets:
+            for key, value in list(self.user_ns.items()):
+                if isinstance(value, _ndarray) and key not in self.KERNEL_NAMES:
+                    del self.user_ns[key]
+        if not targets or "out" in targets:
+            out = self.user_ns.get("Out")
+            if isinstance(out, dict):
+                out.clear()
+
+    def _shell(self, cmd: str):
+        """(output, status) of a shell command, or None where no process may start."""
+        if not self.processes:
+            return None
+        import subprocess  # noqa: PLC0415 - only cells with shell escapes need it
+        try:
+            done = subprocess.run(cmd, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, check=False)
+        except OSError:  # the sandbox refuses new processes (seccomp), or there is no shell
+            return None
+        return done.stdout.decode("utf-8", "replace"), done.returncode
+
     def system(self, cmd: str) -> None:
-        self.user_ns["_exit_code"] = 0
+        ran = self._shell(cmd)
+        if ran is None:
+            print(f"coursekit: the shell command `{cmd.strip()[:200]}` did not run: the grader starts no "
+                  "processes (its status is 127, as for a command not found)")
+            self.user_ns["_exit_code"] = 127
+            return
+        text, status = ran
+        print(text, end="")
+        self.user_ns["_exit_code"] = status
 
     def getoutput(self, cmd: str, split: bool = True):
-        return []
+        ran = self._shell(cmd)
+        text = ran[0] if ran is not None else ""
+        return text.splitlines() if split else text
 
     def magic(self, line: str):
         name, _, rest = line.lstrip("%").partition(" ")
         return self.run_line_magic(name, rest, 2)
+
+
+def _print_times(cpu: float, wall: float) -> None:
+    """What %time prints, in IPython's words (its own units are finer; the text is not graded)."""
+    print(f"CPU times: total: {cpu * 1e3:.2f} ms")
+    print(f"Wall time: {wall * 1e3:.2f} ms")
 
 
 # Options of %time/%timeit/%prun that take a value (IPython's option strings), then flags.
@@ -207,22 +277,123 @@ def _display(*objs, **kwargs) -> None:
         print(repr(obj))
 
 
+# --------------------------------------------------------------------------- figures, as a kernel shows them
+
+INLINE_MODULE = "coursekit_inline"
+INLINE_BACKEND = f"module://{INLINE_MODULE}"
+
+
+class InlineFigures:
+    """Matplotlib in the sandbox as in a Jupyter kernel (matplotlib-inline's backend).
+
+    The kernel's backend makes figures with Agg, turns interactive mode on, and when a cell
+    that made a figure ends (`flush`), renders every open figure as a PNG (as IPython's
+    display does, `bbox_inches="tight"`) and closes them all, so the next cell's `plt.gca()`
+    starts a new figure; `plt.show()` does the same at once.  A figure that cannot be drawn
+    is an error of that cell.  `module()` is the backend, registered in sys.modules under
+    INLINE_MODULE and chosen with MPLBACKEND (or `matplotlib.use`) = INLINE_BACKEND; its
+    Matplotlib parts are built on first use, so a run that never plots never imports them.
+    """
+
+    def __init__(self) -> None:
+        self.made = False  # a figure was made since the last flush
+        self.built = False
+
+    def module(self) -> types.ModuleType:
+        backend = types.ModuleType(INLINE_MODULE)
+        backend.__dict__["__getattr__"] = lambda name: self._build(backend, name)
+        return backend
+
+    def _build(self, backend: types.ModuleType, name: str):
+        if name.startswith("__") or self.built:
+            raise AttributeError(name)
+        import matplotlib  # noqa: PLC0415 - only runs that plot pay for it
+        from matplotlib.backends import backend_agg  # noqa: PLC0415
+        from matplotlib.figure import Figure  # noqa: PLC0415
+
+        def new_figure_manager_given_figure(num, figure):
+            manager = backend_agg.FigureCanvasAgg.new_manager(figure, num)
+            if matplotlib.is_interactive():
+                self.made = True
+            return manager
+
+        def new_figure_manager(num, *args, FigureClass=Figure, **kwargs):
+            return new_figure_manager_given_figure(num, FigureClass(*args, **kwargs))
+
+        def show(close=None, block=None):
+            self.show()
+
+        del backend.__dict__["__getattr__"]
+        backend.__dict__.update(FigureCanvas=backend_agg.FigureCanvasAgg, show=show,
+                                new_figure_manager=new_figure_manager,
+                                new_figure_manager_given_figure=new_figure_manager_given_figure)
+        self.built = True
+        matplotlib.interactive(True)  # as IPython's activate_matplotlib does
+        return backend.__dict__[name]
+
+    def show(self) -> None:
+        """Render every open figure, then close them all (also when one fails to draw)."""
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is None:
+            return
+        from matplotlib._pylab_helpers import Gcf  # noqa: PLC0415
+        try:
+            for manager in Gcf.get_all_fig_managers():
+                _render(manager.canvas.figure)
+        finally:
+            self.made = False
+            if Gcf.get_all_fig_managers():
+                pyplot.close("all")
+
+    def flush(self) -> None:
+        """The end of a cell (matplotlib-inline's flush_figures): show if it made a figure."""
+        if self.made:
+            self.show()
+
+
+def _render(figure) -> None:
+    """The PNG IPython's display makes of a figure, made and dropped (IPython.core.pylabtools)."""
+    import io  # noqa: PLC0415
+
+    if not figure.axes and not figure.lines:
+        return
+    figure.canvas.print_figure(io.BytesIO(), format="png", facecolor=figure.get_facecolor(),
+                               edgecolor=figure.get_edgecolor(), dpi=figure.dpi, bbox_inches="tight")
+
+
+FIGURES = InlineFigures()
+
+
+def use_inline_backend() -> None:
+    """Make INLINE_BACKEND importable and, if Matplotlib is loaded already (preloaded by the
+    zygote), switch to it; the children inherit it, and MPLBACKEND names it for runs that
+    import Matplotlib themselves."""
+    sys.modules[INLINE_MODULE] = FIGURES.module()
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is not None:
+        matplotlib.use(INLINE_BACKEND)  # switches pyplot too, if it is loaded
+
+
+def _register_source(code: str, filename: str) -> None:
+    """Keep a cell's code where `inspect.getsource` and tracebacks find it, as IPython's
+    compiler does (linecache, with no modification time so that it is never evicted)."""
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+
+
 # --------------------------------------------------------------------------- output capture
 
 class Capture:
-    """A text stream that keeps at most `limit` characters.
+    """A text stream that keeps at most `limit` characters, and within the run's print budget.
 
-    What does not fit goes to `overflow_fd` (the child's stdout pipe, which the zygote caps
-    at Limits.output_bytes and kills the run beyond), or nowhere when it is None: a notebook
-    cell's output is not graded, so a cell that prints without end only runs out of time.
+    What does not fit is dropped, and the kept text ends with a note that says so: output is
+    never graded, so printing costs no points, and printing without end only runs out of time.
     """
 
     encoding = "utf-8"
     errors = "replace"
 
-    def __init__(self, limit: int, overflow_fd: int | None) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.overflow_fd = overflow_fd
         self.parts: list = []
         self.size = 0
         self.cut = False
@@ -235,10 +406,6 @@ class Capture:
             self.size += min(len(text), room)
         if len(text) > room:
             self.cut = True
-            if self.overflow_fd is not None:
-                view = memoryview(str.encode(text[max(room, 0):], "utf-8", "replace"))
-                while view:
-                    view = view[_write(self.overflow_fd, view):]
         return len(text)
 
     def writelines(self, lines) -> None:
@@ -255,8 +422,14 @@ class Capture:
         raise OSError("captured stream has no file descriptor")
 
     def value(self) -> str:
-        text = "".join(self.parts)
-        return text + ("\n... (output cut by coursekit)\n" if self.cut else "")
+        """The kept text (taken from the run's print budget), with a note if some was dropped."""
+        text, cut = "".join(self.parts), self.cut
+        size = len(_escaped(text))
+        if size > _print_budget[0]:
+            text, cut = text[:max(_print_budget[0], 0) // 12], True  # 12 bytes: the most one character takes
+            size = len(_escaped(text))
+        _print_budget[0] -= size
+        return text + ("\n... (output cut by coursekit)\n" if cut else "")
 
 
 class StepTimeout(BaseException):
@@ -277,8 +450,8 @@ class _Step:
 
     def __init__(self, seconds: float | None, keep: bool) -> None:
         self.seconds = seconds
-        self.out = Capture(CAPTURE_CHARS, 1) if keep else Capture(0, None)
-        self.err = Capture(CAPTURE_CHARS, 2) if keep else Capture(0, None)
+        self.out = Capture(CAPTURE_CHARS if keep else 0)
+        self.err = Capture(CAPTURE_CHARS if keep else 0)
 
     def __enter__(self) -> _Step:
         self.saved = sys.stdout, sys.stderr
@@ -304,14 +477,17 @@ def serve(limits: dict) -> None:
     namespace = module.__dict__
     namespace["__builtins__"] = builtins
     sys.modules["__main__"] = module
-    shell = Shell(namespace)
+    shell = Shell(namespace, processes=True)
     namespace.update(get_ipython=lambda: shell, display=_display, In=[""], Out={})
     step_seconds = None
+    _print_budget[0] = limits["output_bytes"] // 2
     while True:
         message = _receive()
         if message is None or message.get("end"):
             return
         step_seconds = message.get("step_seconds", step_seconds)
+        if message.get("cells") or message.get("test") is not None:
+            _close_after_calls()
         for label, code in message.get("cells", ()):
             _send({"kind": "cell", "error": _run_cell(code, label, namespace, step_seconds, limits)}, [])
         for index, name, args_json in message.get("calls", ()):
@@ -343,11 +519,31 @@ def _read_exactly(size: int):
     return b"".join(chunks)
 
 
+def _close_after_calls() -> None:
+    """The figures the calls of a replayed test cell made: shown and closed, as at that cell's
+    end in a kernel (the test itself ran in the grader, so what drawing them says is moot)."""
+    try:
+        FIGURES.flush()
+    except BaseException:  # noqa: BLE001 - see the docstring
+        pass
+
+
+def _exec_cell(code: str, label: str, namespace: dict) -> None:
+    """A cell as a kernel runs it: its source kept for inspect, then its figures shown and
+    closed at its end (also when it failed: IPython's post_execute runs either way)."""
+    filename = f"<{label}>"
+    _register_source(code, filename)
+    try:
+        exec(compile(code, filename, "exec"), namespace)
+    finally:
+        FIGURES.flush()
+
+
 def _run_cell(code: str, label: str, namespace: dict, seconds: float | None, limits: dict):
     """Run one notebook cell; its error (for the reason), or None.  Its output is dropped."""
     try:
         with _Step(seconds, keep=False):
-            exec(compile(code, f"<{label}>", "exec"), namespace)
+            _exec_cell(code, label, namespace)
     except StepTimeout:
         return f"the cell ran past {seconds:g} s and was stopped"
     except BaseException as exc:  # noqa: BLE001 - SystemExit too: a notebook cell survives it
@@ -395,7 +591,7 @@ def _test(namespace: dict, label: str, code: str, seconds: float | None, limits:
     error = None
     try:
         with step:
-            exec(compile(code, f"<{label}>", "exec"), namespace)
+            _exec_cell(code, label, namespace)
     except StepTimeout:
         error = ["CellTimeoutError", f"the cell ran past {seconds:g} s", []]
     except BaseException as exc:  # noqa: BLE001
@@ -440,7 +636,7 @@ class Encoder:
         self.arrays = arrays
         self.nodes = 0
 
-    def encode(self, value, depth: int = 0):
+    def encode(self, value, depth: int = 0):  # noqa: C901 (one branch per kind of value of the wire format)
         self.nodes += 1
         if depth > MAX_DEPTH:
             raise ResultTooLarge(f"the value is nested deeper than {MAX_DEPTH} levels")

@@ -12,6 +12,7 @@ batch ``X`` has shape ``(n_features, m)`` and labels ``Y`` have shape ``(1, m)``
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -165,6 +166,17 @@ def signal_sizes(X: np.ndarray, Y: np.ndarray, parameters: Parameters) -> dict:
             "db3": float(grads["db3"][0, 0])}
 
 
+def dead_units(X: np.ndarray, parameters: Parameters, layer: int) -> int:
+    """How many ReLU units of hidden ``layer`` (1 or 2) output 0 for every column of X.
+
+    Such a unit is dead for these points: its slope is 0 on all of them, so its own weights and bias
+    get no gradient.  It can come back only if the layer before it changes.
+    """
+    _, cache = forward_propagation(X, parameters)
+    activations = {1: cache[1], 2: cache[5]}[layer]
+    return int(np.sum(np.all(activations == 0, axis=1)))
+
+
 def predict(X: np.ndarray, y: np.ndarray, parameters: Parameters) -> np.ndarray:
     """Predict 0/1 labels for X, print "Accuracy: <fraction correct>" and return them.
 
@@ -209,6 +221,72 @@ RUN_STYLES = ({"color": "#0072B2", "linestyle": "-", "marker": "o"},
               {"color": "#CC79A7", "linestyle": ":", "marker": "D"},
               {"color": "#000000", "linestyle": "-", "marker": "v"})
 INF_NOTE = N_("inf: a prediction rounded to exactly 0 or 1 and wrong")
+FILL_NAMES = (N_("filled blue: the network predicts 0"), N_("filled orange: the network predicts 1"))
+
+# Chinese titles and labels need a font with CJK glyphs; matplotlib's DejaVu Sans has none and draws
+# boxes.  Noto Sans CJK SC comes from Debian's fonts-noto-cjk where installed (a hub's image), else
+# from the mplfonts wheel (pip, so also on Colab; course-requirements.txt installs it).  It is a
+# fallback after DejaVu Sans, so figures in other languages are drawn exactly as before.
+CJK_FAMILY = "Noto Sans CJK SC"
+MPLFONTS_FILE = "fonts/NotoSansCJKsc-Regular.otf"
+
+
+def cjk_font_available() -> bool:
+    """Make matplotlib know a CJK font, if one is installed; return whether it does."""
+    import importlib
+    import importlib.util
+
+    from matplotlib import font_manager
+
+    try:
+        font_manager.findfont(font_manager.FontProperties(family=CJK_FAMILY), fallback_to_default=False)
+        return True
+    except ValueError:
+        pass
+    importlib.invalidate_caches()  # mplfonts may have been installed since the kernel started
+    spec = importlib.util.find_spec("mplfonts")
+    if spec is None or spec.origin is None:
+        return False
+    font_file = Path(spec.origin).parent / MPLFONTS_FILE
+    if not font_file.is_file():
+        return False
+    font_manager.fontManager.addfont(str(font_file))
+    return True
+
+
+def pyplot():
+    """matplotlib.pyplot, with the CJK font as fallback when one is installed.
+
+    Imported here, not at the top: the autograder imports this module and needs no plotting.
+    """
+    import matplotlib.pyplot as plt
+
+    if CJK_FAMILY not in plt.rcParams["font.family"] and cjk_font_available():
+        plt.rcParams["font.family"] = ["DejaVu Sans", CJK_FAMILY]
+    return plt
+
+
+def label_every_decade(axis, most: int = 16) -> None:
+    """Label every power of ten of a log axis (matplotlib skips some by default).
+
+    An axis spanning more than ``most`` decades (the explorer's, 63) labels every 2nd, 5th or 10th
+    one and keeps an unlabelled tick on each of the others.
+    """
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter, NullLocator
+
+    low, high = (np.log10(v) for v in sorted(axis.get_view_interval()))
+    decades = int(np.ceil(high) - np.floor(low))
+    if np.floor(high) - np.ceil(low) < 1:  # fewer than two powers of ten in view: matplotlib then labels 2, 3, 5, ...
+        return
+    step = next(s for s in (1, 2, 5, 10, 20) if decades / s <= most)
+    if step == 1:  # no minor ticks: on a figure of ten histograms they cost a second of drawing
+        axis.set_major_locator(LogLocator(base=10, numticks=100))
+        axis.set_minor_locator(NullLocator())
+    else:
+        axis.set_major_locator(LogLocator(base=10.0 ** step, numticks=100))
+        axis.set_minor_locator(LogLocator(base=10, subs=[1.0], numticks=200))
+    axis.set_major_formatter(LogFormatterSciNotation(base=10, labelOnlyBase=False))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def show_figure(caption: str | None = None) -> None:
@@ -216,37 +294,53 @@ def show_figure(caption: str | None = None) -> None:
 
     The caption says what to see; as plain text it also serves readers who cannot see the image.
     """
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     plt.show()
     if caption:
         print(caption)
 
 
-def scatter_labels(ax, X: np.ndarray, y: np.ndarray) -> None:
-    """Draw the points (X, y), one colour and one marker per label, with a legend."""
+def scatter_labels(ax, X: np.ndarray, y: np.ndarray, fills: bool = False) -> None:
+    """Draw the points (X, y), one colour and one marker per label, with a legend under the plot.
+
+    With ``fills`` the legend also says which filled colour means which prediction.  It sits under
+    the axes, so it never covers a point.
+    """
+    from matplotlib.patches import Patch
+
     labels = y.ravel()
     for label in (0, 1):
         ax.scatter(X[0, labels == label], X[1, labels == label], s=22, c=LABEL_COLOURS[label],
                    marker=LABEL_MARKERS[label], edgecolors="k", linewidths=0.5, label=_(LABEL_NAMES[label]))
-    ax.legend(loc="upper right", fontsize="small", framealpha=0.9)
+    handles, names = ax.get_legend_handles_labels()
+    if fills:
+        handles += [Patch(facecolor=colour, edgecolor="0.5") for colour in FILL_COLOURS]
+        names += [_(name) for name in FILL_NAMES]
+    ax.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize="small",
+              frameon=False)
     ax.set_aspect("equal")
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
 
 
 def draw_decision_boundary(ax, model: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray,
-                           title: str | None = None, step: float = 0.01) -> None:
+                           title: str | None = None, step: float = 0.01, note: str | None = None) -> None:
     """Fill the plane of ``ax`` by ``model``'s 0/1 prediction and draw the points on top.
 
     The contour levels are fixed (0 below 0.5, 1 above), so a model that predicts one label
-    everywhere is filled with that label's colour, never with a colour of its own.
+    everywhere is filled with that label's colour, never with a colour of its own.  With ``note``
+    the plane is not filled and the note is written across it instead (the explorer: a network whose
+    outputs are all 0.5 up to rounding has no boundary worth drawing).
     """
-    xx, yy = np.meshgrid(np.arange(-1.5, 1.5, step), np.arange(-1.5, 1.5, step))
-    with one_blas_thread():
-        Z = np.asarray(model(np.c_[xx.ravel(), yy.ravel()]), dtype=float).reshape(xx.shape)
-    ax.contourf(xx, yy, Z, levels=[-0.5, 0.5, 1.5], colors=FILL_COLOURS)
-    scatter_labels(ax, X, y)
+    if note:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", wrap=True,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.5"}, zorder=5)
+    else:
+        xx, yy = np.meshgrid(np.arange(-1.5, 1.5, step), np.arange(-1.5, 1.5, step))
+        with one_blas_thread():
+            Z = np.asarray(model(np.c_[xx.ravel(), yy.ravel()]), dtype=float).reshape(xx.shape)
+        ax.contourf(xx, yy, Z, levels=[-0.5, 0.5, 1.5], colors=FILL_COLOURS)
+    scatter_labels(ax, X, y, fills=not note)
     ax.set_xlim(-1.5, 1.5)
     ax.set_ylim(-1.5, 1.5)
     if title:
@@ -264,9 +358,7 @@ def plot_decision_boundary(model: Callable[[np.ndarray], np.ndarray], X: np.ndar
         title: title of the figure; name the initialization.
         caption: one line printed under the figure that says what to see.
     """
-    import matplotlib.pyplot as plt
-
-    _, ax = plt.subplots(figsize=(5.5, 5.5))
+    _, ax = pyplot().subplots(figsize=(5.5, 6.2))
     draw_decision_boundary(ax, model, X, y, title)
     show_figure(caption)
 
@@ -274,9 +366,7 @@ def plot_decision_boundary(model: Callable[[np.ndarray], np.ndarray], X: np.ndar
 def plot_dataset(X: np.ndarray, y: np.ndarray, title: str = "Training set",
                  caption: str | None = None) -> None:
     """Scatter-plot 2-D points, one colour and marker per 0/1 label, then print the caption."""
-    import matplotlib.pyplot as plt
-
-    _, ax = plt.subplots(figsize=(5.5, 5.5))
+    _, ax = pyplot().subplots(figsize=(5.5, 6.2))
     scatter_labels(ax, X, y)
     ax.set_xlim(-1.5, 1.5)
     ax.set_ylim(-1.5, 1.5)
@@ -285,11 +375,14 @@ def plot_dataset(X: np.ndarray, y: np.ndarray, title: str = "Training set",
 
 
 def draw_costs(ax, runs: dict[str, list[float]], every: int = 1000, log: bool = False,
-               title: str | None = None, ylim: tuple[float, float] | None = None) -> None:
+               title: str | None = None, ylim: tuple[float, float] | None = None, early: int = 0) -> None:
     """Draw one cost curve per run (legend label -> costs recorded every ``every`` iterations).
 
     An infinite cost cannot be drawn as a point, and matplotlib would silently drop it; it is
     marked instead by a triangle on the top edge of the plot at its iteration, labelled INF_NOTE.
+    With ``early``, an inset shows the first ``early`` iterations on a log iteration axis (a path
+    that a linear axis squeezes into its first pixels), and the main plot's cost axis is scaled to
+    the iterations after them.
     """
     inf_marked = False
     highest = 0.0
@@ -297,65 +390,125 @@ def draw_costs(ax, runs: dict[str, list[float]], every: int = 1000, log: bool = 
         iterations = np.arange(len(costs)) * every
         costs = np.asarray(costs, dtype=float)
         finite = np.isfinite(costs)
-        highest = max(highest, float(costs[finite].max(initial=0.0)))
-        ax.plot(iterations[finite], costs[finite], label=label, markersize=4, **style)
+        highest = max(highest, float(costs[finite & (iterations >= early)].max(initial=0.0)))
+        ax.plot(iterations[finite], costs[finite], label=label, markersize=4,
+                markevery=max(1, len(costs) // 15), **style)
         for i in iterations[~finite]:
             ax.plot([i], [1.0], transform=ax.get_xaxis_transform(), clip_on=False, marker="^",
                     markersize=10, color=style["color"], linestyle="none",
                     label=None if inf_marked else _(INF_NOTE))
             inf_marked = True
+        if early:
+            inset = ax.inset_axes([0.5, 0.52, 0.47, 0.4])
+            shown = finite & (iterations > 0) & (iterations <= early)
+            inset.plot(iterations[shown], costs[shown], color=style["color"], linestyle=style["linestyle"])
+            for i in iterations[~finite & (iterations > 0) & (iterations <= early)]:
+                inset.plot([i], [1.0], transform=inset.get_xaxis_transform(), clip_on=False, marker="^",
+                           markersize=7, color=style["color"], linestyle="none")
+            inset.set_xscale("log")
+            inset.set_yscale("log")
+            label_every_decade(inset.xaxis)
+            label_every_decade(inset.yaxis)
+            inset.tick_params(labelsize="x-small")
+            inset.set_title(_("first {early} iterations (log scales)").format(early=early), fontsize="small")
     if log:
         ax.set_yscale("log")
+        label_every_decade(ax.yaxis)
     if ylim:
         ax.set_ylim(*ylim)
+    elif early:  # room above the curve for the inset
+        ax.set_ylim(0, 2.0 * highest)
     elif not log:  # from 0: a cost creeping in its 8th digit must look flat, not like learning
         ax.set_ylim(0, 1.15 * highest or 1.0)
     ax.set_xlabel(_("iteration"))
     ax.set_ylabel(_("cost"))
     if title:
         ax.set_title(title)
-    if len(runs) > 1 or inf_marked:  # one curve needs no legend unless it has an inf mark to explain
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0) if len(runs) > 1 else None)
+    if len(runs) > 1:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    elif inf_marked:  # one curve needs no legend unless it has an inf mark to explain
+        ax.legend(fontsize="small", loc="lower left")
 
 
 def plot_costs(runs: dict[str, list[float]], title: str, caption: str | None = None,
-               every: int = 1000, log: bool = False) -> None:
+               every: int = 1000, log: bool = False, early: int = 0) -> None:
     """Plot the cost curves of one or more runs (see ``draw_costs``), then print the caption."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.0) if len(runs) == 1 else (10.0, 4.5))  # room for the legend
-    draw_costs(ax, runs, every, log, title)
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.0) if len(runs) == 1 else (10.0, 4.5))  # room for the legend
+    draw_costs(ax, runs, every, log, title, early=early)
     fig.tight_layout()
     show_figure(caption)
 
 
-def deep_relu_spreads(scale: Callable[[int, int], float], n_layers: int = 10, width: int = 100,
-                      n_examples: int = 200, seed: int = 0) -> tuple[list[float], list[float]]:
-    """Push random inputs through a deep ReLU network and measure how the signal's size changes.
+# Hidden units of the deep network: the function, and its slope written in terms of its output.
+DEEP_ACTIVATIONS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = {
+    "relu": (relu, lambda a: (a > 0).astype(float)),
+    "tanh": (np.tanh, lambda a: 1 - a ** 2),
+    "sigmoid": (sigmoid, lambda a: a * (1 - a)),
+}
+# A tanh unit is saturated where |a| > 0.97: its slope 1 - a**2 is below 0.06 there.
+TANH_SATURATED = 0.97
 
-    Every layer has ``width`` units and weights ``randn(width, width) * scale(n_in, n_out)``.  The
-    random numbers come from their own generator, seeded with ``seed``, so two calls with different
-    ``scale`` use the very same draws and differ only by the factor.  The backward pass starts from
-    a random output gradient, as if some loss sat on top.
 
-    Returns:
-        The standard deviation of the activations of layers 1..n_layers, and the standard
-        deviation of the gradient of each layer's weights dW1..dWn_layers.
+@dataclass
+class DeepPass:
+    """One forward and one backward pass through the deep network (see ``deep_network``).
+
+    Lists run from layer 1 to layer L: the activations a[l], the backward signals dz[l] (the
+    gradient of the pre-activations) and the weight gradients dW[l].
     """
+    activations: list[np.ndarray]
+    backward: list[np.ndarray]
+    weight_gradients: list[np.ndarray]
+
+    def stds(self, what: str) -> list[float]:
+        """The standard deviation per layer of "activations", "backward" or "weight_gradients"."""
+        return [float(np.std(values)) for values in getattr(self, what)]
+
+    def dead_fractions(self) -> list[float]:
+        """Per layer, the fraction of units that output 0 for every example (dead ReLUs)."""
+        return [float(np.mean(np.all(a == 0, axis=1))) for a in self.activations]
+
+    def saturated_fractions(self) -> list[float]:
+        """Per layer, the fraction of tanh outputs with |a| > TANH_SATURATED."""
+        return [float(np.mean(np.abs(a) > TANH_SATURATED)) for a in self.activations]
+
+
+def deep_network(scale: Callable[[int, int], float], activation: str = "relu", n_layers: int = 10,
+                 width: int = 100, n_examples: int = 200, seed: int = 0) -> DeepPass:
+    """Push random inputs through a deep network and a random gradient back: no training.
+
+    Every layer has ``width`` units and weights ``randn(width, width) * scale(n_in, n_out)``; the
+    hidden units are ``activation`` ("relu", "tanh" or "sigmoid").  The random numbers come from
+    their own generator, seeded with ``seed``, so two calls with different ``scale`` or
+    ``activation`` use the very same draws.  The backward pass starts from a random output gradient,
+    as if some loss sat on top.
+    """
+    function, slope = DEEP_ACTIVATIONS[activation]
     rng = np.random.RandomState(seed)
     a = rng.randn(width, n_examples)
     weights = [rng.randn(width, width) * scale(width, width) for _layer in range(n_layers)]
     activations = [a]
-    weight_gradients = []
+    backward, weight_gradients = [], []
     with one_blas_thread():
         for W in weights:
-            activations.append(relu(W @ activations[-1]))
+            activations.append(function(W @ activations[-1]))
         da = rng.randn(width, n_examples)
         for W, a_in, a_out in reversed(list(zip(weights, activations[:-1], activations[1:]))):
-            dz = da * (a_out > 0)
-            weight_gradients.append(float(np.std(dz @ a_in.T / n_examples)))
+            dz = da * slope(a_out)
+            backward.append(dz)
+            weight_gradients.append(dz @ a_in.T / n_examples)
             da = W.T @ dz
-    return [float(a.std()) for a in activations[1:]], weight_gradients[::-1]
+    return DeepPass(activations[1:], backward[::-1], weight_gradients[::-1])
+
+
+def deep_relu_spreads(scale: Callable[[int, int], float], n_layers: int = 10, width: int = 100,
+                      n_examples: int = 200, seed: int = 0) -> tuple[list[float], list[float]]:
+    """The standard deviation per layer of the activations and of dW in the deep ReLU network.
+
+    See ``deep_network``; this is what the lesson's first deep-network plot and the explorer draw.
+    """
+    deep = deep_network(scale, "relu", n_layers, width, n_examples, seed)
+    return deep.stds("activations"), deep.stds("weight_gradients")
 
 
 def draw_spreads(ax, spreads: dict[str, list[float]], title: str | None = None,
@@ -370,12 +523,48 @@ def draw_spreads(ax, spreads: dict[str, list[float]], title: str | None = None,
     ax.set_yscale("log")
     if ylim:
         ax.set_ylim(*ylim)
+    label_every_decade(ax.yaxis)
+    ax.set_xticks(np.arange(1, len(next(iter(spreads.values()))) + 1))
     ax.set_xlabel(_("layer"))
     ax.set_ylabel(ylabel or _("std of the activations"))
     if title:
         ax.set_title(title)
     if legend:
         ax.legend(fontsize="small")
+
+
+def draw_layer_histograms(ax, values: list[np.ndarray], title: str | None = None,
+                          xlabel: str | None = None, log: bool = True) -> None:
+    """One histogram line per layer (light: layer 1, dark: the last), as practitioners look at them.
+
+    With ``log`` the x axis is |value| on a log scale, so a signal that shrinks or grows by a factor
+    per layer shows as peaks that move by equal steps; exact zeros (ReLU's) are left out.  Without
+    it, the values themselves (tanh's outputs between -1 and 1).
+    """
+    from matplotlib import colormaps
+
+    colours = colormaps["viridis_r"](np.linspace(0.15, 1.0, len(values)))
+    if log:
+        magnitudes = [np.abs(v[v != 0]) for v in values]
+        low = min(float(m.min()) for m in magnitudes)
+        high = max(float(m.max()) for m in magnitudes)
+        bins = np.logspace(np.log10(low), np.log10(high), 80)
+    else:
+        magnitudes, bins = values, np.linspace(-1, 1, 61)
+    for layer, (v, colour) in enumerate(zip(magnitudes, colours), start=1):
+        counts, edges = np.histogram(v, bins=bins)
+        ax.stairs(counts / v.size, edges, color=colour, label=_("layer {layer}").format(layer=layer)
+                  if layer in (1, len(values)) else None)
+    if log:
+        ax.set_xscale("log")
+        label_every_decade(ax.xaxis)
+        ax.tick_params(axis="x", labelsize="x-small")
+    ax.set_yticks([])
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="x-small", loc="upper left")
 
 
 # The explorer: weights s * randn * factor(n_in), where the rule gives the factor.
@@ -390,7 +579,17 @@ EXPLORER_ITERATIONS = 2000
 EXPLORER_LEARNING_RATE = 0.1
 EXPLORER_STATIC_SCALES = (0.01, 1.0, 10.0)
 # Fixed axes, so that two settings can be compared by eye.
-EXPLORER_SPREAD_LIMITS = (1e-16, 1e16)
+# From s = 0.001 with LeCun (layer 10: 2.5e-32) to s = 100 with randn (2.5e+28): no line leaves the plot.
+EXPLORER_SPREAD_LIMITS = (1e-33, 1e30)
+# The slider moves s by 10**0.02 = ×1.047 a step: fine enough to find where He's signal leaves the band.
+EXPLORER_SLIDER_STEP = 0.02
+# A network whose outputs all lie this close to 0.5 has no boundary worth drawing: which side of 0.5
+# a point falls on is decided by differences in the sixth decimal, down to rounding noise (s = 0.01
+# with randn: 2e-6 after the short training; s = 0.03: 6e-5, a boundary).
+EXPLORER_FLAT_OUTPUT = 1e-5
+# The band in which a signal keeps a usable size (the explorer's grey band, and its question).
+USABLE_BAND = (0.1, 10.0)
+EXPLORER_DPI = 100
 EXPLORER_COST_LIMITS = (0.01, 100.0)
 
 
@@ -409,24 +608,28 @@ def draw_exploration(axes, X: np.ndarray, Y: np.ndarray, s: float, rule: str) ->
     """Fill three axes for one setting: deep-network spread, short training's cost, its boundary."""
     rule_name = EXPLORER_RULE_NAMES[rule]
     spreads, _gradients = deep_relu_spreads(lambda n_in, n_out: s * EXPLORER_RULES[rule](n_in, n_out))
+    axes[0].axhspan(*USABLE_BAND, color="0.85", zorder=0, label=_("grey band: std from 0.1 to 10, a usable size"))
     draw_spreads(axes[0], {rule_name: spreads}, title=_("Deep network, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"),
                  legend=False, ylim=EXPLORER_SPREAD_LIMITS)
-    axes[0].axhspan(0.1, 10, color="0.9", zorder=0)
+    axes[0].legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     start = scaled_parameters([X.shape[0], 10, 5, 1], s, rule)
     parameters, costs = train(X, Y, start, EXPLORER_ITERATIONS, EXPLORER_LEARNING_RATE, record_every=100)
     draw_costs(axes[1], {rule_name: costs}, every=100, log=True, ylim=EXPLORER_COST_LIMITS,
                title=_("Cost, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"))
+    xx, yy = np.meshgrid(np.arange(-1.5, 1.5, 0.02), np.arange(-1.5, 1.5, 0.02))
+    with one_blas_thread():
+        outputs, _cache = forward_propagation(np.c_[xx.ravel(), yy.ravel()].T, parameters)
+    flat = bool(np.max(np.abs(outputs - 0.5)) < EXPLORER_FLAT_OUTPUT)
     draw_decision_boundary(axes[2], lambda x: predict_dec(parameters, x.T), X, Y,
-                           title=_("Boundary, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"), step=0.02)
+                           title=_("Boundary, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"), step=0.02,
+                           note=_("No boundary: the network\noutputs 0.5 everywhere") if flat else None)
 
 
 def exploration_figure(X: np.ndarray, Y: np.ndarray, settings: list[tuple[float, str]],
                        title: str | None = None):
     """One row of three plots (see ``draw_exploration``) per (s, rule) setting; returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(settings), 3, figsize=(13, 4.0 * len(settings)), squeeze=False,
-                             layout="constrained")
+    fig, axes = pyplot().subplots(len(settings), 3, figsize=(14, 4.8 * len(settings)), squeeze=False,
+                                  layout="constrained")
     for row, (s, rule) in zip(axes, settings):
         draw_exploration(row, X, Y, s, rule)
     if title:
@@ -438,11 +641,9 @@ def figure_png(fig) -> bytes:
     """The figure as PNG bytes, as the inline backend would show it; closes the figure."""
     import io
 
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=72)
-    plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=EXPLORER_DPI)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -489,7 +690,7 @@ def explore_initialization(X: np.ndarray, Y: np.ndarray) -> None:
         print(_("Install ipywidgets and rerun this cell to get the slider."))
         return
 
-    scale = widgets.FloatLogSlider(value=1.0, base=10, min=-3, max=2, step=0.25, description="s",
+    scale = widgets.FloatLogSlider(value=1.0, base=10, min=-3, max=2, step=EXPLORER_SLIDER_STEP, description="s",
                                    continuous_update=False, readout_format=".3g")
     rule = widgets.ToggleButtons(options=[(name, key) for key, name in EXPLORER_RULE_NAMES.items()],
                                  value="plain", description="rule")
@@ -500,7 +701,7 @@ def explore_initialization(X: np.ndarray, Y: np.ndarray) -> None:
         with output:
             output.clear_output(wait=True)
             display(Image(png))
-            print(_("Left: the deep network's activations per layer (grey band: 0.1 to 10). "
+            print(_("Left: the deep network's activations per layer (grey band: std from 0.1 to 10). "
                     "Middle: the short training's cost. Right: its boundary."))
 
     scale.observe(redraw, names="value")

@@ -163,7 +163,7 @@ SCALE_MISTAKES: list[tuple[str, Scale, str]] = [
 
 
 def _fail(call: str, message: str) -> None:
-    __tracebackhide__ = True  # pytest and IPython show the student's line, not this helper
+    __tracebackhide__ = True  # pytest hides this frame; IPython prints it, being the one that raises
     raise AssertionError(f"{call}: {message}")
 
 
@@ -180,7 +180,19 @@ def _call(target: Initializer, dims: Sequence[int]) -> tuple[str, dict]:
     return call, parameters
 
 
-def _check_structure(call: str, parameters: object, dims: Sequence[int]) -> None:
+def _returns_first_layer_only(target: Initializer) -> bool:
+    """Whether ``target`` gives only layer 1 for a 4-layer network too: a `return` inside the loop.
+
+    A loop that stops one layer early also gives only layer 1 for a 2-layer network, but three
+    layers for this one.
+    """
+    try:
+        return set(target([4, 3, 3, 3, 1])) == {"W1", "b1"}
+    except Exception:  # the student's code fails on other sizes: the checks that follow will say why
+        return False
+
+
+def _check_structure(call: str, parameters: object, dims: Sequence[int], target: Initializer | None = None) -> None:
     """Keys, types, shapes and dtypes: everything except the values."""
     __tracebackhide__ = True
     if not isinstance(parameters, dict):
@@ -189,6 +201,10 @@ def _check_structure(call: str, parameters: object, dims: Sequence[int]) -> None
     n_layers = len(dims) - 1
     expected_keys = {f"{p}{l}" for l in range(1, n_layers + 1) for p in "Wb"}
     keys = set(parameters)
+    if keys == {"W1", "b1"} and n_layers > 1 and target is not None and _returns_first_layer_only(target):
+        _fail(call, _("only W1 and b1 came back: is `return parameters` inside the loop? Indented under `for`, it "
+                      "returns after the first layer. Move it out, level with `for`, so that it runs after the loop "
+                      "has filled every layer"))
     if keys != expected_keys:
         _fail(call, _("expected exactly the keys {expected}; missing {missing}, unexpected {extra}: loop with "
                       "`for l in range(1, len(layers_dims))` so that layer l gets 'W' + str(l) and 'b' + str(l)")
@@ -377,7 +393,7 @@ def initialize_parameters_zeros_test(target: Initializer, language: str | None =
     use_language(language)
     for dims in ZEROS_CASES:
         call, parameters = _call(target, dims)
-        _check_structure(call, parameters, dims)
+        _check_structure(call, parameters, dims, target)
         for name, value in parameters.items():
             if np.any(value != 0):
                 _fail(call, _("{name} has non-zero entries: every weight and bias must be 0, "
@@ -390,7 +406,7 @@ def _seeded_test(target: Initializer, expected_by_dims: dict, method: str, langu
     use_language(language)
     for dims, expected in expected_by_dims.items():
         call, parameters = _call(target, dims)
-        _check_structure(call, parameters, dims)
+        _check_structure(call, parameters, dims, target)
         _check_repeatable(target, dims, parameters)
         _check_zero_biases(call, parameters, len(dims) - 1)
         _check_seeded_weights(call, parameters, dims, expected, method)

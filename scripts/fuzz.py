@@ -1,10 +1,10 @@
 """Differential testing: grade a seeded class of unusual notebooks with both `nbgrader autograde`
 and `coursekit autograde`, and compare every test cell's score.
 
-    python -m bench.fuzz [--count 300] [--seed 0] [--without FEATURE[:STYLE] ...] [--keep DIR] [--json FILE]
+    python -m scripts.fuzz [--count 300] [--seed 0] [--without FEATURE[:STYLE] ...] [--keep DIR] [--json FILE]
 
 `make fuzz` runs the full set and prints the agreement table.  The generator extends
-`bench/make_class.py`: each exercise gets one of its variants (correct in several styles or a
+`scripts/make_class.py`: each exercise gets one of its variants (correct in several styles or a
 typical mistake, weighted towards correct so that what surrounds a right answer decides the
 grade), then the notebook gets a few *features*, the unusual things students and their tools do:
 cell and line magics, CRLF and CR line endings, identifiers Python normalises (NFKC), functions
@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection
 
-from bench import make_class
+from scripts import make_class
 from scripts.course import ASSIGNMENT, RELEASE, ROOT
+from scripts.courses import build_template, copy_course, gradebook_scores, nbgrader_env
 from scripts.student_work import grade_id, index_of
-from tests.helpers import build_template, copy_course, gradebook_scores, nbgrader_env
 
 EXERCISES = make_class.EXERCISES  # function (= its solution cell's grade id) -> (variants, test cells)
 SHORT = {f: f.rsplit("_", 1)[-1] for f in EXERCISES}  # initialize_parameters_he -> he
@@ -60,7 +60,7 @@ def text(cell: dict) -> str:
 
 
 def new_cell(rng: random.Random, source: str, cell_type: str = "code") -> dict:
-    cell = {"id": f"fz{rng.randrange(16 ** 8):08x}", "cell_type": cell_type, "metadata": {}, "source": source}
+    cell: dict = {"id": f"fz{rng.randrange(16 ** 8):08x}", "cell_type": cell_type, "metadata": {}, "source": source}
     if cell_type == "code":
         cell.update(execution_count=None, outputs=[])
     return cell
@@ -366,30 +366,33 @@ def _delete_tests(nb: dict, function: str, style: str, rng: random.Random) -> bo
     return True
 
 
-@feature("duplicate-solution-cell", ("copy-below", "stub-copy-above"), recovery="nbgrader#1083", order=95)
+@feature("duplicate-solution-cell", ("copy-below", "copy-above", "stub-copy-above", "stub-copy-below"),
+         recovery="nbgrader#1083", order=95)
 def _duplicate_solution(nb: dict, function: str, style: str, rng: random.Random) -> bool:
-    """The solution cell copied (same grade id): the student's code below it, or the release's
-    stub above it (jupyter/nbgrader#1083)."""
+    """The solution cell copied (same grade id), above or below the original: a copy of the
+    student's code, or the release's stub (jupyter/nbgrader#1083).  nbgrader's DeduplicateIds
+    keeps the last copy, whichever it is."""
     at = index_of(nb, function)
     cell = copy.deepcopy(nb["cells"][at])
     cell["id"] = new_cell(rng, "")["id"]
-    if style == "stub-copy-above":
+    if style.startswith("stub-"):
         cell["source"] = text(release_cell(function))
-        nb["cells"].insert(at, cell)
-    else:
-        nb["cells"].insert(at + 1, cell)
+    nb["cells"].insert(at if style.endswith("above") else at + 1, cell)
     return True
 
 
-@feature("duplicate-test-cell", ("public", "hidden"), recovery="nbgrader#1083", order=96)
+@feature("duplicate-test-cell", ("public-below", "public-above", "hidden-below", "hidden-above"),
+         recovery="nbgrader#1083", order=96)
 def _duplicate_test(nb: dict, function: str, style: str, rng: random.Random) -> bool:
-    test = EXERCISES[function][1][style == "hidden"]
+    """A test cell copied (same grade id), above or below the original: nbgrader's
+    DeduplicateIds grades the last copy, and the others run as ordinary cells."""
+    test = EXERCISES[function][1][style.startswith("hidden")]
     if test not in present_tests(nb, function):
         return False
     at = index_of(nb, test)
     cell = copy.deepcopy(nb["cells"][at])
     cell["id"] = new_cell(rng, "")["id"]
-    nb["cells"].insert(at + 1, cell)
+    nb["cells"].insert(at if style.endswith("above") else at + 1, cell)
     return True
 
 
@@ -522,7 +525,7 @@ def compare(manifest: dict[str, dict], stock: dict, fast: dict, reasons: dict[st
             recoveries = entry["features"] if student in nbgrader_failed else touching
             if ours == theirs:
                 verdict = "agree"
-            elif any(FEATURES[e[0]].recovery and FEATURES[e[0]].recovery in reasons.get(student, "")
+            elif any((recovery := FEATURES[e[0]].recovery) and recovery in reasons.get(student, "")
                      for e in recoveries):
                 verdict = "recovery"
             else:
@@ -693,7 +696,7 @@ def partial_reference(base: Path) -> dict:
     return {"scores": scores, "failed": failed, "runs": 0, "seconds": float("nan")}
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915 (the command's options, then its steps in order)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300, help="notebooks (default 300)")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
 """Build a class of varied submissions from the release notebook.
 
-    python -m bench.make_class COURSE_DIR [--count 200] [--seed 0]
+    python -m scripts.make_class COURSE_DIR [--count 200] [--seed 0]
 
 Writes COURSE_DIR/submitted/<student>/initialization/initialization.ipynb (+ timestamp.txt) and
 COURSE_DIR/class_manifest.json, which lists each student's variant per exercise and the score
