@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -103,8 +104,8 @@ class LocalPool:
         sys.stderr.flush()
         ours, theirs = self._context.Pipe(duplex=True)
         others = [slot.conn for slot in self._slots if not slot.conn.closed]
-        process = self._context.Process(target=_serve, args=(theirs, others, self._initializer, self._initargs),
-                                        name="coursekit-worker")
+        process = self._context.Process(target=_serve, args=(theirs, others, self._initializer, self._initargs,
+                                                             os.getpid()), name="coursekit-worker")
         process.start()
         theirs.close()  # the child's end lives only in the child: its death is EOF here
         return _Slot(process, ours, time.monotonic())
@@ -129,6 +130,10 @@ class LocalPool:
             if done or not futures:
                 return done
             self._watch(WATCH_SECONDS)
+
+    def ready(self) -> int:
+        """How many workers have run their initializer and take tasks."""
+        return sum(slot.ready for slot in self._slots if not slot.conn.closed)
 
     def step(self, timeout: float) -> None:
         """Hand out queued tasks, then wait up to `timeout` for an answer or a death (for a caller,
@@ -272,10 +277,11 @@ def _dead_slot(slot: _Slot) -> _Slot:
 
 
 def _serve(conn: multiprocessing.connection.Connection, others: list[multiprocessing.connection.Connection],
-           initializer: Callable[..., None], initargs: tuple) -> None:
+           initializer: Callable[..., None], initargs: tuple, grader: int) -> None:
     """A worker process: initialize, say so, then answer tasks until told to stop or the grader
     is gone.  A failing initializer fails every task with its error rather than dying, so the
     reason reaches the operator."""
+    _die_with(grader)
     for other in others:  # the grader's ends of the other workers' pipes: not ours to hold open
         other.close()
     broken: BaseException | None = None
@@ -308,6 +314,19 @@ def _serve(conn: multiprocessing.connection.Connection, others: list[multiproces
         except Exception as error:  # the answer does not pickle: say so instead
             conn.send(("error", RuntimeError(f"the worker could not send its answer: {type(error).__name__}: "
                                              f"{error}")))
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(grader: int) -> None:
+    """End this worker when the grader process ends, however it ends.  A grader killed with SIGKILL
+    (an operator, the OOM killer, `coursekit serve` restarted by its hub) runs no clean-up, and its
+    workers, each with a sandbox zygote, were seen living on for hours; the kernel now sends them
+    SIGKILL when it dies (prctl PR_SET_PDEATHSIG).  A grader already gone by now: end at once."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != grader:
+        os._exit(0)
 
 
 def _take_messages(conn: multiprocessing.connection.Connection, inbox: queue.SimpleQueue) -> None:

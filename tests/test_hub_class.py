@@ -534,6 +534,12 @@ def test_after_the_due_date_the_service_sends_every_result(semester, student):
     assert not leaked_hidden_text(text)
 
 
+def test_the_grader_account_reads_where_the_grading_service_stands(semester):
+    out = semester.as_grader("coursekit", "status")
+    assert "queue: 0 waiting to be graded" in out, out
+    assert re.search(r"graded: [1-9]\d*, held over the hourly limit: 0, failed: 0", out), out
+
+
 def test_students_get_only_the_student_tools_and_the_instructor_all_of_them(semester):
     for student in STUDENTS:
         assert semester.tools[student] == STUDENT_TOOLS, student

@@ -5,6 +5,7 @@ The semester, in order (the `semester` fixture; the tests then check what it rec
     ada  solves everything                 -> early page: public tests 3 / 3, hidden ones "graded after"
     ben  He with Xavier's sqrt(1 / n)       -> early page 2 / 3; at the due date 6 / 9
     cy   submits three times (limit 2/hour)  -> the third is held, its page says when the next is graded
+    dee  submits after the due date          -> graded at once, final page, marked late
     burst: BURST students submit while the service is killed with SIGKILL and started again
     the due date moves into the past       -> every last submission graded again, full pages
 Each runs on SQLite and on a PostgreSQL gradebook.
@@ -53,6 +54,7 @@ class World:
     final: dict[str, str] = field(default_factory=dict)
     held: str = ""
     burst: list[str] = field(default_factory=list)
+    kills: list[tuple[int, int]] = field(default_factory=list)  # (submissions waiting, pages released) at each
 
     @property
     def exchange(self) -> Path:
@@ -138,7 +140,7 @@ def build(world: World) -> World:
     w.instructor("release_assignment", ASSIGNMENT)
     due = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
     w.instructor("db", "assignment", "add", ASSIGNMENT, f"--duedate={due}")
-    students = ["ada", "ben", "cy"] + [f"s{i:02d}" for i in range(BURST)]
+    students = ["ada", "ben", "cy", "dee"] + [f"s{i:02d}" for i in range(BURST)]
     for name in students:
         w.join(name)
     w.start()
@@ -150,15 +152,33 @@ def build(world: World) -> World:
     w.wait_for_page("cy", cy[-2])
     w.held = w.wait_for_page("cy", cy[-1])
 
-    # A burst: every student submits, the service is killed with SIGKILL after the first pages appear.
-    burst = {name: w.submit(name, CORRECT if i % 2 else {}) for i, name in enumerate(students[3:])}
-    w.burst = list(burst)
+    # A burst: every student submits at once; the service is killed with SIGKILL while submissions
+    # wait to be graded, started again, and killed again once it is releasing pages.
+    for i, name in enumerate(students[4:]):
+        solve_notebook(w.home(name) / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", CORRECT if i % 2 else {},
+                       signature=f"work of {name}")
+    submits = {name: subprocess.Popen(["nbgrader", "submit", ASSIGNMENT, f"--student={name}"], cwd=w.home(name),
+                                      env={**w.env, "HOME": str(w.home(name))}, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+               for name in students[4:]}
+    w.burst = list(submits)
     deadline = time.monotonic() + WAIT
-    while not w.rows("SELECT 1 FROM feedback f JOIN submission s ON s.name = f.name "
-                     "WHERE s.student LIKE 's%' AND f.released_at IS NOT NULL") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    w.kill()
-    w.start()
+    while len(w.kills) < 2 and time.monotonic() < deadline:
+        states = [s for (s,) in w.rows("SELECT state FROM submission WHERE student LIKE 's%'")]
+        released = w.rows("SELECT count(*) FROM feedback f JOIN submission s ON s.name = f.name "
+                          "WHERE s.student LIKE 's%' AND f.released_at IS NOT NULL")[0][0]
+        if "waiting" in states and (not w.kills or released > w.kills[-1][1]):
+            w.kill()
+            w.kills.append((states.count("waiting"), released))
+            w.start()
+        elif len(states) == BURST and "waiting" not in states:
+            break  # all graded: nothing left to kill it in the middle of
+        time.sleep(0.02)
+    burst = {}
+    for name, submit in submits.items():
+        out, _ = submit.communicate(timeout=300)
+        assert submit.returncode == 0, out
+        (burst[name],) = [t.strip() for t in re.findall(rf"Submitted as: {COURSE_ID} {ASSIGNMENT} (.+)", out)]
     for name, stamp in burst.items():
         w.wait_for_page(name, stamp)
 
@@ -167,6 +187,7 @@ def build(world: World) -> World:
     w.instructor("db", "assignment", "add", ASSIGNMENT, f"--duedate={past}")
     w.final = {name: w.wait_for_page(name, stamp, "final feedback") for name, stamp in at.items()}
     w.final["cy"] = w.wait_for_page("cy", cy[-1], "final feedback")
+    w.final["dee"] = w.wait_for_page("dee", w.submit("dee", CORRECT), "final feedback")  # after the due date
     deadline = time.monotonic() + WAIT
     while not w.rows("SELECT 1 FROM final") and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -221,10 +242,17 @@ def test_after_the_due_date_the_final_page_shows_every_test(semester):
 
 
 def test_the_gradebook_holds_each_students_last_submission(semester):
-    expected = {"ada": 9, "ben": 6, "cy": 9, **{n: (9 if i % 2 else 0) for i, n in enumerate(semester.burst)}}
+    expected = {"ada": 9, "ben": 6, "cy": 9, "dee": 9, **{n: (9 if i % 2 else 0) for i, n in enumerate(semester.burst)}}
     with Gradebook(semester.gradebook_url, COURSE_ID) as gb:
         got = {s: gb.find_submission(ASSIGNMENT, s).score for s in expected}
     assert got == expected
+
+
+def test_a_submission_after_the_due_date_gets_its_final_page_and_is_marked_late(semester):
+    assert score(semester.final["dee"]) == (9.0, 9.0)
+    with Gradebook(semester.gradebook_url, COURSE_ID) as gb:
+        late = {s: gb.find_submission(ASSIGNMENT, s).total_seconds_late for s in ("ada", "dee")}
+    assert late["ada"] == 0 and late["dee"] > 0, late
 
 
 def test_over_the_hourly_limit_a_submission_is_kept_and_its_page_says_when_the_next_is_graded(semester):
@@ -235,6 +263,7 @@ def test_over_the_hourly_limit_a_submission_is_kept_and_its_page_says_when_the_n
 
 
 def test_after_sigkill_and_restart_every_submission_is_released_once(semester):
+    assert semester.kills and semester.kills[0][0] > 0, "the service was never killed with work waiting"
     rows = semester.rows("SELECT s.name, s.state, count(f.phase) FROM submission s "
                          "LEFT JOIN feedback f ON f.name = s.name AND f.phase = 'early' "
                          "WHERE s.student LIKE 's%' GROUP BY s.name")
@@ -277,3 +306,30 @@ def test_status_escapes_control_characters_a_reason_may_hold():
 
     assert safe("bad\x1b[2J\r\nline") == "bad\\x1b[2J\\r\\nline"
     assert [percentile([3.0, 1.0, 2.0, 4.0], q) for q in (50, 95, 100)] == [2.0, 4.0, 4.0]
+
+
+def process_tree(pid: int) -> list[int]:
+    """The descendants of a process, from /proc (pgrep -P, recursively)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [d for c in map(int, children) for d in [c, *process_tree(c)]]
+
+
+def test_grading_workers_and_their_sandboxes_end_when_the_grader_is_killed():
+    """A service killed with SIGKILL runs no clean-up; its workers (and their zygotes) lived on for
+    hours before pool workers asked the kernel to end them with their grader (PR_SET_PDEATHSIG)."""
+    code = ("from coursekit import pipeline\nfrom coursekit.pool import LocalPool\nimport time\n"
+            "pool = LocalPool(2, pipeline._pool_initializer, ((), False), task_seconds=60)\n"
+            "while not all(s.ready for s in pool._slots):\n    pool.step(0.1)\n"
+            "print('ready', flush=True)\ntime.sleep(300)\n")
+    grader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=nbgrader_env())
+    try:
+        assert grader.stdout is not None and grader.stdout.readline().strip() == "ready"
+        family = process_tree(grader.pid)
+        assert len(family) >= 4  # two workers, each with its sandbox zygote
+    finally:
+        grader.kill()
+        grader.communicate()
+    deadline = time.monotonic() + 30
+    while [p for p in family if Path(f"/proc/{p}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in family if Path(f"/proc/{p}").exists()]

@@ -139,8 +139,8 @@ class Journal:
         return self._rows("WHERE state = 'held' AND assignment = ?", assignment)
 
     def settled(self, assignment: str) -> list[Row]:
-        """Graded and held submissions, oldest first (the last of each student is theirs at the due date)."""
-        return self._rows("WHERE assignment = ? AND state IN ('graded', 'held') ORDER BY timestamp, name",
+        """Submissions not failed, oldest first (the last of each student is theirs at the due date)."""
+        return self._rows("WHERE assignment = ? AND state IN ('graded', 'held', 'waiting') ORDER BY timestamp, name",
                           assignment)
 
     def graded_since(self, assignment: str, student: str, since: float) -> list[float]:

@@ -44,6 +44,7 @@ from nbgrader.utils import notebook_hash, parse_utc
 from sqlalchemy import select
 
 from .. import extract, pipeline, read
+from .. import pool as pool_mod
 from ..feedback import hidden_tests, shown_tests
 from ..gradebook import GradebookWriter, GradedSubmission
 from ..pool import LocalPool, WorkerDied
@@ -104,6 +105,9 @@ class Service:
         self.insecure, self.log_file = insecure, log
         path = self.policy.journal or journal_mod.default_path(self.course.root, self.course.db_url)
         self.journal = Journal(path)
+        for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if part.exists():  # the grader account reads it with `coursekit status`
+                self.give(part)
         self.writer = GradebookWriter(self.course)
         self.known = self.journal.known()
         self.plans: dict[str, dict[str, extract.AssignmentPlan] | str] = {}  # or why it cannot be graded
@@ -114,7 +118,8 @@ class Service:
         self._due: dict[str, datetime | None] = {}
         self._due_checked = 0.0
         limits = self.course.settings.limits
-        self.pool = LocalPool(self.policy.workers or pipeline.default_workers(), pipeline._pool_initializer,
+        self.workers = self.policy.workers or pipeline.default_workers()
+        self.pool = LocalPool(self.workers, pipeline._pool_initializer,
                               (self.course.settings.sandbox_preload, insecure),
                               task_seconds=2 * pipeline.MAX_RUNS * limits.wall_seconds + 120, note=self.log)
 
@@ -127,7 +132,7 @@ class Service:
     def plans_of(self, assignment: str) -> dict[str, extract.AssignmentPlan] | str:
         if assignment not in self.plans:
             try:
-                with pipeline.Worker(insecure=True) as planner:  # runs the master's own tests, trusted
+                with pipeline.Worker() as planner:  # runs the master's own tests (trusted) in this process
                     self.plans[assignment] = {nb: pipeline.plan_notebook(self.course, assignment, nb, planner)
                                               for nb in extract.notebooks_of(self.course, assignment)}
             except (CourseError, extract.PlanError) as error:
@@ -168,7 +173,11 @@ class Service:
             secret = read_bytes(self.inbound / name / "submission_secret.txt", SECRET_BYTES)
             if isinstance(secret, Unreadable) or not secret.strip():
                 continue  # nbgrader's submit writes the secret last: still being copied
-            self.collect(name, *parsed)
+            try:
+                self.collect(name, *parsed)
+            except Exception as error:  # e.g. a full disk: not journalled, so the next scan tries again
+                self.log(f"{name}: could not be collected ({type(error).__name__}: {error}); trying again later")
+                continue
             new.append((name, *parsed))
         if new:
             self.journal.add(new, time.time())
@@ -193,6 +202,18 @@ class Service:
             dest.rename(old)
         fresh.rename(dest)
         shutil.rmtree(old, ignore_errors=True)
+        self.give(dest)
+
+    def give(self, path: Path) -> None:
+        """Make what the service wrote belong to the course folder's owner (the grader account), as if
+        that account had run nbgrader: the service runs as root for its sandbox, and nbgrader's own
+        collect and release_feedback, run by the grader later, refuse folders they do not own."""
+        if os.geteuid() != 0:
+            return
+        owner = self.course.root.stat()
+        inside = [Path(folder) / name for folder, dirs, files in os.walk(path) for name in dirs + files]
+        for item in [path, *inside]:
+            os.chown(item, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
     def is_latest(self, row: Row) -> bool:
         """Whether submitted/ holds this submission (the student's latest): only then does it go into
@@ -291,7 +312,8 @@ class Service:
 
     def finished(self, job: Job) -> None:
         final = self.finals.get(job.row.assignment)
-        if final and job.phase == "final" and not any(j.row.name == job.row.name for j in self.in_flight.values()):
+        if final and job.phase == "final" and not any(j.row.name == job.row.name and j.phase == "final"
+                                                      for j in self.in_flight.values()):
             final.names.discard(job.row.name)
 
     def page(self, job: Job, result: GradedSubmission) -> bytes:
@@ -322,21 +344,32 @@ class Service:
                 graded: Sequence[tuple[str, float, float]] = ()) -> None:
         """Store the pages (row, notebook, phase, html) unless one is stored for that phase, put the
         stored ones in the exchange, then journal them released and the submissions graded."""
-        stored = self.journal.store_pages([(row.name, notebook, phase, self.target(row, notebook), html)
-                                           for row, notebook, phase, html in pages])
+        targets, gone = [], set()
+        for row, notebook, phase, html in pages:
+            try:
+                targets.append((row.name, notebook, phase, self.target(row, notebook), html))
+            except CourseError as error:  # its folder left the exchange: no page can be named for it
+                self.journal.mark(row.name, "failed", str(error))
+                gone.add(row.name)
+        stored = self.journal.store_pages(targets)
         for page in stored:
             self.put(page)
-        self.journal.released(stored, time.time(), graded)
+        self.journal.released(stored, time.time(), [g for g in graded if g[0] not in gone])
 
     def put(self, page: journal_mod.Page) -> None:
         """Write the page where nbgrader's release_feedback would: a temporary name, then a rename,
-        so a student never fetches half a page."""
+        so a student never fetches half a page.  An early or held page that was still on its way
+        when the submission's final page went out is not put over it."""
+        if page.phase != "final" and self.journal.has_page(page.name, "final"):
+            return
         if not self.outbound.is_dir():
             self.outbound.mkdir(parents=True, exist_ok=True)
             self.outbound.chmod(FEEDBACK_DIR_MODE)
+            self.give(self.outbound)
         tmp = self.outbound / f".{page.target}.{os.getpid()}.tmp"
         tmp.write_bytes(page.html)
         tmp.chmod(FEEDBACK_FILE_MODE)
+        self.give(tmp)
         os.replace(tmp, self.outbound / page.target)
 
     # --- the due date -------------------------------------------------------------------------------
@@ -371,6 +404,24 @@ class Service:
             self.start(row, plans, "final")
         self.log(f"{assignment}: due date passed: grading {len(final.names)} last submission(s) again")
 
+    def warm_up(self) -> None:
+        """Grade each assignment's release notebook once on every worker, so that the first students
+        do not wait while a worker builds what it keeps per assignment (the trusted namespace, the
+        release files in its sandbox): measured as latencies of up to 10 s in the first seconds of a
+        burst (make bench-submit).  The pool hands each idle worker one task before any a second."""
+        futures = set()
+        for assignment, plans in self.plans.items():
+            if isinstance(plans, str):
+                continue
+            for notebook, plan in plans.items():
+                data = read_bytes(self.course.release_dir(assignment) / f"{notebook}.ipynb")
+                submission = Submission("(warm-up)", assignment, notebook, self.course.release_dir(assignment))
+                futures |= {self.pool.submit(pipeline.grade_submission, plan, submission, data,
+                                             self.course.settings.limits, self.insecure)
+                            for _ in range(self.workers)}
+        while futures and not self.stop.is_set():
+            futures -= self.pool.wait_first(futures)
+
     # --- the loop -----------------------------------------------------------------------------------
     def watch(self) -> None:
         """Wake the loop on every change in the inbound folder (a thread)."""
@@ -401,7 +452,11 @@ class Service:
         for assignment in self.gradebook_assignments():  # plan now, not when the first submission waits
             if self.policy.serves(assignment):
                 self.plans_of(assignment)
-        self.log(f"ready: {len(self.plans)} assignment(s) planned")
+        deadline = time.monotonic() + pool_mod.START_SECONDS
+        while self.pool.ready() < self.workers and time.monotonic() < deadline and not self.stop.is_set():
+            self.pool.step(0.1)  # each worker's sandbox zygote starts (seconds on a loaded machine)
+        self.warm_up()
+        self.log(f"ready: {len(self.plans)} assignment(s) planned, {self.pool.ready()} worker(s)")
         watcher = threading.Thread(target=self.watch, name="coursekit-watch", daemon=True)
         watcher.start()
         last_scan = 0.0
