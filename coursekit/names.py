@@ -238,18 +238,7 @@ class _Flow:
         if isinstance(node, ast.Call):
             self.call(node)
         if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
-            reads = self.expr_reads(node.generators[0].iter, local)
-            inner = set(local)
-            for gen in node.generators:
-                if gen is not node.generators[0]:
-                    reads |= self.expr_reads(gen.iter, frozenset(inner))
-                inner |= _targets(gen.target)
-                for cond in gen.ifs:
-                    reads |= self.expr_reads(cond, frozenset(inner))
-            parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
-            for part in parts:
-                reads |= self.expr_reads(part, frozenset(inner))
-            return reads
+            return self.comprehension_reads(node, local)
         if isinstance(node, ast.Lambda):
             reads = set()
             for default in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
@@ -258,6 +247,22 @@ class _Flow:
         reads = set()
         for child in ast.iter_child_nodes(node):
             reads |= self.expr_reads(child, local)
+        return reads
+
+    def comprehension_reads(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp,
+                            local: frozenset[str]) -> set[str]:
+        """A comprehension's reads: its variables stay inside it."""
+        reads = self.expr_reads(node.generators[0].iter, local)
+        inner = set(local)
+        for gen in node.generators:
+            if gen is not node.generators[0]:
+                reads |= self.expr_reads(gen.iter, frozenset(inner))
+            inner |= _targets(gen.target)
+            for cond in gen.ifs:
+                reads |= self.expr_reads(cond, frozenset(inner))
+        parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+        for part in parts:
+            reads |= self.expr_reads(part, frozenset(inner))
         return reads
 
     # -- statements ----------------------------------------------------------------------------

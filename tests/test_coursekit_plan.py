@@ -126,7 +126,8 @@ def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skippe
     assert [plan.cells[i].grade_id for i in plan.trusted] == ["setup"]
     assert plan.skipped == ["load_data", "model", "train_zeros", "plot_zeros", "symmetry_demo", "plot_constant",
                             "train_random", "plot_random", "saturation_demo", "train_he", "plot_he", "train_small",
-                            "small_signal", "train_one", "deep_spreads", "results_table", "plot_compare", "explore"]
+                            "small_signal", "train_one", "deep_spreads", "pytorch_default_check", "deep_histograms",
+                            "deep_saturating", "results_table", "plot_compare", "explore", "explore_answer"]
     assert plan.graded == {f: f for f in ("initialize_parameters_zeros", "initialize_parameters_random",
                                           "initialize_parameters_he")}
     assert plan.max_score == 9.0
