@@ -6,7 +6,8 @@ replay, only when nothing the test reads can be bound or changed by what it skip
 read", "may bind" and "may change" must never miss a name.  Code whose names cannot be known
 statically is reported as such: a star import may bind anything (`dynamic`); ``globals()``,
 ``locals()``, ``vars()``, ``exec``, ``eval``, ``dir()`` and IPython magics whose effect is not
-known (``%reset``, ``%run``, ``!cmd``, ``%%writefile``) may also read anything (`reads_all`).
+known (``%run``, ``!cmd``, ``%%writefile``) may also read anything (`reads_all`); ``%reset``
+may delete any name (`dynamic`) and reads none.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ READ_ALL_CALLS = frozenset({"dir", "vars"})
 # `np.set_printoptions(...)`, `warnings.simplefilter(...)`) changes its receiver even when that
 # is a module; other calls on a module (`np.testing.assert_allclose(...)`) do not count.
 STATE_SETTER = re.compile(r"(seed|set|use|reset|reload|filterwarnings|simplefilter|rc)", re.IGNORECASE)
+# Magics that delete names of the user namespace (all of them, or those named) and read none.
+RESET_MAGICS = frozenset({"reset", "reset_selective", "xdel"})
 # Builtins that only look at what they are handed: passing a name to them changes nothing.
 LOOKING_CALLS = frozenset({"print", "len", "repr", "str", "isinstance", "issubclass", "type", "id", "hash",
                            "format", "callable", "abs", "round", "ascii"})
 # IPython magics that neither read nor bind names of the user namespace nor change files (help,
-# display settings, listings); any other magic, and every shell escape, counts as reading and
-# binding anything (`%reset -f`, `%run`, `%store -r`, `!wget data.csv`, `%%writefile`).
+# display settings, listings); any other magic but RESET_MAGICS, and every shell escape, counts
+# as reading and binding anything (`%run`, `%store -r`, `!wget data.csv`, `%%writefile`).
 QUIET_MAGICS = frozenset({
     "matplotlib", "pinfo", "pinfo2", "psearch", "pdoc", "pdef", "psource", "pfile", "precision",
     "pprint", "xmode", "colors", "config", "lsmagic", "magic", "who", "whos", "who_ls", "history",
@@ -206,6 +209,9 @@ class _Flow:
             return
         name, line = args[0], args[1] if len(args) > 1 else ""
         if name in QUIET_MAGICS:
+            return
+        if name in RESET_MAGICS:
+            self.dynamic = True  # it deletes names (any of them), and reads none
             return
         if method == "run_line_magic" and name in ("time", "timeit", "prun"):
             try:
