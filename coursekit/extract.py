@@ -291,35 +291,72 @@ def _needed_by(cells: list[MasterCell], test: MasterCell, graded: dict[str, str]
         if (reader.index, name) in done:
             continue
         done.add((reader.index, name))
-        for cell in reversed(cells[:reader.index]):
-            if cell.names is None or not (name in _touches(cell, modules, graded) or cell.names.dynamic):
-                continue
-            if cell.kind == "solution":
-                if name not in graded or name in _touches(cell, modules, graded) - cell.names.defines:
-                    why.append(f"it reads {name!r}, which the solution cell {cell.label} may define or change")
-            elif cell.kind == "test":
-                if reader is test:
-                    linked.add(cell.id)  # replayed in order in one namespace, as in a kernel
-                else:
-                    why.append(f"the locked cell {reader.label} it needs reads {name!r}, which the test cell "
-                               f"{cell.label} above it binds or changes")
-            elif cell.names.reads_all:
-                why.append(f"it needs the locked cell {cell.label}, which may read any name (a magic, dir(), "
-                           "globals(), eval or exec)")
-            elif student := sorted(cell.names.reads & set(graded)):
-                via = f" via {reader.label}" if reader is not test else ""
-                why.append(f"it depends{via} on the locked cell {cell.label} (through {name!r}), which runs "
-                           f"student code ({', '.join(student)})")
-            elif cell.index not in needed:
+        for cell in _binders(cells, reader, name, graded, modules):
+            if cell.kind == "test" and reader is test:
+                linked.add(cell.id)  # replayed in order in one namespace, as in a kernel
+            elif reason := _unreplayable_binder(cell, reader, test, name, graded):
+                why.append(reason)
+            elif cell.kind == "locked" and cell.index not in needed:
                 needed.add(cell.index)
                 read |= cell.reads
                 todo.extend((cell, n) for n in cell.reads)
-            if name in cell.names.defines:
-                break  # the nearest binding: nothing earlier can be seen past it
     return needed, why, linked, read
 
 
-def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: frozenset[str],  # noqa: C901 (one decision per test cell, in notebook order, each reason written where it is decided)
+def _binders(cells: list[MasterCell], reader: MasterCell, name: str, graded: dict[str, str],
+             modules: frozenset[str]) -> list[MasterCell]:
+    """The cells above `reader` that may bind or change `name`, nearest first, down to the
+    nearest one that surely binds it (nothing earlier can be seen past that one)."""
+    found = []
+    for cell in reversed(cells[:reader.index]):
+        if cell.names is None or not (name in _touches(cell, modules, graded) or cell.names.dynamic):
+            continue
+        found.append(cell)
+        if name in cell.names.defines:
+            break
+    return found
+
+
+def _unreplayable_binder(cell: MasterCell, reader: MasterCell, test: MasterCell, name: str,
+                         graded: dict[str, str]) -> str | None:
+    """Why `cell`, which may bind or change `name` that `reader` reads for `test`, stops the
+    grader from reproducing what a kernel's `test` sees; None if the grader can run it."""
+    assert cell.names is not None
+    if cell.kind == "solution":
+        if name in graded and name in cell.names.defines:
+            return None  # the graded function itself: replay's stub stands for it
+        return f"it reads {name!r}, which the solution cell {cell.label} may define or change"
+    if cell.kind == "test":
+        return (f"the locked cell {reader.label} it needs reads {name!r}, which the test cell "
+                f"{cell.label} above it binds or changes")
+    if cell.names.reads_all:
+        return (f"it needs the locked cell {cell.label}, which may read any name (a magic, dir(), "
+                "globals(), eval or exec)")
+    if student := sorted(cell.names.reads & set(graded)):
+        via = f" via {reader.label}" if reader is not test else ""
+        return (f"it depends{via} on the locked cell {cell.label} (through {name!r}), which runs "
+                f"student code ({', '.join(student)})")
+    return None
+
+
+def _first_reason(test: MasterCell, why: list[str], graded: dict[str, str], modules: frozenset[str],
+                  function_reads: set[str]) -> str | None:
+    """Why `test` alone cannot be replayed (before looking at the other tests), if it cannot."""
+    if test.names is None:
+        return "it does not parse (it fails as in a kernel)"
+    if test.names.reads_all or test.names.dynamic:
+        return "it may read or bind any name (a magic, dir(), globals(), eval or exec)"
+    if why:
+        return why[0]
+    touched = _touches(test, modules, graded)
+    if changed := sorted(touched & set(graded)):
+        return f"it changes the name {changed[0]}"
+    if changed := sorted(touched & (function_reads - set(graded))):
+        return f"it changes {changed[0]!r}, which a graded function reads"
+    return None
+
+
+def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: frozenset[str],
                  sandboxed: dict[str, str]) -> set[int]:
     """Decide which test cells are graded by replay, and return the locked cells the grader runs
     for them (the trusted namespace, run before the tests).  A test goes to `sandboxed`, to run
@@ -336,40 +373,36 @@ def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: froze
             function_reads |= cell.reads  # the globals its functions read (and its own statements')
     info = {t.id: _needed_by(cells, t, graded, modules) for t in tests if t.names is not None}
     for test in tests:
-        if test.names is None:
-            sandboxed.setdefault(test.id, "it does not parse (it fails as in a kernel)")
-        elif test.names.reads_all or test.names.dynamic:
-            sandboxed.setdefault(test.id, "it may read or bind any name (a magic, dir(), globals(), eval or exec)")
-        elif info[test.id][1]:
-            sandboxed.setdefault(test.id, info[test.id][1][0])
-        elif changed := sorted(_touches(test, modules, graded) & set(graded)):
-            sandboxed.setdefault(test.id, f"it changes the name {changed[0]}")
-        elif changed := sorted(_touches(test, modules, graded) & (function_reads - set(graded))):
-            sandboxed.setdefault(test.id, f"it changes {changed[0]!r}, which a graded function reads")
+        reason = _first_reason(test, info[test.id][1] if test.id in info else [], graded, modules, function_reads)
+        if reason:
+            sandboxed.setdefault(test.id, reason)
+    readers = {t.id: {s for s, (_, _, linked, _) in info.items() if t.id in linked} for t in tests}
     while True:
         replayed = [t for t in tests if t.id not in sandboxed]
         trusted = set().union(*(info[t.id][0] for t in replayed))
-        moved = False
-        for test in replayed:
-            needed, _, linked, read = info[test.id]
-            later = [cell for cell in (cells[i] for i in sorted(trusted) if i > test.index)
-                     if cell.names is not None and (cell.names.dynamic or _touches(cell, modules) & read)]
-            linked_sandboxed = sorted(linked & set(sandboxed))
-            if later:
-                sandboxed[test.id] = (f"the locked cell {later[0].label} below it, which another test needs, "
-                                      "binds or changes what it reads")
-            elif linked_sandboxed:
-                sandboxed[test.id] = f"it reads names the test cell {linked_sandboxed[0]} binds, which runs in the sandbox"
-            else:
-                continue
-            moved = True
-        # a test whose names a sandboxed test reads must run in the sandbox too (before it)
-        for test in replayed:
-            if test.id not in sandboxed and any(test.id in info[s][2] for s in sandboxed if s in info):
-                sandboxed[test.id] = "a test graded in the sandbox reads names it binds"
-                moved = True
+        moved = {t.id: reason for t in replayed
+                 if (reason := _order_reason(t, info[t.id], readers[t.id], trusted, cells, modules, sandboxed))}
+        sandboxed.update(moved)
         if not moved:
             return trusted
+
+
+def _order_reason(test: MasterCell, info: tuple[set[int], list[str], set[str], set[str]], readers: set[str],
+                  trusted: set[int], cells: list[MasterCell], modules: frozenset[str],
+                  sandboxed: dict[str, str]) -> str | None:
+    """Why a test that could be replayed on its own cannot be, given the others: the grader
+    runs every trusted cell before all tests, so one below it must not change what it reads;
+    and it shares no names with a test graded in the sandbox (`readers`: the tests that read
+    names this one binds)."""
+    _, _, linked, read = info
+    for cell in (cells[i] for i in sorted(trusted) if i > test.index):
+        if cell.names is not None and (cell.names.dynamic or _touches(cell, modules) & read):
+            return f"the locked cell {cell.label} below it, which another test needs, binds or changes what it reads"
+    if linked_sandboxed := sorted(linked & set(sandboxed)):
+        return f"it reads names the test cell {linked_sandboxed[0]} binds, which runs in the sandbox"
+    if reader := sorted(readers & set(sandboxed)):
+        return f"the test cell {reader[0]}, graded in the sandbox, reads names it binds"
+    return None
 
 
 # --------------------------------------------------------------------------------------------

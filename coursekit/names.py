@@ -6,7 +6,8 @@ replay, only when nothing the test reads can be bound or changed by what it skip
 read", "may bind" and "may change" must never miss a name.  Code whose names cannot be known
 statically is reported as such: a star import may bind anything (`dynamic`); ``globals()``,
 ``locals()``, ``vars()``, ``exec``, ``eval``, ``dir()`` and IPython magics whose effect is not
-known (``%reset``, ``%run``, ``!cmd``, ``%%writefile``) may also read anything (`reads_all`).
+known (``%run``, ``!cmd``, ``%%writefile``) may also read anything (`reads_all`); ``%reset``
+may delete any name (`dynamic`) and reads none.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ READ_ALL_CALLS = frozenset({"dir", "vars"})
 # `np.set_printoptions(...)`, `warnings.simplefilter(...)`) changes its receiver even when that
 # is a module; other calls on a module (`np.testing.assert_allclose(...)`) do not count.
 STATE_SETTER = re.compile(r"(seed|set|use|reset|reload|filterwarnings|simplefilter|rc)", re.IGNORECASE)
+# Magics that delete names of the user namespace (all of them, or those named) and read none.
+RESET_MAGICS = frozenset({"reset", "reset_selective", "xdel"})
 # Builtins that only look at what they are handed: passing a name to them changes nothing.
 LOOKING_CALLS = frozenset({"print", "len", "repr", "str", "isinstance", "issubclass", "type", "id", "hash",
                            "format", "callable", "abs", "round", "ascii"})
 # IPython magics that neither read nor bind names of the user namespace nor change files (help,
-# display settings, listings); any other magic, and every shell escape, counts as reading and
-# binding anything (`%reset -f`, `%run`, `%store -r`, `!wget data.csv`, `%%writefile`).
+# display settings, listings); any other magic but RESET_MAGICS, and every shell escape, counts
+# as reading and binding anything (`%run`, `%store -r`, `!wget data.csv`, `%%writefile`).
 QUIET_MAGICS = frozenset({
     "matplotlib", "pinfo", "pinfo2", "psearch", "pdoc", "pdef", "psource", "pfile", "precision",
     "pprint", "xmode", "colors", "config", "lsmagic", "magic", "who", "whos", "who_ls", "history",
@@ -207,6 +210,9 @@ class _Flow:
         name, line = args[0], args[1] if len(args) > 1 else ""
         if name in QUIET_MAGICS:
             return
+        if name in RESET_MAGICS:
+            self.dynamic = True  # it deletes names (any of them), and reads none
+            return
         if method == "run_line_magic" and name in ("time", "timeit", "prun"):
             try:
                 code = ast.parse(line.lstrip())
@@ -238,18 +244,7 @@ class _Flow:
         if isinstance(node, ast.Call):
             self.call(node)
         if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
-            reads = self.expr_reads(node.generators[0].iter, local)
-            inner = set(local)
-            for gen in node.generators:
-                if gen is not node.generators[0]:
-                    reads |= self.expr_reads(gen.iter, frozenset(inner))
-                inner |= _targets(gen.target)
-                for cond in gen.ifs:
-                    reads |= self.expr_reads(cond, frozenset(inner))
-            parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
-            for part in parts:
-                reads |= self.expr_reads(part, frozenset(inner))
-            return reads
+            return self.comprehension_reads(node, local)
         if isinstance(node, ast.Lambda):
             reads = set()
             for default in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
@@ -258,6 +253,22 @@ class _Flow:
         reads = set()
         for child in ast.iter_child_nodes(node):
             reads |= self.expr_reads(child, local)
+        return reads
+
+    def comprehension_reads(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp,
+                            local: frozenset[str]) -> set[str]:
+        """A comprehension's reads: its variables stay inside it."""
+        reads = self.expr_reads(node.generators[0].iter, local)
+        inner = set(local)
+        for gen in node.generators:
+            if gen is not node.generators[0]:
+                reads |= self.expr_reads(gen.iter, frozenset(inner))
+            inner |= _targets(gen.target)
+            for cond in gen.ifs:
+                reads |= self.expr_reads(cond, frozenset(inner))
+        parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+        for part in parts:
+            reads |= self.expr_reads(part, frozenset(inner))
         return reads
 
     # -- statements ----------------------------------------------------------------------------

@@ -122,10 +122,7 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
     class: the test would use it, not a copy), that draws with Matplotlib (the test looks at the
     figure, not at a returned value), or that reads the function object itself (`_introspects`:
     `inspect.getsource(f)`, `f.__doc__`)."""
-    for grade_id in dict.fromkeys(plan.graded.values()):
-        solution = plan.cell(grade_id).solution
-        assert solution is not None, grade_id  # plan.graded names solution cells only
-        exec(compile(python(solution), f"<{grade_id}>", "exec"), namespace)
+    _run_solutions(plan, namespace, python)
     current: list[sandbox.Call] = []
     why: list[str] = []  # why the current test cannot be replayed
     depth = [0]
@@ -164,11 +161,8 @@ def record_calls(plan: AssignmentPlan, namespace: dict, python: Callable[[str], 
         code = python(test.source)
         with in_folder(folder):
             outputs = run_cell(code, namespace, f"<{test.id}>", shown=_traceback_files(plan))
-        failed = [o for o in outputs if o.output_type == "error"]
-        if failed:  # graded as a kernel runs it; pipeline.check_master warns the instructor
-            why.insert(0, f"it fails with the master's solution in the grader ({failed[0].ename}: {failed[0].evalue})")
-        reason = why[0] if why else _introspects(code, plan.graded)
-        if reason is not None:
+        reason = _not_replayable(outputs, why, code, plan.graded)
+        if reason:
             plan.sandboxed[test.id] = reason
         else:
             plan.calls[test.id] = list(current)
@@ -186,6 +180,22 @@ def _solution_call(function: str, solution: Callable, args: tuple, kwargs: dict,
     if not plain(value):
         why.append(f"{function} returns a {type(value).__name__} object, which is not plain data")
     return value
+
+
+def _run_solutions(plan: AssignmentPlan, namespace: dict, python: Callable[[str], str]) -> None:
+    """The master's solution cells that define graded functions, run in `namespace`."""
+    for grade_id in dict.fromkeys(plan.graded.values()):
+        solution = plan.cell(grade_id).solution
+        assert solution is not None, grade_id  # plan.graded names solution cells only
+        exec(compile(python(solution), f"<{grade_id}>", "exec"), namespace)
+
+
+def _not_replayable(outputs: list, why: list[str], code: str, graded: dict[str, str]) -> str | None:
+    """Why a master test recorded with the master's solutions must run in the sandbox, if it must."""
+    failed = [o for o in outputs if o.output_type == "error"]
+    if failed:  # graded as a kernel runs it; pipeline.check_master warns the instructor
+        return f"it fails with the master's solution in the grader ({failed[0].ename}: {failed[0].evalue})"
+    return why[0] if why else _introspects(code, graded)
 
 
 _PLAIN_SCALARS = (type(None), bool, int, float, str)
