@@ -341,6 +341,10 @@ def student_works(hub: Hub, page: Page, name: str, bodies: dict[str, str]) -> No
         page.keyboard.press("Control+a")
         page.keyboard.insert_text(solved_cell(stub, body, signature=f"work of {name}"))
     hub.validation[name] = validate(page)
+    # The dialog's traceback box scrolls, and the test's explanation is at its end: show the end,
+    # as a student scrolls to it (README's picture of this step is about that explanation).
+    page.locator(".jp-Dialog").first.evaluate(
+        "d => d.querySelectorAll('*').forEach(e => { if (e.scrollHeight > e.clientHeight + 1) e.scrollTop = e.scrollHeight; })")
     hub.shot(page, f"3-{name}-validated")
     close_dialog(page)
     page.locator(".lm-TabBar-tab", has_text="Assignments").click()

@@ -516,7 +516,9 @@ def test_printing_without_end_only_runs_out_of_time_and_keeps_a_capped_part(box)
             while True:
                 sys.stdout.write("x" * (1 << 20))
         """, Call("initialize_parameters_zeros", ([2],)))
-    assert result.reason == "wall-clock timeout after 5 s"
+    # Writing is CPU work, and the CPU limit equals the wall-clock one: on a quiet machine the
+    # CPU limit is met first, on a loaded one the clock.  Either way it ran out of time, not output.
+    assert re.fullmatch(r"wall-clock timeout after 5 s|CPU time limit \(\d+ s\) exceeded", result.reason or ""), result.reason
     assert result.calls[0].status == "error"
     assert_batch_goes_on(box)
 
