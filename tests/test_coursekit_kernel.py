@@ -31,6 +31,8 @@ import pytest
 
 from scripts.student_work import edit_cells
 from tests.helpers import (
+    GENERAL_COURSE,
+    GENERAL_TIMESTAMP,
     copy_course,
     generate_assignment,
     gradebook_scores,
@@ -41,9 +43,6 @@ from tests.helpers import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-COURSE = Path(__file__).resolve().parent / "general_course"
-COURSE_ID = "textstats-course"
-TIMESTAMP = "2026-12-07 12:00:00.000000 UTC"
 ASSIGNMENTS = ("plots", "datafile", "kernel")
 
 # A correct square that computes for 12 s (more than coursekit's old per-call limit of 10 s and,
@@ -151,7 +150,7 @@ def write_students(course: Path, assignment: str) -> None:
                 (folder / path.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
             else:
                 (folder / path.name).write_bytes(path.read_bytes())
-        (folder / "timestamp.txt").write_text(TIMESTAMP + "\n")
+        (folder / "timestamp.txt").write_text(GENERAL_TIMESTAMP + "\n")
 
 
 def per_cell(course: Path, assignment: str) -> dict[str, dict[str, float | None]]:
@@ -167,7 +166,7 @@ def per_cell(course: Path, assignment: str) -> dict[str, dict[str, float | None]
 def graded(tmp_path_factory):
     """{assignment: (nbgrader's per-cell scores, coursekit's, coursekit's --json lines)}."""
     base = tmp_path_factory.mktemp("kernel")
-    template = new_course(base / "template", ("nbgrader_config.py", "source"), origin=COURSE)
+    template = new_course(base / "template", ("nbgrader_config.py", "source"), origin=GENERAL_COURSE)
     for assignment in ASSIGNMENTS:
         generate_assignment(template, "--log-level=WARN", assignment=assignment)
         write_students(template, assignment)

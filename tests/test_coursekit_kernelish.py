@@ -44,6 +44,9 @@ from nbgrader.api import Gradebook
 
 from scripts.student_work import edit_cells, fill_stub, grade_id
 from tests.helpers import (
+    COURSE_ID,
+    GENERAL_COURSE,
+    GENERAL_TIMESTAMP,
     copy_course,
     generate_assignment,
     gradebook_grades,
@@ -54,11 +57,8 @@ from tests.helpers import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-COURSE = Path(__file__).resolve().parent / "general_course"
 ASSIGNMENT = "kernelish"
-COURSE_ID = "textstats-course"
 NOTEBOOKS = ("kernelish", "magics")
-TIMESTAMP = "2026-12-07 12:00:00.000000 UTC"
 
 SOLVED = {"birthday": "p.increase_age()", "celebrate": "birthday(person)", "total": "return sum(inv.values())",
           "double": "return 2 * x", "answer": "answer = 42", "perimeter": "return 2 * sum(sides)",
@@ -119,7 +119,7 @@ def write_students(course: Path) -> None:
             if student == "duplicated" and notebook == "kernelish":
                 _duplicate(nb)
             (folder / f"{notebook}.ipynb").write_text(json.dumps(nb, indent=1), encoding="utf-8")
-        (folder / "timestamp.txt").write_text(TIMESTAMP + "\n")
+        (folder / "timestamp.txt").write_text(GENERAL_TIMESTAMP + "\n")
 
 
 def comments(course: Path) -> set[tuple[str, str]]:
@@ -132,7 +132,7 @@ def comments(course: Path) -> set[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("kernelish")
-    template = new_course(base / "template", ("nbgrader_config.py", "source"), origin=COURSE)
+    template = new_course(base / "template", ("nbgrader_config.py", "source"), origin=GENERAL_COURSE)
     generate_assignment(template, "--log-level=WARN", assignment=ASSIGNMENT)
     write_students(template)
     stock = copy_course(template, base / "nbgrader")
