@@ -13,3 +13,4 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "initialization"
 MASTER = ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 RELEASE = ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+EXERCISES = ("zeros", "random", "he")  # the exercises' short names, in the notebook's order

@@ -43,12 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection
 
+from coursekit import classroom
 from scripts import make_class
 from scripts.course import ASSIGNMENT, RELEASE, ROOT
 from scripts.courses import build_template, copy_course, gradebook_scores, nbgrader_env
 from scripts.student_work import grade_id, index_of
 
-EXERCISES = make_class.EXERCISES  # function (= its solution cell's grade id) -> (variants, test cells)
+EXERCISES = make_class.EXERCISES  # function (= its solution cell's grade id) -> its variants and test cells
 SHORT = {f: f.rsplit("_", 1)[-1] for f in EXERCISES}  # initialize_parameters_he -> he
 P_CORRECT = 0.6  # chance that an exercise gets a correct variant (picked among the correct styles)
 
@@ -68,7 +69,7 @@ def new_cell(rng: random.Random, source: str, cell_type: str = "code") -> dict:
 
 def present_tests(nb: dict, function: str) -> list[str]:
     ids = {grade_id(c) for c in nb["cells"]}
-    return [t for t in EXERCISES[function][1] if t in ids]
+    return [t for t in EXERCISES[function].tests if t in ids]
 
 
 def last_test(nb: dict, function: str) -> int:
@@ -360,7 +361,7 @@ def _outputs(nb: dict, function: str, style: str, rng: random.Random) -> bool:
 
 @feature("delete-test-cells", ("public", "hidden", "both"), recovery="nbgrader#1682", order=95)
 def _delete_tests(nb: dict, function: str, style: str, rng: random.Random) -> bool:
-    public, hidden = EXERCISES[function][1]
+    public, hidden = EXERCISES[function].tests
     gone = {"public": {public}, "hidden": {hidden}, "both": {public, hidden}}[style]
     nb["cells"] = [c for c in nb["cells"] if grade_id(c) not in gone]
     return True
@@ -386,7 +387,7 @@ def _duplicate_solution(nb: dict, function: str, style: str, rng: random.Random)
 def _duplicate_test(nb: dict, function: str, style: str, rng: random.Random) -> bool:
     """A test cell copied (same grade id), above or below the original: nbgrader's
     DeduplicateIds grades the last copy, and the others run as ordinary cells."""
-    test = EXERCISES[function][1][style.startswith("hidden")]
+    test = EXERCISES[function].tests[style.startswith("hidden")]
     if test not in present_tests(nb, function):
         return False
     at = index_of(nb, test)
@@ -421,9 +422,9 @@ def _strip_all(nb: dict, function: str, style: str, rng: random.Random) -> bool:
 
 def _variant_pick(rng: random.Random) -> dict[str, str]:
     pick = {}
-    for function, (variants, _) in EXERCISES.items():
-        correct = [v.name for v in variants if v.name.startswith("correct")]
-        pick[function] = rng.choice(correct) if rng.random() < P_CORRECT else rng.choice([v.name for v in variants])
+    for function, exercise in EXERCISES.items():
+        correct = [v.name for v in exercise.variants if v.name.startswith("correct")]
+        pick[function] = rng.choice(correct) if rng.random() < P_CORRECT else rng.choice([v.name for v in exercise.variants])
     return pick
 
 
@@ -462,7 +463,7 @@ def plan_class(count: int, seed: int, styles: dict[str, tuple[str, ...]]) -> lis
 def make_notebook(release: dict, variants: dict[str, str], wanted: list[tuple[str, str, str]],
                   rng: random.Random) -> tuple[dict, list[tuple[str, str, str]]]:
     """The notebook, and the features that applied as (feature, function or "*", style)."""
-    nb = make_class.make_notebook(release, variants, scratch=False)
+    nb = classroom.make_notebook(release, EXERCISES, variants)
     applied = []
     for name, function, style in sorted(wanted, key=lambda w: FEATURES[w[0]].order):
         if FEATURES[name].apply(nb, function, style, rng):
@@ -486,7 +487,7 @@ def fuzz_class(course_dir: Path, count: int = 300, seed: int = 0, without: Colle
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{ASSIGNMENT}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n",
                                                     encoding="utf-8")
-        (folder / "timestamp.txt").write_text(make_class.TIMESTAMP + "\n")
+        (folder / "timestamp.txt").write_text(classroom.TIMESTAMP + "\n")
         manifest[student] = {"variants": variants, "features": [list(a) for a in applied]}
     (course_dir / "fuzz_manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     return manifest
@@ -494,8 +495,8 @@ def fuzz_class(course_dir: Path, count: int = 300, seed: int = 0, without: Colle
 
 # ----------------------------------------------------------------------------- comparison
 
-TESTS = [t for _, tests in EXERCISES.values() for t in tests]
-TEST_OF = {t: f for f, (_, tests) in EXERCISES.items() for t in tests}
+TESTS = [t for exercise in EXERCISES.values() for t in exercise.tests]
+TEST_OF = {t: f for f, exercise in EXERCISES.items() for t in exercise.tests}
 
 
 @dataclass(frozen=True)

@@ -16,46 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+from coursekit.classroom import TIMESTAMP, Exercise, Variant, body, sub, then, unchanged, write_class
 from scripts.course import ASSIGNMENT, RELEASE
-from scripts.student_work import CORRECT, edit_cells, solved_cell
+from scripts.student_work import CORRECT
 
-TIMESTAMP = "2026-11-20 12:00:00.000000 UTC"
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    expect: tuple[bool, bool]  # (public test passes, hidden test passes)
-    edit: Callable[[str], str]  # release cell source -> what the student submits
-
-
-def body(text: str) -> Callable[[str], str]:
-    """Replace the stub line by `text` (indented like the stub)."""
-    return lambda source: solved_cell(source, text)
-
-
-def then(*edits: Callable[[str], str]) -> Callable[[str], str]:
-    def apply(source: str) -> str:
-        for edit in edits:
-            source = edit(source)
-        return source
-    return apply
-
-
-def sub(old: str, new: str) -> Callable[[str], str]:
-    def apply(source: str) -> str:
-        assert old in source, (old, source)
-        return source.replace(old, new)
-    return apply
-
+__all__ = ["EXERCISES", "TIMESTAMP", "SCRATCH", "make_class"]
 
 PASS, FAIL = (True, True), (False, False)
-UNTOUCHED = Variant("untouched", FAIL, lambda source: source)
+UNTOUCHED = Variant("untouched", FAIL, unchanged)
 ZEROS_W = 'parameters["W" + str(l)] = '
 ZEROS = [
     Variant("correct", PASS, body(CORRECT["initialize_parameters_zeros"])),
@@ -118,10 +88,11 @@ HE = [
     UNTOUCHED,
 ]
 
+# Each exercise's solution cell (its grade id, the function's name) -> its variants and test cells.
 EXERCISES = {
-    "initialize_parameters_zeros": (ZEROS, ("test_zeros_public", "test_zeros_hidden")),
-    "initialize_parameters_random": (RANDOM, ("test_random_public", "test_random_hidden")),
-    "initialize_parameters_he": (HE, ("test_he_public", "test_he_hidden")),
+    "initialize_parameters_zeros": Exercise(tuple(ZEROS), ("test_zeros_public", "test_zeros_hidden")),
+    "initialize_parameters_random": Exercise(tuple(RANDOM), ("test_random_public", "test_random_hidden")),
+    "initialize_parameters_he": Exercise(tuple(HE), ("test_he_public", "test_he_hidden")),
 }
 
 SCRATCH = ("# trying things out\n"
@@ -129,53 +100,11 @@ SCRATCH = ("# trying things out\n"
            "print({k: v.shape for k, v in p.items()})")
 
 
-def choices(count: int, rng: random.Random) -> list[dict[str, str]]:
-    """First a cover: student i takes variant i (cycling) of every exercise, so the first
-    max(#variants) students hold every variant of every exercise; then random mixtures."""
-    width = max(len(variants) for variants, _ in EXERCISES.values())
-    picks = [{ex: variants[i % len(variants)].name for ex, (variants, _) in EXERCISES.items()}
-             for i in range(width)]
-    while len(picks) < count:
-        picks.append({ex: rng.choice(variants).name for ex, (variants, _) in EXERCISES.items()})
-    return picks[:count]
-
-
-def make_notebook(release: dict, pick: dict[str, str], scratch: bool) -> dict:
-    nb = json.loads(json.dumps(release))
-    edit_cells(nb, {exercise: {v.name: v for v in variants}[pick[exercise]].edit
-                    for exercise, (variants, _) in EXERCISES.items()})
-    if scratch:
-        nb["cells"].append({"id": "scratch", "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                            "source": SCRATCH})
-    return nb
-
-
-def expected_scores(pick: dict[str, str], points: dict[str, float]) -> dict[str, float]:
-    scores = {}
-    for exercise, (variants, tests) in EXERCISES.items():
-        variant = next(v for v in variants if v.name == pick[exercise])
-        for test, passes in zip(tests, variant.expect):
-            scores[test] = points[test] if passes else 0.0
-    return scores
-
-
 def make_class(course_dir: Path, count: int = 200, seed: int = 0) -> dict[str, dict]:
-    """Write the submissions; return the manifest {student: {"variants", "expected"}}."""
+    """Write the submissions (coursekit.classroom.write_class); return the manifest
+    {student: {"variants", "expected"}}."""
     release = json.loads(RELEASE.read_text(encoding="utf-8"))
-    points = {c["metadata"]["nbgrader"]["grade_id"]: float(c["metadata"]["nbgrader"]["points"])
-              for c in release["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
-    rng = random.Random(seed)
-    manifest = {}
-    for index, pick in enumerate(choices(count, rng)):
-        student = f"s{index:03d}"
-        folder = course_dir / "submitted" / student / ASSIGNMENT
-        folder.mkdir(parents=True, exist_ok=True)
-        nb = make_notebook(release, pick, scratch=index % 3 == 2)
-        (folder / f"{ASSIGNMENT}.ipynb").write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
-        (folder / "timestamp.txt").write_text(TIMESTAMP + "\n")
-        manifest[student] = {"variants": pick, "expected": expected_scores(pick, points)}
-    (course_dir / "class_manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    return write_class(course_dir, ASSIGNMENT, release, EXERCISES, count, seed, scratch=SCRATCH)
 
 
 def main() -> None:

@@ -1,17 +1,23 @@
 """What the tests share: the one place tests build, generate and copy a course folder, grade it
 and read the results, and serve one to a browser with a student's JupyterLab (`student_lab`).
-What bench/ needs too (course folders, gradebook reading) lives in scripts/courses.py and is
-imported here; bench/ never imports tests/, nor tests/ bench/.
+
+The tool's tests (coursekit's) grade fixture courses only, never this repository's lesson: the
+general course (tests/general_course/, docs/coursekit.md "A second assignment") and, above all, its
+"scaling" assignment (`ASSIGNMENT`), which has the lesson's shape (three graded functions, each
+with a public test of 1 point and a hidden test of 2) on another topic, and runs in a second.
+conftest.py's session fixture `template_course` builds it once (`build_template`: config, master,
+release and a fresh gradebook, by the real `nbgrader generate_assignment`), and each test grades
+in its own copy; `generated_class` adds a class written from `SCALING_EXERCISES`, each student
+with the points worked out by hand.
+
+This module imports nothing from scripts/ (an import-linter contract in pyproject.toml says so):
+the lesson's own tests import the lesson (its name, answers and classes) from scripts/ and pass
+it to the functions here.  What both the tests and the course's scripts need (a student's edits,
+generated classes, course folders) is coursekit's `coursekit.classroom`; bench/ never imports
+tests/, nor tests/ bench/.
 
 A course is a folder with nbgrader_config.py and source/ (plus whatever else a test needs); nbgrader
 runs in it with `nbgrader_env()`, so it uses the course's own gradebook and the default exchange.
-
-The coursekit tests grade throw-away copies of one template course (config, master, release, a
-fresh gradebook made by the real `nbgrader generate_assignment`): conftest.py's session fixture
-`template_course` builds it once (`build_template`), and each test grades in its own copy.
-
-What students write comes from `scripts.student_work` (the hand-written correct answers and the
-edits), the generated classes from `scripts.make_class`; the course's name and paths from `scripts.course`.
 """
 
 from __future__ import annotations
@@ -39,42 +45,155 @@ import pytest
 import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from coursekit import check
-from coursekit.read import CourseError
-from scripts import make_class
-from scripts.course import ASSIGNMENT, MASTER, RELEASE
-from scripts.courses import (  # noqa: F401 (the tests import them from here, as from every shared helper)
-    COURSE_FILES,
+from coursekit import check, classroom
+from coursekit.classroom import (  # noqa: F401 (the tests import them from here, as every shared helper)
     LEFTOVERS,
-    VENV_BIN,
-    build_template,
+    TIMESTAMP,
+    Exercise,
+    Variant,
+    body,
     copy_course,
+    edit_cells,
     expected_scores,
-    generate_assignment,
-    gradebook_grades,
-    gradebook_scores,
-    nbgrader_env,
-    new_course,
+    fill_stub,
+    grade_id,
+    index_of,
+    solve,
+    solved_cell,
+    sub,
+    then,
+    unchanged,
 )
-from scripts.pg_server import free_port
-from scripts.student_work import CORRECT, edit_cells, fill_stub, solve
+from coursekit.read import CourseError
 
-# The demo course holds what `make grade-nbgrader` runs (scripts/) and the helpers it imports.
-DEMO_COURSE_FILES = ("nbgrader_config.py", "hide_hidden_tests.py", "init_utils.py", "public_tests.py", "datasets",
-                     "source", "scripts")
-EXERCISES = ("zeros", "random", "he")  # short names, in the notebook's order
-FULL = dict.fromkeys(EXERCISES, 3.0)  # points of each exercise
-# Points of the (public, hidden) test cells of an exercise, by its total.
-CELL_POINTS = {0: (0, 0), 1: (1, 0), 3: (1, 2)}
+VENV_BIN = Path(sys.executable).parent
+nbgrader_env = check.nbgrader_env
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
-
 
 # How the local pool tells that a worker killed with SIGKILL died: by its exit status, or by its
 # pipe when it sends the worker a task first.  Which it notices first is a race; both are true.
 KILLED = r"killed by SIGKILL|its pipe broke"
 
 
-# --- course folders -------------------------------------------------------------------------------
+# --- the general course (tests/general_course/) ---------------------------------------------------
+
+GENERAL_COURSE = Path(__file__).resolve().parent / "general_course"
+COURSE_ID = "textstats-course"  # the general course's id (its nbgrader_config.py)
+GENERAL_TIMESTAMP = "2026-11-20 12:00:00.000000 UTC"
+
+
+# --- the fixture assignment the tool's tests grade: "scaling" --------------------------------------
+
+ASSIGNMENT = "scaling"
+MASTER = GENERAL_COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+FIXTURE_FILES = ("nbgrader_config.py", f"source/{ASSIGNMENT}")
+# The fixture course's coursekit settings, added to its copy of the general course's configuration
+# (the general course's other assignments are graded with coursekit's defaults): the helper module
+# its tests import is trusted and shown in tracebacks, and deleted grade cells come back (as the
+# lesson sets them).
+FIXTURE_CONFIG = """
+c.OverwriteCells.add_missing_cells = True
+c.CourseKit.trusted_modules = ["scaling_checks.py"]
+c.CourseKit.traceback_modules = ["scaling_checks.py"]
+c.CourseKit.sandbox_preload = ["numpy", "numpy.random", "matplotlib", "matplotlib.pyplot", "scaling_checks"]
+import os  # noqa: E402
+if "COURSEKIT_GRADEBOOK" in os.environ:  # a test's PostgreSQL gradebook, named as the lesson's config names it
+    c.CourseDirectory.db_url = os.environ["COURSEKIT_GRADEBOOK"]
+"""
+EXERCISES = ("center", "noise", "standardize")  # short names, in the notebook's order
+SOLUTION = {"center": "center", "noise": "add_noise", "standardize": "standardize"}  # short name -> its cell
+FULL = dict.fromkeys(EXERCISES, 3.0)  # points of each exercise
+# Points of the (public, hidden) test cells of an exercise, by its total.
+CELL_POINTS = {0: (0, 0), 1: (1, 0), 3: (1, 2)}
+# What replaces each stub: a correct answer, written here by hand (not taken from the master).
+CORRECT = {
+    "center": "return X - X.mean(axis=0)",
+    "add_noise": "return X + scale * np.random.randn(*X.shape)",
+    "standardize": "std = X.std(axis=0)\nreturn (X - X.mean(axis=0)) / np.where(std == 0, 1.0, std)",
+}
+
+# A class: what students write in each solution cell, and whether its (public, hidden) tests pass,
+# worked out by hand from the tests (scaling_checks.py and the hidden cells of the master).
+PASS, FAIL = (True, True), (False, False)
+UNTOUCHED = Variant("untouched", FAIL, unchanged)  # NotImplementedError
+SCALING_EXERCISES = {
+    "center": Exercise((
+        Variant("correct", PASS, body(CORRECT["center"])),
+        Variant("correct-keepdims", PASS, body("return X - np.mean(X, axis=0, keepdims=True)")),
+        Variant("correct-loop", PASS, body("out = X.copy()\nfor j in range(X.shape[1]):\n"
+                                           "    out[:, j] = X[:, j] - X[:, j].mean()\nreturn out")),
+        Variant("row-means", FAIL, body("return X - X.mean(axis=1, keepdims=True)")),
+        Variant("overall-mean", FAIL, body("return X - X.mean()")),
+        Variant("no-return", FAIL, body("X - X.mean(axis=0)")),  # returns None
+        # The public example has two rows, the hidden ones more: only the public test passes.
+        Variant("first-two-rows", (True, False), body("return X - X[:2].mean(axis=0)")),
+        Variant("bad-axis", FAIL, body("return X - X.mean(axis=2)")),  # raises AxisError
+        UNTOUCHED,
+    ), ("test_center_public", "test_center_hidden")),
+    "add_noise": Exercise((
+        Variant("correct", PASS, body(CORRECT["add_noise"])),
+        Variant("correct-normal", PASS, body("return X + np.random.normal(0, scale, X.shape)")),
+        Variant("correct-two-steps", PASS, body("noise = np.random.randn(X.shape[0], X.shape[1])\n"
+                                                "return X + noise * scale")),
+        Variant("no-seed", FAIL, then(body(CORRECT["add_noise"]), sub("np.random.seed(7)", "pass"))),
+        Variant("uniform", FAIL, body("return X + scale * np.random.rand(*X.shape)")),
+        # scale ** 2 is scale for the public test's 1.0, not for the hidden tests' 0.5 and 2.0.
+        Variant("variance", (True, False), body("return X + scale ** 2 * np.random.randn(*X.shape)")),
+        UNTOUCHED,
+    ), ("test_noise_public", "test_noise_hidden")),
+    "standardize": Exercise((
+        Variant("correct", PASS, body(CORRECT["standardize"])),
+        Variant("correct-mask", PASS, body("std = X.std(axis=0)\nstd[std == 0] = 1\n"
+                                           "return (X - X.mean(axis=0)) / std")),
+        Variant("sample-std", FAIL, body("std = X.std(axis=0, ddof=1)\n"
+                                         "return (X - X.mean(axis=0)) / np.where(std == 0, 1.0, std)")),
+        Variant("nan-constant", FAIL, body("return (X - X.mean(axis=0)) / X.std(axis=0)")),
+        Variant("not-centered", FAIL, body("std = X.std(axis=0)\nreturn X / np.where(std == 0, 1.0, std)")),
+        UNTOUCHED,
+    ), ("test_standardize_public", "test_standardize_hidden")),
+}
+SCRATCH = "# trying things out\nprint(standardize(DATA).round(2))"
+
+
+def new_course(dest: Path, files: tuple[str, ...] = FIXTURE_FILES, origin: Path = GENERAL_COURSE) -> Path:
+    """A course folder at ``dest`` holding copies of ``files`` (files or folders) from ``origin``."""
+    return classroom.new_course(dest, files, origin)
+
+
+def generate_assignment(course: Path, *options: str, env: dict[str, str] | None = None,
+                        assignment: str = ASSIGNMENT) -> None:
+    """Run the real `nbgrader generate_assignment ASSIGNMENT` in ``course``; fail with its output."""
+    classroom.generate_assignment(course, assignment, *options, env=env or nbgrader_env())
+
+
+def build_template(folder: Path) -> Path:
+    """The fixture course: the general course's configuration (with FIXTURE_CONFIG) and the scaling
+    assignment's master, release and a fresh gradebook, by the real generate_assignment."""
+    course = new_course(folder)
+    with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
+        config.write(FIXTURE_CONFIG)
+    generate_assignment(course, "--force", "--log-level=WARN")
+    return course
+
+
+def generate_class(course: Path, size: int, seed: int = 0) -> dict[str, dict]:
+    """A class of ``size`` students in a generated fixture course (coursekit.classroom.write_class);
+    the manifest {student: {"variants", "expected"}}."""
+    return classroom.write_class(course, ASSIGNMENT, release_notebook(course), SCALING_EXERCISES, size, seed,
+                                 scratch=SCRATCH)
+
+
+def gradebook_grades(course: Path, assignment: str = ASSIGNMENT, course_id: str = COURSE_ID,
+                     url: str | None = None) -> dict[tuple[str, str], tuple[float | None, bool]]:
+    """{(student, grade cell): (auto_score, needs_manual_grade)} (coursekit.classroom.gradebook_grades)."""
+    return classroom.gradebook_grades(course, assignment, course_id, url)
+
+
+def gradebook_scores(course: Path, url: str | None = None, assignment: str = ASSIGNMENT,
+                     course_id: str = COURSE_ID) -> dict[tuple[str, str], float | None]:
+    """{(student, grade cell): auto_score} for every submission in the course's gradebook (or at `url`)."""
+    return {key: score for key, (score, _) in gradebook_grades(course, assignment, course_id, url).items()}
+
 
 def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT, jobs: int = 2,
                        timeout: float = 1800) -> None:
@@ -86,14 +205,15 @@ def nbgrader_autograde(course: Path, *options: str, assignment: str = ASSIGNMENT
         pytest.fail(str(error))
 
 
-def demo_course(dest: Path, env: dict[str, str], config: str = "") -> Path:
-    """A generated course at ``dest`` that also holds what `make grade-nbgrader` runs (scripts/) and
-    the helpers it imports, with ``config`` lines added to its nbgrader_config.py."""
-    course = new_course(dest, DEMO_COURSE_FILES)
+def demo_course(dest: Path, env: dict[str, str], origin: Path, assignment: str, config: str = "") -> Path:
+    """A generated copy of the lesson at ``origin`` (its ``assignment``) that also holds what `make grade-nbgrader` runs
+    (scripts/) and the helpers it imports, with ``config`` lines added to its nbgrader_config.py."""
+    course = new_course(dest, ("nbgrader_config.py", "hide_hidden_tests.py", "init_utils.py", "public_tests.py",
+                               "datasets", "source", "scripts"), origin)
     if config:
         with open(course / "nbgrader_config.py", "a", encoding="utf-8") as file:
             file.write("\n" + config + "\n")
-    generate_assignment(course, "--force", "--log-level=ERROR", env=env)
+    classroom.generate_assignment(course, assignment, "--force", "--log-level=ERROR", env=env)
     return course
 
 
@@ -106,17 +226,17 @@ def run(course: Path, env: dict[str, str], *args: str, **kwargs: Any) -> str:
 
 # --- submissions ----------------------------------------------------------------------------------
 
-def release_notebook() -> dict:
-    """The release notebook, as JSON."""
-    return json.loads(RELEASE.read_text(encoding="utf-8"))
+def release_notebook(course: Path) -> dict:
+    """The release notebook of a generated fixture course, as JSON."""
+    return json.loads((course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))
 
 
-def solved() -> dict:
-    """The release notebook with all three exercises solved correctly."""
-    return solve(release_notebook(), CORRECT)
+def solved(course: Path) -> dict:
+    """The release notebook of a generated fixture course with all three exercises solved correctly."""
+    return solve(release_notebook(course), CORRECT)
 
 
-def submit(course: Path, student: str, notebook: dict | bytes, timestamp: str | None = make_class.TIMESTAMP,
+def submit(course: Path, student: str, notebook: dict | bytes, timestamp: str | None = TIMESTAMP,
            assignment: str = ASSIGNMENT) -> Path:
     """Place a submission as the exchange would: submitted/<student>/<assignment>/<assignment>.ipynb."""
     folder = course / "submitted" / student / assignment
@@ -137,7 +257,7 @@ def course_with(tmp_path_factory: pytest.TempPathFactory, template: Path, name: 
     return course
 
 
-def slow_down_last(course: Path, manifest: dict, seconds: int = 5) -> list[str]:
+def slow_down_last(course: Path, manifest: dict, seconds: int = 5, assignment: str = ASSIGNMENT) -> list[str]:
     """Make the last students' first solution cells sleep first (their grades stay the same);
     return them in grading order.
 
@@ -147,7 +267,7 @@ def slow_down_last(course: Path, manifest: dict, seconds: int = 5) -> list[str]:
     last one starts after that and cannot be done when the test kills the grader on that report."""
     slow = sorted(manifest)[-((os.cpu_count() or 1) + 2):]
     for student in slow:
-        path = course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        path = course / "submitted" / student / assignment / f"{assignment}.ipynb"
         notebook = json.loads(path.read_text(encoding="utf-8"))
         cell = next(c for c in notebook["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("solution"))
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
@@ -156,15 +276,12 @@ def slow_down_last(course: Path, manifest: dict, seconds: int = 5) -> list[str]:
     return slow
 
 
-# --- the general course (tests/general_course/, docs/coursekit.md "A second assignment") ---------
+# --- the general course's textstats assignment (docs/coursekit.md "A second assignment") ----------
 
-GENERAL_COURSE = Path(__file__).resolve().parent / "general_course"
 TEXTSTATS = "textstats"
-COURSE_ID = "textstats-course"
 NOTEBOOKS = {"words": ["test_tokenize", "test_word_counts", "test_word_counts_uses_tokenize", "test_top_words",
                        "explain_tokenize"],
              "stats": ["test_mean", "test_mean_range", "test_variance", "test_sample_std"]}
-GENERAL_TIMESTAMP = "2026-11-20 12:00:00.000000 UTC"
 
 # What each student writes in place of each stub (code cells) or answer (the markdown cell).
 ANSWERS = {
@@ -260,14 +377,14 @@ def coursekit(course: Path, *args: str, check: bool = True, timeout: float = 600
 
 # --- reading the results --------------------------------------------------------------------------
 
-def cell_scores(course: Path) -> dict[tuple[str, str], float]:
+def cell_scores(course: Path, assignment: str = ASSIGNMENT, course_id: str = COURSE_ID) -> dict[tuple[str, str], float]:
     """{(student, test cell): points}; a cell nbgrader never scored counts 0."""
-    return {key: score or 0.0 for key, score in gradebook_scores(course).items()}
+    return {key: score or 0.0 for key, score in gradebook_scores(course, None, assignment, course_id).items()}
 
 
-def cell_points(totals: tuple[int, int, int]) -> dict[str, int]:
-    """{test cell: points} of a notebook whose exercises (zeros, random, he) earned ``totals``."""
-    return {f"test_{exercise}_{kind}": points for exercise, total in zip(EXERCISES, totals)
+def cell_points(totals: tuple[int, ...], exercises: tuple[str, ...] = EXERCISES) -> dict[str, int]:
+    """{test cell: points} of a notebook whose ``exercises`` (short names, in order) earned ``totals``."""
+    return {f"test_{exercise}_{kind}": points for exercise, total in zip(exercises, totals, strict=True)
             for kind, points in zip(("public", "hidden"), CELL_POINTS[total])}
 
 
@@ -284,18 +401,18 @@ def assert_graded(result: dict, expected: dict[str, float], note: str = "") -> N
     assert note in result["reason"]
 
 
-def hidden_test_text() -> list[str]:
+def hidden_test_text(master: Path = MASTER) -> list[str]:
     """Lines of the master's hidden tests long enough to be unmistakable, and their numbers."""
-    bodies = [body for cell in nbformat.read(MASTER, 4).cells for body in HIDDEN.findall(cell.source)]
+    bodies = [body for cell in nbformat.read(master, 4).cells for body in HIDDEN.findall(cell.source)]
     assert len(bodies) == 3
     lines = [line.strip() for body in bodies for line in body.splitlines() if len(line.strip()) >= 13]
     numbers = [n for body in bodies for n in re.findall(r"-?\d+\.\d{6,}", body)]
     return lines + numbers
 
 
-def leaked_hidden_text(text: str) -> list[str]:
+def leaked_hidden_text(text: str, master: Path = MASTER) -> list[str]:
     """The pieces of the master's hidden tests that ``text`` shows."""
-    return [piece for piece in hidden_test_text() if piece in text]
+    return [piece for piece in hidden_test_text(master) if piece in text]
 
 
 # --- a student's JupyterLab (the browser tests) ---------------------------------------------------
@@ -356,10 +473,10 @@ def disable_instructor_tools(env: dict[str, str]) -> None:
 
 
 @contextmanager
-def student_lab(base: Path, folder: Path, env: dict[str, str],
+def student_lab(base: Path, folder: Path, env: dict[str, str], port: int,
                 settings: dict[str, dict] | None = None) -> Iterator[tuple[str, str]]:
-    """A real `jupyter lab` with a student's configuration, serving a copy of ``folder`` (the release
-    of one assignment) under ``base``/home/; yields (server URL, token).  ``settings`` add to
+    """A real `jupyter lab` with a student's configuration on ``port`` (a free one), serving a copy of
+    ``folder`` (the release of one assignment) under ``base``/home/; yields (server URL, token).  ``settings`` add to
     LAB_SETTINGS (e.g. the interface language)."""
     shutil.copytree(folder, base / "home" / folder.name)
     for name, values in {**LAB_SETTINGS, **(settings or {})}.items():
@@ -371,7 +488,7 @@ def student_lab(base: Path, folder: Path, env: dict[str, str],
     env.update(HOME=str(base / "home"), JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"), JUPYTER_CONFIG_DIR=str(base / "config"))
     disable_instructor_tools(env)
-    token, port = secrets.token_hex(16), free_port()
+    token = secrets.token_hex(16)
     log = base / "jupyter-lab.log"
     with log.open("w") as out:
         server = subprocess.Popen(

@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from scripts.course import ASSIGNMENT, RELEASE, ROOT
+from scripts.pg_server import free_port
 from scripts.student_work import CORRECT, solved_cell
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, require_chromium, run_cell, student_lab
 
@@ -38,7 +39,7 @@ PUBLIC_TESTS = ["test_zeros_public", "test_random_public", "test_he_public"]
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, course_env) -> Iterator[str]:
     """A JupyterLab server on a fresh copy of the release; yields the notebook's URL."""
-    with student_lab(tmp_path_factory.mktemp("lab"), RELEASE.parent, course_env) as (url, token):
+    with student_lab(tmp_path_factory.mktemp("lab"), RELEASE.parent, course_env, free_port()) as (url, token):
         yield f"{url}/lab/tree/{ASSIGNMENT}/{ASSIGNMENT}.ipynb?token={token}"
 
 

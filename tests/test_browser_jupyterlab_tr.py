@@ -18,6 +18,7 @@ from playwright.sync_api import sync_playwright
 from scripts import i18n
 from scripts.course import ROOT
 from scripts.student_work import CORRECT, solved_cell
+from scripts.pg_server import free_port
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, nbgrader_env, require_chromium, run_cell, student_lab
 
 pytestmark = pytest.mark.browser
@@ -38,7 +39,8 @@ RUN_TIMEOUT_MS = 180_000
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     require_chromium()
-    with student_lab(tmp_path_factory.mktemp("lab-tr"), RELEASE, nbgrader_env(), TURKISH_INTERFACE) as (url, token):
+    with student_lab(tmp_path_factory.mktemp("lab-tr"), RELEASE, nbgrader_env(), free_port(),
+                     TURKISH_INTERFACE) as (url, token):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -30,7 +30,7 @@ from nbgrader.api import Gradebook
 
 from scripts.course import ASSIGNMENT, ROOT
 from scripts.student_work import CORRECT, solve_notebook
-from tests.helpers import new_course
+from scripts.courses import new_course
 
 COURSE_ID = "weight-init"
 STUDENTS = ["ada", "ben", "cy", "dee"]

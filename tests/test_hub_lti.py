@@ -43,21 +43,18 @@ import pytest
 from playwright.sync_api import sync_playwright
 from pylti1p3.registration import Registration
 
-from scripts.course import ASSIGNMENT, ROOT
+from scripts.course import ASSIGNMENT, RELEASE, ROOT
+from scripts.courses import generate_assignment, new_course
 from scripts.lti_platform import Platform, new_key
 from scripts.pg_server import free_port
-from scripts.student_work import CORRECT
+from scripts.student_work import CORRECT, solve
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
     HubAccounts,
-    generate_assignment,
     lms_results,
     nbgrader_env,
-    new_course,
-    release_notebook,
     require,
-    solve,
     submit,
     wait_until_serving,
 )
@@ -273,7 +270,8 @@ def test_the_launches_record_each_students_lti_user_id_and_name_in_the_gradebook
 
 def test_the_graded_class_goes_back_to_the_lms_under_the_launched_ids(launched):
     for name in STUDENTS:
-        submit(launched.course, name, solve(release_notebook(), LAUNCHED[name][3]))
+        submit(launched.course, name, solve(json.loads(RELEASE.read_text(encoding="utf-8")), LAUNCHED[name][3]),
+               assignment=ASSIGNMENT)
     graded = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT], cwd=launched.course,
                             env=nbgrader_env(), capture_output=True, text=True, timeout=600)
     assert graded.returncode == 0, graded.stderr[-3000:]

@@ -1,7 +1,7 @@
 """A hub's gradebook on a real PostgreSQL server, under the load a hub puts on it.
 
 Debian's server runs in a temporary folder (scripts/pg_server.py).  A generated class of CLASS
-submissions (scripts/make_class.py, every variant with its hand-worked score) is graded by the real
+submissions (the fixture course's class, every variant with its hand-worked score) is graded by the real
 `coursekit autograde` CLI with COURSEKIT_GRADEBOOK pointing at the server, as on a hub:
 
 - two graders started at once, while `nbgrader export` reads the gradebook, lose no row and leave
@@ -26,9 +26,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from scripts.course import ASSIGNMENT
 from scripts.pg_server import PostgresServer
 from tests import helpers
+from tests.helpers import ASSIGNMENT
 
 pytestmark = pytest.mark.hub
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from scripts.course import ASSIGNMENT
+from scripts.course import ASSIGNMENT, EXERCISES, MASTER, ROOT
+from scripts.courses import COURSE_ID
 from scripts.make_demo_class import STUDENTS, DemoStudent, student_notebook
 from scripts.student_work import CORRECT
 from tests.helpers import cell_points, cell_scores, demo_course, leaked_hidden_text, run
@@ -135,7 +136,8 @@ def limit_address_space() -> None:
 
 @pytest.fixture(scope="module")
 def bad_class(tmp_path_factory, course_env):
-    course = demo_course(tmp_path_factory.mktemp("bad") / "course", course_env, f"c.ExecutePreprocessor.timeout = {CELL_TIMEOUT}")
+    course = demo_course(tmp_path_factory.mktemp("bad") / "course", course_env, ROOT, ASSIGNMENT,
+                         f"c.ExecutePreprocessor.timeout = {CELL_TIMEOUT}")
     for student, content in SUBMISSIONS.items():
         path = course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         path.parent.mkdir(parents=True)
@@ -157,8 +159,8 @@ def cell_errors(course: Path, student: str, grade_id: str) -> list[str]:
 @pytest.mark.parametrize("student", EXPECTED)
 def test_each_bad_submission_scores_only_what_it_earned(bad_class, student):
     course, _, _ = bad_class
-    scores = cell_scores(course)
-    expected = cell_points(EXPECTED[student] or (0, 0, 0))
+    scores = cell_scores(course, ASSIGNMENT, COURSE_ID)
+    expected = cell_points(EXPECTED[student] or (0, 0, 0), EXERCISES)
     assert {cell: scores.get((student, cell), 0) for cell in expected} == expected
 
 
@@ -231,8 +233,8 @@ def test_a_cell_the_student_added_cannot_leak_hidden_test_data_into_feedback(bad
     course, _, _ = bad_class
     nb = nbformat.read(course / "autograded" / "bad-prints-hidden-data" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
     (added,) = [c for c in nb.cells if c.source == "print(expected_random)"]
-    assert leaked_hidden_text(added.outputs[0].text) != []  # when grading, it did print them
+    assert leaked_hidden_text(added.outputs[0].text, MASTER) != []  # when grading, it did print them
     page = course / "feedback" / "bad-prints-hidden-data" / ASSIGNMENT / f"{ASSIGNMENT}.html"
     text = page.read_text(encoding="utf-8")
-    assert leaked_hidden_text(text) == []
+    assert leaked_hidden_text(text, MASTER) == []
     assert "(Outputs of cells you added are not included in feedback.)" in text

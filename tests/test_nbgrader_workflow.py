@@ -21,7 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from scripts.course import ASSIGNMENT, ROOT
+from scripts.course import ASSIGNMENT, EXERCISES, MASTER, ROOT
+from scripts.courses import COURSE_ID
 from tests.helpers import cell_points, cell_scores, demo_course, leaked_hidden_text, run
 
 EXPECTED = {  # student: (zeros, random, he)
@@ -75,13 +76,13 @@ def snapshot(course: Path, grade_output: str, report_output: str) -> Snapshot:
     pages = {page.parent.parent.name: html.unescape(page.read_text(encoding="utf-8"))
              for page in (course / "feedback").glob(f"*/{ASSIGNMENT}/{ASSIGNMENT}.html")}
     report = html.unescape((course / "reports" / "class_report.html").read_text(encoding="utf-8"))
-    return Snapshot(grade_output, report_output, report, rows, cell_scores(course), counts, pages)
+    return Snapshot(grade_output, report_output, report, rows, cell_scores(course, ASSIGNMENT, COURSE_ID), counts, pages)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, course_env) -> tuple[Path, dict[str, Snapshot]]:
     """The demo class graded by stock nbgrader, then twice by coursekit: (course, {run: snapshot})."""
-    course = demo_course(tmp_path_factory.mktemp("demo") / "course", course_env)
+    course = demo_course(tmp_path_factory.mktemp("demo") / "course", course_env, ROOT, ASSIGNMENT)
     run(course, course_env, sys.executable, "-m", "scripts.make_demo_class")
     runs = {}
     for name in RUNS:
@@ -102,7 +103,7 @@ def test_committed_demo_class_is_what_the_generator_builds_from_the_release(demo
 @pytest.mark.parametrize("student", EXPECTED)
 def test_every_demo_student_gets_the_expected_points_per_test_cell(demo, student, run_name):
     scores = demo[1][run_name].cell_scores
-    expected = cell_points(EXPECTED[student])
+    expected = cell_points(EXPECTED[student], EXERCISES)
     assert {cell: scores[(student, cell)] for cell in expected} == expected
 
 
@@ -176,14 +177,14 @@ def test_hidden_test_detector_finds_the_tests_in_an_autograded_notebook(demo):
     # The autograded notebook holds the hidden tests again; the detector must see them there.
     course, _ = demo
     autograded = course / "autograded" / "demo-he-xavier" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    assert len(leaked_hidden_text(str(nbformat.read(autograded, 4)))) > 20
+    assert len(leaked_hidden_text(str(nbformat.read(autograded, 4)), MASTER)) > 20
 
 
 @pytest.mark.parametrize("run_name", RUNS[:2])
 @pytest.mark.parametrize("student", sorted(set(EXPECTED) - NOT_GRADED))
 def test_feedback_exists_and_never_shows_hidden_tests(demo, student, run_name):
     text = demo[1][run_name].feedback[student]
-    assert leaked_hidden_text(text) == []
+    assert leaked_hidden_text(text, MASTER) == []
     assert "HIDDEN TESTS" not in text
 
 

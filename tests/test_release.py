@@ -11,9 +11,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
+from scripts.course import ASSIGNMENT, EXERCISES, MASTER, RELEASE, ROOT
+from scripts.courses import generate_assignment, new_course
 from scripts.run_master import cells_by_id, execute
-from tests.helpers import EXERCISES, HIDDEN, generate_assignment, new_course
+from tests.helpers import HIDDEN
 
 HELPERS = ["init_utils.py", "public_tests.py", "datasets/circles.h5"]
 SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
