@@ -89,13 +89,14 @@ MASTER = GENERAL_COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 FIXTURE_FILES = ("nbgrader_config.py", f"source/{ASSIGNMENT}")
 # The fixture course's coursekit settings, added to its copy of the general course's configuration
 # (the general course's other assignments are graded with coursekit's defaults): the helper module
-# its tests import is trusted and shown in tracebacks, and deleted grade cells come back (as the
-# lesson sets them).
+# its tests import is trusted and shown in tracebacks, the sandbox preloads what it imports, and
+# deleted grade cells come back (as the lesson sets them).
 FIXTURE_CONFIG = """
 c.OverwriteCells.add_missing_cells = True
 c.CourseKit.trusted_modules = ["scaling_checks.py"]
 c.CourseKit.traceback_modules = ["scaling_checks.py"]
 c.CourseKit.sandbox_preload = ["numpy", "numpy.random", "matplotlib", "matplotlib.pyplot", "scaling_checks"]
+c.CourseKit.memory_mb = 2048
 import os  # noqa: E402
 if "COURSEKIT_GRADEBOOK" in os.environ:  # a test's PostgreSQL gradebook, named as the lesson's config names it
     c.CourseDirectory.db_url = os.environ["COURSEKIT_GRADEBOOK"]

@@ -17,8 +17,8 @@ from playwright.sync_api import sync_playwright
 
 from scripts import i18n
 from scripts.course import ROOT
-from scripts.student_work import CORRECT, solved_cell
 from scripts.pg_server import free_port
+from scripts.student_work import CORRECT, solved_cell
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, nbgrader_env, require_chromium, run_cell, student_lab
 
 pytestmark = pytest.mark.browser

@@ -18,15 +18,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import nbformat
 import pytest
 from playwright.sync_api import sync_playwright
 
 from coursekit.read import Unreadable, parse_notebook
-from scripts.course import ASSIGNMENT
-from scripts.student_work import index_of
 from tests.helpers import (
+    ASSIGNMENT,
     CHROMIUM,
     CHROMIUM_ARGS,
     FULL,
@@ -34,7 +34,9 @@ from tests.helpers import (
     copy_course,
     coursekit,
     gradebook_scores,
+    index_of,
     nbgrader_env,
+    release_notebook,
     solved,
     submit,
 )
@@ -43,32 +45,28 @@ ZERO = dict.fromkeys(FULL, 0.0)
 ESCAPES = "\x1b[2K\r\x1b[1A\x1b[32mhonest-a 3/3 3/3 3/3 9/9\x1b[0m\u202e9/0\u202c"
 
 
-def with_cell(source: str) -> dict:
-    nb = solved()
+def with_cell(nb: dict, source: str) -> dict:
     nb["cells"].append(nbformat.v4.new_code_cell(source))
     return nb
 
 
-def he_raising(message: str) -> dict:
-    """A correct notebook whose He function raises an exception with `message`."""
-    nb = solved()
-    cell = nb["cells"][index_of(nb, "initialize_parameters_he")]
-    cell["source"] = cell["source"].replace("    return parameters", f"    raise ValueError({message!r})")
+def standardize_raising(nb: dict, message: str) -> dict:
+    """A correct notebook whose standardize function raises an exception with `message`."""
+    cell = nb["cells"][index_of(nb, "standardize")]
+    cell["source"] = cell["source"].replace("    return (X", f"    raise ValueError({message!r})\n    return (X")
     return nb
 
 
-def chatty() -> dict:
+def chatty(nb: dict) -> dict:
     """Correct code that prints 30 000 non-ASCII characters at every call."""
-    nb = solved()
-    for name in ("initialize_parameters_zeros", "initialize_parameters_random", "initialize_parameters_he"):
+    for name in ("center", "add_noise", "standardize"):
         cell = nb["cells"][index_of(nb, name)]
-        cell["source"] = cell["source"].replace("    return parameters",
-                                                "    print('Grüße, 你好! ' * 3000)\n    return parameters")
+        cell["source"] = cell["source"].replace("\n    return ", "\n    print('Grüße, 你好! ' * 3000)\n    return ", 1)
     return nb
 
 
-def huge_integer() -> bytes:
-    text = json.dumps(solved())
+def huge_integer(nb: dict) -> bytes:
+    text = json.dumps(nb)
     return text.replace('"metadata": {', '"metadata": {"n": ' + "7" * 5000 + ", ", 1).encode()
 
 
@@ -91,9 +89,9 @@ HOSTILE_MARKDOWN = f"""# My answers
 """
 
 
-def hostile_html() -> dict:
+def hostile_html(nb: dict) -> dict:
     """Student HTML in markdown, in outputs of every kind, in metadata, and in an exception message."""
-    nb = he_raising(f"<img src=x onerror='{SCRIPT_MARK}'>")
+    nb = standardize_raising(nb, f"<img src=x onerror='{SCRIPT_MARK}'>")
     nb["cells"].insert(1, nbformat.v4.new_markdown_cell(HOSTILE_MARKDOWN))
     shown = nbformat.v4.new_code_cell("print('hi')")
     shown["outputs"] = [
@@ -114,23 +112,28 @@ def hostile_html() -> dict:
     return nb
 
 
-# student -> (submission, scores, what the reason says)
-CLASS: dict[str, tuple[dict | bytes, dict[str, float], str]] = {
-    "honest-a": (solved(), FULL, ""),
-    "honest-b": (solved(), FULL, ""),
-    "slow-help": (with_cell(lines_of("a?\n")), ZERO, "took the grader more than 10 s to turn into Python"),
-    "slow-shell": (with_cell(lines_of("x = !ls\n")), ZERO, "took the grader more than 10 s to turn into Python"),
-    "slow-magic": (with_cell(lines_of("%ls\n")), ZERO, "took the grader more than 10 s to turn into Python"),
-    "huge-integer": (huge_integer(), ZERO, "holds a value Python refuses to read"),
-    "deep-nesting": (b'{"cells": ' + b"[" * 200_000, ZERO, "nested deeper than 64 levels"),
-    "old-format": (b'{"nbformat": 3, "cells": [], "worksheets": 7}', ZERO, "not a notebook nbformat can read"),
-    "random-bytes": (random.Random(19).randbytes(5000), ZERO, "is not UTF-8 text"),
-    "escapes": (he_raising(ESCAPES), dict(FULL, he=0.0), "ValueError"),
-    "esc\x1b[31mape\u202e": (solved(), FULL, ""),
-    "=HYPERLINK(\"evil.example\",\"9\")": (solved(), FULL, ""),
-    "@SUM(1+1)": (solved(), FULL, ""),
-    "chatty": (chatty(), FULL, ""),
-    "hostile-html": (hostile_html(), dict(FULL, he=0.0), "ValueError"),
+def honest(nb: dict) -> dict:
+    return nb
+
+
+# student -> (their submission, made from a correct notebook; scores; what the reason says)
+CLASS: dict[str, tuple[Callable[[dict], dict | bytes], dict[str, float], str]] = {
+    "honest-a": (honest, FULL, ""),
+    "honest-b": (honest, FULL, ""),
+    "slow-help": (lambda nb: with_cell(nb, lines_of("a?\n")), ZERO, "took the grader more than 10 s to turn into Python"),
+    "slow-shell": (lambda nb: with_cell(nb, lines_of("x = !ls\n")), ZERO,
+                   "took the grader more than 10 s to turn into Python"),
+    "slow-magic": (lambda nb: with_cell(nb, lines_of("%ls\n")), ZERO, "took the grader more than 10 s to turn into Python"),
+    "huge-integer": (huge_integer, ZERO, "holds a value Python refuses to read"),
+    "deep-nesting": (lambda nb: b'{"cells": ' + b"[" * 200_000, ZERO, "nested deeper than 64 levels"),
+    "old-format": (lambda nb: b'{"nbformat": 3, "cells": [], "worksheets": 7}', ZERO, "not a notebook nbformat can read"),
+    "random-bytes": (lambda nb: random.Random(19).randbytes(5000), ZERO, "is not UTF-8 text"),
+    "escapes": (lambda nb: standardize_raising(nb, ESCAPES), dict(FULL, standardize=0.0), "ValueError"),
+    "esc\x1b[31mape\u202e": (honest, FULL, ""),
+    "=HYPERLINK(\"evil.example\",\"9\")": (honest, FULL, ""),
+    "@SUM(1+1)": (honest, FULL, ""),
+    "chatty": (chatty, FULL, ""),
+    "hostile-html": (hostile_html, dict(FULL, standardize=0.0), "ValueError"),
 }
 
 
@@ -143,8 +146,8 @@ def run_verb(course: Path, *args: str) -> subprocess.CompletedProcess:
 def graded(tmp_path_factory, template_course):
     """The class graded twice (the second time with --force), then reported."""
     course = copy_course(template_course, tmp_path_factory.mktemp("attacks") / "course")
-    for student, (notebook, _, _) in CLASS.items():
-        submit(course, student, notebook)
+    for student, (make, _, _) in CLASS.items():
+        submit(course, student, make(solved(template_course)))
     first = {r["student"]: r for r in coursekit(course)}  # exits 0: nothing left ungraded
     again = {r["student"]: r for r in coursekit(course, "--force")}
     report = run_verb(course, "report", ASSIGNMENT, "--out", str(course / "out"))
@@ -162,9 +165,9 @@ def test_each_student_gets_a_grade_and_a_reason_and_the_same_again_on_a_rerun(gr
     assert sum(stored[(student, cell)] for cell in first[student]["cells"]) == sum(expected.values())
 
 
-def test_a_slow_cell_is_named_in_the_reason(graded):
+def test_a_slow_cell_is_named_in_the_reason(graded, template_course):
     _, first, _, _ = graded
-    cell = len(solved()["cells"]) + 1  # the one added at the end
+    cell = len(release_notebook(template_course)["cells"]) + 1  # the one added at the end
     assert re.search(rf"cell {cell} \(12,37\d lines\) took the grader more than 10 s", first["slow-shell"]["reason"])
     assert f"shorten cell {cell}" in first["slow-shell"]["reason"]
 
@@ -193,10 +196,10 @@ def test_grades_csv_has_nbgraders_columns_and_no_cell_a_spreadsheet_reads_as_a_f
     assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
 
 
-def test_a_reader_fuzzed_with_varied_bytes_never_raises():
+def test_a_reader_fuzzed_with_varied_bytes_never_raises(template_course):
     """Mutations of a real notebook's bytes: flips, cuts, insertions of digits, brackets and
     quotes.  Each is a notebook or a reason, never an exception."""
-    original = json.dumps(solved()).encode()
+    original = json.dumps(solved(template_course)).encode()
     rng = random.Random(1919)
     pieces = [b"9" * 5000, b"[" * 300, b"{" * 300, b'"', b"\\ud800", b"\xff", b"\x00", b"null", b"-1e999",
               b'{"nbformat": 3}', b'"cells": 1', b'"metadata": []', b'"source": 7']

@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from scripts.course import ASSIGNMENT
-from tests.helpers import copy_course, release_notebook, run_coursekit, submit
+from tests.helpers import ASSIGNMENT, copy_course, release_notebook, run_coursekit, submit
 
 # What the grader imports when it grades; asking for help or the version needs none of it.
 HEAVY = ("numpy", "nbformat", "nbgrader", "traitlets", "IPython")
@@ -26,7 +25,7 @@ def test_help_and_version_import_neither_numpy_nor_nbformat(argv):
 
 def test_log_level_info_tells_the_operator_what_the_grader_does(template_course, tmp_path):
     course = copy_course(template_course, tmp_path / "course")
-    submit(course, "s1", release_notebook())
+    submit(course, "s1", release_notebook(course))
     quiet = run_coursekit(course)
     told = run_coursekit(course, "--force", "--log-level", "INFO")
     assert quiet.returncode == told.returncode == 0, told.stderr

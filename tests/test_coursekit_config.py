@@ -17,16 +17,14 @@ from coursekit.config import DEFAULTS
 from coursekit.extract import AssignmentPlan, MasterCell
 from coursekit.pipeline import installed_imports
 from coursekit.read import CourseError, load_course
-from scripts.course import ASSIGNMENT, ROOT
-from scripts.student_work import CORRECT, solve
-from tests.helpers import copy_course, nbgrader_env, release_notebook, submit
+from tests.helpers import ASSIGNMENT, CORRECT, copy_course, nbgrader_env, release_notebook, solve, submit
 from tests.helpers import coursekit as run_coursekit
 
-WRONG_ZEROS = CORRECT["initialize_parameters_zeros"].replace("layers_dims[l - 1]", "layers_dims[1]")
+WRONG_CENTER = "return X[:, :1] - X.mean(axis=0)[:1]"  # one column only: the public test names the shape
 # A student function that scores only where the sandbox preloaded matplotlib.pyplot.
 # colorsys: a module nothing in the notebook imports, so only a preload can have loaded it.
 PROBE_PRELOAD = ('import sys\nassert "colorsys" in sys.modules, "not preloaded"\n'
-                 + CORRECT["initialize_parameters_random"])
+                 + CORRECT["add_noise"])
 ENDLESS = "while True:\n    pass"
 
 
@@ -37,14 +35,14 @@ def with_config(template: Path, dest: Path, lines: str) -> Path:
     return course
 
 
-def test_the_course_sets_its_own_values_in_nbgrader_config():
-    settings = load_course(ROOT).settings
-    assert {"public_tests.py", "init_utils.py"} <= set(settings.trusted_modules)
-    assert settings.traceback_modules == ("public_tests.py",)
-    assert {"matplotlib.pyplot", "h5py"} <= set(settings.sandbox_preload)
+def test_the_course_sets_its_own_values_in_nbgrader_config(template_course):
+    settings = load_course(template_course).settings
+    assert settings.trusted_modules == ("scaling_checks.py",)
+    assert settings.traceback_modules == ("scaling_checks.py",)
+    assert {"matplotlib.pyplot", "scaling_checks"} <= set(settings.sandbox_preload)
     assert settings.limits.memory_bytes == 2048 << 20
     # nbgrader's limit: the course's c.ExecutePreprocessor.timeout, per cell; coursekit's total is a safety net
-    assert settings.cell_seconds == 120 and settings.limits.wall_seconds == 3600
+    assert settings.cell_seconds == 60 and settings.limits.wall_seconds == 3600
 
 
 @pytest.mark.parametrize("lines, seconds", [
@@ -95,10 +93,10 @@ def test_a_wrong_value_stops_grading_with_the_settings_name(tmp_path, line, word
     assert words in str(caught.value)
 
 
-def test_coursekit_config_prints_each_setting_with_its_value_and_help():
-    proc = subprocess.run([sys.executable, "-m", "coursekit", "config", "--course-dir", str(ROOT)],
+def test_coursekit_config_prints_each_setting_with_its_value_and_help(template_course):
+    proc = subprocess.run([sys.executable, "-m", "coursekit", "config", "--course-dir", str(template_course)],
                           env=nbgrader_env(), capture_output=True, text=True, check=True)
-    assert "c.CourseKit.traceback_modules = ['public_tests.py']" in proc.stdout
+    assert "c.CourseKit.traceback_modules = ['scaling_checks.py']" in proc.stdout
     assert "c.CourseKit.timeout = 3600.0" in proc.stdout
     assert "--timeout` overrides it" in proc.stdout  # the help text follows the value
 
@@ -115,13 +113,13 @@ def autograded_traceback(course: Path, student: str, grade_id: str) -> str:
 
 def test_the_grader_uses_the_courses_traceback_filter_and_preloads(template_course, tmp_path):
     course = copy_course(template_course, tmp_path / "course")
-    submit(course, "s1", solve(release_notebook(), {**CORRECT, "initialize_parameters_zeros": WRONG_ZEROS,
-                                                     "initialize_parameters_random": PROBE_PRELOAD}))
+    submit(course, "s1", solve(release_notebook(course), {**CORRECT, "center": WRONG_CENTER,
+                                                           "add_noise": PROBE_PRELOAD}))
     (result,) = run_coursekit(course)
-    assert graded_cells(result)["test_random_public"] == 0  # the course does not preload colorsys
-    assert "not preloaded" in result["cells"]["test_random_public"]["message"]
-    shown = autograded_traceback(course, "s1", "test_zeros_public")
-    assert "public_tests.py" in shown and "has shape (2, 2), expected (2, 3)" in shown
+    assert graded_cells(result)["test_noise_public"] == 0  # the course does not preload colorsys
+    assert "not preloaded" in result["cells"]["test_noise_public"]["message"]
+    shown = autograded_traceback(course, "s1", "test_center_public")
+    assert "scaling_checks.py" in shown and "has shape (2, 1), expected (2, 2)" in shown
     assert "numpy" not in shown  # frames outside the listed helper modules stay out
 
 
@@ -131,15 +129,14 @@ def test_other_settings_change_what_the_grader_does(template_course, tmp_path):
         "c.CourseKit.sandbox_preload = ['numpy', 'colorsys']",
         "c.CourseKit.timeout = 15",  # ENDLESS runs into it; the set-up (importing Matplotlib) has room under load
     ]))
-    submit(course, "s1", solve(release_notebook(), {**CORRECT, "initialize_parameters_zeros": WRONG_ZEROS,
-                                                     "initialize_parameters_random": PROBE_PRELOAD,
-                                                     "initialize_parameters_he": ENDLESS}))
+    submit(course, "s1", solve(release_notebook(course), {**CORRECT, "center": WRONG_CENTER,
+                                                           "add_noise": PROBE_PRELOAD, "standardize": ENDLESS}))
     (result,) = run_coursekit(course)
     cells = graded_cells(result)
-    assert cells["test_random_public"] == 1  # colorsys was preloaded
-    assert cells["test_he_public"] == 0 and "timeout after 15 s" in result["reason"]
-    shown = autograded_traceback(course, "s1", "test_zeros_public")
-    assert "public_tests.py" not in shown and "has shape (2, 2), expected (2, 3)" in shown
+    assert cells["test_noise_public"] == 1  # colorsys was preloaded
+    assert cells["test_standardize_public"] == 0 and "timeout after 15 s" in result["reason"]
+    shown = autograded_traceback(course, "s1", "test_center_public")
+    assert "scaling_checks.py" not in shown and "has shape (2, 1), expected (2, 2)" in shown
 
 
 def test_the_package_exports_its_python_api_and_version():

@@ -3,7 +3,7 @@
 Each LMS file is checked against its vendor's documented layout with a sample in that layout written
 out here as the fixture: the same checker (what the vendor's import page requires) must accept the
 sample and coursekit's file, and coursekit's fixed columns must be the sample's.  The class is graded
-by `coursekit autograde`: ada 9/9, ben 6/9 (Xavier's sqrt(1/n) for He), and cy, whose name in the
+by `coursekit autograde`: ada 9/9, ben 6/9 (the sample standard deviation in standardize), and cy, whose name in the
 gradebook starts like a spreadsheet formula, submits nothing.
 """
 
@@ -18,11 +18,19 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
-from scripts.course import ASSIGNMENT
-from scripts.student_work import CORRECT
-from tests.helpers import build_template, coursekit, nbgrader_env, release_notebook, solve, submit
+from tests.helpers import (
+    ASSIGNMENT,
+    CORRECT,
+    COURSE_ID,
+    build_template,
+    coursekit,
+    nbgrader_env,
+    release_notebook,
+    solve,
+    submit,
+)
 
-XAVIER_HE = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 /", "np.sqrt(1 /")
+SAMPLE_STD = CORRECT["standardize"].replace("X.std(axis=0)", "X.std(axis=0, ddof=1)")
 
 # Canvas: Grades > Export gives this layout, and Grades > Import reads it back (Canvas Instructor
 # Guide, "How do I import grades in the Gradebook?"): Student, ID, SIS User ID, SIS Login ID, Section,
@@ -99,13 +107,13 @@ def test_the_checkers_accept_the_vendors_samples(check, sample):
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
     course = build_template(tmp_path_factory.mktemp("export") / "course")
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "weight-init") as gb:
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
         gb.update_or_create_student("ada", first_name="Ada", last_name="Lovelace", email="ada@example.edu",
                                     lms_user_id="4711")
         gb.update_or_create_student("ben", first_name="Ben", last_name="Okafor", email="ben@example.edu")
         gb.update_or_create_student("cy", first_name="@SUM(A1)", last_name="=HYPERLINK(\"http://x\")")
-    submit(course, "ada", solve(release_notebook(), CORRECT))
-    submit(course, "ben", solve(release_notebook(), {**CORRECT, "initialize_parameters_he": XAVIER_HE}))
+    submit(course, "ada", solve(release_notebook(course), CORRECT))
+    submit(course, "ben", solve(release_notebook(course), {**CORRECT, "standardize": SAMPLE_STD}))
     coursekit(course)
     return course
 
@@ -120,8 +128,8 @@ def export(course: Path, fmt: str, *options: str) -> str:
 
 
 def test_the_canvas_file_has_canvass_layout_and_each_score(course):
-    rows = check_canvas(export(course, "canvas", "--column", "Weight initialization (4823)"))
-    assert rows[0] == rows_of(CANVAS_SAMPLE)[0][:5] + ["Weight initialization (4823)"]
+    rows = check_canvas(export(course, "canvas", "--column", "Feature scaling (4823)"))
+    assert rows[0] == rows_of(CANVAS_SAMPLE)[0][:5] + ["Feature scaling (4823)"]
     assert rows[1] == rows_of(CANVAS_SAMPLE)[1][:5] + ["9.0"]
     assert rows[2:] == [["Lovelace, Ada", "4711", "", "ada", "", "9.0"],
                         ["Okafor, Ben", "", "", "ben", "", "6.0"],
@@ -139,4 +147,4 @@ def test_the_per_cell_table_has_each_cells_score_and_the_total(course):
     assert table[0][0] == "student" and table[0][-3:] == ["total", "max_score", "note"]
     by_student = {row[0]: row for row in table[1:]}
     assert (by_student["ada"][-3], by_student["ben"][-3], by_student["cy"][-3]) == ("9.0", "6.0", "")
-    assert by_student["ben"][table[0].index("test_he_public")] == "0.0"
+    assert by_student["ben"][table[0].index("test_standardize_public")] == "0.0"

@@ -13,79 +13,81 @@ import json
 import nbformat
 import pytest
 
-from scripts.course import ASSIGNMENT
-from scripts.student_work import grade_id, index_of
 from tests.helpers import (
+    ASSIGNMENT,
+    CORRECT,
     FULL,
     assert_graded,
     copy_course,
     coursekit,
+    grade_id,
     gradebook_scores,
+    index_of,
     release_notebook,
-    solved,
+    solve,
     submit,
 )
 
 
-def duplicated_ids() -> dict:
-    """jupyter/nbgrader#1083: the He cell copied; the copy above still holds the stub."""
-    nb = solved()
-    at = index_of(nb, "initialize_parameters_he")
-    stub = copy.deepcopy(release_notebook()["cells"][index_of(release_notebook(), "initialize_parameters_he")])
+def duplicated_ids(release: dict) -> dict:
+    """jupyter/nbgrader#1083: the standardize cell copied; the copy above still holds the stub."""
+    nb = solve(copy.deepcopy(release), CORRECT)
+    at = index_of(nb, "standardize")
+    stub = copy.deepcopy(release["cells"][index_of(release, "standardize")])
     nb["cells"].insert(at, stub)
-    test = index_of(nb, "test_he_public")
+    test = index_of(nb, "test_standardize_public")
     nb["cells"].insert(test + 1, copy.deepcopy(nb["cells"][test]))
     return nb
 
 
-def deleted_tests() -> dict:
-    """jupyter/nbgrader#1682: both test cells of the random exercise deleted."""
-    nb = solved()
-    nb["cells"] = [c for c in nb["cells"] if grade_id(c) not in ("test_random_public", "test_random_hidden")]
+def deleted_tests(release: dict) -> dict:
+    """jupyter/nbgrader#1682: both test cells of the noise exercise deleted."""
+    nb = solve(copy.deepcopy(release), CORRECT)
+    nb["cells"] = [c for c in nb["cells"] if grade_id(c) not in ("test_noise_public", "test_noise_hidden")]
     return nb
 
 
-def deleted_test_below_stripped_solution() -> dict:
-    """The random solution cell lost its nbgrader metadata (#1398) and the public random test
+def deleted_test_below_stripped_solution(release: dict) -> dict:
+    """The add_noise solution cell lost its nbgrader metadata (#1398) and the public noise test
     was deleted (#1682); the answers are correct.  Stock nbgrader with the course's
     `OverwriteCells.add_missing_cells` puts a deleted test back right after the cell that
     precedes it in the master, looked up among the submission's graded and solution cells; the
-    random solution cell is no longer one, so add_missing_cells raises KeyError and nbgrader
+    add_noise solution cell is no longer one, so add_missing_cells raises KeyError and nbgrader
     grades nothing of this notebook."""
-    nb = solved()
-    del nb["cells"][index_of(nb, "initialize_parameters_random")]["metadata"]["nbgrader"]
-    del nb["cells"][index_of(nb, "test_random_public")]
+    nb = solve(copy.deepcopy(release), CORRECT)
+    del nb["cells"][index_of(nb, "add_noise")]["metadata"]["nbgrader"]
+    del nb["cells"][index_of(nb, "test_noise_public")]
     return nb
 
 
-def solution_in_markdown() -> dict:
-    """jupyter/nbgrader#1941: the zeros solution cell turned into markdown."""
-    nb = solved()
-    cell = nb["cells"][index_of(nb, "initialize_parameters_zeros")]
+def solution_in_markdown(release: dict) -> dict:
+    """jupyter/nbgrader#1941: the center solution cell turned into markdown."""
+    nb = solve(copy.deepcopy(release), CORRECT)
+    cell = nb["cells"][index_of(nb, "center")]
     cell["cell_type"] = "markdown"
     del cell["outputs"], cell["execution_count"]
     return nb
 
 
-def lost_metadata() -> dict:
+def lost_metadata(release: dict) -> dict:
     """jupyter/nbgrader#1398: every cell copied into a new notebook, without nbgrader metadata."""
-    nb = solved()
+    nb = solve(copy.deepcopy(release), CORRECT)
     for cell in nb["cells"]:
         cell["metadata"] = {}
     return nb
 
 
-def syntax_error_in_random() -> dict:
-    nb = solved()
-    cell = nb["cells"][index_of(nb, "initialize_parameters_random")]
-    cell["source"] = cell["source"].replace("return parameters", "return parameters)")
+def syntax_error_in_noise(release: dict) -> dict:
+    nb = solve(copy.deepcopy(release), CORRECT)
+    cell = nb["cells"][index_of(nb, "add_noise")]
+    cell["source"] = cell["source"].replace("np.random.randn(*X.shape)", "np.random.randn(*X.shape))")
     return nb
 
 
-def unparsable_zeros() -> dict:
+def unparsable_center(release: dict) -> dict:
     """A null byte in one cell and absurdly deep nesting in a scratch cell: hostile to the parser."""
-    nb = solved()
-    cell = nb["cells"][index_of(nb, "initialize_parameters_zeros")]
+    nb = solve(copy.deepcopy(release), CORRECT)
+    cell = nb["cells"][index_of(nb, "center")]
     cell["source"] += "\x00"
     # Both spell "np", a name the functions read, so coursekit has to parse them.
     nb["cells"].append(nbformat.v4.new_code_cell("np = " + "(" * 300 + ")" * 300))
@@ -93,26 +95,26 @@ def unparsable_zeros() -> dict:
     return nb
 
 
-def he_deleted() -> dict:
-    nb = solved()
-    del nb["cells"][index_of(nb, "initialize_parameters_he")]
+def standardize_deleted(release: dict) -> dict:
+    nb = solve(copy.deepcopy(release), CORRECT)
+    del nb["cells"][index_of(nb, "standardize")]
     return nb
 
 
-def scratch_after_tests() -> dict:
-    """A broken redefinition below the tests, and an endless loop and a training at top level."""
-    nb = solved()
+def scratch_after_tests(release: dict) -> dict:
+    """A broken redefinition below the tests, and an endless loop and heavy work at top level."""
+    nb = solve(copy.deepcopy(release), CORRECT)
     nb["cells"].append(nbformat.v4.new_code_cell(
-        "def initialize_parameters_he(layers_dims):\n    raise NotImplementedError()\n\n"
-        "model(train_X, train_Y, initialization='he')\nwhile True:\n    pass\n"))
+        "def standardize(X):\n    raise NotImplementedError()\n\n"
+        "add_noise(np.zeros((3000, 3000)), 1.0)\nwhile True:\n    pass\n"))
     return nb
 
 
-def magics() -> dict:
-    nb = solved()
-    cell = nb["cells"][index_of(nb, "initialize_parameters_he")]
+def magics(release: dict) -> dict:
+    nb = solve(copy.deepcopy(release), CORRECT)
+    cell = nb["cells"][index_of(nb, "standardize")]
     cell["source"] = "%load_ext autoreload\n!ls\n" + cell["source"].replace(
-        "    parameters = {}", "    parameters = {}\n    %time 1 + 1")
+        "    std = X.std(axis=0)", "    %time 1 + 1\n    std = X.std(axis=0)")
     return nb
 
 
@@ -121,12 +123,12 @@ CASES = {
     "deleted-tests": (deleted_tests, FULL, "#1682"),
     # nbgrader cannot grade it (above): coursekit gives 0 and says what to restore, never a guess
     "deleted-test-no-place": (deleted_test_below_stripped_solution, dict.fromkeys(FULL, 0.0),
-                              "restore the cell test_random_public from the released notebook"),
+                              "restore the cell test_noise_public from the released notebook"),
     "markdown-solution": (solution_in_markdown, FULL, "#1941"),
     "no-metadata": (lost_metadata, FULL, "#1398"),
-    "syntax-error": (syntax_error_in_random, dict(FULL, random=0.0), "syntax error"),
-    "unparsable": (unparsable_zeros, dict(FULL, zeros=0.0), "held initialize_parameters_zeros"),
-    "he-deleted": (he_deleted, dict(FULL, he=0.0), "no definition of initialize_parameters_he"),
+    "syntax-error": (syntax_error_in_noise, dict(FULL, noise=0.0), "syntax error"),
+    "unparsable": (unparsable_center, dict(FULL, center=0.0), "held center"),
+    "standardize-deleted": (standardize_deleted, dict(FULL, standardize=0.0), "no definition of standardize"),
     "scratch-after-tests": (scratch_after_tests, FULL, "defined 2 times"),
     "magics": (magics, FULL, None),
 }
@@ -145,7 +147,7 @@ def results(tmp_path_factory, template_course):
     base = tmp_path_factory.mktemp("mangled")
     course = copy_course(template_course, base / "course")
     for student, (make, _, _) in CASES.items():
-        submit(course, student, make())
+        submit(course, student, make(release_notebook(template_course)))
     for student, (data, _) in BAD.items():
         if student == "huge":
             path = submit(course, student, b"")
@@ -180,8 +182,8 @@ def test_a_deleted_test_with_no_place_to_go_back_scores_zero_saying_what_to_rest
     course, graded = results
     result = graded["deleted-test-no-place"]
     assert (result["score"], result["max_score"]) == (0.0, 9.0)
-    assert ("test cell test_random_public was deleted (jupyter/nbgrader#1682), and the cell above it in the release, "
-            "initialize_parameters_random, is not in the notebook with its nbgrader metadata") in result["reason"]
+    assert ("test cell test_noise_public was deleted (jupyter/nbgrader#1682), and the cell above it in the release, "
+            "add_noise, is not in the notebook with its nbgrader metadata") in result["reason"]
     scores = gradebook_scores(course)
     assert [scores[("deleted-test-no-place", t)] for t in result["cells"]] == [0.0] * 6
 
@@ -190,6 +192,6 @@ def test_deleted_test_cells_come_back_in_the_autograded_notebook(results):
     course, _ = results
     nb = json.loads((course / "autograded" / "deleted-tests" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
     ids = [grade_id(c) for c in nb["cells"]]
-    at = ids.index("initialize_parameters_random")
-    assert ids[at + 1:at + 3] == ["test_random_public", "test_random_hidden"]
-    assert ids.count("test_he_public") == 1  # and duplicated ids are not written twice elsewhere either
+    at = ids.index("add_noise")
+    assert ids[at + 1:at + 3] == ["test_noise_public", "test_noise_hidden"]
+    assert ids.count("test_standardize_public") == 1  # and duplicated ids are not written twice elsewhere either

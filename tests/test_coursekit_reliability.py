@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.course import ASSIGNMENT
 from tests.helpers import (
+    ASSIGNMENT,
     KILLED,
     copy_course,
     coursekit,

@@ -32,9 +32,21 @@ from coursekit.gradebook import GradedSubmission
 from coursekit.hidden import ADDED_CELL_NOTE, HIDDEN_NOTE, HideHiddenTests
 from coursekit.read import Submission
 from coursekit.report import Reporter
-from scripts.course import ASSIGNMENT
-from scripts.student_work import CORRECT, solve
-from tests.helpers import copy_course, coursekit, leaked_hidden_text, nbgrader_env, release_notebook, submit
+from tests.helpers import (
+    ASSIGNMENT,
+    CORRECT,
+    COURSE_ID,
+    copy_course,
+    coursekit,
+    leaked_hidden_text,
+    nbgrader_env,
+    release_notebook,
+    solve,
+    submit,
+)
+
+# standardize dividing by 0.01 instead of the standard deviation: both of its tests fail
+WRONG_STANDARDIZE = CORRECT["standardize"].replace("np.where(std == 0, 1.0, std)", "0.01")
 
 # ----------------------------------------------------------------------------- class report
 
@@ -193,24 +205,23 @@ def run_verb(course: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_the_report_shows_stored_reasons_only_while_they_match_the_gradebook(template_course, tmp_path):
     course = copy_course(template_course, tmp_path / "course")
-    wrong_he = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 / layers_dims[l - 1])", "0.01")
-    submit(course, "ana", solve(release_notebook(), {**CORRECT, "initialize_parameters_he": wrong_he}))
-    submit(course, "bo", solve(release_notebook(), {**CORRECT, "initialize_parameters_he": wrong_he}))
+    submit(course, "ana", solve(release_notebook(course), {**CORRECT, "standardize": WRONG_STANDARDIZE}))
+    submit(course, "bo", solve(release_notebook(course), {**CORRECT, "standardize": WRONG_STANDARDIZE}))
     coursekit(course)
-    # Another grader (here a person, through nbgrader's API) gives bo the public He test's point.
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "weight-init") as gb:
-        gb.find_grade("test_he_public", ASSIGNMENT, ASSIGNMENT, "bo").auto_score = 1.0
+    # Another grader (here a person, through nbgrader's API) gives bo the public standardize test's point.
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
+        gb.find_grade("test_standardize_public", ASSIGNMENT, ASSIGNMENT, "bo").auto_score = 1.0
         gb.db.commit()
     proc = run_verb(course, "report", ASSIGNMENT, "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith(("ana ", "bo "))}
     assert rows["ana"].split()[3] == "0/3" and rows["bo"].split()[3] == "1/3"
-    assert "test_he_public: AssertionError" in rows["ana"]  # coursekit's stored reason
+    assert "test_standardize_public: AssertionError" in rows["ana"]  # coursekit's stored reason
     # bo's stored reason is stale: the report says only what the autograded notebook says of the
     # points bo still lacks, and counts bo's cells as graded by someone other than coursekit.
-    assert "test_he_public" not in rows["bo"] and "test_he_hidden: AssertionError" in rows["bo"]
+    assert "test_standardize_public" not in rows["bo"] and "test_standardize_hidden: AssertionError" in rows["bo"]
     page = (tmp_path / "out" / "class_report.html").read_text(encoding="utf-8")
-    assert "<td>initialization/test_he_public</td>" in page
+    assert f"<td>{ASSIGNMENT}/test_standardize_public</td>" in page
     assert "6 by nbgrader, 6 by coursekit (replay)" in page
     with open(tmp_path / "out" / "grades.csv", newline="", encoding="utf-8") as grades:
         assert len(list(csv.reader(grades))) == 3  # header + two students (a note may hold line breaks)
@@ -220,8 +231,7 @@ def test_feedback_hides_hidden_tests_with_coursekits_filter_when_the_course_list
     course = copy_course(template_course, tmp_path / "course")
     with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:  # nbgrader's own list only
         config.write('\nc.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades"]\n')
-    wrong_he = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 / layers_dims[l - 1])", "0.01")
-    submit(course, "ana", solve(release_notebook(), {**CORRECT, "initialize_parameters_he": wrong_he}))
+    submit(course, "ana", solve(release_notebook(course), {**CORRECT, "standardize": WRONG_STANDARDIZE}))
     coursekit(course)
     proc = run_verb(course, "feedback", ASSIGNMENT, "--log-level", "INFO")
     assert proc.returncode == 0, proc.stderr
@@ -233,4 +243,4 @@ def test_feedback_hides_hidden_tests_with_coursekits_filter_when_the_course_list
 
 def test_a_report_before_any_grading_says_what_to_run(template_course, tmp_path):
     proc = run_verb(copy_course(template_course, tmp_path / "course"), "report", ASSIGNMENT)
-    assert proc.returncode == 2 and "coursekit autograde initialization" in proc.stderr
+    assert proc.returncode == 2 and f"coursekit autograde {ASSIGNMENT}" in proc.stderr

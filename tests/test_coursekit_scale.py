@@ -18,9 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from coursekit import extract, read
 from coursekit.gradebook import GradebookWriter, GradedSubmission, claim, read_results
-from scripts.course import ASSIGNMENT
-from scripts.rates import steady_rate
 from tests.helpers import (
+    ASSIGNMENT,
     copy_course,
     coursekit,
     expected_scores,
@@ -81,7 +80,7 @@ def test_nbgrader_commands_and_stock_autograde_work_on_a_gradebook_coursekit_wro
 
     # s001 resubmits the untouched release; stock nbgrader regrades it on the same gradebook
     student = "s001"
-    submit(course, student, release_notebook(), timestamp="2026-11-21 12:00:00.000000 UTC")
+    submit(course, student, release_notebook(course), timestamp="2026-11-21 12:00:00.000000 UTC")
     done = nbgrader(course, "autograde", ASSIGNMENT, "--student", student, "--force", "--log-level=ERROR")
     assert done.returncode == 0, done.stderr[-3000:]
     assert all(gradebook_scores(course)[(student, cell)] == 0 for cell in manifest[student]["expected"])
@@ -108,10 +107,10 @@ def test_a_submission_whose_write_fails_costs_only_itself_and_stores_nothing(sma
         return replace(GradedSubmission(
             submission=submission, scores={c.grade_id: c.points for c in plan.tests},
             max_scores={c.grade_id: c.points for c in plan.tests}, messages={c.grade_id: None for c in plan.tests},
-            unanswered=(), notebook=json.dumps(release_notebook()).encode(), reason=f"{student} graded"), **change)
+            unanswered=(), notebook=json.dumps(release_notebook(course)).encode(), reason=f"{student} graded"), **change)
 
     # mode is NOT NULL in coursekit_cell_result: s002's last insert fails, after its grades were written
-    batch = [result("s001"), result("s002", modes={"test_zeros_public": None}), result("s003")]
+    batch = [result("s001"), result("s002", modes={"test_center_public": None}), result("s003")]
     with GradebookWriter(loaded) as writer:
         outcomes = writer.record_many([(r, plan) for r in batch])
         assert [type(o).__name__ for o in outcomes] == ["Recorded", "IntegrityError", "Recorded"]
@@ -189,11 +188,3 @@ def test_a_class_of_a_thousand_is_graded_right_through_a_postgresql_server(large
         listed = subprocess.run([sys.executable, "-m", "nbgrader", *command], cwd=course, env=env,
                                 capture_output=True, text=True, timeout=600)
         assert listed.returncode == 0, listed.stderr[-2000:]
-
-
-def test_the_benchs_steady_rate_starts_after_the_commit_that_holds_the_ten_percent_mark():
-    # Three commits of 50, 50 and 100 lines, one second apart: the 10% mark (line 20) is in the first,
-    # so the window is its end (t=1) to the last commit (t=3), with the 150 lines committed after it.
-    stamps = [1.0] * 50 + [2.0] * 50 + [3.0] * 100
-    assert steady_rate(stamps) == 75.0
-    assert steady_rate([5.0]) == 0.0 and steady_rate([]) == 0.0

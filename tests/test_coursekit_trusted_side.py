@@ -17,9 +17,17 @@ import pytest
 
 from coursekit import score
 from coursekit.sandbox import Call, Cell, Limits, Sandbox
-from scripts.course import ASSIGNMENT
-from scripts.student_work import index_of
-from tests.helpers import FULL, assert_graded, copy_course, coursekit, gradebook_scores, solved, submit
+from tests.helpers import (
+    ASSIGNMENT,
+    FULL,
+    assert_graded,
+    copy_course,
+    coursekit,
+    gradebook_scores,
+    index_of,
+    solved,
+    submit,
+)
 
 QUICK = Limits(wall_seconds=5, cpu_seconds=3)
 SECRET = [31, 41, 59, 26]  # the arguments of a "hidden" call
@@ -127,31 +135,26 @@ def test_a_grading_process_cannot_allocate_beyond_its_own_limit():
 # --------------------------------------------------------------------------- through the CLI
 
 
-def huge_printed_value() -> dict:
-    """The zeros function's first result holds an extra 600 000-character entry, which the
-    public test cell prints (its later results are right, so the exercise still passes)."""
-    nb = solved()
-    cell = nb["cells"][index_of(nb, "initialize_parameters_zeros")]
+def huge_printed_value(nb: dict) -> dict:
+    """center's first result is a 600 000-character string, which the public test cell prints
+    (its later results are right, so the exercise still passes)."""
+    cell = nb["cells"][index_of(nb, "center")]
     cell["source"] = "calls = [0]\n" + cell["source"].replace(
-        "    return parameters", "    calls[0] += 1\n    if calls[0] == 1:\n        parameters['pad'] = 'x' * 600_000\n"
-                                "    return parameters")
+        "    return X", "    calls[0] += 1\n    if calls[0] == 1:\n        return 'x' * 600_000\n    return X")
     return nb
 
 
-def oversized_cell() -> dict:
-    nb = solved()
+def oversized_cell(nb: dict) -> dict:
     nb["cells"].append(nbformat.v4.new_code_cell("# " + "x" * 150_000))
     return nb
 
 
-def too_much_code() -> dict:
-    nb = solved()
+def too_much_code(nb: dict) -> dict:
     nb["cells"] += [nbformat.v4.new_code_cell("# " + "x" * 95_000) for _ in range(11)]
     return nb
 
 
-def deeply_nested_metadata() -> dict:
-    nb = solved()
+def deeply_nested_metadata(nb: dict) -> dict:
     deep: dict = {}
     for _ in range(100):
         deep = {"d": deep}
@@ -159,28 +162,26 @@ def deeply_nested_metadata() -> dict:
     return nb
 
 
-def wrongly_typed_metadata() -> dict:
-    nb = solved()
-    nb["cells"][index_of(nb, "initialize_parameters_he")]["metadata"]["nbgrader"] = ["not", "a", "dict"]
-    nb["cells"][index_of(nb, "test_zeros_public")]["metadata"]["nbgrader"]["grade_id"] = ["a", "list"]
+def wrongly_typed_metadata(nb: dict) -> dict:
+    nb["cells"][index_of(nb, "standardize")]["metadata"]["nbgrader"] = ["not", "a", "dict"]
+    nb["cells"][index_of(nb, "test_center_public")]["metadata"]["nbgrader"]["grade_id"] = ["a", "list"]
     return nb
 
 
-def lone_surrogates() -> dict:
-    nb = solved()
+def lone_surrogates(nb: dict) -> dict:
     nb["cells"].insert(0, nbformat.v4.new_markdown_cell("caf\ud800 notes"))
-    cell = nb["cells"][index_of(nb, "initialize_parameters_he")]
-    cell["source"] = cell["source"].replace("    return parameters", "    raise ValueError('\\ud800')")
+    cell = nb["cells"][index_of(nb, "standardize")]
+    cell["source"] = cell["source"].replace("    return (X", "    raise ValueError('\\ud800')\n    return (X")
     return nb
 
 
 CASES = {
     "huge-printed-value": (huge_printed_value, FULL, ""),
     "oversized-cell": (oversized_cell, FULL, "150,002 characters of code, more than the 100,000"),
-    "too-much-code": (too_much_code, dict(zeros=0.0, random=0.0, he=0.0), "more than 1,000,000 characters of code"),
-    "deeply-nested": (deeply_nested_metadata, dict(zeros=0.0, random=0.0, he=0.0), "nested deeper than 64 levels"),
+    "too-much-code": (too_much_code, dict.fromkeys(FULL, 0.0), "more than 1,000,000 characters of code"),
+    "deeply-nested": (deeply_nested_metadata, dict.fromkeys(FULL, 0.0), "nested deeper than 64 levels"),
     "wrongly-typed-metadata": (wrongly_typed_metadata, FULL, "nbgrader metadata of the wrong shape"),
-    "lone-surrogates": (lone_surrogates, dict(FULL, he=0.0), "ValueError: ?"),
+    "lone-surrogates": (lone_surrogates, dict(FULL, standardize=0.0), "ValueError: ?"),
 }
 
 
@@ -189,10 +190,10 @@ def graded(tmp_path_factory, template_course):
     base = tmp_path_factory.mktemp("trusted-side")
     course = copy_course(template_course, base / "course")
     for student in CASES:  # first a correct submission from everyone: 9/9 in the gradebook
-        submit(course, student, solved())
+        submit(course, student, solved(template_course))
     assert {r["score"] for r in coursekit(course)} == {9.0}
     for student, (make, _, _) in CASES.items():
-        submit(course, student, make())
+        submit(course, student, make(solved(template_course)))
     return course, {r["student"]: r for r in coursekit(course, "--force")}
 
 

@@ -29,8 +29,8 @@ import pytest
 from nbgrader.api import Gradebook
 
 from scripts.course import ASSIGNMENT, ROOT
-from scripts.student_work import CORRECT, solve_notebook
 from scripts.courses import new_course
+from scripts.student_work import CORRECT, solve_notebook
 
 COURSE_ID = "weight-init"
 STUDENTS = ["ada", "ben", "cy", "dee"]

@@ -23,8 +23,8 @@ from nbclient import NotebookClient
 
 from scripts import i18n
 from scripts.course import MASTER, ROOT
-from scripts.student_work import CORRECT, solve
 from scripts.courses import generate_assignment, gradebook_scores, new_course
+from scripts.student_work import CORRECT, solve
 from tests.helpers import copy_course, coursekit, nbgrader_autograde, submit
 
 LANGUAGES = ["tr", "pt_BR", "zh_CN"]
