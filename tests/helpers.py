@@ -77,6 +77,7 @@ KILLED = r"killed by SIGKILL|its pipe broke"
 
 # --- the general course (tests/general_course/) ---------------------------------------------------
 
+REPOSITORY = Path(__file__).resolve().parent.parent  # this checkout (the sandbox tests check it stays out of reach)
 GENERAL_COURSE = Path(__file__).resolve().parent / "general_course"
 COURSE_ID = "textstats-course"  # the general course's id (its nbgrader_config.py)
 GENERAL_TIMESTAMP = "2026-11-20 12:00:00.000000 UTC"
@@ -100,6 +101,8 @@ c.CourseKit.memory_mb = 2048
 import os  # noqa: E402
 if "COURSEKIT_GRADEBOOK" in os.environ:  # a test's PostgreSQL gradebook, named as the lesson's config names it
     c.CourseDirectory.db_url = os.environ["COURSEKIT_GRADEBOOK"]
+if "COURSEKIT_EXCHANGE" in os.environ:  # a test's exchange
+    c.Exchange.root = os.environ["COURSEKIT_EXCHANGE"]
 """
 EXERCISES = ("center", "noise", "standardize")  # short names, in the notebook's order
 SOLUTION = {"center": "center", "noise": "add_noise", "standardize": "standardize"}  # short name -> its cell
@@ -167,12 +170,18 @@ def generate_assignment(course: Path, *options: str, env: dict[str, str] | None 
     classroom.generate_assignment(course, assignment, *options, env=env or nbgrader_env())
 
 
-def build_template(folder: Path) -> Path:
-    """The fixture course: the general course's configuration (with FIXTURE_CONFIG) and the scaling
-    assignment's master, release and a fresh gradebook, by the real generate_assignment."""
+def fixture_course(folder: Path) -> Path:
+    """The fixture course, not yet generated: the general course's configuration (with
+    FIXTURE_CONFIG) and the scaling assignment's master folder."""
     course = new_course(folder)
     with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
         config.write(FIXTURE_CONFIG)
+    return course
+
+
+def build_template(folder: Path) -> Path:
+    """The fixture course with its release and a fresh gradebook, by the real generate_assignment."""
+    course = fixture_course(folder)
     generate_assignment(course, "--force", "--log-level=WARN")
     return course
 

@@ -1,8 +1,8 @@
 """`coursekit check ASSIGNMENT` (issue 19, "Instructors can check their own course").
 
-The real command runs on this course and on tests/general_course/ (`textstats`; `weather`, whose
-notebook reads a data file; `gallery`, whose tests read Matplotlib's axes) and must find every cell
-in agreement; on a course whose configuration makes coursekit grade differently on purpose (a
+The real command runs on tests/general_course/ (`scaling`, the tool tests' fixture assignment;
+`textstats`; `weather`, whose notebook reads a data file; `gallery`, whose tests read Matplotlib's
+axes) and must find every cell in agreement; on a course whose configuration makes coursekit grade differently on purpose (a
 per-cell time limit below what a correct answer needs) it must say which cells differ, why, and
 exit 1.  The variants themselves are checked without grading: what each one changes.
 """
@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from coursekit.check import Variant, solution_text, variants
-from scripts.course import ROOT
+from tests.helpers import GENERAL_COURSE as GENERAL
 from tests.helpers import nbgrader_env
 
-GENERAL = Path(__file__).resolve().parent / "general_course"
 SUMMARY = re.compile(r"^check: (\d+)/(\d+) cells agree on (\d+) variants$", re.M)
 DELIMITERS = ("BEGIN SOLUTION", "END SOLUTION")
 
@@ -107,7 +106,7 @@ def _agreement(done: subprocess.CompletedProcess) -> tuple[int, int, int]:
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 @pytest.mark.parametrize("course, assignment, cells", [
-    (ROOT, "initialization", 6),
+    (GENERAL, "scaling", 6),
     (GENERAL, "textstats", 9),
     (GENERAL, "weather", 3),  # functions and a setup cell that read a CSV beside the notebook
     (GENERAL, "gallery", 2),  # plot-heavy: demonstration figures, tests that read the current axes

@@ -19,7 +19,8 @@ from __future__ import annotations
 import pytest
 
 from scripts import fuzz
-from tests.helpers import copy_course, gradebook_scores, nbgrader_env
+from scripts.courses import build_template, gradebook_scores
+from tests.helpers import copy_course, nbgrader_env
 
 # Stock nbgrader takes about 6 s per notebook: the sample costs about 2.5 minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -36,9 +37,9 @@ KNOWN_DISAGREEMENTS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory, template_course):
+def compared(tmp_path_factory):
     base = tmp_path_factory.mktemp("differential")
-    template = copy_course(template_course, base / "template")
+    template = build_template(base / "template")  # this course: the fuzz writes its lesson's mistakes
     manifest = fuzz.fuzz_class(template, SAMPLE, SEED, without=KNOWN_DISAGREEMENTS)
     # Two batches side by side: stock nbgrader keeps one core busy.
     reference = fuzz.nbgrader_reference(template, base, nbgrader_env(), jobs=2)

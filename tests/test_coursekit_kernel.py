@@ -29,11 +29,11 @@ from typing import Callable
 
 import pytest
 
-from scripts.student_work import edit_cells
 from tests.helpers import (
     GENERAL_COURSE,
     GENERAL_TIMESTAMP,
     copy_course,
+    edit_cells,
     generate_assignment,
     gradebook_scores,
     nbgrader_autograde,

@@ -42,13 +42,15 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
-from scripts.student_work import edit_cells, fill_stub, grade_id
 from tests.helpers import (
     COURSE_ID,
     GENERAL_COURSE,
     GENERAL_TIMESTAMP,
     copy_course,
+    edit_cells,
+    fill_stub,
     generate_assignment,
+    grade_id,
     gradebook_grades,
     nbgrader_autograde,
     nbgrader_env,

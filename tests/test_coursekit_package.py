@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from scripts.course import ROOT
 from tests.helpers import (
     COURSE_ID,
     EXPECTED,
     GENERAL_COURSE,
+    REPOSITORY,
     TEXTSTATS,
     generate_assignment,
     gradebook_grades,
@@ -43,10 +43,10 @@ def installed(tmp_path_factory) -> Path:
     source = base / "source"  # a copy: building writes egg-info and build/ next to pyproject.toml
     source.mkdir()
     for name in DISTRIBUTION_FILES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        if (REPOSITORY / name).is_dir():
+            shutil.copytree(REPOSITORY / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            shutil.copy2(ROOT / name, source / name)
+            shutil.copy2(REPOSITORY / name, source / name)
     dist = base / "dist"
     # Isolated, as anyone builds it: the backend pyproject.toml asks for comes from the package index.
     _check([sys.executable, "-m", "build", "--outdir", str(dist), str(source)])
@@ -66,7 +66,7 @@ def _check(command: list[str]) -> None:
 def test_the_installed_package_is_not_this_checkout(installed):
     where = subprocess.run([installed / "python", "-c", "import coursekit; print(coursekit.__file__)"],
                            cwd="/", capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(where).is_relative_to(installed.parent) and not Path(where).is_relative_to(ROOT)
+    assert Path(where).is_relative_to(installed.parent) and not Path(where).is_relative_to(REPOSITORY)
 
 
 def test_the_installed_command_grades_the_general_course(installed, tmp_path):

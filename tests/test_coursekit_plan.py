@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import nbformat
+import numpy
 from IPython.core.inputtransformer2 import TransformerManager
 
 from coursekit.extract import MasterCell, _replay_plan, plan_assignment
@@ -18,10 +19,16 @@ from coursekit.gradebook import GradedSubmission
 from coursekit.names import analyze, analyze_source, python_source
 from coursekit.pipeline import Worker, grade_submission, plan_notebook, start_worker
 from coursekit.read import Submission, load_course
-from scripts import make_class
-from scripts.course import ASSIGNMENT, ROOT
-from scripts.student_work import CORRECT, solve
-from tests.helpers import copy_course, generate_assignment, nbgrader_env, new_course
+from tests.helpers import (
+    ASSIGNMENT,
+    CORRECT,
+    copy_course,
+    generate_assignment,
+    generate_class,
+    nbgrader_env,
+    new_course,
+    solve,
+)
 
 
 def names_of(source: str):
@@ -126,43 +133,51 @@ def test_the_nearest_binding_is_followed_and_only_what_replay_reproduces_is_repl
 def test_only_the_setup_cell_runs_before_the_tests_and_every_demo_cell_is_skipped(template_course):
     plan = plan_assignment(load_course(template_course), ASSIGNMENT, ASSIGNMENT)
     assert [plan.cells[i].grade_id for i in plan.trusted] == ["setup"]
-    assert plan.skipped == ["load_data", "model", "train_zeros", "plot_zeros", "symmetry_demo", "plot_constant",
-                            "train_random", "plot_random", "saturation_demo", "train_he", "plot_he", "train_small",
-                            "small_signal", "train_one", "deep_spreads", "pytorch_default_check", "deep_histograms",
-                            "deep_saturating", "results_table", "plot_compare", "explore", "explore_answer"]
-    assert plan.graded == {f: f for f in ("initialize_parameters_zeros", "initialize_parameters_random",
-                                          "initialize_parameters_he")}
+    assert plan.skipped == ["demo"]
+    assert plan.graded == {f: f for f in ("center", "add_noise", "standardize")}
     assert plan.max_score == 9.0
 
 
 def test_the_call_plan_lists_the_calls_each_test_cell_makes(template_course):
     with Worker() as worker:
         plan = plan_notebook(load_course(template_course), ASSIGNMENT, ASSIGNMENT, worker)
-    he = [(c.function, list(c.args)) for c in plan.calls["test_he_public"]]
-    # The cell's own call, then public_tests: each case once, and again to check repeatability.
-    assert he == [("initialize_parameters_he", [dims]) for dims in
-                  ([2, 4, 1], [3, 2, 1], [3, 2, 1], [2, 4, 1], [2, 4, 1], [4, 3, 2, 1], [4, 3, 2, 1])]
-    assert [list(c.args) for c in plan.calls["test_he_hidden"]] == [[[5, 3, 4, 2]], [[7, 1]]]
-    assert [list(c.args) for c in plan.calls["test_zeros_hidden"]] == [[[6, 5, 4, 3, 2, 1]], [[7, 1]], [[1, 9, 2]]]
+    def calls(test: str) -> list[tuple[str, list]]:
+        return [(c.function, [numpy.asarray(a).tolist() for a in c.args]) for c in plan.calls[test]]
+
+    # The cell's own call on DATA, then scaling_checks' on its example.
+    assert calls("test_standardize_public") == [
+        ("standardize", [[[1.0, 200.0], [2.0, 180.0], [3.0, 220.0], [6.0, 200.0]]]),
+        ("standardize", [[[1.0, 5.0], [3.0, 5.0]]])]
+    assert calls("test_standardize_hidden") == [("standardize", [[[1.0, 4.0, 7.0], [2.0, 4.0, 1.0], [6.0, 4.0, 1.0]]])]
+    assert calls("test_noise_hidden") == [("add_noise", [[[0.0] * 3] * 2, 0.5]),
+                                          ("add_noise", [[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], 2.0])]
+    assert [args[0] for _, args in calls("test_center_hidden")] == [
+        [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0], [9.0, 10.0, 11.0]], [[5.0]],
+        [[1.0, -1.0], [3.0, 7.0], [-4.0, 0.5]]]
 
 
-def test_a_test_that_reads_a_training_result_is_graded_in_the_sandbox_and_says_why(template_course, tmp_path):
+def test_a_test_that_reads_a_demonstration_result_is_graded_in_the_sandbox_and_says_why(template_course, tmp_path):
     course = new_course(tmp_path / "course", origin=template_course)
     master = course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     nb = nbformat.read(master, as_version=4)
-    test = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_he_hidden")
-    test.source += "\nassert costs_random[0] > 0\n"  # the large-random training ran above this test
+    at, test = next((i, c) for i, c in enumerate(nb.cells)
+                    if c.metadata.get("nbgrader", {}).get("grade_id") == "test_standardize_hidden")
+    # a locked demonstration above the test runs the student's add_noise; the test reads its result
+    nb.cells.insert(at, nbformat.v4.new_code_cell("noisy = add_noise(DATA, 0.1)\n", metadata={"nbgrader": {
+        "grade": False, "grade_id": "noisy_demo", "locked": True, "schema_version": 3, "solution": False,
+        "task": False}}))
+    test.source += "\nassert noisy.shape == DATA.shape\n"
     nbformat.write(nb, master)
     generate_assignment(course, "--log-level=ERROR")
     plan = plan_assignment(load_course(course), ASSIGNMENT, ASSIGNMENT)
-    assert list(plan.sandboxed) == ["test_he_hidden"]
-    assert plan.sandboxed["test_he_hidden"].startswith("it depends via train_")
-    assert "which runs student code (initialize_parameters_" in plan.sandboxed["test_he_hidden"]
-    # the trainings it needs run in the sandbox, in their place; only setup runs in the grader
+    assert list(plan.sandboxed) == ["test_standardize_hidden"]
+    assert plan.sandboxed["test_standardize_hidden"].startswith("it depends via noisy_demo")
+    assert "which runs student code (add_noise" in plan.sandboxed["test_standardize_hidden"]
+    # the demonstration it needs runs in the sandbox, in its place; only setup runs in the grader
     assert [plan.cells[i].grade_id for i in plan.trusted] == ["setup"]
 
 
-def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     coursekit = os.path.join(os.path.dirname(sys.executable), "coursekit")
     return subprocess.run([coursekit, *args], cwd=cwd, env=nbgrader_env(), capture_output=True, text=True, timeout=300)
 
@@ -187,7 +202,7 @@ def test_an_unknown_assignment_is_refused_with_a_reason(template_course):
 
 def test_on_a_terminal_a_progress_bar_is_drawn_on_stderr(template_course, tmp_path):
     course = copy_course(template_course, tmp_path / "course")
-    make_class.make_class(course, 3)
+    generate_class(course, 3)
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT], cwd=course,
                             env=nbgrader_env(), stdout=subprocess.DEVNULL, stderr=follower)
@@ -210,7 +225,7 @@ def test_on_a_terminal_a_progress_bar_is_drawn_on_stderr(template_course, tmp_pa
 
 def test_json_output_is_one_object_per_line_with_the_documented_fields(template_course, tmp_path):
     course = copy_course(template_course, tmp_path / "course")
-    make_class.make_class(course, 2)
+    generate_class(course, 2)
     proc = subprocess.run([sys.executable, "-m", "coursekit", "autograde", ASSIGNMENT, "--json"], cwd=course,
                           env=nbgrader_env(), capture_output=True, text=True, timeout=300)
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -221,21 +236,19 @@ def test_json_output_is_one_object_per_line_with_the_documented_fields(template_
 
 
 def test_only_test_cells_that_share_no_names_with_another_are_replayed_from_the_cache(template_course):
-    # The hidden tests bind the same names in loops (dims, result: a loop may bind nothing, so a
-    # later read may see another test's), so each could depend on another: they always run
-    # again.  The public ones bind `parameters` before anything reads it, and hand their graded
-    # function to a helper, which changes nothing another test reads.
+    # The hidden tests bind names (X, centered, noisy, scaled) that other cells read too, so each
+    # could depend on another: they always run again.  The public ones bind nothing, and hand
+    # their graded function to a helper, which changes nothing another test reads.
     with Worker() as worker:
         plan = plan_notebook(load_course(template_course), ASSIGNMENT, ASSIGNMENT, worker)
-        assert worker.replays.independent_tests(plan) == {"test_zeros_public", "test_random_public",
-                                                          "test_he_public"}
+        assert worker.replays.independent_tests(plan) == {"test_center_public", "test_noise_public",
+                                                          "test_standardize_public"}
 
 
 def test_a_cached_replay_gives_the_same_grades_and_notebook_and_a_different_result_is_not_served_from_it(
         template_course, tmp_path):
     release = json.loads((template_course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-    wrong = dict(CORRECT, initialize_parameters_zeros=CORRECT["initialize_parameters_zeros"].replace(
-        "np.zeros((layers_dims[l], 1))", "np.ones((layers_dims[l], 1))"))
+    wrong = dict(CORRECT, center=CORRECT["center"].replace("X.mean(axis=0)", "X.mean(axis=0) + 1"))
     course = load_course(template_course)
     with Worker() as worker:
         plan = plan_notebook(course, ASSIGNMENT, ASSIGNMENT, worker)
@@ -251,8 +264,8 @@ def test_a_cached_replay_gives_the_same_grades_and_notebook_and_a_different_resu
     kept = len(start_worker(course.settings.sandbox_preload).replays)
     other, again = grade("other", wrong), grade("again", CORRECT)
     assert kept == 3  # the three public test cells' outputs
-    assert len(start_worker(course.settings.sandbox_preload).replays) == 4  # and the wrong zeros' one
+    assert len(start_worker(course.settings.sandbox_preload).replays) == 4  # and the wrong center's one
     assert first.scores == again.scores and first.messages == again.messages
     assert first.notebook.count(b'"output_type"') == again.notebook.count(b'"output_type"')
-    assert first.scores["test_zeros_public"] > 0 and other.scores["test_zeros_public"] == 0.0
-    assert other.scores["test_he_public"] == first.scores["test_he_public"] > 0
+    assert first.scores["test_center_public"] > 0 and other.scores["test_center_public"] == 0.0
+    assert other.scores["test_standardize_public"] == first.scores["test_standardize_public"] > 0

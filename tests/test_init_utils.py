@@ -5,13 +5,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import textwrap
 import warnings
 
 import numpy as np
 import pytest
 
 import init_utils
-from scripts.course import ROOT
+from coursekit.read import load_course
+from coursekit.sandbox import Call, Limits, Sandbox
+from scripts.course import RELEASE, ROOT
 
 
 def test_sigmoid_saturates_without_overflow_warning():
@@ -250,3 +253,21 @@ def test_log_axes_label_every_decade():
     exponents = sorted(round(np.log10(t)) for t in ax.get_yticks() if 1e-12 <= t <= 1e2)
     init_utils.pyplot().close(fig)
     assert exponents == list(range(-12, 3))
+
+
+def test_the_release_data_set_and_plotting_work_inside_the_sandbox():
+    # A sandbox as this course's grader builds it: preloading what nbgrader_config.py lists
+    # (Matplotlib, h5py), which a bare Sandbox() does not; the release folder is its working directory.
+    with Sandbox(preload=load_course(ROOT).settings.sandbox_preload) as box:
+        code = textwrap.dedent("""
+            import matplotlib.pyplot as plt
+            from init_utils import load_dataset, plot_dataset
+            def data():
+                train_X, train_Y, test_X, test_Y = load_dataset()
+                plot_dataset(train_X, train_Y)
+                plt.savefig("plot.png")
+                return [train_X.shape, train_Y.shape, test_X.shape, test_Y.shape]
+            """)
+        result = box.run(code, [Call("data")], workdir_files=RELEASE.parent, limits=Limits(wall_seconds=60))
+        assert result.reason is None and result.calls[0].error is None
+        assert result.calls[0].value == [(2, 300), (1, 300), (2, 100), (1, 100)]

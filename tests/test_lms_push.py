@@ -1,8 +1,8 @@
 """`coursekit lms push` against a real LTI 1.3 platform on 127.0.0.1 (scripts/lti_platform.py:
 lti1p3platform with real RSA keys, signed client assertions and access tokens).
 
-A class of five is graded by `coursekit autograde`: ada solves everything (9/9), ben uses Xavier's
-sqrt(1/n) for He (6/9), cy leaves the stubs (0/9), dee solves everything after the due date (9/9,
+A class of five is graded by `coursekit autograde`: ada solves everything (9/9), ben divides by the
+sample standard deviation in standardize (6/9), cy leaves the stubs (0/9), dee solves everything after the due date (9/9,
 late), eve solves everything but is not enrolled in the LMS at first.  ada and ben carry the LMS's
 user id in the gradebook (as an LTI launch through the hub records it); the others' LMS user id
 is their student id.  The tests run in order on that one class and platform, each a step of a
@@ -24,18 +24,27 @@ import pytest
 from nbgrader.api import Gradebook
 from pylti1p3.registration import Registration
 
-from scripts.course import ASSIGNMENT
 from scripts.lti_platform import Platform, new_key
-from scripts.student_work import CORRECT
-from tests.helpers import build_template, coursekit, lms_results, nbgrader_env, release_notebook, solve, submit
+from tests.helpers import (
+    ASSIGNMENT,
+    CORRECT,
+    COURSE_ID,
+    build_template,
+    coursekit,
+    lms_results,
+    nbgrader_env,
+    release_notebook,
+    solve,
+    submit,
+)
 
-XAVIER_HE = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 /", "np.sqrt(1 /")
+SAMPLE_STD = CORRECT["standardize"].replace("X.std(axis=0)", "X.std(axis=0, ddof=1)")  # fails both tests
 DUE = datetime(2027, 3, 1, 17, 0)  # UTC, as nbgrader stores it
 ON_TIME, LATE = "2027-03-01 16:00:00.000000 UTC", "2027-03-01 19:30:00.000000 UTC"  # dee: 2 h 30 min late
 # student: (what they wrote, submitted at, hand-counted score, LMS user id)
 CLASS = {
     "ada": (CORRECT, ON_TIME, 9.0, "0ae3c1d2-6f1b-4c8e-9d55-0a1b2c3d4e5f"),
-    "ben": ({**CORRECT, "initialize_parameters_he": XAVIER_HE}, ON_TIME, 6.0, "7d0c2f4e-2222-4bbb-8ccc-1234567890ab"),
+    "ben": ({**CORRECT, "standardize": SAMPLE_STD}, ON_TIME, 6.0, "7d0c2f4e-2222-4bbb-8ccc-1234567890ab"),
     "cy": ({}, ON_TIME, 0.0, "cy"),
     "dee": (CORRECT, LATE, 9.0, "dee"),
     "eve": (CORRECT, ON_TIME, 9.0, "eve"),
@@ -57,12 +66,12 @@ class Term:
         self.secrets.mkdir(mode=0o700)
         self.credentials = self.write_credentials("lti.json", self.tool_key)
         self.course = build_template(base / "course")
-        with Gradebook(f"sqlite:///{self.course / 'gradebook.db'}", "weight-init") as gb:
+        with Gradebook(f"sqlite:///{self.course / 'gradebook.db'}", COURSE_ID) as gb:
             gb.update_or_create_assignment(ASSIGNMENT, duedate=DUE)
             for student, (_, _, _, user_id) in CLASS.items():
                 gb.update_or_create_student(student, lms_user_id=user_id if user_id != student else None)
         for student, (bodies, when, _, _) in CLASS.items():
-            submit(self.course, student, solve(release_notebook(), bodies), timestamp=when)
+            submit(self.course, student, solve(release_notebook(self.course), bodies), timestamp=when)
         coursekit(self.course)
 
     def write_credentials(self, name: str, private_key: str, folder: Path | None = None, mode: int = 0o600) -> Path:
@@ -84,7 +93,7 @@ class Term:
                               cwd=self.course, env=nbgrader_env(), capture_output=True, text=True, timeout=120)
 
     def regrade(self, student: str, bodies: dict[str, str]) -> None:
-        submit(self.course, student, solve(release_notebook(), bodies), timestamp=CLASS[student][1])
+        submit(self.course, student, solve(release_notebook(self.course), bodies), timestamp=CLASS[student][1])
         coursekit(self.course, "--force", "--student", student)
 
     def results(self) -> dict[str, tuple[float, float, str]]:
@@ -194,7 +203,7 @@ def test_credentials_inside_the_course_folder_or_readable_by_others_are_refused(
 def test_a_grading_service_can_push_one_students_final_grade(term):
     from coursekit.lms import load_credentials, push_grades
 
-    term.regrade("cy", {**CORRECT, "initialize_parameters_he": XAVIER_HE})
+    term.regrade("cy", {**CORRECT, "standardize": SAMPLE_STD})
     result = push_grades(course_dir=term.course, assignment=ASSIGNMENT, students=["cy"],
                          credentials=load_credentials(course_dir=term.course, file=term.credentials))
     assert (result.sent, result.failed) == ({"cy": 6.0}, {})

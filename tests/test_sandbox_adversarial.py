@@ -25,13 +25,25 @@ import numpy as np
 import pytest
 
 from coursekit.gradebook import lock_name
-from coursekit.read import load_course
 from coursekit.sandbox import Call, Failure, Limits, Opaque, Sandbox, SandboxResult
 from coursekit.sandbox._child import SETUP_FAILED_EXIT, UID_BASE
-from scripts.course import ASSIGNMENT, MASTER, RELEASE, ROOT
-from tests.helpers import copy_course, coursekit, nbgrader_env, release_notebook, run_coursekit, submit
+from tests.helpers import (
+    ASSIGNMENT,
+    MASTER,
+    REPOSITORY,
+    copy_course,
+    coursekit,
+    nbgrader_env,
+    release_notebook,
+    run_coursekit,
+    submit,
+)
 
-RELEASE_FOLDER = RELEASE.parent
+# The files a run's working directory starts with, as a submission's release folder would hold them
+# (any folder does: the fixture assignment's, whose helper module is beside its notebook).
+RELEASE_FOLDER = MASTER.parent
+# What a NumPy and Matplotlib course's graders preload (the lesson's list, without its own modules).
+PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "numpy.testing", "matplotlib", "matplotlib.pyplot", "h5py")
 SECRET = "s3cr3t-hidden-test-answer-4242"
 QUICK = Limits(wall_seconds=5, cpu_seconds=3)
 
@@ -60,8 +72,8 @@ def expected_he(dims: list[int]) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def box():
-    """A sandbox as the course's graders start it: preloading what nbgrader_config.py says."""
-    with Sandbox(preload=load_course(ROOT).settings.sandbox_preload) as sandbox:
+    """A sandbox as a course's graders start it: preloading what its nbgrader_config.py lists."""
+    with Sandbox(preload=PRELOAD) as sandbox:
         yield sandbox
 
 
@@ -162,23 +174,6 @@ def test_an_exception_in_a_call_is_an_error_with_its_message_and_the_next_call_r
     assert (zeros.status, zeros.error, zeros.value) == ("error", "NotImplementedError: ", None)
     assert (random.status, random.error) == ("error", "IndexError: list index out of range")
     assert he.status == "ok"
-
-
-def test_the_release_data_set_and_plotting_work_inside_the_sandbox():
-    # A sandbox as this course's grader builds it: preloading what nbgrader_config.py lists
-    # (Matplotlib, h5py), which a bare Sandbox() does not.
-    with Sandbox(preload=load_course(ROOT).settings.sandbox_preload) as box:
-        result = run(box, """
-            import matplotlib.pyplot as plt
-            from init_utils import load_dataset, plot_dataset
-            def data():
-                train_X, train_Y, test_X, test_Y = load_dataset()
-                plot_dataset(train_X, train_Y)
-                plt.savefig("plot.png")
-                return [train_X.shape, train_Y.shape, test_X.shape, test_Y.shape]
-            """, Call("data"))
-        assert result.reason is None and result.calls[0].error is None
-        assert result.calls[0].value == [(2, 300), (1, 300), (2, 100), (1, 100)]
 
 
 def test_limits_refuse_values_that_cannot_work():
@@ -764,7 +759,7 @@ def test_a_fresh_zygote_holds_its_preloaded_memory_in_huge_pages():
         pytest.skip("this kernel has transparent huge pages switched off")
     if tuple(int(n) for n in re.findall(r"\d+", os.uname().release)[:2]) < (6, 1):
         pytest.skip("MADV_COLLAPSE needs Linux 6.1 or later")
-    with Sandbox(preload=load_course(ROOT).settings.sandbox_preload) as fresh:
+    with Sandbox(preload=PRELOAD) as fresh:
         rollup = Path(f"/proc/{fresh.zygote_pid}/smaps_rollup").read_text()
     huge = int(re.search(r"^AnonHugePages:\s+(\d+) kB", rollup, re.MULTILINE).group(1))
     # NumPy, Matplotlib and h5py leave about 50 MB of heap, 28-36 MB of it in whole 2 MB pages
@@ -875,7 +870,7 @@ def test_secrets_in_the_course_directory_are_out_of_reach(box, fake_course):
                fake_course / "gradebook.db",
                fake_course / "submitted" / "other-student" / "answer.py",
                "../../gradebook.db", "../../../gradebook.db",
-               ROOT / "gradebook.db", MASTER,
+               REPOSITORY / "gradebook.db", MASTER,
                "/etc/shadow", f"/proc/{os.getpid()}/environ"]
     result = box.run(READ_ANYTHING, [Call("read", (str(t),)) for t in targets],
                      workdir_files=fake_course / "release" / ASSIGNMENT, limits=QUICK)
@@ -895,7 +890,7 @@ def test_the_course_directory_shows_nothing_but_the_python_environment(box):
                 return sorted(os.listdir(path))
             except OSError as exc:
                 return type(exc).__name__
-        """, Call("ls", (str(ROOT),)), Call("ls", ("/",)), Call("ls", ("/proc",)))
+        """, Call("ls", (str(REPOSITORY),)), Call("ls", ("/",)), Call("ls", ("/proc",)))
     course, root, proc = (c.value for c in result.calls)
     assert set(course) <= {".venv"}  # present only when the virtual environment lives there
     assert set(root) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "sbin", "usr",
@@ -967,7 +962,7 @@ box.run("import time\\ndef f():\\n    time.sleep(600)\\n", [Call("f")], workdir_
 
 
 def test_when_the_grader_is_killed_mid_run_the_submission_dies_and_nothing_is_left():
-    grader = subprocess.Popen([sys.executable, "-c", GRADER_KILLED_MID_RUN], cwd=ROOT,
+    grader = subprocess.Popen([sys.executable, "-c", GRADER_KILLED_MID_RUN], cwd=REPOSITORY,
                               stdout=subprocess.PIPE, text=True)
     try:
         pid, host_dir = grader.stdout.readline().split()
@@ -1053,13 +1048,13 @@ def test_symlinks_and_fifos_in_a_submission_folder_are_never_followed_and_no_tem
     submission = submit(course, "alice", b"")
     submission.unlink()
     submission.symlink_to(master)
-    bob = submit(course, "bob", release_notebook()).parent
+    bob = submit(course, "bob", release_notebook(course)).parent
     target = base / "created-by-the-grader"
     (bob / lock_name(ASSIGNMENT)).symlink_to(target)
     (bob / "timestamp.txt").unlink()
     (bob / "timestamp.txt").symlink_to(master)  # would be copied into autograded/, if followed
     (bob / "notes.txt").symlink_to(master)  # other files are copied like nbgrader does, links never
-    carol = submit(course, "carol", release_notebook()).parent
+    carol = submit(course, "carol", release_notebook(course)).parent
     (carol / "timestamp.txt").unlink()
     os.mkfifo(carol / "timestamp.txt")  # opening it to read would wait for a writer forever
     (carol / "submission_secret.txt").write_text("s3cr3t")  # release_feedback needs it in autograded/
@@ -1084,7 +1079,7 @@ def test_grading_is_refused_without_cap_sys_admin_unless_insecure(box, tmp_path_
     requires_isolation(box, "filesystem")  # this machine must have it, to take it away
     course = copy_course(template_course,
                          tmp_path_factory.mktemp("no-sys-admin") / "course")
-    submit(course, "alice", release_notebook())
+    submit(course, "alice", release_notebook(course))
     drop = ("setpriv", "--bounding-set", "-sys_admin")  # root, minus namespaces and mounts
     refused = run_coursekit(course, wrapper=drop)
     assert refused.returncode == 2 and refused.stdout == ""
@@ -1117,7 +1112,7 @@ def test_an_ordinary_user_is_refused_unless_insecure():
     # uid 65534 (nobody); the read capability only lets it read this root-only Python installation
     nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
               "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search")
-    done = subprocess.run([*nobody, sys.executable, "-c", AS_AN_ORDINARY_USER], cwd=ROOT,
+    done = subprocess.run([*nobody, sys.executable, "-c", AS_AN_ORDINARY_USER], cwd=REPOSITORY,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     refusal, insecure = done.stdout.splitlines()
