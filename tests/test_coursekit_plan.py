@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import nbformat
-import numpy
 from IPython.core.inputtransformer2 import TransformerManager
 
 from coursekit.extract import MasterCell, _replay_plan, plan_assignment
@@ -142,12 +141,12 @@ def test_the_call_plan_lists_the_calls_each_test_cell_makes(template_course):
     with Worker() as worker:
         plan = plan_notebook(load_course(template_course), ASSIGNMENT, ASSIGNMENT, worker)
     def calls(test: str) -> list[tuple[str, list]]:
-        return [(c.function, [numpy.asarray(a).tolist() for a in c.args]) for c in plan.calls[test]]
+        return [(c.function, list(c.args)) for c in plan.calls[test]]
 
+    data = [[1.0, 200.0], [2.0, 180.0], [3.0, 220.0], [6.0, 200.0]]  # the setup cell's DATA
     # The cell's own call on DATA, then scaling_checks' on its example.
-    assert calls("test_standardize_public") == [
-        ("standardize", [[[1.0, 200.0], [2.0, 180.0], [3.0, 220.0], [6.0, 200.0]]]),
-        ("standardize", [[[1.0, 5.0], [3.0, 5.0]]])]
+    assert calls("test_standardize_public") == [("standardize", [data]), ("standardize", [[[1.0, 5.0], [3.0, 5.0]]])]
+    assert calls("test_noise_public") == [("add_noise", [data, 0.1]), ("add_noise", [[[1.0, 1.0], [1.0, 1.0]], 1.0])]
     assert calls("test_standardize_hidden") == [("standardize", [[[1.0, 4.0, 7.0], [2.0, 4.0, 1.0], [6.0, 4.0, 1.0]]])]
     assert calls("test_noise_hidden") == [("add_noise", [[[0.0] * 3] * 2, 0.5]),
                                           ("add_noise", [[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], 2.0])]
@@ -163,16 +162,16 @@ def test_a_test_that_reads_a_demonstration_result_is_graded_in_the_sandbox_and_s
     at, test = next((i, c) for i, c in enumerate(nb.cells)
                     if c.metadata.get("nbgrader", {}).get("grade_id") == "test_standardize_hidden")
     # a locked demonstration above the test runs the student's add_noise; the test reads its result
-    nb.cells.insert(at, nbformat.v4.new_code_cell("noisy = add_noise(DATA, 0.1)\n", metadata={"nbgrader": {
+    nb.cells.insert(at, nbformat.v4.new_code_cell("noisy = add_noise([[1.0, 2.0]], 0.1)\n", metadata={"nbgrader": {
         "grade": False, "grade_id": "noisy_demo", "locked": True, "schema_version": 3, "solution": False,
         "task": False}}))
-    test.source += "\nassert noisy.shape == DATA.shape\n"
+    test.source += "\nassert noisy.shape == (1, 2)\n"
     nbformat.write(nb, master)
     generate_assignment(course, "--log-level=ERROR")
     plan = plan_assignment(load_course(course), ASSIGNMENT, ASSIGNMENT)
     assert list(plan.sandboxed) == ["test_standardize_hidden"]
-    assert plan.sandboxed["test_standardize_hidden"].startswith("it depends via noisy_demo")
-    assert "which runs student code (add_noise" in plan.sandboxed["test_standardize_hidden"]
+    assert plan.sandboxed["test_standardize_hidden"] == ("it depends on the locked cell noisy_demo (through 'noisy'), "
+                                                         "which runs student code (add_noise)")
     # the demonstration it needs runs in the sandbox, in its place; only setup runs in the grader
     assert [plan.cells[i].grade_id for i in plan.trusted] == ["setup"]
 
@@ -236,7 +235,7 @@ def test_json_output_is_one_object_per_line_with_the_documented_fields(template_
 
 
 def test_only_test_cells_that_share_no_names_with_another_are_replayed_from_the_cache(template_course):
-    # The hidden tests bind names (X, centered, noisy, scaled) that other cells read too, so each
+    # The hidden tests bind names (rows, X, centered, noisy, scaled) that other cells read too, so each
     # could depend on another: they always run again.  The public ones bind nothing, and hand
     # their graded function to a helper, which changes nothing another test reads.
     with Worker() as worker:
