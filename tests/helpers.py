@@ -47,7 +47,6 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from coursekit import check, classroom
 from coursekit.classroom import (  # noqa: F401 (the tests import them from here, as every shared helper)
-    LEFTOVERS,
     TIMESTAMP,
     Exercise,
     Variant,
@@ -105,7 +104,6 @@ if "COURSEKIT_EXCHANGE" in os.environ:  # a test's exchange
     c.Exchange.root = os.environ["COURSEKIT_EXCHANGE"]
 """
 EXERCISES = ("center", "noise", "standardize")  # short names, in the notebook's order
-SOLUTION = {"center": "center", "noise": "add_noise", "standardize": "standardize"}  # short name -> its cell
 FULL = dict.fromkeys(EXERCISES, 3.0)  # points of each exercise
 # Points of the (public, hidden) test cells of an exercise, by its total.
 CELL_POINTS = {0: (0, 0), 1: (1, 0), 3: (1, 2)}

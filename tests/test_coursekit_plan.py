@@ -235,19 +235,19 @@ def test_json_output_is_one_object_per_line_with_the_documented_fields(template_
 
 
 def test_only_test_cells_that_share_no_names_with_another_are_replayed_from_the_cache(template_course):
-    # The hidden tests bind names (rows, X, centered, noisy, scaled) that other cells read too, so each
-    # could depend on another: they always run again.  The public ones bind nothing, and hand
-    # their graded function to a helper, which changes nothing another test reads.
+    # The public tests hand the setup cell's DATA, a list, to a student's function, which may change
+    # it for every later test; the hidden tests of center and standardize bind names (X, rows) that
+    # another test binds too: they always run again.  The hidden noise test binds only `noisy`,
+    # which no other cell reads, and calls add_noise on lists of its own.
     with Worker() as worker:
         plan = plan_notebook(load_course(template_course), ASSIGNMENT, ASSIGNMENT, worker)
-        assert worker.replays.independent_tests(plan) == {"test_center_public", "test_noise_public",
-                                                          "test_standardize_public"}
+        assert worker.replays.independent_tests(plan) == {"test_noise_hidden"}
 
 
 def test_a_cached_replay_gives_the_same_grades_and_notebook_and_a_different_result_is_not_served_from_it(
         template_course, tmp_path):
     release = json.loads((template_course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-    wrong = dict(CORRECT, center=CORRECT["center"].replace("X.mean(axis=0)", "X.mean(axis=0) + 1"))
+    wrong = dict(CORRECT, add_noise=CORRECT["add_noise"].replace("scale *", "2 * scale *"))
     course = load_course(template_course)
     with Worker() as worker:
         plan = plan_notebook(course, ASSIGNMENT, ASSIGNMENT, worker)
@@ -262,9 +262,9 @@ def test_a_cached_replay_gives_the_same_grades_and_notebook_and_a_different_resu
     first = grade("first", CORRECT)
     kept = len(start_worker(course.settings.sandbox_preload).replays)
     other, again = grade("other", wrong), grade("again", CORRECT)
-    assert kept == 3  # the three public test cells' outputs
-    assert len(start_worker(course.settings.sandbox_preload).replays) == 4  # and the wrong center's one
+    assert kept == 1  # the hidden noise test's outputs
+    assert len(start_worker(course.settings.sandbox_preload).replays) == 2  # and the wrong add_noise's
     assert first.scores == again.scores and first.messages == again.messages
     assert first.notebook.count(b'"output_type"') == again.notebook.count(b'"output_type"')
-    assert first.scores["test_center_public"] > 0 and other.scores["test_center_public"] == 0.0
-    assert other.scores["test_standardize_public"] == first.scores["test_standardize_public"] > 0
+    assert first.scores["test_noise_hidden"] > 0 and other.scores["test_noise_hidden"] == 0.0
+    assert other.scores["test_standardize_hidden"] == first.scores["test_standardize_hidden"] > 0
