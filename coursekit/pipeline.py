@@ -34,21 +34,19 @@ from typing import Any, Callable, Iterable, TextIO
 
 import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
-from nbgrader.utils import compute_checksum
 
 from . import extract, read, sandbox, score
 from .config import DEFAULT_PRELOAD
 from .deadline import WorkTimeout, time_limit
-from .gradebook import GradebookWriter, GradedSubmission, claim
+from .gradebook import GradebookWriter, claim
 from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
 from .preload import installed_imports
 from .report import Reporter
-from .sandbox import clean_text
+from .score import GradedSubmission
 
 log = logging.getLogger(__name__)
 
-MAX_REASON = 4000
 # The grader commits graded submissions to the gradebook in batches (one transaction each, see
 # gradebook.GradebookWriter): up to WRITE_BATCH at a time, at least every WRITE_SECONDS.
 WRITE_BATCH = 100
@@ -249,7 +247,7 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
             worker.transforming = ""
             nb = read.parse_notebook(data, f"{submission.notebook}.ipynb") if isinstance(data, bytes) else data
             if isinstance(nb, read.Unreadable):
-                return _zero(plan, submission, warning + [nb.reason])
+                return score.zero(plan, submission, warning + [nb.reason])
             run = extract.student_run(nb, plan, worker.python, worker.names)
         result = _run_steps(worker, plan, run, limits)
         rerun = ({} if result.failure is sandbox.Failure.GRADER
@@ -268,15 +266,15 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
             e for e in result.code_errors if e.partition(":")[0] in run.relevant]
         if result.reason:
             notes.append(f"sandbox: {result.reason}")
-        return _result(plan, submission, outcomes, graded_nb, notes)
+        return score.graded(plan, submission, outcomes, graded_nb, notes)
     except sandbox.SandboxError:
         raise
     except extract.Refused as refused:
-        return _zero(plan, submission, warning + [str(refused)])
+        return score.zero(plan, submission, warning + [str(refused)])
     except WorkTimeout:
-        return _zero(plan, submission, warning + [_too_slow(nb, worker.transforming)])
+        return score.zero(plan, submission, warning + [_too_slow(nb, worker.transforming)])
     except (Exception, RecursionError, MemoryError) as error:  # the content broke the grader's code
-        return _zero(plan, submission, warning + [f"coursekit could not grade this notebook's content "
+        return score.zero(plan, submission, warning + [f"coursekit could not grade this notebook's content "
                                                   f"({type(error).__name__}: {str(error)[:300]}); it scores 0"])
 
 
@@ -299,13 +297,6 @@ def _too_slow(nb: nbformat.NotebookNode | read.Unreadable | None, source: str) -
     return (f"{where} ({lines:,} lines) took the grader more than {TEXT_SECONDS:g} s to turn into Python "
             "(IPython's input transformation of its ?, !, % lines), which no notebook needs; the notebook "
             f"was not graded and scores 0: shorten {where} (a few lines of ?, ! or % each) and resubmit")
-
-
-def _zero(plan: extract.AssignmentPlan, submission: read.Submission, notes: list[str]) -> GradedSubmission:
-    reason = notes[-1]
-    outcomes = score.failed_outcomes(plan, reason)
-    graded_nb = score.autograded_notebook(None, plan, outcomes)
-    return _result(plan, submission, outcomes, graded_nb, notes, cell_failures=False)
 
 
 MAX_RUNS = 3  # a run that dies is repeated without what killed it, at most this often
@@ -366,32 +357,6 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
     failure = sandbox.Failure.GRADER if sandbox.Failure.GRADER in failures else next(filter(None, failures), None)
     return sandbox.SandboxResult(calls, "; ".join(dict.fromkeys(reasons)) or None, first.output if first else "",
                                  result.code_errors, tests, failure=failure)
-
-
-def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes: list[score.CellOutcome],
-            graded_nb: nbformat.NotebookNode, notes: list[str], cell_failures: bool = True) -> GradedSubmission:
-    failures = [f"{o.grade_id}: {o.message}" for o in outcomes
-                if cell_failures and o.score < o.max_score and o.message]
-    reason = "; ".join(notes + failures)
-    answers = set(plan.answer_cells)
-    unanswered = tuple(dict.fromkeys(
-        grade_id for c in graded_nb.cells if (grade_id := extract.grade_id_of(c)) in answers
-        and compute_checksum(c) == plan.checksums.get(grade_id)))
-    # A manually graded answer left as released scores 0 with "No response.", as in nbgrader;
-    # an answered one waits for a person (no auto score).
-    manual = {gid: (0.0 if gid in unanswered else None) for gid in plan.manual}
-    # Lone surrogates (a "\ud800" in the JSON) cannot be stored in a file or a database: '?' instead.
-    return GradedSubmission(
-        submission=submission,
-        scores={o.grade_id: o.score for o in outcomes},
-        max_scores={o.grade_id: o.max_score for o in outcomes},
-        messages={o.grade_id: o.message and clean_text(o.message) for o in outcomes},
-        unanswered=unanswered,
-        modes={o.grade_id: o.mode for o in outcomes},
-        manual_scores=manual,
-        notebook=score.notebook_file(graded_nb),
-        reason=clean_text(reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ..."),
-    )
 
 
 # ----------------------------------------------------------------------------- grader side

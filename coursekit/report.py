@@ -17,8 +17,8 @@ import sys
 import time
 from typing import TextIO
 
-from .gradebook import GradedSubmission
 from .read import Submission
+from .score import GradedSubmission
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
 """Run untrusted student code in a separate, locked-down process and get plain data back.
 
 Runs in: the grader's process (a coursekit worker), as the user who runs coursekit.  It never
-runs student code itself.  This is the package's public face (`Sandbox`, `Limits` and the plain
-data of a run); its private modules are the zygote and child (`_child`), the child's runner
-(`_runner`) and the grader's side of the wire format (`_protocol`).  Nothing outside the
+runs student code itself.  This is the package's public face (`Sandbox`, `Limits`, the plain
+data of a run, and `Shell`, the cells' `get_ipython()` that replay shares with the child); its
+private modules are the zygote and child (`_child`), the child's runner (`_runner`) and shell
+(`_shell`), and the grader's side of the wire format (`_protocol`).  Nothing outside the
 package imports those (pyproject.toml's import contracts check it).
 
 Usage::
@@ -46,6 +47,7 @@ from coursekit.config import DEFAULT_PRELOAD, Limits
 from coursekit.sandbox import _child as child
 from coursekit.sandbox import _protocol as protocol
 from coursekit.sandbox._protocol import (
+    MAX_DEPTH,
     Call,
     CallResult,
     Cell,
@@ -57,9 +59,11 @@ from coursekit.sandbox._protocol import (
     TestResult,
     clean_text,
 )
+from coursekit.sandbox._shell import Shell
 
-__all__ = ["Call", "CallResult", "Cell", "Failure", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
-           "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "clean_text", "scratch_folder"]
+__all__ = ["MAX_DEPTH", "Call", "CallResult", "Cell", "Failure", "Isolation", "IsolationMissing", "Limits", "Opaque",
+           "Sandbox", "SandboxResult", "SandboxError", "Shell", "Step", "Test", "TestResult", "clean_text",
+           "scratch_folder"]
 
 # How long to wait for the zygote beyond the run's own wall-clock limit before
 # deciding that the zygote itself is stuck.

@@ -45,6 +45,8 @@ import numpy as np
 
 from coursekit.sandbox import _runner as runner
 
+MAX_DEPTH = runner.MAX_DEPTH  # how deeply a value may nest and still cross (lists in lists, ...)
+
 # Only these dtypes come back as arrays: booleans, integers and floats.
 _DTYPE_RE = re.compile(r"[<>|=][biuf](1|2|4|8|16)")
 _MAX_ARRAY_DIMS = 32
@@ -408,7 +410,7 @@ class _Decoder:
 
     def decode(self, value: object, depth: int = 0) -> object:  # noqa: C901 (one branch per kind of value of the wire format)
         self.nodes += 1
-        if depth > runner.MAX_DEPTH or self.nodes > runner.MAX_NODES:
+        if depth > MAX_DEPTH or self.nodes > runner.MAX_NODES:
             raise ValueError("value nested too deeply or too large")
         if value is None or type(value) in (bool, int, float):
             return value
