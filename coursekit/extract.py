@@ -149,7 +149,7 @@ class AssignmentPlan:
                 sandboxed[test.id] = why
         if sandboxed == self.sandboxed:  # no replayed test needs it: nothing else to do about it
             raise PlanError(why)
-        trusted = _replay_plan(cells, self.graded, self.modules, sandboxed)
+        trusted = replay_plan(cells, self.graded, self.modules, sandboxed)
         return replace(self, trusted=sorted(trusted), sandboxed=sandboxed, calls={},
                        skipped=[c.label for c in cells if c.kind == "locked" and c.index not in trusted])
 
@@ -213,7 +213,7 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
 
     modules = _modules(cells)
     sandboxed: dict[str, str] = {}
-    trusted = _replay_plan(cells, graded, modules, sandboxed)
+    trusted = replay_plan(cells, graded, modules, sandboxed)
     return AssignmentPlan(
         assignment=assignment, notebook=notebook, cells=cells, graded=graded,
         trusted=sorted(trusted),
@@ -356,7 +356,7 @@ def _first_reason(test: MasterCell, why: list[str], graded: dict[str, str], modu
     return None
 
 
-def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: frozenset[str],
+def replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: frozenset[str],
                  sandboxed: dict[str, str]) -> set[int]:
     """Decide which test cells are graded by replay, and return the locked cells the grader runs
     for them (the trusted namespace, run before the tests).  A test goes to `sandboxed`, to run
@@ -365,7 +365,11 @@ def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: froze
     that run no student code and read no name a test binds, or is a graded function; it does
     not change a graded name or a name a graded function reads; nothing the grader runs before
     all tests rebinds or changes, below the test, what it reads; and it shares no names with a
-    test graded in the sandbox.  Unsure means the sandbox."""
+    test graded in the sandbox.  Unsure means the sandbox.
+
+    `cells`: the master's cells; `graded`: each graded function's name -> the id of the solution
+    cell that defines it; `modules`: the names the master binds only by `import`.  `plan_assignment`
+    calls it; it is public so that its decisions can be checked on cells built by hand."""
     tests = [c for c in cells if c.kind == "test"]
     function_reads: set[str] = set()
     for cell in cells:

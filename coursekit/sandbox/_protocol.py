@@ -149,33 +149,27 @@ def messages(steps: Sequence[Step]) -> Iterator[tuple[list[Cell], list[Call], Te
         yield cells, calls, None, ordinal
 
 
-def _message(cells: list[Cell], calls: list[Call], test: Test | None, ordinal: int,
-             step_seconds: float | None) -> bytes:
+def _message(cells: list[Cell], calls: list[Call], test: Test | None, ordinal: int) -> bytes:
     body: dict = {"cells": [[c.label, c.code] for c in cells],
                   "calls": [[ordinal + i, c.function, json.dumps(list(c.args))] for i, c in enumerate(calls)]}
-    if step_seconds:
-        body["step_seconds"] = step_seconds
     if test is not None:
         body["test"] = [test.label, test.code]
     data = json.dumps(body).encode()
     return runner.MESSAGE_HEADER.pack(len(data)) + data
 
 
-def feed(channel: socket.socket, steps: Sequence[Step], budget: int,
-         step_seconds: float | None = None) -> tuple[bytes, str | None]:
+def feed(channel: socket.socket, steps: Sequence[Step], budget: int) -> tuple[bytes, str | None]:
     """Send the steps, pacing calls and tests on their records; (records received, problem).
 
     Returns when every step has its record and the channel is drained (the child exits after
     "end"), when the child is gone (end of file), or at the first sign of a forged or oversized
-    record (`problem` says which; the run is then void).  `step_seconds` limits each cell, call
-    and test inside the child (nbgrader's per-cell timeout); None: only the run's limits.
+    record (`problem` says which; the run is then void).  The child limits each step itself
+    (`Limits.cell_seconds`, which it has with the run's other limits).
     """
     records = _Records(channel, budget)
-    first = True
     try:
         for cells, calls, test, ordinal in messages(steps):
-            channel.sendall(_message(cells, calls, test, ordinal, step_seconds if first else None))
-            first = False
+            channel.sendall(_message(cells, calls, test, ordinal))
             for _ in range(len(cells) + len(calls) + (test is not None)):
                 if not records.next():
                     return bytes(records.data), None

@@ -306,22 +306,21 @@ def serve(limits: dict, kernel: types.ModuleType) -> None:
     sys.modules["__main__"] = module
     shell = kernel.Shell(namespace, processes=True)
     namespace.update(get_ipython=lambda: shell, display=kernel.display, In=[""], Out={})
-    step_seconds = None
+    cell_seconds = limits["cell_seconds"]  # nbgrader's per-cell timeout, for each cell, call and test
     _print_budget[0] = limits["output_bytes"] // 2
     while True:
         message = _receive()
         if message is None or message.get("end"):
             return
-        step_seconds = message.get("step_seconds", step_seconds)
         if message.get("cells") or message.get("test") is not None:
             _close_after_calls()
         for label, code in message.get("cells", ()):
-            _send({"kind": "cell", "error": _run_cell(code, label, namespace, step_seconds, limits)}, [])
+            _send({"kind": "cell", "error": _run_cell(code, label, namespace, cell_seconds, limits)}, [])
         for index, name, args_json in message.get("calls", ()):
-            _call(namespace, index, name, _loads(args_json), step_seconds, limits)
+            _call(namespace, index, name, _loads(args_json), cell_seconds, limits)
         if message.get("test") is not None:
             label, code = message["test"]
-            _test(namespace, label, code, step_seconds, limits)
+            _test(namespace, label, code, cell_seconds, limits)
         message = None  # hold nothing of this step while waiting for the next
 
 
