@@ -34,6 +34,7 @@ import logging
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .printable import printable
@@ -63,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING",
                         help="how much the tool tells on stderr (default: WARNING, problems only)")
     verbs = parser.add_subparsers(dest="verb", required=True)
+    _add_grading_verbs(verbs, common)
+    _add_course_verbs(verbs, common)
+    _add_lms_verbs(verbs, common)
+    return parser
+
+
+def _add_grading_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
+    """autograde, feedback, report, export: an assignment's grades, from submissions to files."""
     grade = verbs.add_parser(
         "autograde", parents=[common], help="grade submitted/<student>/ASSIGNMENT into the nbgrader gradebook",
         description="Grade every submission of ASSIGNMENT (like `nbgrader autograde ASSIGNMENT`): "
@@ -96,6 +105,23 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("assignment", metavar="ASSIGNMENT")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for class_report.html and grades.csv (default: COURSE_DIR/reports)")
+    export = verbs.add_parser(
+        "export", parents=[common], help="write the grades as a Canvas or Moodle gradebook import file, or the per-cell table",
+        description="Write ASSIGNMENT's grades from the gradebook as Canvas's gradebook import CSV, "
+                    "Moodle's grade import CSV, or the per-cell table (csv).")
+    export.add_argument("assignment", metavar="ASSIGNMENT")
+    export.add_argument("--format", required=True, choices=["canvas", "moodle", "csv"])
+    export.add_argument("--output", type=Path, metavar="FILE",
+                        help="file to write (default: COURSE_DIR/reports/ASSIGNMENT-FORMAT.csv)")
+    export.add_argument("--column", metavar="NAME",
+                        help="the assignment's column name in the LMS file (default: ASSIGNMENT); in "
+                             "Canvas, 'Name (12345)' updates the assignment with that Canvas id")
+    for verb, func in ((grade, _autograde), (feedback, _feedback), (report, _report), (export, _export)):
+        verb.set_defaults(func=func)  # main() calls it
+
+
+def _add_course_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
+    """config, check, serve, status: the course's settings, its check, the grading service."""
     config = verbs.add_parser(
         "config", parents=[common], help="show coursekit's settings for a course, with what each one means",
         description="Print every c.CourseKit.* setting with its help and the value the course's "
@@ -121,17 +147,12 @@ def _parser() -> argparse.ArgumentParser:
     status = verbs.add_parser(
         "status", parents=[common], help="the grading service's queue, graded submissions, failures and latency",
         description="Read the grading service's journal and print where it stands.")
-    export = verbs.add_parser(
-        "export", parents=[common], help="write the grades as a Canvas or Moodle gradebook import file, or the per-cell table",
-        description="Write ASSIGNMENT's grades from the gradebook as Canvas's gradebook import CSV, "
-                    "Moodle's grade import CSV, or the per-cell table (csv).")
-    export.add_argument("assignment", metavar="ASSIGNMENT")
-    export.add_argument("--format", required=True, choices=["canvas", "moodle", "csv"])
-    export.add_argument("--output", type=Path, metavar="FILE",
-                        help="file to write (default: COURSE_DIR/reports/ASSIGNMENT-FORMAT.csv)")
-    export.add_argument("--column", metavar="NAME",
-                        help="the assignment's column name in the LMS file (default: ASSIGNMENT); in "
-                             "Canvas, 'Name (12345)' updates the assignment with that Canvas id")
+    for verb, func in ((config, _config), (check, _check), (serve, _serve), (status, _status)):
+        verb.set_defaults(func=func)
+
+
+def _add_lms_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
+    """lms push, lms key: grades into the LMS over LTI Advantage."""
     lms = verbs.add_parser("lms", help="the LMS: push grades over LTI Advantage",
                            description="Talk to the LMS over LTI 1.3 Advantage (README, \"Grades in your LMS\").")
     lms_verbs = lms.add_subparsers(dest="lms_verb", required=True)
@@ -149,11 +170,8 @@ def _parser() -> argparse.ArgumentParser:
         verb.add_argument("--credentials", type=Path, metavar="FILE",
                           help="JSON file with the LTI registration (default: $COURSEKIT_LTI_CREDENTIALS, else "
                                "the COURSEKIT_LTI_* variables); mode 600, outside the course folder")
-    for verb, func in ((grade, _autograde), (feedback, _feedback), (report, _report), (config, _config),
-                       (check, _check), (serve, _serve), (status, _status), (export, _export), (push, _lms_push),
-                       (key, _lms_key)):
-        verb.set_defaults(func=func)  # main() calls it
-    return parser
+    push.set_defaults(func=_lms_push)
+    key.set_defaults(func=_lms_key)
 
 
 class _LogHandler(logging.StreamHandler):

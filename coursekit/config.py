@@ -203,9 +203,9 @@ class CourseKit(Configurable):
         note asking the student to clear its outputs.""").tag(config=True)
 
     workers = Integer(0, help="""
-        Local worker processes that grade side by side (`coursekit autograde` and `coursekit
-        serve`); 0 (the default) means one per core and one more.  `coursekit autograde
-        --workers` overrides it.""").tag(config=True)
+        Local worker processes that grade side by side (`coursekit autograde`, and `coursekit
+        serve` unless c.Serve.workers is set); 0 (the default) means one per core and one more.
+        `coursekit autograde --workers` overrides it.""").tag(config=True)
 
     @validate("workers")
     def _not_negative(self, proposal: dict) -> int:

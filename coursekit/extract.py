@@ -494,7 +494,7 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
                       frozenset(relevant), tuple(notes))
 
 
-def _find_units(nb: nbformat.NotebookNode, plan: AssignmentPlan, notes: list[str]) -> list[_Unit]:  # noqa: C901, PLR0915 (one pass over the cells as nbgrader's preprocessors see them: ids deduplicated, unknown ids dropped, lost metadata recognised)
+def _find_units(nb: nbformat.NotebookNode, plan: AssignmentPlan, notes: list[str]) -> list[_Unit]:  # noqa: C901, PLR0912, PLR0915 (one pass over the cells as nbgrader's preprocessors see them: ids deduplicated, unknown ids dropped, lost metadata recognised)
     """The submission's cells as the units of a top-to-bottom run, in notebook order, with the
     deleted test cells put back; what was recovered or left out goes into `notes`."""
     known = {c.grade_id: c for c in plan.cells if c.grade_id}

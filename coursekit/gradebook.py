@@ -320,7 +320,7 @@ class _Structure:
         return self.cells.get((notebook_id, kind), {})
 
 
-def _write_rows(connection: Connection, batch: list[Recorded],  # noqa: C901 (one pass over nbgrader's tables, in their foreign-key order)
+def _write_rows(connection: Connection, batch: list[Recorded],  # noqa: C901, PLR0912 (one pass over nbgrader's tables, in their foreign-key order)
                 structure_of: Callable[[Connection, str], _Structure]) -> None:
     """All rows of a batch of submissions, in the caller's transaction.
 

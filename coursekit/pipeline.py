@@ -83,7 +83,6 @@ class Worker:
         self._release: dict[str, Path] = {}
         self._namespaces: dict[str, dict] = {}
         self._lock = threading.Lock()
-        self.owner = os.getpid()
         self.transforming = ""  # the cell source being transformed (named when that takes too long)
 
     def _python(self, source: str) -> str:

@@ -608,7 +608,7 @@ class GraderGone(Exception):
     """The grader closed its end of the control socket (or died) while a child was running."""
 
 
-def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,  # noqa: C901, PLR0915 (one loop over the child's pipes and the clock, sharing their state)
+def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,  # noqa: C901, PLR0912, PLR0915 (one loop over the child's pipes and the clock, sharing their state)
               control: int) -> dict:
     """Wait for the child, draining its output into output_fd, until it ends or a limit hits.
 
@@ -795,7 +795,7 @@ def serve_one(zygote: Zygote, sock: socket.socket) -> bool:
 # --------------------------------------------------------------------------- child
 
 
-def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, signal_w: int) -> None:  # noqa: C901, PLR0915 (the child's lock-in steps, in the order they must happen)
+def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, signal_w: int) -> None:  # noqa: C901, PLR0912, PLR0915 (the child's lock-in steps, in the order they must happen)
     """In the forked child: lock ourselves in, then run the submission. Never returns."""
     zygote_pid = os.getppid()
     try:

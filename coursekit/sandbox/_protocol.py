@@ -225,7 +225,7 @@ class _Records:
 # --------------------------------------------------------------------------- decoding
 
 
-def results(steps: Sequence[Step], data: bytes, reason: str | None, output: str,  # noqa: C901 (one pass matching records to steps)
+def results(steps: Sequence[Step], data: bytes, reason: str | None, output: str,  # noqa: C901, PLR0912 (one pass matching records to steps)
             void: bool = False, failure: Failure | None = None) -> SandboxResult:
     """Match the records to the steps.  A malformed record voids the whole run (reason says
     why); a run that ended early keeps what finished, fails the step in progress, and leaves
@@ -402,7 +402,7 @@ class _Decoder:
         self.used: set[int] = set()
         self.nodes = 0
 
-    def decode(self, value: object, depth: int = 0) -> object:  # noqa: C901 (one branch per kind of value of the wire format)
+    def decode(self, value: object, depth: int = 0) -> object:  # noqa: C901, PLR0912 (one branch per kind of value of the wire format)
         self.nodes += 1
         if depth > MAX_DEPTH or self.nodes > runner.MAX_NODES:
             raise ValueError("value nested too deeply or too large")

@@ -117,7 +117,7 @@ class Service:
         self.stop = threading.Event()
         self._due: dict[str, datetime | None] = {}
         self._due_checked = 0.0
-        self.workers = self.policy.workers or pipeline.default_workers()
+        self.workers = self.policy.workers or self.course.settings.workers or pipeline.default_workers()
         self.pool = LocalPool(self.workers, pipeline.start_pool_worker,
                               (self.course.settings.sandbox_preload, insecure),
                               task_seconds=self.course.settings.worker_seconds, note=self.log)
