@@ -80,7 +80,7 @@ CASES = {
 def results(tmp_path_factory, template_course):
     course = course_with(tmp_path_factory, template_course, "unfoolable", {student: make(release_notebook(template_course))
                                                                                  for student, (make, _) in CASES.items()})
-    return {r["student"]: r for r in coursekit(course, "--timeout", "4")}
+    return {r["student"]: r for r in coursekit(course, "--wall-seconds", "4")}
 
 
 @pytest.mark.parametrize("student", CASES)
