@@ -10,6 +10,7 @@
     coursekit check ASSIGNMENT       grade variants of the master with nbgrader and coursekit; compare every cell
     coursekit serve                  grade each submission as it lands in the exchange, release its feedback
     coursekit status                 the grading service's queue, grades, failures and latency
+    coursekit status --hub-service   the same as a page, served through JupyterHub to instructors
     coursekit --version
 
 Every verb takes ``--course-dir`` (default: the current folder) and ``--log-level``: what the tool
@@ -110,9 +111,11 @@ def _parser() -> argparse.ArgumentParser:
                     "submission, following the c.Serve.* policy in nbgrader_config.py (runs until SIGTERM).")
     serve.add_argument("--insecure", action="store_true",
                        help="grade even if this machine cannot isolate submissions; never for real classes")
-    verbs.add_parser(
+    status = verbs.add_parser(
         "status", parents=[common], help="the grading service's queue, graded submissions, failures and latency",
         description="Read the grading service's journal and print where it stands.")
+    status.add_argument("--hub-service", action="store_true",
+                        help="serve the same as a web page, as a JupyterHub service (jupyterhub_config.py starts it)")
     export = verbs.add_parser(
         "export", parents=[common], help="write the grades as a Canvas or Moodle gradebook import file, or the per-cell table",
         description="Write ASSIGNMENT's grades from the gradebook as Canvas's gradebook import CSV, "
@@ -222,6 +225,10 @@ def _other_verb(args: argparse.Namespace) -> int:
         from .service import serve
 
         serve(course_dir=args.course_dir, insecure=args.insecure)
+    elif args.verb == "status" and args.hub_service:
+        from .service import serve_page
+
+        serve_page(course_dir=args.course_dir)
     elif args.verb == "status":
         from .service import status
 

@@ -48,6 +48,7 @@ from .. import pool as pool_mod
 from ..feedback import hidden_tests, shown_tests
 from ..gradebook import GradebookWriter, GradedSubmission
 from ..pool import LocalPool, WorkerDied
+from ..printable import printable
 from ..read import CourseError, Submission, Unreadable, course_config, load_course, read_bytes
 from . import journal as journal_mod
 from .journal import Journal, Row
@@ -164,11 +165,15 @@ class Service:
             names = sorted(entry.name for entry in os.scandir(self.inbound) if entry.name not in self.known)
         except FileNotFoundError:
             return
-        new = []
+        new, refused = [], []
         for name in names:
             parsed = parse_name(name)
             if parsed is None or not self.policy.serves(parsed[1]):
                 self.known.add(name)  # not a submission (or not ours): never looked at again
+                continue
+            why = self.refusal(*parsed)
+            if why:
+                refused.append(((name, *parsed), why))
                 continue
             secret = read_bytes(self.inbound / name / "submission_secret.txt", SECRET_BYTES)
             if isinstance(secret, Unreadable) or not secret.strip():
@@ -183,6 +188,22 @@ class Service:
             self.journal.add(new, time.time())
             self.known.update(n for n, *_ in new)
             self.log(f"{len(new)} new submission(s)")
+        for row, why in refused:  # journalled as failures, so the instructor sees them (coursekit status)
+            self.journal.add([row], time.time())
+            self.journal.mark(row[0], "failed", why)
+            self.known.add(row[0])
+            self.log(f"{printable(row[0])}: {printable(why)}")
+
+    def refusal(self, student: str, assignment: str, timestamp: str) -> str | None:
+        """Why a folder's name cannot be collected, or None.  Anyone may create a folder in inbound/
+        and choose its name, and the name becomes the path submitted/<student>/<assignment>: a part
+        such as `..` would put it elsewhere in the course folder (over source/, say), as root."""
+        for what, part in (("student", student), ("assignment", assignment)):
+            if not part or part.startswith(".") or printable(part) != part or os.sep in part:
+                return f"not collected: {part!r} cannot be a {what} id (a folder name under submitted/)"
+        if not self.course.source_dir(assignment).is_dir():
+            return f"not collected: the course has no assignment {assignment!r} (no folder in source/)"
+        return None
 
     def collect(self, name: str, student: str, assignment: str, timestamp: str) -> None:
         """`nbgrader collect --update` for one folder: copy it to submitted/ if it is newer than what is
