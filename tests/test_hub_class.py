@@ -581,7 +581,8 @@ def test_after_the_due_date_the_service_sends_every_result(semester, student):
 def test_the_grader_account_reads_where_the_grading_service_stands(semester):
     out = semester.as_grader("coursekit", "status")
     assert "queue: 0 waiting to be graded" in out, out
-    assert re.search(r"graded: [1-9]\d*, held over the hourly limit: 0, failed: 0", out), out
+    assert re.search(r"graded: [1-9]\d*, held over the hourly limit: 0, failed: 1;", out), out  # the planted one
+    assert f"the course has no assignment '{HOSTILE_ASSIGNMENT}'" in out.replace("\\'", "'"), out
 
 
 def test_the_instructor_reads_where_the_grading_service_stands_on_its_page_through_the_hub(semester):

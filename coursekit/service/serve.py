@@ -114,6 +114,7 @@ class Service:
         self.plans: dict[str, dict[str, extract.AssignmentPlan] | str] = {}  # or why it cannot be graded
         self.in_flight: dict[Future, Job] = {}
         self.finals: dict[str, Final] = {}
+        self.sums: dict[tuple[str, str], tuple[float, float]] = {}  # (submission, phase): notebooks graded so far
         self.wake = threading.Event()
         self.stop = threading.Event()
         self._due: dict[str, datetime | None] = {}
@@ -200,7 +201,8 @@ class Service:
         such as `..` would put it elsewhere in the course folder (over source/, say), as root."""
         for what, part in (("student", student), ("assignment", assignment)):
             if not part or part.startswith(".") or printable(part) != part or os.sep in part:
-                return f"not collected: {part!r} cannot be a {what} id (a folder name under submitted/)"
+                return (f"not collected: the {what} {part!r} cannot be a folder under submitted/ (empty, "
+                        "a leading dot or a control character)")
         if not self.course.source_dir(assignment).is_dir():
             return f"not collected: the course has no assignment {assignment!r} (no folder in source/)"
         return None
@@ -316,7 +318,7 @@ class Service:
         to_record = [(job, result) for job, result in graded if self.is_latest(job.row)]
         outcomes = self.writer.record_many([(result, job.plan) for job, result in to_record])
         failed = {id(job): outcome for (job, _), outcome in zip(to_record, outcomes) if isinstance(outcome, Exception)}
-        pages, scores = [], []
+        pages = []
         for job, result in graded:
             if id(job) in failed:
                 error = failed[id(job)]
@@ -324,12 +326,24 @@ class Service:
                 self.log(f"{job.row.name}: not recorded: {error}")
             else:
                 pages.append((job.row, job.notebook, job.phase, self.page(job, result)))
-                scores.append((job.row.name, result.score, result.max_score))
-        self.release(pages, scores)
+                score, max_score = self.sums.get((job.row.name, job.phase), (0.0, 0.0))
+                self.sums[job.row.name, job.phase] = (score + result.score, max_score + result.max_score)
+        self.release(pages, self.all_notebooks_done([job for job, _ in jobs]))
         for job, result in graded:
             if id(job) not in failed:
                 self.log(f"{job.row.name}: {job.phase} feedback released ({result.score:g}/{result.max_score:g})")
             self.finished(job)
+
+    def all_notebooks_done(self, jobs: list[Job]) -> list[tuple[str, float, float]]:
+        """(submission, score, max score) of each submission among `jobs` whose every notebook is
+        graded in the job's phase: only then is it journalled graded, so a kill between two notebooks
+        leaves it waiting and a restart grades the rest.  Its score adds up its notebooks'."""
+        pending = {(j.row.name, j.phase) for j in self.in_flight.values()}
+        done = []
+        for key in dict.fromkeys((job.row.name, job.phase) for job in jobs):
+            if key not in pending and key in self.sums:
+                done.append((key[0], *self.sums.pop(key)))
+        return done
 
     def finished(self, job: Job) -> None:
         final = self.finals.get(job.row.assignment)
@@ -381,7 +395,7 @@ class Service:
         """Write the page where nbgrader's release_feedback would: a temporary name, then a rename,
         so a student never fetches half a page.  An early or held page that was still on its way
         when the submission's final page went out is not put over it."""
-        if page.phase != "final" and self.journal.has_page(page.name, "final"):
+        if page.phase != "final" and page.notebook in self.journal.released_notebooks(page.name, "final"):
             return
         if not self.outbound.is_dir():
             self.outbound.mkdir(parents=True, exist_ok=True)
@@ -419,7 +433,7 @@ class Service:
             latest[row.student] = row
         rows = {r.name: r for r in latest.values()} | {r.name: r for r in self.journal.held(assignment)}
         for name, row in rows.items():
-            if self.journal.has_page(name, "final"):
+            if set(plans) <= self.journal.released_notebooks(name, "final"):
                 continue
             final.names.add(name)
             self.start(row, plans, "final")
