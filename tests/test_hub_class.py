@@ -79,7 +79,7 @@ INSTRUCTOR, GRADER = "ckh-teacher", "ckh-grader"
 STATUS_PAGE = f"/services/{COURSE_ID}-status/"  # the grading service's page for instructors
 # A folder anyone can make in the exchange's inbound/: its name is the student's text, and it names an
 # assignment the course does not have, so the grading service lists it as a failure on its page.
-HOSTILE_ASSIGNMENT = "<img src=x onerror=\"document.title='pwned'\">"
+HOSTILE_ASSIGNMENT = '<img src=x onerror="document.title=document.domain">'
 XAVIER_HE = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 /", "np.sqrt(1 /")
 # What each student types, and the score a hand count of the test cells gives it (3 points each).
 STUDENTS = {
@@ -164,6 +164,7 @@ class Hub:
     # the grading service's page as the instructor saw it: text, and what the browser made of it
     status_text: str = ""
     status_markup: dict[str, int | str] = field(default_factory=dict)
+    service_files: dict[str, str] = field(default_factory=dict)  # what the grading service wrote -> its owner
 
     @property
     def course(self) -> Path:
@@ -452,6 +453,16 @@ def instructor_grades(hub: Hub) -> None:
     hub.shot(page, "7-formgrader-feedback-released")
 
 
+def owners_of_service_files(hub: Hub) -> dict[str, str]:
+    """{path: owning account} of what the grading service (root) wrote in the course and the exchange."""
+    paths = [*hub.course.glob("serve.sqlite*"), *(hub.exchange / COURSE_ID / "feedback").iterdir()]
+    for student in STUDENTS:
+        for step in ("submitted", "autograded"):
+            folder = hub.course / step / student / ASSIGNMENT
+            paths += [folder.parent.parent, folder.parent, folder, *folder.iterdir()]
+    return {str(path): pwd.getpwuid(path.lstat().st_uid).pw_name for path in paths}
+
+
 def plant_hostile_submission(hub: Hub) -> str:
     """ckh-cy makes a folder in inbound/ by hand, as any student can, named with markup; its name."""
     name = f"ckh-cy+{HOSTILE_ASSIGNMENT}+{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S.%f} UTC+{secrets.token_hex(8)}"
@@ -505,6 +516,7 @@ def semester(hub: Hub) -> Iterator[Hub]:
             for name in STUDENTS:
                 hub.final_feedback[name] = service_feedback(hub, hub.pages[name], name,
                                                             f"4c-{name}-final-feedback", "final feedback")
+            hub.service_files = owners_of_service_files(hub)  # before root's `coursekit autograde` below
             instructor_grades(hub)
             for name in STUDENTS:
                 fetch_feedback(hub, hub.pages[name], name)
@@ -582,7 +594,7 @@ def test_the_grader_account_reads_where_the_grading_service_stands(semester):
     out = semester.as_grader("coursekit", "status")
     assert "queue: 0 waiting to be graded" in out, out
     assert re.search(r"graded: [1-9]\d*, held over the hourly limit: 0, failed: 1;", out), out  # the planted one
-    assert f"the course has no assignment '{HOSTILE_ASSIGNMENT}'" in out.replace("\\'", "'"), out
+    assert f"the course has no assignment '{HOSTILE_ASSIGNMENT}'" in out, out
 
 
 def test_the_instructor_reads_where_the_grading_service_stands_on_its_page_through_the_hub(semester):
@@ -599,6 +611,13 @@ def test_markup_in_a_failure_on_the_status_page_stays_text(semester):
     assert semester.status_markup["img"] == 0 and semester.status_markup["script"] == 0
     assert semester.status_markup["title"] == f"Grading service: {COURSE_ID}" and semester.status_markup["dialogs"] == 0
     assert "default-src 'none'" in str(semester.status_markup["csp"])
+
+
+def test_what_the_grading_service_writes_belongs_to_the_grader_account(semester):
+    """It runs as root (SECURITY.md); nbgrader's own commands, run as the grader account, must be able
+    to change everything it wrote."""
+    assert len(semester.service_files) > 4 * len(STUDENTS)
+    assert {path: owner for path, owner in semester.service_files.items() if owner != GRADER} == {}
 
 
 def test_students_get_only_the_student_tools_and_the_instructor_all_of_them(semester):

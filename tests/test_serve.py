@@ -142,16 +142,23 @@ class World:
             return db.execute(sql).fetchall()
 
 
+def open_course(w: World, assignment: str, config: str, course: Path = ROOT,
+                files: tuple[str, ...] | None = None) -> None:
+    """The exchange, a course copied from `course` with `config` appended, `assignment` released and
+    due in a week."""
+    subprocess.run(["make", "-s", "-C", str(ROOT), "exchange", f"EXCHANGE={w.exchange}"], check=True)
+    new_course(w.course, *([files] if files else []), origin=course)
+    with (w.course / "nbgrader_config.py").open("a") as config_file:
+        config_file.write(f"\n{config}\n")
+    w.instructor("generate_assignment", assignment)
+    w.instructor("release_assignment", assignment)
+    due = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
+    w.instructor("db", "assignment", "add", assignment, f"--duedate={due}")
+
+
 def build(world: World) -> World:
     w = world
-    subprocess.run(["make", "-s", "-C", str(ROOT), "exchange", f"EXCHANGE={w.exchange}"], check=True)
-    new_course(w.course)
-    with (w.course / "nbgrader_config.py").open("a") as config:
-        config.write(f"\nc.Serve.per_hour = {PER_HOUR}\n")
-    w.instructor("generate_assignment", ASSIGNMENT)
-    w.instructor("release_assignment", ASSIGNMENT)
-    due = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
-    w.instructor("db", "assignment", "add", ASSIGNMENT, f"--duedate={due}")
+    open_course(w, ASSIGNMENT, f"c.Serve.per_hour = {PER_HOUR}")
     students = ["ada", "ben", "cy", "dee"] + [f"s{i:02d}" for i in range(BURST)]
     for name in students:
         w.join(name)
@@ -375,14 +382,8 @@ def two_notebooks(course_env) -> Iterator[World]:
     base = Path(tempfile.mkdtemp(prefix="coursekit-serve-textstats-"))
     w = World(base, {**nbgrader_env()}, f"sqlite:///{base / 'course' / 'gradebook.db'}")
     try:
-        subprocess.run(["make", "-s", "-C", str(ROOT), "exchange", f"EXCHANGE={w.exchange}"], check=True)
-        new_course(w.course, ("nbgrader_config.py", "source"), origin=GENERAL_COURSE)
-        with (w.course / "nbgrader_config.py").open("a") as config:
-            config.write(f"\nc.Exchange.root = {str(w.exchange)!r}\nc.Serve.per_hour = 0\n")
-        w.instructor("generate_assignment", TEXTSTATS)
-        w.instructor("release_assignment", TEXTSTATS)
-        due = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
-        w.instructor("db", "assignment", "add", TEXTSTATS, f"--duedate={due}")
+        open_course(w, TEXTSTATS, f"c.Exchange.root = {str(w.exchange)!r}\nc.Serve.per_hour = 0", GENERAL_COURSE,
+                    ("nbgrader_config.py", "source"))
         w.start()
         stamps = {}
         for student in TEXTSTATS_STUDENTS:

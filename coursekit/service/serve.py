@@ -230,12 +230,15 @@ class Service:
     def give(self, path: Path) -> None:
         """Make what the service wrote belong to the course folder's owner (the grader account), as if
         that account had run nbgrader: the service runs as root for its sandbox, and nbgrader's own
-        collect and release_feedback, run by the grader later, refuse folders they do not own."""
+        collect, autograde and release_feedback, run by the grader later, refuse folders they do not
+        own.  `path` and all in it; and the folders above it, up to the course folder, that the
+        service made (owned by root), e.g. autograded/<student>/ for a student's first grade."""
         if os.geteuid() != 0:
             return
         owner = self.course.root.stat()
         inside = [Path(folder) / name for folder, dirs, files in os.walk(path) for name in dirs + files]
-        for item in [path, *inside]:
+        above = [p for p in path.parents if self.course.root in p.parents and p.lstat().st_uid == 0]
+        for item in [path, *inside, *above]:
             os.chown(item, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
     def is_latest(self, row: Row) -> bool:
@@ -318,6 +321,8 @@ class Service:
         to_record = [(job, result) for job, result in graded if self.is_latest(job.row)]
         outcomes = self.writer.record_many([(result, job.plan) for job, result in to_record])
         failed = {id(job): outcome for (job, _), outcome in zip(to_record, outcomes) if isinstance(outcome, Exception)}
+        for job in {(j.row.student, j.row.assignment): j for j, _ in to_record if id(j) not in failed}.values():
+            self.give(self.course.autograded_dir(job.row.student, job.row.assignment))
         pages = []
         for job, result in graded:
             if id(job) in failed:
