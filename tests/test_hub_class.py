@@ -479,8 +479,9 @@ def instructor_reads_the_status_page(hub: Hub) -> None:
     page = hub.pages[INSTRUCTOR].context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    response = page.goto(hub.url + STATUS_PAGE)
+    response = page.goto(hub.url + STATUS_PAGE.rstrip("/"))  # as typed, without the last slash
     assert response is not None and response.status == 200, response and response.status
+    assert page.url == hub.url + STATUS_PAGE, page.url
     deadline = time.monotonic() + SLOW_MS / 1000
     while page.locator("#failed").inner_text().strip() == "0":
         assert time.monotonic() < deadline, page.content()

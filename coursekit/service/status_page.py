@@ -114,7 +114,7 @@ def serve_page(*, course_dir: Path | str = ".") -> None:
     from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
     from jupyterhub.utils import url_path_join
     from tornado.httpserver import HTTPServer
-    from tornado.web import Application, RequestHandler, authenticated
+    from tornado.web import Application, RedirectHandler, RequestHandler, authenticated
 
     missing = [v for v in ("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_API_TOKEN")
                if not os.environ.get(v)]
@@ -137,7 +137,10 @@ def serve_page(*, course_dir: Path | str = ".") -> None:
             self.finish(render(course, user, state))
 
     prefix = os.environ["JUPYTERHUB_SERVICE_PREFIX"]
+    # A new secret at each start: after a restart the browser's cookie no longer opens the page and
+    # the hub signs the user in again (no prompt); nothing to keep on disk.
     app = Application([(prefix, StatusHandler),
+                       (prefix.rstrip("/"), RedirectHandler, {"url": prefix}),
                        (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)],
                       cookie_secret=os.urandom(32))
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
