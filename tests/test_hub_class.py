@@ -165,6 +165,8 @@ class Hub:
     status_text: str = ""
     status_markup: dict[str, int | str] = field(default_factory=dict)
     service_files: dict[str, str] = field(default_factory=dict)  # what the grading service wrote -> its owner
+    status_after_kill: str = ""  # the status page after its process was killed with SIGKILL and restarted
+    status_restarted: bool = False
 
     @property
     def course(self) -> Path:
@@ -492,7 +494,32 @@ def instructor_reads_the_status_page(hub: Hub) -> None:
                          "title": page.title(), "dialogs": len(dialogs),
                          "csp": (page.request.get(hub.url + STATUS_PAGE).headers.get("content-security-policy") or "")}
     hub.shot(page, "10-status-page")
+    # SIGKILL, then the hub starts it again (it polls its services' processes): the page is the same,
+    # read from the journal again.
+    killed = status_page_pids()
+    assert len(killed) == 1, killed
+    os.kill(killed[0], signal.SIGKILL)
+    deadline = time.monotonic() + SLOW_MS / 1000
+    while not (status_page_pids() and page.goto(hub.url + STATUS_PAGE).status == 200):
+        assert time.monotonic() < deadline, "the hub did not start the status page again"
+        page.wait_for_timeout(1000)
+    hub.status_after_kill = page.locator("body").inner_text()
+    hub.status_restarted = status_page_pids() != killed
     page.close()
+
+
+def status_page_pids() -> list[int]:
+    """The processes of the status page's service (`coursekit status --hub-service`, as the grader)."""
+    uid = pwd.getpwnam(GRADER).pw_uid
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and proc.stat().st_uid == uid and \
+                    b"--hub-service" in (proc / "cmdline").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:  # it ended while we looked
+            continue
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -606,6 +633,16 @@ def test_the_instructor_reads_where_the_grading_service_stands_on_its_page_throu
     assert re.search(r"Failed\s+1\b", text), text
     assert re.search(r"last hour\s+[\d.]+ s\s+[\d.]+ s\s+[\d.]+ s\s+[1-9]", text), text
     assert f"the course has no assignment '{HOSTILE_ASSIGNMENT}'" in text  # the reason, as text
+
+
+def test_the_status_page_is_the_same_after_sigkill_and_the_hubs_restart(semester):
+    assert semester.status_restarted
+
+    def counts(text: str) -> list[str]:
+        return re.findall(r"^(?:Waiting|Graded|Held|Failed|Feedback).*$", text, re.M)
+
+    assert counts(semester.status_after_kill) == counts(semester.status_text) != []
+    assert f"the course has no assignment '{HOSTILE_ASSIGNMENT}'" in semester.status_after_kill
 
 
 def test_markup_in_a_failure_on_the_status_page_stays_text(semester):

@@ -7,7 +7,9 @@ jupyterhub/jupyterhub_config.py).  Its steps, each a small function below:
               for NFS), plus a full scan every c.Serve.rescan_seconds as a safety net
     intake    a folder is complete once nbgrader's submit wrote submission_secret.txt (its last
               file); it is collected into submitted/ as `nbgrader collect --update` would (same
-              timestamp.txt, only if newer than what is there: the latest counts) and journalled
+              timestamp.txt, only if newer than what is there: the latest counts) and journalled; a
+              folder whose name would lead out of submitted/ (`..`, a leading dot, a control
+              character) or names no assignment of source/ is journalled as failed, never collected
     policy    before the due date at most c.Serve.per_hour graded submissions per student and hour;
               one over the limit is kept ("held") and its page says when the next will be graded
     grade     the same pipeline as `coursekit autograde` (pipeline.grade_submission in a LocalPool
@@ -15,7 +17,8 @@ jupyterhub/jupyterhub_config.py).  Its steps, each a small function below:
               only (GradebookWriter, as autograde writes it: late flags follow the gradebook's due date)
     page      coursekit.feedback.shown_tests decides what the student may see, service.page lays it out
     release   the page goes to <exchange>/<course>/feedback/<md5(secret + notebook)>.html, the file
-              nbgrader's release_feedback writes and the student's Fetch Feedback looks for
+              nbgrader's release_feedback writes and the student's Fetch Feedback looks for; one page
+              per notebook, and the submission is journalled graded once all of its notebooks are
     due date  once the gradebook's due date passes, every student's last submission (and every held
               one) is graded again and gets its final page, hidden tests included
 
