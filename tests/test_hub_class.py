@@ -204,8 +204,9 @@ def check_prerequisites() -> None:
         (f"Chromium ({CHROMIUM})", Path(CHROMIUM).exists()),
     ] if not ok]
     require(", ".join(missing), not missing)
+    # From "/": `python -c` puts the current folder first on sys.path, and here that is this repository.
     installed = subprocess.run([USER_ENV / "bin" / "python", "-c", "import coursekit; print(coursekit.__file__)"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+                               capture_output=True, text=True, check=True, cwd="/").stdout.strip()
     stale = filecmp.dircmp(Path(installed).parent, ROOT / "coursekit", ignore=["__pycache__"])
     assert not (stale.diff_files or stale.left_only or stale.right_only), \
         f"the kit in {USER_ENV} differs from coursekit/ ({stale.diff_files + stale.right_only}); run `make hub-env`"
