@@ -336,7 +336,7 @@ def test_a_hub_with_debians_cjk_font_draws_chinese_with_it(tmp_path):
     """Where the hub image has fonts-noto-cjk, matplotlib finds Noto Sans CJK SC there (in its
     collection file, which holds the Japanese, Korean and Chinese faces) before the mplfonts wheel is
     looked at, and draws every character."""
-    code = f"""
+    code = """
 import io, warnings
 warnings.filterwarnings("error", message=".*missing from font")
 import init_utils
