@@ -213,6 +213,7 @@ def test_small_random_run_is_stuck_at_log_2(executed):
     signal = cell_text(executed, "small_signal")
     assert numbers_after("randn × 0.01, iteration 0: std of z1, z2, z3 = ", signal) == pytest.approx([0.0089, 0.00024, 2.2e-6], rel=0.03)
     assert max(numbers_after("randn × 0.01, iteration 0: gradient norms |dW1|, |dW2|, |dW3| = ", signal)) < 2e-5
+    assert "zeros and ×0.01 start there (to the sixth decimal)" in markdown("compare_intro")  # the costs' abs=1e-6 above
 
 
 def test_plain_randn_times_one_is_close_to_he_in_this_network(executed):
