@@ -46,7 +46,7 @@ c.CourseKit.sandbox_preload = ["numpy", "numpy.random", "numpy.linalg", "numpy.t
                                "matplotlib", "matplotlib.pyplot", "h5py",
                                "public_tests", "init_utils"]
 # Time limits are nbgrader's (ExecutePreprocessor.timeout above, for each cell and each call a
-# test makes); coursekit's own c.CourseKit.timeout is only a safety net over a whole submission.
+# test makes); coursekit's own c.CourseKit.wall_seconds is only a safety net over a whole sandbox run.
 c.CourseKit.memory_mb = 2048
 
 # --- Grading and feedback (README: "For instructors: grading with nbgrader") ---

@@ -109,7 +109,7 @@ def grade_with_coursekit(course: Path, env: dict[str, str], workers: int) -> tup
     return seconds, steady_rate(stamps), memory.peak / 2**20
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000, 10000])
     parser.add_argument("--gradebooks", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
@@ -118,8 +118,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="coursekit worker processes (default: coursekit's own)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> int:
+    args = _arguments()
     base = Path(tempfile.mkdtemp(prefix="coursekit-scale-"))
     try:
         template = build_template(base / "template")

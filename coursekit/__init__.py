@@ -24,7 +24,7 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "autograde": "pipeline",
     "Summary": "pipeline",
-    "GradedSubmission": "gradebook",
+    "GradedSubmission": "score",
     "CourseError": "read",
     "PlanError": "extract",
     "SandboxError": "sandbox",
@@ -41,12 +41,12 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (the "as" mar
     from .config import Settings as Settings
     from .export import export_grades as export_grades
     from .extract import PlanError as PlanError
-    from .gradebook import GradedSubmission as GradedSubmission
     from .lms import push_grades as push_grades
     from .pipeline import Summary as Summary
     from .pipeline import autograde as autograde
     from .read import CourseError as CourseError
     from .sandbox import SandboxError as SandboxError
+    from .score import GradedSubmission as GradedSubmission
 
 
 def __getattr__(name: str) -> Any:

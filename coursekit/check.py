@@ -562,21 +562,29 @@ def check(*, assignment: str, course_dir: Path | str = ".", jobs: int = 2, keep:
         stock_autograde(stock, assignment, jobs, env)
         summary = pipeline.autograde(assignment=assignment, course_dir=fast, force=True,
                                      out=io.StringIO(), err=io.StringIO())
-        messages = {(r.submission.student, r.submission.notebook, gid): message
-                    for r in summary.results for gid, message in r.messages.items() if message}
-        theirs, ours, errors = grades(stock, assignment), grades(fast, assignment), _nbgrader_errors(stock, assignment)
-        for variant in found:
-            for name in names:
-                cells = sorted({cell for (s, n, cell) in theirs if s == variant.name and n == name})
-                for cell in cells:
-                    key = (variant.name, name, cell)
-                    result.cells.append(CellCheck(variant.name, name, cell, theirs.get(key), ours.get(key),
-                                                  errors.get(key, ""), messages.get(key) or ""))
+        result.cells.extend(_cell_checks(found, names, stock, fast, assignment, summary.results))
         _print_comparison(result, out)
         return result
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _cell_checks(found: list[Variant], names: list[str], stock: Path, fast: Path, assignment: str,
+                 results: list) -> list[CellCheck]:
+    """Each variant's grade cells as stock nbgrader (in `stock`) and coursekit (in `fast`, with its
+    `results`' messages) graded them."""
+    messages = {(r.submission.student, r.submission.notebook, gid): message
+                for r in results for gid, message in r.messages.items() if message}
+    theirs, ours, errors = grades(stock, assignment), grades(fast, assignment), _nbgrader_errors(stock, assignment)
+    checks = []
+    for variant in found:
+        for name in names:
+            for cell in sorted({cell for (s, n, cell) in theirs if s == variant.name and n == name}):
+                key = (variant.name, name, cell)
+                checks.append(CellCheck(variant.name, name, cell, theirs.get(key), ours.get(key),
+                                        errors.get(key, ""), messages.get(key) or ""))
+    return checks
 
 
 def _shown(grade: Grade | None) -> str:

@@ -15,8 +15,15 @@
 Every verb takes ``--course-dir`` (default: the current folder) and ``--log-level``: what the tool
 tells the operator (a worker that died, a submission the grader could not grade, with INFO what
 it is doing) goes through the ``coursekit`` logger to stderr; the progress bar is for a person
-at a terminal and is drawn only there.  Exit status: 0 done, 1 some
-submission could not be graded (or, for ``lms push``, some grade not sent), 2 the course or the command is not usable (the message says why).
+at a terminal and is drawn only there.  Exit status: 0 done, 1 some submission could not be
+graded (or, for ``lms push``, some grade not sent), 2 the course or the command is not usable
+(the message says why).
+
+Each verb is one small function (`_autograde`, `_feedback`, ...) that the parser names
+(``set_defaults(func=...)``): it turns the arguments into a call of the keyword-only Python API
+function that does the work (`coursekit.autograde`, `feedback.generate_feedback`, ...) and prints
+what it returns.  Settings given on the command line (``--wall-seconds``, ``--workers``) are
+checked where the course's own are, by `config.CourseKit`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import logging
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .printable import printable
@@ -56,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING",
                         help="how much the tool tells on stderr (default: WARNING, problems only)")
     verbs = parser.add_subparsers(dest="verb", required=True)
+    _add_grading_verbs(verbs, common)
+    _add_course_verbs(verbs, common)
+    _add_lms_verbs(verbs, common)
+    return parser
+
+
+def _add_grading_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
+    """autograde, feedback, report, export: an assignment's grades, from submissions to files."""
     grade = verbs.add_parser(
         "autograde", parents=[common], help="grade submitted/<student>/ASSIGNMENT into the nbgrader gradebook",
         description="Grade every submission of ASSIGNMENT (like `nbgrader autograde ASSIGNMENT`): "
@@ -63,13 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("assignment", metavar="ASSIGNMENT")
     grade.add_argument("--student", nargs="+", action="extend", metavar="ID",
                        help="grade only these students (repeatable)")
-    grade.add_argument("--workers", type=int, help="local worker processes (default: c.CourseKit.workers, or one per core, plus one)")
+    grade.add_argument("--workers", type=int, metavar="N",
+                       help="local worker processes (default: c.CourseKit.workers; 0: one per core, plus one)")
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="Dask scheduler (tcp://HOST:PORT) to send the grading tasks to")
-    grade.add_argument("--timeout", type=float, metavar="S",
-                       help="wall-clock seconds per submission in the sandbox, in all: a safety net over "
-                            "nbgrader's per-cell timeout, which applies to each cell (default: "
-                            "c.CourseKit.timeout, an hour)")
+    grade.add_argument("--wall-seconds", type=float, metavar="S",
+                       help="wall-clock seconds one sandbox run of a submission may take, in all: a safety "
+                            "net over nbgrader's per-cell timeout, which applies to each cell (default: "
+                            "c.CourseKit.wall_seconds, an hour)")
     grade.add_argument("--force", action="store_true", help="grade again submissions already graded")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
     grade.add_argument("--insecure", action="store_true",
@@ -88,7 +105,24 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("assignment", metavar="ASSIGNMENT")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for class_report.html and grades.csv (default: COURSE_DIR/reports)")
-    verbs.add_parser(
+    export = verbs.add_parser(
+        "export", parents=[common], help="write the grades as a Canvas or Moodle gradebook import file, or the per-cell table",
+        description="Write ASSIGNMENT's grades from the gradebook as Canvas's gradebook import CSV, "
+                    "Moodle's grade import CSV, or the per-cell table (csv).")
+    export.add_argument("assignment", metavar="ASSIGNMENT")
+    export.add_argument("--format", required=True, choices=["canvas", "moodle", "csv"])
+    export.add_argument("--output", type=Path, metavar="FILE",
+                        help="file to write (default: COURSE_DIR/reports/ASSIGNMENT-FORMAT.csv)")
+    export.add_argument("--column", metavar="NAME",
+                        help="the assignment's column name in the LMS file (default: ASSIGNMENT); in "
+                             "Canvas, 'Name (12345)' updates the assignment with that Canvas id")
+    for verb, func in ((grade, _autograde), (feedback, _feedback), (report, _report), (export, _export)):
+        verb.set_defaults(func=func)  # main() calls it
+
+
+def _add_course_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
+    """config, check, serve, status: the course's settings, its check, the grading service."""
+    config = verbs.add_parser(
         "config", parents=[common], help="show coursekit's settings for a course, with what each one means",
         description="Print every c.CourseKit.* setting with its help and the value the course's "
                     "nbgrader_config.py gives it.")
@@ -110,20 +144,15 @@ def _parser() -> argparse.ArgumentParser:
                     "submission, following the c.Serve.* policy in nbgrader_config.py (runs until SIGTERM).")
     serve.add_argument("--insecure", action="store_true",
                        help="grade even if this machine cannot isolate submissions; never for real classes")
-    verbs.add_parser(
+    status = verbs.add_parser(
         "status", parents=[common], help="the grading service's queue, graded submissions, failures and latency",
         description="Read the grading service's journal and print where it stands.")
-    export = verbs.add_parser(
-        "export", parents=[common], help="write the grades as a Canvas or Moodle gradebook import file, or the per-cell table",
-        description="Write ASSIGNMENT's grades from the gradebook as Canvas's gradebook import CSV, "
-                    "Moodle's grade import CSV, or the per-cell table (csv).")
-    export.add_argument("assignment", metavar="ASSIGNMENT")
-    export.add_argument("--format", required=True, choices=["canvas", "moodle", "csv"])
-    export.add_argument("--output", type=Path, metavar="FILE",
-                        help="file to write (default: COURSE_DIR/reports/ASSIGNMENT-FORMAT.csv)")
-    export.add_argument("--column", metavar="NAME",
-                        help="the assignment's column name in the LMS file (default: ASSIGNMENT); in "
-                             "Canvas, 'Name (12345)' updates the assignment with that Canvas id")
+    for verb, func in ((config, _config), (check, _check), (serve, _serve), (status, _status)):
+        verb.set_defaults(func=func)
+
+
+def _add_lms_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
+    """lms push, lms key: grades into the LMS over LTI Advantage."""
     lms = verbs.add_parser("lms", help="the LMS: push grades over LTI Advantage",
                            description="Talk to the LMS over LTI 1.3 Advantage (README, \"Grades in your LMS\").")
     lms_verbs = lms.add_subparsers(dest="lms_verb", required=True)
@@ -141,7 +170,8 @@ def _parser() -> argparse.ArgumentParser:
         verb.add_argument("--credentials", type=Path, metavar="FILE",
                           help="JSON file with the LTI registration (default: $COURSEKIT_LTI_CREDENTIALS, else "
                                "the COURSEKIT_LTI_* variables); mode 600, outside the course folder")
-    return parser
+    push.set_defaults(func=_lms_push)
+    key.set_defaults(func=_lms_key)
 
 
 class _LogHandler(logging.StreamHandler):
@@ -171,16 +201,95 @@ def _shown(path: Path) -> str:
         return printable(path)
 
 
-def _push(args: argparse.Namespace) -> int:
-    """`coursekit lms push`: one line per student sent or not sent, then the counts
-    (`coursekit lms key`: the tool's public key)."""
-    from .lms import load_credentials, public_jwk, public_pem, push_grades
+# ----------------------------------------------------------------------------- one function per verb
+
+
+def _autograde(args: argparse.Namespace) -> int:
+    from .pipeline import autograde
+
+    summary = autograde(assignment=args.assignment, course_dir=args.course_dir, students=args.student,
+                        workers=args.workers, scheduler=args.scheduler, wall_seconds=args.wall_seconds,
+                        force=args.force, json_lines=args.json, insecure=args.insecure)
+    return 1 if summary.failed else 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from .feedback import generate_feedback
+
+    feedback = generate_feedback(args.course_dir, args.assignment)
+    pages = feedback.pages
+    print(f"Feedback: {len(pages)} page(s), e.g. {_shown(pages[0])}" if pages else
+          "Feedback: no page written (nothing graded yet?)")
+    if feedback.failed:
+        print(f"coursekit: nbgrader could not write feedback for {len(feedback.failed)} student(s): "
+              f"{printable(', '.join(feedback.failed))}; the others have theirs. nbgrader's log:\n"
+              f"{printable(feedback.log[-3000:], keep=chr(10))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .class_report import write_report
+
+    written = write_report(args.course_dir, args.assignment, args.out)
+    print(written.table)
+    print(f"\nGrades:       {_shown(written.csv)}")
+    print(f"Class report: {_shown(written.html)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_grades
+
+    path = export_grades(course_dir=args.course_dir, assignment=args.assignment, format=args.format,
+                         output=args.output, column=args.column)
+    print(f"{args.format} file: {_shown(path)}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    print(show_config(args.course_dir))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import check
+    from .read import CourseError
+
+    if args.jobs < 1:
+        raise CourseError("--jobs must be at least 1")
+    return 0 if check(assignment=args.assignment, course_dir=args.course_dir, jobs=args.jobs, keep=args.keep).ok else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .service import serve
+
+    serve(course_dir=args.course_dir, insecure=args.insecure)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .service import status
+
+    print(status(course_dir=args.course_dir).text())
+    return 0
+
+
+def _lms_key(args: argparse.Namespace) -> int:
+    """`coursekit lms key`: the tool's public key, as a JWK and as PEM."""
+    from .lms import load_credentials, public_jwk, public_pem
 
     credentials = load_credentials(course_dir=args.course_dir, file=args.credentials)
-    if args.lms_verb == "key":
-        print(json.dumps(public_jwk(credentials.private_key), indent=2))
-        print(public_pem(credentials.private_key), end="")
-        return 0
+    print(json.dumps(public_jwk(credentials.private_key), indent=2))
+    print(public_pem(credentials.private_key), end="")
+    return 0
+
+
+def _lms_push(args: argparse.Namespace) -> int:
+    """`coursekit lms push`: one line per student sent or not sent, then the counts."""
+    from .lms import load_credentials, push_grades
+
+    credentials = load_credentials(course_dir=args.course_dir, file=args.credentials)
     done = push_grades(course_dir=args.course_dir, assignment=args.assignment, credentials=credentials,
                        students=args.student)
     for student, score in done.sent.items():
@@ -196,56 +305,6 @@ def _push(args: argparse.Namespace) -> int:
         print("Fix what the lines above say, then run the same command again: it sends only what the LMS "
               "lacks.", file=sys.stderr)
     return 0 if done.ok else 1
-
-
-def _other_verb(args: argparse.Namespace) -> int:
-    """feedback, report, export, lms, config, check, serve and status; autograde is `main`'s own."""
-    if args.verb == "check":
-        from .check import check
-        from .read import CourseError
-
-        if args.jobs < 1:
-            raise CourseError("--jobs must be at least 1")
-        return 0 if check(assignment=args.assignment, course_dir=args.course_dir, jobs=args.jobs,
-                          keep=args.keep).ok else 1
-    if args.verb == "lms":
-        return _push(args)
-    if args.verb == "export":
-        from .export import export_grades
-
-        path = export_grades(course_dir=args.course_dir, assignment=args.assignment, format=args.format,
-                             output=args.output, column=args.column)
-        print(f"{args.format} file: {_shown(path)}")
-    elif args.verb == "config":
-        print(show_config(args.course_dir))
-    elif args.verb == "serve":
-        from .service import serve
-
-        serve(course_dir=args.course_dir, insecure=args.insecure)
-    elif args.verb == "status":
-        from .service import status
-
-        print(status(course_dir=args.course_dir).text())
-    elif args.verb == "feedback":
-        from .feedback import generate_feedback
-
-        feedback = generate_feedback(args.course_dir, args.assignment)
-        pages = feedback.pages
-        print(f"Feedback: {len(pages)} page(s), e.g. {_shown(pages[0])}" if pages else
-              "Feedback: no page written (nothing graded yet?)")
-        if feedback.failed:
-            print(f"coursekit: nbgrader could not write feedback for {len(feedback.failed)} student(s): "
-                  f"{printable(', '.join(feedback.failed))}; the others have theirs. nbgrader's log:\n"
-                  f"{printable(feedback.log[-3000:], keep=chr(10))}", file=sys.stderr)
-            return 1
-    else:
-        from .class_report import write_report
-
-        written = write_report(args.course_dir, args.assignment, args.out)
-        print(written.table)
-        print(f"\nGrades:       {_shown(written.csv)}")
-        print(f"Class report: {_shown(written.html)}")
-    return 0
 
 
 def show_config(course_dir: Path) -> str:
@@ -277,28 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     _leave_out_unused_imports()
     from .read import CourseError
 
-    if args.verb != "autograde":
-        try:
-            return _other_verb(args)
-        except CourseError as error:
-            print(f"coursekit: {printable(error, keep=chr(10))}", file=sys.stderr)
-            return 2
-    from .pipeline import autograde
-
-    if args.workers is not None and args.workers < 1:
-        print("coursekit: --workers must be at least 1", file=sys.stderr)
-        return 2
-    if args.timeout is not None and not args.timeout > 0:
-        print("coursekit: --timeout must be a positive number of seconds", file=sys.stderr)
-        return 2
     try:
-        summary = autograde(assignment=args.assignment, course_dir=args.course_dir, students=args.student,
-                            workers=args.workers, scheduler=args.scheduler, timeout=args.timeout,
-                            force=args.force, json_lines=args.json, insecure=args.insecure)
+        return int(args.func(args))
     except CourseError as error:
         print(f"coursekit: {printable(error, keep=chr(10))}", file=sys.stderr)
         return 2
-    return 1 if summary.failed else 0
 
 
 if __name__ == "__main__":

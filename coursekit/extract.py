@@ -149,7 +149,7 @@ class AssignmentPlan:
                 sandboxed[test.id] = why
         if sandboxed == self.sandboxed:  # no replayed test needs it: nothing else to do about it
             raise PlanError(why)
-        trusted = _replay_plan(cells, self.graded, self.modules, sandboxed)
+        trusted = replay_plan(cells, self.graded, self.modules, sandboxed)
         return replace(self, trusted=sorted(trusted), sandboxed=sandboxed, calls={},
                        skipped=[c.label for c in cells if c.kind == "locked" and c.index not in trusted])
 
@@ -170,8 +170,37 @@ def notebooks_of(course: Course, assignment: str) -> list[str]:
 
 def plan_assignment(course: Course, assignment: str, notebook: str) -> AssignmentPlan:
     """Read the master and the gradebook, and decide which cells the tests need."""
-    master_path = course.source_dir(assignment) / f"{notebook}.ipynb"
-    master = nbformat.read(master_path, as_version=4)
+    master = nbformat.read(course.source_dir(assignment) / f"{notebook}.ipynb", as_version=4)
+    sources, points = _stored_cells(course, assignment, notebook)
+    cells, graded, warnings = _master_cells(master, sources, points)
+
+    modules = _modules(cells)
+    sandboxed: dict[str, str] = {}
+    trusted = replay_plan(cells, graded, modules, sandboxed)
+    return AssignmentPlan(
+        assignment=assignment, notebook=notebook, cells=cells, graded=graded,
+        trusted=sorted(trusted),
+        skipped=[c.label for c in cells if c.kind == "locked" and c.index not in trusted],
+        tests_of={f: [c.id for c in cells if c.kind == "test" and f in c.reads] for f in graded},
+        checksums={name: checksum for name, (_, checksum) in sources.items() if checksum},
+        release_files=_files(course.release_dir(assignment), "**/*"),
+        trusted_files={name: data for pattern in course.settings.trusted_modules
+                       for name, data in _files(course.source_dir(assignment), pattern).items()},
+        settings=course.settings,
+        released_ids=_released_ids(course.release_dir(assignment) / f"{notebook}.ipynb",
+                                   {c.grade_id for c in cells if c.kind in ("locked", "test") and c.grade_id}),
+        sandboxed=sandboxed,
+        warnings=warnings,
+        modules=modules,
+        manual={gid: points[gid] for gid, (_, _) in sources.items() if gid in points
+                and any(c.grade_id == gid and c.nbgrader.get("solution") for c in cells)},
+    )
+
+
+def _stored_cells(course: Course, assignment: str, notebook: str
+                  ) -> tuple[dict[str, tuple[str, str | None]], dict[str, float]]:
+    """What the gradebook holds of the notebook: each source cell's (source, checksum) and each
+    grade cell's points, by grade id."""
     try:
         with Gradebook(course.db_url, course.course_id) as gb:
             stored = gb.find_notebook(notebook, assignment)
@@ -180,7 +209,13 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
     except MissingEntry:
         raise CourseError(f"the gradebook {course.db_url} has no notebook {assignment}/{notebook}: "
                           f"run `nbgrader generate_assignment {assignment}` first") from None
+    return sources, points
 
+
+def _master_cells(master: nbformat.NotebookNode, sources: dict[str, tuple[str, str | None]],
+                  points: dict[str, float]) -> tuple[list[MasterCell], dict[str, str], list[str]]:
+    """The master's cells as the plan sees them (kind, the names each binds and reads), the graded
+    functions (name -> the solution cell defining it), and warnings about cells that do not parse."""
     cells: list[MasterCell] = []
     graded: dict[str, str] = {}
     warnings: list[str] = []
@@ -209,29 +244,9 @@ def plan_assignment(course: Course, assignment: str, notebook: str) -> Assignmen
             for stmt in ast.parse(analysis_source(code)).body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     graded[stmt.name] = grade_id
-        cells.append(MasterCell(index, grade_id, "code", kind, source, meta, points.get(grade_id), names, solution))
-
-    modules = _modules(cells)
-    sandboxed: dict[str, str] = {}
-    trusted = _replay_plan(cells, graded, modules, sandboxed)
-    return AssignmentPlan(
-        assignment=assignment, notebook=notebook, cells=cells, graded=graded,
-        trusted=sorted(trusted),
-        skipped=[c.label for c in cells if c.kind == "locked" and c.index not in trusted],
-        tests_of={f: [c.id for c in cells if c.kind == "test" and f in c.reads] for f in graded},
-        checksums={name: checksum for name, (_, checksum) in sources.items() if checksum},
-        release_files=_files(course.release_dir(assignment), "**/*"),
-        trusted_files={name: data for pattern in course.settings.trusted_modules
-                       for name, data in _files(course.source_dir(assignment), pattern).items()},
-        settings=course.settings,
-        released_ids=_released_ids(course.release_dir(assignment) / f"{notebook}.ipynb",
-                                   {c.grade_id for c in cells if c.kind in ("locked", "test") and c.grade_id}),
-        sandboxed=sandboxed,
-        warnings=warnings,
-        modules=modules,
-        manual={gid: points[gid] for gid, (_, _) in sources.items() if gid in points
-                and any(c.grade_id == gid and c.nbgrader.get("solution") for c in cells)},
-    )
+        max_score = points.get(grade_id) if grade_id else None
+        cells.append(MasterCell(index, grade_id, "code", kind, source, meta, max_score, names, solution))
+    return cells, graded, warnings
 
 
 def _released_ids(path: Path, ids: set[str]) -> dict[str, str]:
@@ -356,7 +371,7 @@ def _first_reason(test: MasterCell, why: list[str], graded: dict[str, str], modu
     return None
 
 
-def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: frozenset[str],
+def replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: frozenset[str],
                  sandboxed: dict[str, str]) -> set[int]:
     """Decide which test cells are graded by replay, and return the locked cells the grader runs
     for them (the trusted namespace, run before the tests).  A test goes to `sandboxed`, to run
@@ -365,7 +380,11 @@ def _replay_plan(cells: list[MasterCell], graded: dict[str, str], modules: froze
     that run no student code and read no name a test binds, or is a graded function; it does
     not change a graded name or a name a graded function reads; nothing the grader runs before
     all tests rebinds or changes, below the test, what it reads; and it shares no names with a
-    test graded in the sandbox.  Unsure means the sandbox."""
+    test graded in the sandbox.  Unsure means the sandbox.
+
+    `cells`: the master's cells; `graded`: each graded function's name -> the id of the solution
+    cell that defines it; `modules`: the names the master binds only by `import`.  `plan_assignment`
+    calls it; it is public so that its decisions can be checked on cells built by hand."""
     tests = [c for c in cells if c.kind == "test"]
     function_reads: set[str] = set()
     for cell in cells:
@@ -490,7 +509,7 @@ def student_run(nb: nbformat.NotebookNode, plan: AssignmentPlan, python: Callabl
                       frozenset(relevant), tuple(notes))
 
 
-def _find_units(nb: nbformat.NotebookNode, plan: AssignmentPlan, notes: list[str]) -> list[_Unit]:  # noqa: C901, PLR0915 (one pass over the cells as nbgrader's preprocessors see them: ids deduplicated, unknown ids dropped, lost metadata recognised)
+def _find_units(nb: nbformat.NotebookNode, plan: AssignmentPlan, notes: list[str]) -> list[_Unit]:  # noqa: C901, PLR0912, PLR0915 (one pass over the cells as nbgrader's preprocessors see them: ids deduplicated, unknown ids dropped, lost metadata recognised)
     """The submission's cells as the units of a top-to-bottom run, in notebook order, with the
     deleted test cells put back; what was recovered or left out goes into `notes`."""
     known = {c.grade_id: c for c in plan.cells if c.grade_id}

@@ -37,7 +37,7 @@ import fcntl
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -79,6 +79,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .extract import AssignmentPlan
 from .read import Course, Submission, Unreadable, read_bytes
+from .score import GradedSubmission
 
 MODES = ("replay", "sandbox")  # how a test cell was graded: replayed calls, or run in the sandbox
 
@@ -155,30 +156,6 @@ def _file_lock(path: Path | None) -> Iterator[None]:
     with _open_lock(path) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
-
-
-@dataclass(frozen=True)
-class GradedSubmission:
-    """What a worker returns for one submission: plain data, cheap to send between machines."""
-
-    submission: Submission
-    scores: dict[str, float]  # test grade id -> score
-    max_scores: dict[str, float]
-    messages: dict[str, str | None]  # test grade id -> failure message
-    unanswered: tuple[str, ...]  # solution cells left as the release stub (nbgrader's "No response.")
-    notebook: bytes  # the autograded notebook's file: UTF-8 JSON, encoded once, in the worker
-    reason: str  # everything worth telling the instructor, in words
-    modes: dict[str, str] = field(default_factory=dict)  # test grade id -> one of MODES; missing: "replay"
-    # manually graded answer cells -> 0 when left as released ("No response."), None when answered
-    manual_scores: dict[str, float | None] = field(default_factory=dict)
-
-    @property
-    def score(self) -> float:
-        return sum(self.scores.values())
-
-    @property
-    def max_score(self) -> float:
-        return sum(self.max_scores.values())
 
 
 class GradebookWriter:
@@ -343,7 +320,7 @@ class _Structure:
         return self.cells.get((notebook_id, kind), {})
 
 
-def _write_rows(connection: Connection, batch: list[Recorded],  # noqa: C901 (one pass over nbgrader's tables, in their foreign-key order)
+def _write_rows(connection: Connection, batch: list[Recorded],  # noqa: C901, PLR0912 (one pass over nbgrader's tables, in their foreign-key order)
                 structure_of: Callable[[Connection, str], _Structure]) -> None:
     """All rows of a batch of submissions, in the caller's transaction.
 

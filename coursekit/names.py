@@ -280,7 +280,7 @@ class _Flow:
         self.binds |= names
         bound |= names
 
-    def stmt(self, node: ast.stmt, bound: set[str]) -> None:  # noqa: C901, PLR0915 (one branch per kind of statement, as ast defines them)
+    def stmt(self, node: ast.stmt, bound: set[str]) -> None:  # noqa: C901, PLR0912, PLR0915 (one branch per kind of statement, as ast defines them)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for deco in node.decorator_list:
                 self.expr(deco, bound)

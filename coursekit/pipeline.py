@@ -10,14 +10,16 @@ Per submission:
     gradebook gradebook.GradebookWriter.record         (grader)
     report    report.Reporter                          (grader)
 
-The worker part (`grade_submission`) needs only the plan and the notebook's bytes, so the same
-task runs in a local pool of pre-warmed processes (default) or on a Dask cluster
-(``--scheduler tcp://HOST:PORT``).  The grader process owns the course folder and the gradebook.
+The worker part (`grade_submission`) needs only the process's `Worker`, the plan and the
+notebook's bytes, so the same task runs in a local pool of pre-warmed processes (default: each
+process's Worker is the state its pool initializer built, `start_pool_worker`) or on a Dask cluster
+(``--scheduler tcp://HOST:PORT``: each Dask worker's Worker is held by a plugin, `cluster.WorkerState`).
+The grader process owns the course folder and the gradebook.  Every time limit comes from the
+course's settings (`config.Settings.run_limits`, `worker_seconds`), computed there once.
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
 import logging
 import multiprocessing
@@ -34,21 +36,19 @@ from typing import Any, Callable, Iterable, TextIO
 
 import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
-from nbgrader.utils import compute_checksum
 
 from . import extract, read, sandbox, score
-from .config import DEFAULT_PRELOAD
+from .config import DEFAULT_PRELOAD, MAX_RUNS, Settings
 from .deadline import WorkTimeout, time_limit
-from .gradebook import GradebookWriter, GradedSubmission, claim
+from .gradebook import GradebookWriter, claim
 from .names import Names, python_source
 from .pool import HELD_TASKS, LocalPool, WorkerDied
 from .preload import installed_imports
 from .report import Reporter
-from .sandbox import clean_text
+from .score import GradedSubmission
 
 log = logging.getLogger(__name__)
 
-MAX_REASON = 4000
 # The grader commits graded submissions to the gradebook in batches (one transaction each, see
 # gradebook.GradebookWriter): up to WRITE_BATCH at a time, at least every WRITE_SECONDS.
 WRITE_BATCH = 100
@@ -65,8 +65,8 @@ TEXT_SECONDS = 10.0
 class Worker:
     """What one grading process keeps between submissions: its pre-warmed sandbox, each plan's
     release files on local disk and trusted namespace, and its caches.  A local pool's
-    initializer builds it (`start_worker`) and it is closed when the process ends; on Dask
-    the first task builds it.  Everything it writes lives in one temporary folder it deletes."""
+    initializer builds it (`start_pool_worker`) and it is closed when the process ends; on Dask
+    the worker's plugin builds it for the first task (`cluster.WorkerState`).  Everything it writes lives in one temporary folder it deletes."""
 
     def __init__(self, preload: tuple[str, ...] = DEFAULT_PRELOAD, insecure: bool = False) -> None:
         self.folder = sandbox.scratch_folder("coursekit-worker-")
@@ -83,7 +83,6 @@ class Worker:
         self._release: dict[str, Path] = {}
         self._namespaces: dict[str, dict] = {}
         self._lock = threading.Lock()
-        self.owner = os.getpid()
         self.transforming = ""  # the cell source being transformed (named when that takes too long)
 
     def _python(self, source: str) -> str:
@@ -169,7 +168,7 @@ def plan_notebook(course: read.Course, assignment: str, notebook: str, worker: W
         return plan
 
 
-def check_master(course: read.Course, plan: extract.AssignmentPlan, worker: Worker, limits: sandbox.Limits) -> None:
+def check_master(course: read.Course, plan: extract.AssignmentPlan, worker: Worker) -> None:
     """Grade the master notebook itself, solutions in place, as a submission; add a warning to
     the plan for each test cell that does not earn its points.  Such a test is broken for
     everyone (nbgrader grades it 0 for every student who answers like the master) and the
@@ -180,7 +179,7 @@ def check_master(course: read.Course, plan: extract.AssignmentPlan, worker: Work
         return
     try:
         run = extract.student_run(nb, plan, worker.python, worker.names)
-        result = _run_steps(worker, plan, run, limits)
+        result = _run_steps(worker, plan, run)
     except (sandbox.IsolationMissing, sandbox.SandboxError, extract.Refused) as error:
         plan.warnings.append(f"the master notebook could not be checked ({error})")
         return
@@ -193,29 +192,14 @@ def check_master(course: read.Course, plan: extract.AssignmentPlan, worker: Work
                 "`nbgrader generate_assignment` again")
 
 
-_WORKER: Worker | None = None  # this process's worker: the pool initializer's, or the first task's
-_WORKER_LOCK = threading.Lock()
-
-
-def start_worker(preload: tuple[str, ...] = DEFAULT_PRELOAD, insecure: bool = False) -> Worker:
-    """This process's Worker, built once (its zygote preloading the course's
-    c.CourseKit.sandbox_preload) and closed when the process exits (a pool worker exits
-    through multiprocessing, which runs its finalizers; a Dask worker through atexit)."""
-    global _WORKER
-    with _WORKER_LOCK:
-        if _WORKER is None or _WORKER.owner != os.getpid() or _WORKER.box.insecure != insecure:
-            if _WORKER is not None and _WORKER.owner == os.getpid():
-                _WORKER.close()
-            _WORKER = Worker(preload, insecure).start()
-            multiprocessing.util.Finalize(_WORKER, _WORKER.close, exitpriority=10)
-            atexit.register(_WORKER.close)
-        return _WORKER
-
-
-def _pool_initializer(preload: tuple[str, ...], insecure: bool) -> None:
-    """A local pool process: its worker, and limits on the process itself."""
-    start_worker(preload, insecure)
+def start_pool_worker(preload: tuple[str, ...] = DEFAULT_PRELOAD, insecure: bool = False) -> Worker:
+    """A local pool process's state (`pool.LocalPool`'s initializer): its Worker, its zygote
+    preloading the course's c.CourseKit.sandbox_preload, closed when the process exits (through
+    multiprocessing, which runs its finalizers), and a memory limit on the process itself."""
+    worker = Worker(preload, insecure).start()
+    multiprocessing.util.Finalize(worker, worker.close, exitpriority=10)
     _limit_worker()
+    return worker
 
 
 WORKER_MEMORY_BYTES = 6 << 30  # address space of one grading process (grading, one maps about 0.4 GiB)
@@ -230,16 +214,14 @@ def _limit_worker() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, hard))
 
 
-def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
-                     data: bytes | read.Unreadable, limits: sandbox.Limits,
-                     insecure: bool = False) -> GradedSubmission:
-    """read -> extract -> sandbox -> score for one submission.
+def grade_submission(worker: Worker, plan: extract.AssignmentPlan, submission: read.Submission,
+                     data: bytes | read.Unreadable) -> GradedSubmission:
+    """read -> extract -> sandbox -> score for one submission, with this process's `worker`.
 
     Never raises because of what the submission holds: anything its content causes scores 0
     with the reason.  Only a failure of the grader itself (the sandbox machinery) raises, and
-    leaves the submission ungraded for a rerun.  With `insecure` (--insecure), a machine
-    without full isolation grades anyway and every reason starts by saying so."""
-    worker = start_worker(plan.settings.sandbox_preload, insecure)
+    leaves the submission ungraded for a rerun.  An insecure worker (--insecure: a machine
+    without full isolation grades anyway) starts every reason by saying so."""
     warning = [worker.box.insecure_note] if worker.box.insecure_note else []
     nb: nbformat.NotebookNode | read.Unreadable | None = None
     try:
@@ -249,16 +231,16 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
             worker.transforming = ""
             nb = read.parse_notebook(data, f"{submission.notebook}.ipynb") if isinstance(data, bytes) else data
             if isinstance(nb, read.Unreadable):
-                return _zero(plan, submission, warning + [nb.reason])
+                return score.zero(plan, submission, warning + [nb.reason])
             run = extract.student_run(nb, plan, worker.python, worker.names)
-        result = _run_steps(worker, plan, run, limits)
+        result = _run_steps(worker, plan, run)
         rerun = ({} if result.failure is sandbox.Failure.GRADER
                  else score.tests_needing_the_sandbox(plan, run.tests, result))
         if rerun:  # values replay cannot hand to the test: run those tests in place, as a kernel would
             plan = _with_sandboxed(plan, rerun)
             with time_limit(TEXT_SECONDS, "the submission's text"):
                 run = extract.student_run(nb, plan, worker.python, worker.names)
-            result = _run_steps(worker, plan, run, limits)
+            result = _run_steps(worker, plan, run)
         if result.failure is sandbox.Failure.GRADER:
             raise sandbox.SandboxError(result.reason)
         outcomes = score.replay(plan, result, run.tests, worker.namespace(plan), worker.python, worker.compiled,
@@ -268,15 +250,15 @@ def grade_submission(plan: extract.AssignmentPlan, submission: read.Submission,
             e for e in result.code_errors if e.partition(":")[0] in run.relevant]
         if result.reason:
             notes.append(f"sandbox: {result.reason}")
-        return _result(plan, submission, outcomes, graded_nb, notes)
+        return score.graded(plan, submission, outcomes, graded_nb, notes)
     except sandbox.SandboxError:
         raise
     except extract.Refused as refused:
-        return _zero(plan, submission, warning + [str(refused)])
+        return score.zero(plan, submission, warning + [str(refused)])
     except WorkTimeout:
-        return _zero(plan, submission, warning + [_too_slow(nb, worker.transforming)])
+        return score.zero(plan, submission, warning + [_too_slow(nb, worker.transforming)])
     except (Exception, RecursionError, MemoryError) as error:  # the content broke the grader's code
-        return _zero(plan, submission, warning + [f"coursekit could not grade this notebook's content "
+        return score.zero(plan, submission, warning + [f"coursekit could not grade this notebook's content "
                                                   f"({type(error).__name__}: {str(error)[:300]}); it scores 0"])
 
 
@@ -301,22 +283,12 @@ def _too_slow(nb: nbformat.NotebookNode | read.Unreadable | None, source: str) -
             f"was not graded and scores 0: shorten {where} (a few lines of ?, ! or % each) and resubmit")
 
 
-def _zero(plan: extract.AssignmentPlan, submission: read.Submission, notes: list[str]) -> GradedSubmission:
-    reason = notes[-1]
-    outcomes = score.failed_outcomes(plan, reason)
-    graded_nb = score.autograded_notebook(None, plan, outcomes)
-    return _result(plan, submission, outcomes, graded_nb, notes, cell_failures=False)
-
-
-MAX_RUNS = 3  # a run that dies is repeated without what killed it, at most this often
-
-
-def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.StudentRun,
-               limits: sandbox.Limits) -> sandbox.SandboxResult:
+def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.StudentRun) -> sandbox.SandboxResult:
     """The submission's steps in one sandbox run.  If the run dies in a call (exit, crash,
     timeout, memory), the rest of that function's calls fail with the reason and everything
     else runs again in a fresh sandbox: one broken function costs only its own exercise.  If
-    it dies in a cell, the cell is left out of the next run (and the reason says so)."""
+    it dies in a cell, the cell is left out of the next run (and the reason says so).  At most
+    MAX_RUNS runs, each with the limits `plan.settings.run_limits` gives it."""
     steps = list(run.steps)
     failed: dict[int, sandbox.CallResult] = {}  # step index -> its result, for calls left out
     left_out: set[int] = set()
@@ -325,11 +297,10 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
     last_calls: dict[int, sandbox.CallResult] = {}
     last_tests: dict[int, sandbox.TestResult] = {}
     failures: list[sandbox.Failure | None] = []
-    step_seconds = plan.settings.cell_seconds  # nbgrader's per-cell timeout, for each cell, call and test
     for attempt in range(MAX_RUNS):
         todo = [i for i in range(len(steps)) if i not in left_out]
         result = worker.box.run_steps([steps[i] for i in todo], workdir_files=worker.release(plan),
-                                      limits=plan.settings.run_limits(limits, len(todo)), step_seconds=step_seconds)
+                                      limits=plan.settings.run_limits(len(todo)))
         first = first or result
         last_calls = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Call)], result.calls))
         last_tests = dict(zip([i for i in todo if isinstance(steps[i], sandbox.Test)], result.tests))
@@ -368,64 +339,54 @@ def _run_steps(worker: Worker, plan: extract.AssignmentPlan, run: extract.Studen
                                  result.code_errors, tests, failure=failure)
 
 
-def _result(plan: extract.AssignmentPlan, submission: read.Submission, outcomes: list[score.CellOutcome],
-            graded_nb: nbformat.NotebookNode, notes: list[str], cell_failures: bool = True) -> GradedSubmission:
-    failures = [f"{o.grade_id}: {o.message}" for o in outcomes
-                if cell_failures and o.score < o.max_score and o.message]
-    reason = "; ".join(notes + failures)
-    answers = set(plan.answer_cells)
-    unanswered = tuple(dict.fromkeys(
-        grade_id for c in graded_nb.cells if (grade_id := extract.grade_id_of(c)) in answers
-        and compute_checksum(c) == plan.checksums.get(grade_id)))
-    # A manually graded answer left as released scores 0 with "No response.", as in nbgrader;
-    # an answered one waits for a person (no auto score).
-    manual = {gid: (0.0 if gid in unanswered else None) for gid in plan.manual}
-    # Lone surrogates (a "\ud800" in the JSON) cannot be stored in a file or a database: '?' instead.
-    return GradedSubmission(
-        submission=submission,
-        scores={o.grade_id: o.score for o in outcomes},
-        max_scores={o.grade_id: o.max_score for o in outcomes},
-        messages={o.grade_id: o.message and clean_text(o.message) for o in outcomes},
-        unanswered=unanswered,
-        modes={o.grade_id: o.mode for o in outcomes},
-        manual_scores=manual,
-        notebook=score.notebook_file(graded_nb),
-        reason=clean_text(reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ..."),
-    )
-
-
 # ----------------------------------------------------------------------------- grader side
 
 
 @dataclass
 class _Backend:
-    submit: Callable[..., Any]  # (plan, submission, data, limits, insecure) -> future
+    submit: Callable[..., Any]  # (plan, submission, data) -> future
     wait_first: Callable[[set], set]  # futures -> the done ones (at least one)
     width: int  # how many tasks to keep in flight
     close: Callable[[], None]
 
 
-def _local_backend(workers: int, preload: tuple[str, ...], insecure: bool, limits: sandbox.Limits,
+def _local_backend(workers: int, preload: tuple[str, ...], insecure: bool, settings: Settings,
                    note: Callable[[str], None]) -> _Backend:
-    # A worker that holds one submission longer than every sandbox run it may make, with room for
-    # a loaded machine, is stuck: the pool kills it and the submission gets its second try.
-    pool = LocalPool(workers, _pool_initializer, (preload, insecure),
-                     task_seconds=2 * MAX_RUNS * limits.wall_seconds + 120, note=note)
+    # A worker that holds one submission longer than every sandbox run it may make is stuck: the
+    # pool kills it and the submission gets its second try.
+    pool = LocalPool(workers, start_pool_worker, (preload, insecure), task_seconds=settings.worker_seconds, note=note)
     # In flight: what every worker holds, and one more each ready to give out.
     return _Backend(submit=lambda *args: pool.submit(grade_submission, *args),
                     wait_first=pool.wait_first, width=(HELD_TASKS + 1) * workers, close=pool.close)
 
 
-def _dask_backend(address: str) -> _Backend:
+def _started_worker(preload: tuple[str, ...], insecure: bool) -> Worker:
+    return Worker(preload, insecure).start()
+
+
+def _grade_on_dask(plan: extract.AssignmentPlan, submission: read.Submission,
+                   data: bytes | read.Unreadable) -> GradedSubmission:
+    """A task on a Dask worker: grade_submission with the Worker its plugin holds."""
+    from .cluster import state
+
+    return grade_submission(state(), plan, submission, data)
+
+
+def _dask_backend(address: str, preload: tuple[str, ...], insecure: bool) -> _Backend:
     from distributed import Client, wait
 
+    from .cluster import PLUGIN_NAME, WorkerState
+
     client = Client(address)
+    # Each Dask worker builds its Worker on its first task (it checks its own isolation then)
+    # and closes it when it ends; a later run's plugin replaces this one.
+    client.register_plugin(WorkerState(functools.partial(_started_worker, preload, insecure)), name=PLUGIN_NAME)
     scattered: dict[int, Any] = {}
 
     def submit(plan: extract.AssignmentPlan, *args: Any) -> Any:
         if id(plan) not in scattered:  # send the plan to every worker once
             scattered[id(plan)] = client.scatter(plan, broadcast=True, hash=False)
-        return client.submit(grade_submission, scattered[id(plan)], *args, pure=False)
+        return client.submit(_grade_on_dask, scattered[id(plan)], *args, pure=False)
 
     width = 2 * max(sum(client.nthreads().values()), 1)
     return _Backend(submit=submit, wait_first=lambda fs: set(wait(fs, return_when="FIRST_COMPLETED").done),
@@ -462,42 +423,42 @@ class Summary:
 
 
 def autograde(*, assignment: str, course_dir: Path | str = ".", students: Iterable[str] | None = None,
-              workers: int | None = None, scheduler: str | None = None, timeout: float | None = None,
+              workers: int | None = None, scheduler: str | None = None, wall_seconds: float | None = None,
               force: bool = False, json_lines: bool = False, insecure: bool = False,
               out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Summary:
     """Grade every submission of `assignment` (or those of `students`) into the gradebook.
 
     On a machine where the sandbox cannot isolate submissions fully (not root, no
     CAP_SYS_ADMIN, no namespaces, no seccomp), grading is refused with a CourseError that
-    names what is missing, unless `insecure` (--insecure) is set: then every reason says so."""
-    course = read.load_course(Path(course_dir))
+    names what is missing, unless `insecure` (--insecure) is set: then every reason says so.
+    `workers` and `wall_seconds` override c.CourseKit.workers and c.CourseKit.wall_seconds
+    (0 workers: one per core, and one more)."""
+    overrides = {name: value for name, value in (("workers", workers), ("wall_seconds", wall_seconds))
+                 if value is not None}
+    course = read.load_course(Path(course_dir), overrides)  # checks them as it checks the file's
     if not scheduler and not insecure:
         _check_isolation()  # refuse at once, not in every worker (Dask workers check their own)
-    limits = course.settings.limits
-    if timeout is not None:
-        limits = replace(limits, wall_seconds=float(timeout))
     with Worker(course.settings.sandbox_preload, insecure) as planner:  # runs the master's tests once, in this process
         plans = {name: plan_notebook(course, assignment, name, planner)
                  for name in extract.notebooks_of(course, assignment)}
         for plan in plans.values():
-            check_master(course, plan, planner, limits)
+            check_master(course, plan, planner)
     for name, plan in plans.items():
         log.info("%s.ipynb: %d graded function(s), %d test cell(s), %d of them run in the sandbox",
                  name, len(plan.graded), sum(c.kind == "test" for c in plan.cells), len(plan.sandboxed))
         for warning in plan.warnings:
             log.warning("%s: %s", name, warning)
     submissions = read.find_submissions(course, assignment, list(plans), list(students) if students else None)
-    local_workers = workers or course.settings.workers or default_workers()
+    local_workers = course.settings.workers or default_workers()
     preload = tuple(dict.fromkeys(name for plan in plans.values() for name in plan.settings.sandbox_preload))
     log.info("%s: %d submission(s) to grade, %s", assignment, len(submissions),
              f"on the Dask cluster at {scheduler}" if scheduler else f"{local_workers} local worker processes")
     reporter = Reporter(len(submissions), json_lines, out, err)
-    backend = (_dask_backend(scheduler) if scheduler
-               else _local_backend(local_workers, preload, insecure, limits, log.warning))
+    backend = (_dask_backend(scheduler, preload, insecure) if scheduler
+               else _local_backend(local_workers, preload, insecure, course.settings, log.warning))
     writer = GradebookWriter(course)
     try:
-        results = _Batch(course, plans, submissions, backend, writer, reporter, limits,
-                         insecure=insecure, force=force).run()
+        results = _Batch(course, plans, submissions, backend, writer, reporter, force=force).run()
     finally:
         backend.close()
         writer.close()
@@ -515,9 +476,9 @@ class _Batch:
 
     def __init__(self, course: read.Course, plans: dict[str, extract.AssignmentPlan],
                  submissions: list[read.Submission], backend: _Backend, writer: GradebookWriter,
-                 reporter: Reporter, limits: sandbox.Limits, *, insecure: bool, force: bool) -> None:
+                 reporter: Reporter, *, force: bool) -> None:
         self.course, self.plans, self.backend, self.writer, self.reporter = course, plans, backend, writer, reporter
-        self.limits, self.insecure, self.force = limits, insecure, force
+        self.force = force
         self.pending = iter(submissions)
         self.in_flight: dict[Any, _Task] = {}  # future -> its task
         self.retry: list[_Task] = []  # claimed, but their worker process died
@@ -567,7 +528,7 @@ class _Batch:
         while len(self.in_flight) < self.backend.width and (task := self._next_task()) is not None:
             sub, held = task
             data = read.read_bytes(sub.path, self.course.settings.max_notebook_bytes)
-            future = self.backend.submit(self.plans[sub.notebook], sub, data, self.limits, self.insecure)
+            future = self.backend.submit(self.plans[sub.notebook], sub, data)
             self.in_flight[future] = (sub, held)
 
     def _take(self, future: Any, sub: read.Submission, held: Any) -> None:

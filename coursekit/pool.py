@@ -24,7 +24,9 @@ as it arrives, so sending never waits on a busy worker.  When a worker dies, onl
 working on fails; the ones it held go to the next worker, as if never sent.
 
 Each task names one *shared* object (the assignment's plan) that the pool sends to a worker once,
-not with every task.
+not with every task.  What a worker process keeps between tasks (the grader's `pipeline.Worker`:
+its sandbox and caches) is what its initializer returns, handed to every task it runs: the
+process's state lives in that object, not in module globals.
 """
 
 from __future__ import annotations
@@ -78,12 +80,12 @@ class _Slot:
 
 
 class LocalPool:
-    """`workers` forked processes, each running `initializer(*initargs)` once, then tasks
-    `fn(shared, *args)` one at a time, each holding its next ones.  `task_seconds`: the longest a
+    """`workers` forked processes, each running `state = initializer(*initargs)` once, then tasks
+    `fn(state, shared, *args)` one at a time, each holding its next ones.  `task_seconds`: the longest a
     task may take before its worker is killed as stuck; `note(message)` hears of each worker that
     died.  Drive it with `wait_first`; it runs in the caller's thread."""
 
-    def __init__(self, workers: int, initializer: Callable[..., None], initargs: tuple,
+    def __init__(self, workers: int, initializer: Callable[..., Any], initargs: tuple,
                  task_seconds: float, note: Callable[[str], None] = lambda message: None) -> None:
         # fork: workers start with everything this process imported (NumPy, nbgrader) already loaded.
         self._context = multiprocessing.get_context("fork")
@@ -111,7 +113,7 @@ class LocalPool:
         return _Slot(process, ours, time.monotonic())
 
     def submit(self, fn: Callable[..., Any], shared: Any, *args: Any) -> cf.Future:
-        """Queue `fn(shared, *args)`; the future fails with WorkerDied if its worker dies, with
+        """Queue `fn(state, shared, *args)` (`state`: what the worker's initializer returned); the future fails with WorkerDied if its worker dies, with
         PoolBroken if no worker can start, or with what `fn` raised."""
         future: cf.Future = cf.Future()
         if self.broken:
@@ -277,16 +279,17 @@ def _dead_slot(slot: _Slot) -> _Slot:
 
 
 def _serve(conn: multiprocessing.connection.Connection, others: list[multiprocessing.connection.Connection],
-           initializer: Callable[..., None], initargs: tuple, grader: int) -> None:
-    """A worker process: initialize, say so, then answer tasks until told to stop or the grader
-    is gone.  A failing initializer fails every task with its error rather than dying, so the
-    reason reaches the operator."""
+           initializer: Callable[..., Any], initargs: tuple, grader: int) -> None:
+    """A worker process: initialize (its state: what the initializer returns), say so, then
+    answer tasks until told to stop or the grader is gone.  A failing initializer fails every
+    task with its error rather than dying, so the reason reaches the operator."""
     _die_with(grader)
     for other in others:  # the grader's ends of the other workers' pipes: not ours to hold open
         other.close()
     broken: BaseException | None = None
+    state: Any = None
     try:
-        initializer(*initargs)
+        state = initializer(*initargs)
     except BaseException as error:
         broken = error
     conn.send(("ready",))
@@ -304,7 +307,7 @@ def _serve(conn: multiprocessing.connection.Connection, others: list[multiproces
         try:
             if broken is not None:
                 raise broken
-            reply: tuple = ("ok", fn(shared[key], *args))
+            reply: tuple = ("ok", fn(state, shared[key], *args))
         except BaseException as error:
             reply = ("error", error)
         try:

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 from itertools import compress, repeat
 from pathlib import Path
+from typing import Mapping
 
 import nbformat
 from nbformat import NotebookNode
@@ -79,17 +80,22 @@ def course_config(course_dir: Path) -> Config:
     return PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
 
 
-def load_course(course_dir: Path) -> Course:
-    """Load `<course_dir>/nbgrader_config.py` into nbgrader's CourseDirectory and coursekit's settings."""
+def load_course(course_dir: Path, overrides: Mapping[str, object] | None = None) -> Course:
+    """Load `<course_dir>/nbgrader_config.py` into nbgrader's CourseDirectory and coursekit's settings.
+    `overrides`: c.CourseKit.* values that take the place of the file's (the command line's
+    --wall-seconds, --workers), checked by the same validators."""
     course_dir = Path(course_dir).resolve()
     config = course_config(course_dir)
+    if overrides:
+        config.merge(Config({"CourseKit": dict(overrides)}))
     coursedir = CourseDirectory(config=config)
     if "root" not in config.get("CourseDirectory", {}):
         coursedir.root = str(course_dir)  # nbgrader's default root is the working directory
     try:
         settings = settings_from(config)
     except ValueError as error:
-        raise CourseError(f"{course_dir / 'nbgrader_config.py'}: {error}") from None
+        where = "the command line or " if overrides else ""
+        raise CourseError(f"{where}{course_dir / 'nbgrader_config.py'}: {error}") from None
     return Course(coursedir, settings)
 
 

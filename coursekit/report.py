@@ -1,8 +1,13 @@
 """Stage 6, report: a progress bar on a terminal, or one JSON object per submission.
 
 What the operator should know (a submission the grader could not grade) goes to the
-``coursekit`` logger.  The bar is one line redrawn with a carriage return: a library (e.g. rich)
-would bring more than it saves here.
+``coursekit`` logger.  The bar is one line redrawn with a carriage return (`_progress`, a few
+lines); the log handler clears it before each line it writes (cli._LogHandler), and the next
+update draws it again below.  rich's progress display (rich 15 is in the development venv, as
+import-linter's dependency) was weighed and not taken: it would become a dependency of every
+install for one line of output, and while its live display runs it takes sys.stderr's place, so
+the log handler would have to write through rich's console rather than to the stream it was given:
+more code than the bar it would replace.
 
 Student ids, notebook names and reasons are student text: what reaches the terminal passes
 through `coursekit.printable` (the log handler and the bar; escape sequences shown, never acted on);
@@ -17,8 +22,8 @@ import sys
 import time
 from typing import TextIO
 
-from .gradebook import GradedSubmission
 from .read import Submission
+from .score import GradedSubmission
 
 log = logging.getLogger(__name__)
 

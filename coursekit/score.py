@@ -9,6 +9,9 @@
    stubs that hand back the sandbox's recorded results in order (reproducing mutation of the
    arguments, re-raising the student's exceptions).  A cell earns its points under nbgrader's
    own rule (`nbgrader.utils.determine_grade`: full points unless it raised or wrote to stderr).
+4. The outcomes, the autograded notebook and the reasons become the worker's answer,
+   `GradedSubmission` (`graded`, or `zero` for a submission that cannot be graded), plain data
+   that the grader's gradebook stage stores.
 
 Student code never runs in this process; the comparisons run with this process's NumPy and the
 course's own trusted helper modules (``c.CourseKit.trusted_modules``, e.g. public_tests.py).
@@ -31,7 +34,7 @@ import traceback
 import warnings
 from collections import OrderedDict, deque
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -39,17 +42,41 @@ from typing import Any, Callable, Sequence
 import nbformat
 import numpy as np
 from nbformat import NotebookNode
-from nbgrader.utils import determine_grade
+from nbgrader.utils import compute_checksum, determine_grade
 
 from . import sandbox
 from .extract import AssignmentPlan, LockedCellFails, grade_id_of, last_copies
-from .sandbox import _runner as runner
-from .sandbox import clean_text
-from .sandbox._runner import Shell
+from .read import Submission
+from .sandbox import MAX_DEPTH, Shell, clean_text
 
 # Test cells print through sys.stdout, which is one per process: replay one cell at a time
 # even when a Dask worker runs several tasks in threads.
+MAX_REASON = 4000  # characters of a submission's reason kept
 _REPLAY_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class GradedSubmission:
+    """What a worker returns for one submission: plain data, cheap to send between machines."""
+
+    submission: Submission
+    scores: dict[str, float]  # test grade id -> score
+    max_scores: dict[str, float]
+    messages: dict[str, str | None]  # test grade id -> failure message
+    unanswered: tuple[str, ...]  # solution cells left as the release stub (nbgrader's "No response.")
+    notebook: bytes  # the autograded notebook's file: UTF-8 JSON, encoded once, in the worker
+    reason: str  # everything worth telling the instructor, in words
+    modes: dict[str, str] = field(default_factory=dict)  # test grade id -> one of MODES; missing: "replay"
+    # manually graded answer cells -> 0 when left as released ("No response."), None when answered
+    manual_scores: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return sum(self.scores.values())
+
+    @property
+    def max_score(self) -> float:
+        return sum(self.max_scores.values())
 
 
 @dataclass(frozen=True)
@@ -208,7 +235,7 @@ def plain(value: Any, depth: int = 0) -> bool:
     kind = type(value)
     if kind in _PLAIN_SCALARS:
         return True
-    if depth > runner.MAX_DEPTH:
+    if depth > MAX_DEPTH:
         return False
     if kind is np.ndarray or isinstance(value, np.generic):
         return value.dtype.kind in _PLAIN_DTYPES
@@ -232,7 +259,7 @@ def _figure_marks() -> list[int] | None:
 
 def _close_figures() -> None:
     """A kernel closes the figures a cell made when the cell ends (the inline backend's
-    lifecycle, coursekit/_runner.py), so a trusted cell run here does too."""
+    lifecycle, coursekit/sandbox/_runner.py), so a trusted cell run here does too."""
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None and _figure_managers():
         pyplot.close("all")
@@ -749,3 +776,42 @@ def _master_cell(master: Any, outcome: CellOutcome | None, checksum: str | None)
     if master.cell_type == "code" and outcome:
         cell.outputs = outcome.outputs
     return cell
+
+
+# ----------------------------------------------------------------------------- the worker's answer
+
+def graded(plan: AssignmentPlan, submission: Submission, outcomes: list[CellOutcome],
+           graded_nb: NotebookNode, notes: list[str], cell_failures: bool = True) -> GradedSubmission:
+    """What a worker returns for one submission: its cells' outcomes, the autograded notebook and
+    `notes` (everything worth telling the instructor) as plain data."""
+    failures = [f"{o.grade_id}: {o.message}" for o in outcomes
+                if cell_failures and o.score < o.max_score and o.message]
+    reason = "; ".join(notes + failures)
+    answers = set(plan.answer_cells)
+    unanswered = tuple(dict.fromkeys(
+        grade_id for c in graded_nb.cells if (grade_id := grade_id_of(c)) in answers
+        and compute_checksum(c) == plan.checksums.get(grade_id)))
+    # A manually graded answer left as released scores 0 with "No response.", as in nbgrader;
+    # an answered one waits for a person (no auto score).
+    manual = {gid: (0.0 if gid in unanswered else None) for gid in plan.manual}
+    # Lone surrogates (a "\ud800" in the JSON) cannot be stored in a file or a database: '?' instead.
+    return GradedSubmission(
+        submission=submission,
+        scores={o.grade_id: o.score for o in outcomes},
+        max_scores={o.grade_id: o.max_score for o in outcomes},
+        messages={o.grade_id: o.message and clean_text(o.message) for o in outcomes},
+        unanswered=unanswered,
+        modes={o.grade_id: o.mode for o in outcomes},
+        manual_scores=manual,
+        notebook=notebook_file(graded_nb),
+        reason=clean_text(reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " ..."),
+    )
+
+
+def zero(plan: AssignmentPlan, submission: Submission, notes: list[str]) -> GradedSubmission:
+    """A submission that scores 0 in every test cell, for the reason `notes[-1]` (unreadable,
+    refused, too slow to read): the reason is each cell's message."""
+    reason = notes[-1]
+    outcomes = failed_outcomes(plan, reason)
+    graded_nb = autograded_notebook(None, plan, outcomes)
+    return graded(plan, submission, outcomes, graded_nb, notes, cell_failures=False)

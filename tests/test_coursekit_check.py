@@ -131,7 +131,7 @@ def test_check_names_the_cells_that_differ_and_exits_1(tmp_path):
     (course / "nbgrader_config.py").write_text(
         'c = get_config()  # noqa: F821\nc.CourseDirectory.course_id = "slow-course"\n'
         'c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}\n'
-        "c.CourseKit.timeout = 1\n")
+        "c.CourseKit.wall_seconds = 1\n")
     solution = "import time\n\n\ndef answer():\n    ### BEGIN SOLUTION\n    time.sleep(2)\n    return 42\n    ### END SOLUTION\n"
     master = notebook(cell(solution, "answer", solution=True),
                       cell("assert answer() == 42\n", "test_answer", grade=True, points=1, locked=True))

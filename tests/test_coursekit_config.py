@@ -44,7 +44,7 @@ def test_the_course_sets_its_own_values_in_nbgrader_config():
     assert {"matplotlib.pyplot", "h5py"} <= set(settings.sandbox_preload)
     assert settings.limits.memory_bytes == 2048 << 20
     # nbgrader's limit: the course's c.ExecutePreprocessor.timeout, per cell; coursekit's total is a safety net
-    assert settings.cell_seconds == 120 and settings.limits.wall_seconds == 3600
+    assert settings.limits.cell_seconds == 120 and settings.limits.wall_seconds == 3600
 
 
 @pytest.mark.parametrize("lines, seconds", [
@@ -55,17 +55,32 @@ def test_the_course_sets_its_own_values_in_nbgrader_config():
     ("c.ExecutePreprocessor.timeout = -1", None),
 ])
 def test_the_time_limit_of_a_cell_is_nbgraders(tmp_path, lines, seconds):
-    (tmp_path / "nbgrader_config.py").write_text(f"c = get_config()\nc.CourseKit.timeout = 900\n{lines}\n")
+    (tmp_path / "nbgrader_config.py").write_text(f"c = get_config()\nc.CourseKit.wall_seconds = 900\n{lines}\n")
     settings = load_course(tmp_path).settings
-    assert settings.cell_seconds == (seconds or 900)
+    assert settings.limits.cell_seconds == seconds
+    assert settings.run_limits(2).wall_seconds == (2 * seconds + 10 if seconds else 900)
 
 
 def test_a_run_may_take_its_cells_limits_and_its_cpu_follows_its_wall_clock():
-    settings = replace(DEFAULTS, cell_seconds=30.0)
-    run = settings.run_limits(settings.limits, 4)
+    settings = replace(DEFAULTS, limits=replace(DEFAULTS.limits, cell_seconds=30.0))
+    run = settings.run_limits(4)
     assert run.wall_seconds == 4 * 30 + 10 and run.cpu_seconds == 130  # nbgrader would allow 30 s a cell
-    assert settings.run_limits(replace(settings.limits, wall_seconds=20.0), 4).wall_seconds == 20  # --timeout 20
-    assert replace(settings, cpu_seconds=5).run_limits(settings.limits, 4).cpu_seconds == 5
+    assert run.cell_seconds == 30 and run.watchdog_seconds == 130 + 15  # the grader waits for the zygote
+    capped = replace(settings, limits=replace(settings.limits, wall_seconds=20.0))  # --wall-seconds 20
+    assert capped.run_limits(4).wall_seconds == 20
+    assert replace(settings, cpu_seconds=5).run_limits(4).cpu_seconds == 5
+    # a local pool's worker holding one submission longer than its three runs, twice, is stuck
+    assert DEFAULTS.worker_seconds == 2 * 3 * (3600 + 15) + 30
+
+
+def test_the_wall_clock_limit_has_one_name_from_the_command_line_to_the_sandbox(tmp_path):
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.CourseKit.wall_seconds = 900\n")
+    assert load_course(tmp_path, {"wall_seconds": 60}).settings.limits.wall_seconds == 60
+    with pytest.raises(CourseError, match="the command line or .*c.CourseKit.wall_seconds must be positive"):
+        load_course(tmp_path, {"wall_seconds": 0})
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.CourseKit.timeout = 900\n")
+    with pytest.raises(CourseError, match="c.CourseKit.timeout is now called c.CourseKit.wall_seconds"):
+        load_course(tmp_path)  # the earlier name is not ignored in silence
 
 
 def test_a_course_that_sets_nothing_gets_general_defaults(tmp_path):
@@ -83,9 +98,9 @@ def test_the_number_of_workers_is_a_course_setting(tmp_path):
 
 
 @pytest.mark.parametrize("line, words", [
-    ("c.CourseKit.timeout = -1", "c.CourseKit.timeout must be positive"),
+    ("c.CourseKit.wall_seconds = -1", "c.CourseKit.wall_seconds must be positive"),
     ("c.CourseKit.memory_mb = 100", "memory_bytes must be at least"),
-    ("c.CourseKit.timeout = 'long'", "'timeout' trait of a CourseKit instance expected a float"),
+    ("c.CourseKit.wall_seconds = 'long'", "'wall_seconds' trait of a CourseKit instance expected a float"),
     ("c.CourseKit.workers = -1", "c.CourseKit.workers must be 0 (one per core, and one more) or more"),
 ])
 def test_a_wrong_value_stops_grading_with_the_settings_name(tmp_path, line, words):
@@ -99,8 +114,8 @@ def test_coursekit_config_prints_each_setting_with_its_value_and_help():
     proc = subprocess.run([sys.executable, "-m", "coursekit", "config", "--course-dir", str(ROOT)],
                           env=nbgrader_env(), capture_output=True, text=True, check=True)
     assert "c.CourseKit.traceback_modules = ['public_tests.py']" in proc.stdout
-    assert "c.CourseKit.timeout = 3600.0" in proc.stdout
-    assert "--timeout` overrides it" in proc.stdout  # the help text follows the value
+    assert "c.CourseKit.wall_seconds = 3600.0" in proc.stdout
+    assert "--wall-seconds` overrides it" in proc.stdout  # the help text follows the value
 
 
 def graded_cells(result: dict) -> dict[str, float]:
@@ -129,7 +144,7 @@ def test_other_settings_change_what_the_grader_does(template_course, tmp_path):
     course = with_config(template_course, tmp_path / "course", "\n".join([
         "c.CourseKit.traceback_modules = []",
         "c.CourseKit.sandbox_preload = ['numpy', 'colorsys']",
-        "c.CourseKit.timeout = 15",  # ENDLESS runs into it; the set-up (importing Matplotlib) has room under load
+        "c.CourseKit.wall_seconds = 15",  # ENDLESS runs into it; the set-up (importing Matplotlib) has room under load
     ]))
     submit(course, "s1", solve(release_notebook(), {**CORRECT, "initialize_parameters_zeros": WRONG_ZEROS,
                                                      "initialize_parameters_random": PROBE_PRELOAD,

@@ -13,11 +13,11 @@ import sys
 import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 
-from coursekit.extract import MasterCell, _replay_plan, plan_assignment
-from coursekit.gradebook import GradedSubmission
+from coursekit.extract import MasterCell, plan_assignment, replay_plan
 from coursekit.names import analyze, analyze_source, python_source
-from coursekit.pipeline import Worker, grade_submission, plan_notebook, start_worker
+from coursekit.pipeline import Worker, grade_submission, plan_notebook
 from coursekit.read import Submission, load_course
+from coursekit.score import GradedSubmission
 from scripts import make_class
 from scripts.course import ASSIGNMENT, ROOT
 from scripts.student_work import CORRECT, solve
@@ -114,7 +114,7 @@ def test_the_nearest_binding_is_followed_and_only_what_replay_reproduces_is_repl
                         "obj.grow()\n", "assert obj.size == 3\n", "y = math.floor(f(2))\n", "assert y == 2\n",
                         kinds="llststlt")
     sandboxed: dict[str, str] = {}
-    trusted = _replay_plan(cells, {"f": "c2"}, frozenset({"math"}), sandboxed)
+    trusted = replay_plan(cells, {"f": "c2"}, frozenset({"math"}), sandboxed)
     # c3 needs only c1, the nearest binding of x: c0's cannot be seen past it (and the test that
     # reads c0's math goes to the sandbox, through c6, which runs the student's f)
     assert trusted == {1}
@@ -169,7 +169,7 @@ def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
 
 def test_the_console_script_offers_the_options_of_a_drop_in_for_nbgrader_autograde():
     out = run_cli("autograde", "--help").stdout
-    for option in ("ASSIGNMENT", "--course-dir", "--student", "--workers", "--scheduler", "--timeout",
+    for option in ("ASSIGNMENT", "--course-dir", "--student", "--workers", "--scheduler", "--wall-seconds",
                    "--force", "--json"):
         assert option in out
 
@@ -237,21 +237,22 @@ def test_a_cached_replay_gives_the_same_grades_and_notebook_and_a_different_resu
     wrong = dict(CORRECT, initialize_parameters_zeros=CORRECT["initialize_parameters_zeros"].replace(
         "np.zeros((layers_dims[l], 1))", "np.ones((layers_dims[l], 1))"))
     course = load_course(template_course)
-    with Worker() as worker:
-        plan = plan_notebook(course, ASSIGNMENT, ASSIGNMENT, worker)
+    with Worker() as planner:
+        plan = plan_notebook(course, ASSIGNMENT, ASSIGNMENT, planner)
+    worker = Worker(course.settings.sandbox_preload).start()
 
     def grade(student: str, bodies: dict) -> GradedSubmission:
         path = tmp_path / student / f"{ASSIGNMENT}.ipynb"
         path.parent.mkdir()
         path.write_text(json.dumps(solve(json.loads(json.dumps(release)), bodies)))
-        return grade_submission(plan, Submission(student, ASSIGNMENT, ASSIGNMENT, path), path.read_bytes(),
-                                course.settings.limits)
+        return grade_submission(worker, plan, Submission(student, ASSIGNMENT, ASSIGNMENT, path), path.read_bytes())
 
-    first = grade("first", CORRECT)
-    kept = len(start_worker(course.settings.sandbox_preload).replays)
-    other, again = grade("other", wrong), grade("again", CORRECT)
+    with worker:
+        first = grade("first", CORRECT)
+        kept = len(worker.replays)
+        other, again = grade("other", wrong), grade("again", CORRECT)
+        assert len(worker.replays) == 4  # and the wrong zeros' one
     assert kept == 3  # the three public test cells' outputs
-    assert len(start_worker(course.settings.sandbox_preload).replays) == 4  # and the wrong zeros' one
     assert first.scores == again.scores and first.messages == again.messages
     assert first.notebook.count(b'"output_type"') == again.notebook.count(b'"output_type"')
     assert first.scores["test_zeros_public"] > 0 and other.scores["test_zeros_public"] == 0.0

@@ -32,7 +32,7 @@ def die_on_start() -> None:
     os._exit(3)
 
 
-def work(shared: dict, what: str, payload: bytes = b"") -> str:
+def work(_state: None, shared: dict, what: str, payload: bytes = b"") -> str:
     if what.startswith("wait for "):  # until the test creates the file, or 20 s
         path = what.removeprefix("wait for ")
         for _ in range(200):

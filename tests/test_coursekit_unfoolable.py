@@ -69,7 +69,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, template_course):
     course = course_with(tmp_path_factory, template_course, "unfoolable", {student: make() for student, (make, _) in CASES.items()})
-    return {r["student"]: r for r in coursekit(course, "--timeout", "4")}
+    return {r["student"]: r for r in coursekit(course, "--wall-seconds", "4")}
 
 
 @pytest.mark.parametrize("student", CASES)

@@ -319,7 +319,7 @@ def test_grading_workers_and_their_sandboxes_end_when_the_grader_is_killed():
     """A service killed with SIGKILL runs no clean-up; its workers (and their zygotes) lived on for
     hours before pool workers asked the kernel to end them with their grader (PR_SET_PDEATHSIG)."""
     code = ("from coursekit import pipeline\nfrom coursekit.pool import LocalPool\nimport time\n"
-            "pool = LocalPool(2, pipeline._pool_initializer, ((), False), task_seconds=60)\n"
+            "pool = LocalPool(2, pipeline.start_pool_worker, ((), False), task_seconds=60)\n"
             "while not all(s.ready for s in pool._slots):\n    pool.step(0.1)\n"
             "print('ready', flush=True)\ntime.sleep(300)\n")
     grader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=nbgrader_env())

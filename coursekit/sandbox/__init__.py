@@ -1,9 +1,10 @@
 """Run untrusted student code in a separate, locked-down process and get plain data back.
 
 Runs in: the grader's process (a coursekit worker), as the user who runs coursekit.  It never
-runs student code itself.  This is the package's public face (`Sandbox`, `Limits` and the plain
-data of a run); its private modules are the zygote and child (`_child`), the child's runner
-(`_runner`) and the grader's side of the wire format (`_protocol`).  Nothing outside the
+runs student code itself.  This is the package's public face (`Sandbox`, `Limits`, the plain
+data of a run, and `Shell`, the cells' `get_ipython()` that replay shares with the child); its
+private modules are the zygote and child (`_child`), the child's runner (`_runner`) and shell
+(`_shell`), and the grader's side of the wire format (`_protocol`).  Nothing outside the
 package imports those (pyproject.toml's import contracts check it).
 
 Usage::
@@ -46,6 +47,7 @@ from coursekit.config import DEFAULT_PRELOAD, Limits
 from coursekit.sandbox import _child as child
 from coursekit.sandbox import _protocol as protocol
 from coursekit.sandbox._protocol import (
+    MAX_DEPTH,
     Call,
     CallResult,
     Cell,
@@ -57,14 +59,11 @@ from coursekit.sandbox._protocol import (
     TestResult,
     clean_text,
 )
+from coursekit.sandbox._shell import Shell
 
-__all__ = ["Call", "CallResult", "Cell", "Failure", "Isolation", "IsolationMissing", "Limits", "Opaque", "Sandbox",
-           "SandboxResult", "SandboxError", "Step", "Test", "TestResult", "clean_text", "scratch_folder"]
-
-# How long to wait for the zygote beyond the run's own wall-clock limit before
-# deciding that the zygote itself is stuck.
-_SUPERVISOR_GRACE_SECONDS = 15.0
-
+__all__ = ["MAX_DEPTH", "Call", "CallResult", "Cell", "Failure", "Isolation", "IsolationMissing", "Limits", "Opaque",
+           "Sandbox", "SandboxResult", "SandboxError", "Shell", "Step", "Test", "TestResult", "clean_text",
+           "scratch_folder"]
 
 @dataclass(frozen=True)
 class Isolation:
@@ -301,11 +300,11 @@ class Sandbox:
         return self.run_steps([*steps, *calls], workdir_files=workdir_files, limits=limits)
 
     def run_steps(self, steps: Sequence[Step], *, workdir_files: Path | None,
-                  limits: Limits = Limits(), step_seconds: float | None = None) -> SandboxResult:
+                  limits: Limits = Limits()) -> SandboxResult:
         """Run notebook cells, calls and test cells in order in one fresh sandbox
         (coursekit/sandbox/_protocol.py): the child receives one call or test at a time.
-        `step_seconds`: a time limit for each step (as nbgrader's per-cell timeout), after
-        which that step fails and the next one runs.  `workdir_files` is read at its first run
+        `limits.cell_seconds` limits each step (as nbgrader's per-cell timeout): that step
+        fails and the next one runs; `limits.wall_seconds` the run.  `workdir_files` is read at its first run
         in this sandbox and kept by its zygote (coursekit/sandbox/_child.py, `_copy_release`):
         a release folder does not change while it is graded, and later changes are not seen."""
         for step in steps:
@@ -325,7 +324,7 @@ class Sandbox:
             for _attempt in (1, 2):
                 self._ensure_started()
                 try:
-                    status, fds, data, problem = self._exchange(request, steps, limits, step_seconds)
+                    status, fds, data, problem = self._exchange(request, steps, limits)
                     break
                 except (BrokenPipeError, ConnectionResetError, EOFError):
                     self._stop()
@@ -337,7 +336,7 @@ class Sandbox:
             for fd in fds:
                 os.close(fd)
 
-    def _exchange(self, request: bytes, steps: Sequence[Step], limits: Limits, step_seconds: float | None
+    def _exchange(self, request: bytes, steps: Sequence[Step], limits: Limits
                   ) -> tuple[dict, list[int], bytes, str | None]:
         assert self._sock is not None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -347,15 +346,15 @@ class Sandbox:
             finally:
                 theirs.close()
             # The zygote kills the child at the deadline and then closes its copy of the
-            # channel, so reading ends by then; the grace covers a stuck zygote.
-            ours.settimeout(limits.wall_seconds + _SUPERVISOR_GRACE_SECONDS)
+            # channel, so reading ends by then; the watchdog's grace covers a stuck zygote.
+            ours.settimeout(limits.watchdog_seconds)
             try:
-                data, problem = protocol.feed(ours, steps, limits.output_bytes, step_seconds)
+                data, problem = protocol.feed(ours, steps, limits.output_bytes)
             except TimeoutError:
                 data, problem = b"", None
         finally:
             ours.close()
-        self._sock.settimeout(limits.wall_seconds + _SUPERVISOR_GRACE_SECONDS)
+        self._sock.settimeout(limits.watchdog_seconds)
         try:
             message, fds, _, _ = socket.recv_fds(self._sock, 1 << 20, 1)  # the output file
         except TimeoutError:

@@ -245,6 +245,9 @@ class Zygote:
         self.isolation["seccomp"] = self.seccomp[False] is not None
         if self.seccomp[False] is None:
             self.isolation["notes"].append("no seccomp filter on this architecture")
+        # What each child runs (its steps, and the cells' get_ipython()), loaded now, before any fork.
+        self.runner = _load_beside("_runner")
+        self.kernel = _load_beside("_shell")
 
     # -- setup, once per zygote ------------------------------------------------
 
@@ -605,7 +608,7 @@ class GraderGone(Exception):
     """The grader closed its end of the control socket (or died) while a child was running."""
 
 
-def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,  # noqa: C901, PLR0915 (one loop over the child's pipes and the clock, sharing their state)
+def supervise(pid: int, out_r: int, signal_r: int, output_fd: int, limits: dict,  # noqa: C901, PLR0912, PLR0915 (one loop over the child's pipes and the clock, sharing their state)
               control: int) -> dict:
     """Wait for the child, draining its output into output_fd, until it ends or a limit hits.
 
@@ -705,12 +708,7 @@ class _Signals:
         return bool(data)
 
 
-RUNNER: types.ModuleType  # the in-child execution logic, set by zygote_main
-
-
 def zygote_main(argv: list[str]) -> None:
-    global RUNNER
-    RUNNER = _load_runner()
     host_dir, config_json, sock_fd = argv[1], argv[2], int(argv[3])
     config = json.loads(config_json)
     zygote = Zygote(host_dir, config)
@@ -724,7 +722,7 @@ def zygote_main(argv: list[str]) -> None:
                 zygote.isolation["notes"].append(f"could not preload {name}: {exc}")
         except ImportError as exc:
             zygote.isolation["notes"].append(f"could not preload {name}: {exc}")
-    RUNNER.use_inline_backend()  # figures as in a kernel: shown and closed at each cell's end
+    zygote.runner.use_inline_backend()  # figures as in a kernel: shown and closed at each cell's end
     sock = socket.socket(fileno=sock_fd)
     zygote.control = sock_fd
     try:
@@ -739,7 +737,7 @@ def zygote_main(argv: list[str]) -> None:
     os.environ.clear()
     os.environ.update({
         "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-        "LANG": "C.UTF-8", "MPLBACKEND": RUNNER.INLINE_BACKEND, "MPLCONFIGDIR": workdir,
+        "LANG": "C.UTF-8", "MPLBACKEND": zygote.runner.INLINE_BACKEND, "MPLCONFIGDIR": workdir,
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     })
     # Objects that exist now are shared copy-on-write with every child; keep the
@@ -797,7 +795,7 @@ def serve_one(zygote: Zygote, sock: socket.socket) -> bool:
 # --------------------------------------------------------------------------- child
 
 
-def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, signal_w: int) -> None:  # noqa: C901, PLR0915 (the child's lock-in steps, in the order they must happen)
+def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, signal_w: int) -> None:  # noqa: C901, PLR0912, PLR0915 (the child's lock-in steps, in the order they must happen)
     """In the forked child: lock ourselves in, then run the submission. Never returns."""
     zygote_pid = os.getppid()
     try:
@@ -865,7 +863,7 @@ def child_main(zygote: Zygote, request: dict, input_fd: int, out_w: int, signal_
         finally:
             os._exit(SETUP_FAILED_EXIT)
     try:
-        RUNNER.serve(limits)
+        zygote.runner.serve(limits, zygote.kernel)
     except BaseException as exc:  # noqa: BLE001 - the submission broke the reporting code
         try:
             write(2, f"\ncoursekit sandbox: could not report the results: {exc!r}\n".encode())
@@ -968,11 +966,12 @@ def _close_from(lowest: int) -> None:
         os.closerange(lowest, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
 
-def _load_runner() -> types.ModuleType:
-    """coursekit/sandbox/_runner.py, loaded from its file by the zygote (which runs with -I and
-    imports nothing from the coursekit package), before any child is forked."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
-    spec = importlib.util.spec_from_file_location("coursekit_runner", path)
+def _load_beside(name: str) -> types.ModuleType:
+    """coursekit/sandbox/<name>.py (the child's runner, its shell), loaded from its file by the
+    zygote (which runs with -I and imports nothing from the coursekit package), before any child
+    is forked."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"coursekit{name}", path)
     if spec is None or spec.loader is None:  # a .py path always has a loader: this is a broken install
         raise ImportError(f"coursekit's sandbox runner cannot be loaded from {path}")
     module = importlib.util.module_from_spec(spec)

@@ -45,6 +45,8 @@ import numpy as np
 
 from coursekit.sandbox import _runner as runner
 
+MAX_DEPTH = runner.MAX_DEPTH  # how deeply a value may nest and still cross (lists in lists, ...)
+
 # Only these dtypes come back as arrays: booleans, integers and floats.
 _DTYPE_RE = re.compile(r"[<>|=][biuf](1|2|4|8|16)")
 _MAX_ARRAY_DIMS = 32
@@ -147,33 +149,27 @@ def messages(steps: Sequence[Step]) -> Iterator[tuple[list[Cell], list[Call], Te
         yield cells, calls, None, ordinal
 
 
-def _message(cells: list[Cell], calls: list[Call], test: Test | None, ordinal: int,
-             step_seconds: float | None) -> bytes:
+def _message(cells: list[Cell], calls: list[Call], test: Test | None, ordinal: int) -> bytes:
     body: dict = {"cells": [[c.label, c.code] for c in cells],
                   "calls": [[ordinal + i, c.function, json.dumps(list(c.args))] for i, c in enumerate(calls)]}
-    if step_seconds:
-        body["step_seconds"] = step_seconds
     if test is not None:
         body["test"] = [test.label, test.code]
     data = json.dumps(body).encode()
     return runner.MESSAGE_HEADER.pack(len(data)) + data
 
 
-def feed(channel: socket.socket, steps: Sequence[Step], budget: int,
-         step_seconds: float | None = None) -> tuple[bytes, str | None]:
+def feed(channel: socket.socket, steps: Sequence[Step], budget: int) -> tuple[bytes, str | None]:
     """Send the steps, pacing calls and tests on their records; (records received, problem).
 
     Returns when every step has its record and the channel is drained (the child exits after
     "end"), when the child is gone (end of file), or at the first sign of a forged or oversized
-    record (`problem` says which; the run is then void).  `step_seconds` limits each cell, call
-    and test inside the child (nbgrader's per-cell timeout); None: only the run's limits.
+    record (`problem` says which; the run is then void).  The child limits each step itself
+    (`Limits.cell_seconds`, which it has with the run's other limits).
     """
     records = _Records(channel, budget)
-    first = True
     try:
         for cells, calls, test, ordinal in messages(steps):
-            channel.sendall(_message(cells, calls, test, ordinal, step_seconds if first else None))
-            first = False
+            channel.sendall(_message(cells, calls, test, ordinal))
             for _ in range(len(cells) + len(calls) + (test is not None)):
                 if not records.next():
                     return bytes(records.data), None
@@ -229,7 +225,7 @@ class _Records:
 # --------------------------------------------------------------------------- decoding
 
 
-def results(steps: Sequence[Step], data: bytes, reason: str | None, output: str,  # noqa: C901 (one pass matching records to steps)
+def results(steps: Sequence[Step], data: bytes, reason: str | None, output: str,  # noqa: C901, PLR0912 (one pass matching records to steps)
             void: bool = False, failure: Failure | None = None) -> SandboxResult:
     """Match the records to the steps.  A malformed record voids the whole run (reason says
     why); a run that ended early keeps what finished, fails the step in progress, and leaves
@@ -406,9 +402,9 @@ class _Decoder:
         self.used: set[int] = set()
         self.nodes = 0
 
-    def decode(self, value: object, depth: int = 0) -> object:  # noqa: C901 (one branch per kind of value of the wire format)
+    def decode(self, value: object, depth: int = 0) -> object:  # noqa: C901, PLR0912 (one branch per kind of value of the wire format)
         self.nodes += 1
-        if depth > runner.MAX_DEPTH or self.nodes > runner.MAX_NODES:
+        if depth > MAX_DEPTH or self.nodes > runner.MAX_NODES:
             raise ValueError("value nested too deeply or too large")
         if value is None or type(value) in (bool, int, float):
             return value

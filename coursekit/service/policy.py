@@ -78,7 +78,8 @@ class Serve(Configurable):
         gradebook.db.serve.sqlite), or serve.sqlite in the course folder for another
         database.""").tag(config=True)
 
-    workers = Integer(0, help="Grading processes (0: one per core, and one more).").tag(config=True)
+    workers = Integer(0, help="Grading processes of the service (0: c.CourseKit.workers, which `coursekit "
+                          "autograde` uses too; if that is 0 as well, one per core and one more).").tag(config=True)
 
     @validate("poll_seconds", "rescan_seconds")
     def _positive(self, proposal: dict) -> float:

@@ -117,11 +117,10 @@ class Service:
         self.stop = threading.Event()
         self._due: dict[str, datetime | None] = {}
         self._due_checked = 0.0
-        limits = self.course.settings.limits
-        self.workers = self.policy.workers or pipeline.default_workers()
-        self.pool = LocalPool(self.workers, pipeline._pool_initializer,
+        self.workers = self.policy.workers or self.course.settings.workers or pipeline.default_workers()
+        self.pool = LocalPool(self.workers, pipeline.start_pool_worker,
                               (self.course.settings.sandbox_preload, insecure),
-                              task_seconds=2 * pipeline.MAX_RUNS * limits.wall_seconds + 120, note=self.log)
+                              task_seconds=self.course.settings.worker_seconds, note=self.log)
 
     # --- small helpers ------------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -255,8 +254,7 @@ class Service:
     def submit(self, job: Job) -> None:
         submission = Submission(job.row.student, job.row.assignment, job.notebook,
                                 self.course.submitted_dir(job.row.student, job.row.assignment) / f"{job.notebook}.ipynb")
-        limits = self.course.settings.limits
-        future = self.pool.submit(pipeline.grade_submission, job.plan, submission, job.data, limits, self.insecure)
+        future = self.pool.submit(pipeline.grade_submission, job.plan, submission, job.data)
         self.in_flight[future] = job
 
     def hold(self, row: Row, plans: dict[str, extract.AssignmentPlan], graded: list[float], limit: int) -> None:
@@ -416,8 +414,7 @@ class Service:
             for notebook, plan in plans.items():
                 data = read_bytes(self.course.release_dir(assignment) / f"{notebook}.ipynb")
                 submission = Submission("(warm-up)", assignment, notebook, self.course.release_dir(assignment))
-                futures |= {self.pool.submit(pipeline.grade_submission, plan, submission, data,
-                                             self.course.settings.limits, self.insecure)
+                futures |= {self.pool.submit(pipeline.grade_submission, plan, submission, data)
                             for _ in range(self.workers)}
         while futures and not self.stop.is_set():
             futures -= self.pool.wait_first(futures)
