@@ -10,6 +10,7 @@
     coursekit check ASSIGNMENT       grade variants of the master with nbgrader and coursekit; compare every cell
     coursekit serve                  grade each submission as it lands in the exchange, release its feedback
     coursekit status                 the grading service's queue, grades, failures and latency
+    coursekit status --hub-service   the same as a page, served through JupyterHub to instructors
     coursekit --version
 
 Every verb takes ``--course-dir`` (default: the current folder) and ``--log-level``: what the tool
@@ -147,6 +148,8 @@ def _add_course_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
     status = verbs.add_parser(
         "status", parents=[common], help="the grading service's queue, graded submissions, failures and latency",
         description="Read the grading service's journal and print where it stands.")
+    status.add_argument("--hub-service", action="store_true",
+                        help="serve the same as a web page, as a JupyterHub service (jupyterhub_config.py starts it)")
     for verb, func in ((config, _config), (check, _check), (serve, _serve), (status, _status)):
         verb.set_defaults(func=func)
 
@@ -269,9 +272,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .service import status
+    """`coursekit status`: printed, or with --hub-service served as a page through JupyterHub."""
+    from .service import serve_page, status
 
-    print(status(course_dir=args.course_dir).text())
+    if args.hub_service:
+        serve_page(course_dir=args.course_dir)
+    else:
+        print(status(course_dir=args.course_dir).text())
     return 0
 
 

@@ -24,6 +24,7 @@ and where things are, from:
                                  JupyterHub and psycopg2 installed (default: /opt/weight-init-hub,
                                  `make hub-env`)
     COURSEKIT_FORMGRADER_PORT    port of the formgrader service on 127.0.0.1 (default: 9999)
+    COURSEKIT_STATUS_PORT        port of the grading service's page on 127.0.0.1 (default: 9998)
 
 Launches from an LMS over LTI 1.3 (README, "Grades in your LMS"), beside the login page, when
 COURSEKIT_LTI_ISSUER is set; the values come from the LMS's registration of the tool:
@@ -56,6 +57,7 @@ GRADER = os.environ.get("COURSEKIT_GRADER", "grader-weight-init")
 STUDENTS_GROUP = os.environ.get("COURSEKIT_STUDENTS_GROUP", "weight-init-students")
 INSTRUCTORS_GROUP = os.environ.get("COURSEKIT_INSTRUCTORS_GROUP", "weight-init-instructors")
 FORMGRADER_PORT = int(os.environ.get("COURSEKIT_FORMGRADER_PORT", "9999"))
+STATUS_PORT = int(os.environ.get("COURSEKIT_STATUS_PORT", "9998"))
 # nbgrader's course list finds the formgrader of course X through a hub group named formgrade-X.
 FORMGRADERS = f"formgrade-{COURSE_ID}"
 
@@ -218,6 +220,12 @@ c.Spawner.pre_spawn_hook = choose_tools
 # One Jupyter server that runs as the grader account in the course folder, as a hub service named
 # after the course (nbgrader's "one class, several graders" setup).  Instructors reach it through the
 # hub at /services/weight-init/formgrader; the gradebook URL never leaves this process.
+# The environment of the course's three services (formgrader, grading service, status page).
+COURSE_ENV = {
+    "PATH": f"{USER_ENV / 'bin'}:/usr/local/bin:/usr/bin:/bin",  # nbgrader runs `alembic`
+    "COURSEKIT_EXCHANGE": EXCHANGE,
+    **({"COURSEKIT_GRADEBOOK": os.environ["COURSEKIT_GRADEBOOK"]} if "COURSEKIT_GRADEBOOK" in os.environ else {}),
+}
 c.JupyterHub.services = [
     {
         "name": COURSE_ID,
@@ -225,13 +233,7 @@ c.JupyterHub.services = [
         "command": [str(USER_ENV / "bin" / "jupyterhub-singleuser")],
         "user": GRADER,
         "cwd": COURSE_DIR,
-        "environment": {
-            "PATH": f"{USER_ENV / 'bin'}:/usr/local/bin:/usr/bin:/bin",  # nbgrader runs `alembic`
-            "COURSEKIT_EXCHANGE": EXCHANGE,
-            **({"COURSEKIT_GRADEBOOK": os.environ["COURSEKIT_GRADEBOOK"]}
-               if "COURSEKIT_GRADEBOOK" in os.environ else {}),
-            "JUPYTERHUB_DEFAULT_URL": "/formgrader",
-        },
+        "environment": {**COURSE_ENV, "JUPYTERHUB_DEFAULT_URL": "/formgrader"},
         "oauth_no_confirm": True,
     }
 ]
@@ -243,25 +245,40 @@ c.JupyterHub.services = [
 # in the course folder with the formgrader's environment.  It is started as the hub's own user
 # (root), not as the grader account: coursekit's sandbox needs root to give each submission its own
 # namespaces and uid (SECURITY.md), exactly as `coursekit autograde` does.  Not a web service: the hub
-# only keeps it running.  Instructors read where it stands with `coursekit status` in the course folder.
+# only keeps it running.  Where it stands is the next service's page (or `coursekit status`, run as the
+# grader account in the course folder).
 c.JupyterHub.services.append(
     {
         "name": f"{COURSE_ID}-grading",
         "command": [str(USER_ENV / "bin" / "python"), "-m", "coursekit", "serve", "--course-dir", COURSE_DIR],
         "cwd": COURSE_DIR,
-        "environment": {
-            "PATH": f"{USER_ENV / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            "COURSEKIT_EXCHANGE": EXCHANGE,
-            **({"COURSEKIT_GRADEBOOK": os.environ["COURSEKIT_GRADEBOOK"]}
-               if "COURSEKIT_GRADEBOOK" in os.environ else {}),
-        },
+        "environment": COURSE_ENV,
     }
 )
 
-# Only the instructors' group may open it: a role with `access:services!service=weight-init`.  The
-# other two scopes let the Course List in an instructor's JupyterLab find the service.  Everyone else
-# keeps the default `user` role, which reaches only their own server: the hub answers 403 Forbidden
-# to a student who opens the formgrader or an instructor's server.
+# --- Where the grading service stands: a page for instructors, /services/weight-init-status/ ---------
+# Queue, graded, held, failures with their reasons, submit-to-feedback latency: what `coursekit status`
+# prints, read from the service's journal on every request (coursekit/service/status_page.py).  A
+# separate service so that the web server runs as the grader account, not as root like the grader.
+STATUS_SERVICE = f"{COURSE_ID}-status"
+c.JupyterHub.services.append(
+    {
+        "name": STATUS_SERVICE,
+        "url": f"http://127.0.0.1:{STATUS_PORT}",
+        "command": [str(USER_ENV / "bin" / "python"), "-m", "coursekit", "status", "--hub-service",
+                    "--course-dir", COURSE_DIR],
+        "user": GRADER,
+        "cwd": COURSE_DIR,
+        "environment": COURSE_ENV,
+        "oauth_no_confirm": True,
+    }
+)
+
+# Only the instructors' group may open the formgrader and the status page: a role with
+# `access:services!service=weight-init` and `access:services!service=weight-init-status`.  The
+# other two scopes let the Course List in an instructor's JupyterLab find the formgrader.  Everyone
+# else keeps the default `user` role, which reaches only their own server: the hub answers 403
+# Forbidden to a student who opens the formgrader, the status page or an instructor's server.
 if not LTI_ISSUER:  # with LTI, each login brings its groups (above)
     c.JupyterHub.load_groups = {FORMGRADERS: {"users": sorted(INSTRUCTORS)}}
 c.JupyterHub.load_roles = [
@@ -269,7 +286,7 @@ c.JupyterHub.load_roles = [
         "name": FORMGRADERS,
         "groups": [FORMGRADERS],
         "scopes": [f"access:services!service={COURSE_ID}", "list:services",
-                   f"read:services!service={COURSE_ID}"],
+                   f"read:services!service={COURSE_ID}", f"access:services!service={STATUS_SERVICE}"],
     },
     # A server's own token may do what its owner may (the instructor's Course List asks the hub).
     {"name": "server", "scopes": ["inherit"]},

@@ -226,15 +226,20 @@ def _answer(text: str):
     return edit
 
 
+def answer_textstats(release: Path, folder: Path, answers: dict[str, str]) -> None:
+    """{words,stats}.ipynb of the textstats release at `release`, with `answers` written in, into `folder`."""
+    for notebook in NOTEBOOKS:
+        nb = json.loads((release / f"{notebook}.ipynb").read_text(encoding="utf-8"))
+        edit_cells(nb, {gid: _answer(text) for gid, text in answers.items()})
+        (folder / f"{notebook}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
 def write_students(course: Path) -> None:
     """submitted/<student>/textstats/{words,stats}.ipynb, each edited from the release."""
     for student, answers in ANSWERS.items():
         folder = course / "submitted" / student / TEXTSTATS
         folder.mkdir(parents=True)
-        for notebook in NOTEBOOKS:
-            nb = json.loads((course / "release" / TEXTSTATS / f"{notebook}.ipynb").read_text(encoding="utf-8"))
-            edit_cells(nb, {gid: _answer(text) for gid, text in answers.items()})
-            (folder / f"{notebook}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
+        answer_textstats(course / "release" / TEXTSTATS, folder, answers)
         (folder / "timestamp.txt").write_text(GENERAL_TIMESTAMP + "\n")
 
 

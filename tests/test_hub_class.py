@@ -70,11 +70,16 @@ ARTIFACTS = ROOT / "test-artifacts"
 # `make screenshot` refreshes README's two pictures from these steps, at half size.
 README_SHOTS = {"3-ckh-ben-validated": ROOT / "docs" / "hub-student.png",
                 "6-formgrader-students": ROOT / "docs" / "hub-instructor.png",
-                "4b-ckh-ben-early-feedback": ROOT / "docs" / "hub-feedback.png"}
+                "4b-ckh-ben-early-feedback": ROOT / "docs" / "hub-feedback.png",
+                "10-status-page": ROOT / "docs" / "hub-status.png"}
 
 ACCOUNT_MARK = "coursekit hub test account"
 STUDENTS_GROUP, INSTRUCTORS_GROUP = "ckh-students", "ckh-instructors"
 INSTRUCTOR, GRADER = "ckh-teacher", "ckh-grader"
+STATUS_PAGE = f"/services/{COURSE_ID}-status/"  # the grading service's page for instructors
+# A folder anyone can make in the exchange's inbound/: its name is the student's text, and it names an
+# assignment the course does not have, so the grading service lists it as a failure on its page.
+HOSTILE_ASSIGNMENT = '<img src=x onerror="document.title=document.domain">'
 XAVIER_HE = CORRECT["initialize_parameters_he"].replace("np.sqrt(2 /", "np.sqrt(1 /")
 # What each student types, and the score a hand count of the test cells gives it (3 points each).
 STUDENTS = {
@@ -156,6 +161,12 @@ class Hub:
     early_seconds: dict[str, float] = field(default_factory=dict)  # from Submit to the page seen
     final_feedback: dict[str, str] = field(default_factory=dict)
     coursekit_report: list[dict] = field(default_factory=list)
+    # the grading service's page as the instructor saw it: text, and what the browser made of it
+    status_text: str = ""
+    status_markup: dict[str, int | str] = field(default_factory=dict)
+    service_files: dict[str, str] = field(default_factory=dict)  # what the grading service wrote -> its owner
+    status_after_kill: str = ""  # the status page after its process was killed with SIGKILL and restarted
+    status_restarted: bool = False
 
     @property
     def course(self) -> Path:
@@ -193,8 +204,9 @@ def check_prerequisites() -> None:
         (f"Chromium ({CHROMIUM})", Path(CHROMIUM).exists()),
     ] if not ok]
     require(", ".join(missing), not missing)
+    # From "/": `python -c` puts the current folder first on sys.path, and here that is this repository.
     installed = subprocess.run([USER_ENV / "bin" / "python", "-c", "import coursekit; print(coursekit.__file__)"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+                               capture_output=True, text=True, check=True, cwd="/").stdout.strip()
     stale = filecmp.dircmp(Path(installed).parent, ROOT / "coursekit", ignore=["__pycache__"])
     assert not (stale.diff_files or stale.left_only or stale.right_only), \
         f"the kit in {USER_ENV} differs from coursekit/ ({stale.diff_files + stale.right_only}); run `make hub-env`"
@@ -236,7 +248,7 @@ def hub(tmp_path_factory) -> Iterator[Hub]:
         state.mkdir(mode=0o700)
         log = base / "jupyterhub.log"
         env = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", **h.site_env(),
-               "COURSEKIT_FORMGRADER_PORT": str(free_port())}
+               "COURSEKIT_FORMGRADER_PORT": str(free_port()), "COURSEKIT_STATUS_PORT": str(free_port())}
         with log.open("w") as out:
             server = subprocess.Popen(
                 [str(VENV_BIN / "jupyterhub"), "-f", str(config / "jupyterhub_config.py"),
@@ -444,6 +456,73 @@ def instructor_grades(hub: Hub) -> None:
     hub.shot(page, "7-formgrader-feedback-released")
 
 
+def owners_of_service_files(hub: Hub) -> dict[str, str]:
+    """{path: owning account} of what the grading service (root) wrote in the course and the exchange."""
+    paths = [*hub.course.glob("serve.sqlite*"), *(hub.exchange / COURSE_ID / "feedback").iterdir()]
+    for student in STUDENTS:
+        for step in ("submitted", "autograded"):
+            folder = hub.course / step / student / ASSIGNMENT
+            paths += [folder.parent.parent, folder.parent, folder, *folder.iterdir()]
+    return {str(path): pwd.getpwuid(path.lstat().st_uid).pw_name for path in paths}
+
+
+def plant_hostile_submission(hub: Hub) -> str:
+    """ckh-cy makes a folder in inbound/ by hand, as any student can, named with markup; its name."""
+    name = f"ckh-cy+{HOSTILE_ASSIGNMENT}+{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S.%f} UTC+{secrets.token_hex(8)}"
+    folder = hub.exchange / COURSE_ID / "inbound" / name
+    as_account("ckh-cy", ["mkdir", str(folder)])
+    as_account("ckh-cy", ["sh", "-c", 'echo 0123456789abcdef > "$1"', "sh", str(folder / "submission_secret.txt")])
+    return name
+
+
+def instructor_reads_the_status_page(hub: Hub) -> None:
+    """The instructor opens the grading service's page through the hub, after a student planted a
+    submission whose name is markup; waits until the page lists it as a failure."""
+    plant_hostile_submission(hub)
+    page = hub.pages[INSTRUCTOR].context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    response = page.goto(hub.url + STATUS_PAGE.rstrip("/"))  # as typed, without the last slash
+    assert response is not None and response.status == 200, response and response.status
+    assert page.url == hub.url + STATUS_PAGE, page.url
+    deadline = time.monotonic() + SLOW_MS / 1000
+    while page.locator("#failed").inner_text().strip() == "0":
+        assert time.monotonic() < deadline, page.content()
+        page.wait_for_timeout(1000)
+        page.reload()
+    hub.status_text = page.locator("body").inner_text()
+    hub.status_markup = {"img": page.locator("body img").count(), "script": page.locator("body script").count(),
+                         "title": page.title(), "dialogs": len(dialogs),
+                         "csp": (page.request.get(hub.url + STATUS_PAGE).headers.get("content-security-policy") or "")}
+    hub.shot(page, "10-status-page")
+    # SIGKILL, then the hub starts it again (it polls its services' processes): the page is the same,
+    # read from the journal again.
+    killed = status_page_pids()
+    assert len(killed) == 1, killed
+    os.kill(killed[0], signal.SIGKILL)
+    deadline = time.monotonic() + SLOW_MS / 1000
+    while not (status_page_pids() and page.goto(hub.url + STATUS_PAGE).status == 200):
+        assert time.monotonic() < deadline, "the hub did not start the status page again"
+        page.wait_for_timeout(1000)
+    hub.status_after_kill = page.locator("body").inner_text()
+    hub.status_restarted = status_page_pids() != killed
+    page.close()
+
+
+def status_page_pids() -> list[int]:
+    """The processes of the status page's service (`coursekit status --hub-service`, as the grader)."""
+    uid = pwd.getpwnam(GRADER).pw_uid
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and proc.stat().st_uid == uid and \
+                    b"--hub-service" in (proc / "cmdline").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:  # it ended while we looked
+            continue
+    return found
+
+
 @pytest.fixture(scope="module")
 def semester(hub: Hub) -> Iterator[Hub]:
     ARTIFACTS.mkdir(exist_ok=True)
@@ -466,9 +545,11 @@ def semester(hub: Hub) -> Iterator[Hub]:
             for name in STUDENTS:
                 hub.final_feedback[name] = service_feedback(hub, hub.pages[name], name,
                                                             f"4c-{name}-final-feedback", "final feedback")
+            hub.service_files = owners_of_service_files(hub)  # before root's `coursekit autograde` below
             instructor_grades(hub)
             for name in STUDENTS:
                 fetch_feedback(hub, hub.pages[name], name)
+            instructor_reads_the_status_page(hub)
         except Exception:
             for name, page in hub.pages.items():  # where each person was when it went wrong
                 hub.shot(page, f"failed-{name}")
@@ -541,7 +622,41 @@ def test_after_the_due_date_the_service_sends_every_result(semester, student):
 def test_the_grader_account_reads_where_the_grading_service_stands(semester):
     out = semester.as_grader("coursekit", "status")
     assert "queue: 0 waiting to be graded" in out, out
-    assert re.search(r"graded: [1-9]\d*, held over the hourly limit: 0, failed: 0", out), out
+    assert re.search(r"graded: [1-9]\d*, held over the hourly limit: 0, failed: 1;", out), out  # the planted one
+    assert f"the course has no assignment '{HOSTILE_ASSIGNMENT}'" in out, out
+
+
+def test_the_instructor_reads_where_the_grading_service_stands_on_its_page_through_the_hub(semester):
+    text = semester.status_text
+    assert re.search(r"Waiting to be graded \(queue\)\s+0\b", text), text
+    graded = re.search(r"Graded\s+(\d+)", text)
+    assert graded and int(graded[1]) == len(STUDENTS), text  # one submission each, graded early and final
+    assert re.search(r"Failed\s+1\b", text), text
+    assert re.search(r"last hour\s+[\d.]+ s\s+[\d.]+ s\s+[\d.]+ s\s+[1-9]", text), text
+    assert f"the course has no assignment '{HOSTILE_ASSIGNMENT}'" in text  # the reason, as text
+
+
+def test_the_status_page_is_the_same_after_sigkill_and_the_hubs_restart(semester):
+    assert semester.status_restarted
+
+    def counts(text: str) -> list[str]:
+        return re.findall(r"^(?:Waiting|Graded|Held|Failed|Feedback).*$", text, re.M)
+
+    assert counts(semester.status_after_kill) == counts(semester.status_text) != []
+    assert f"the course has no assignment '{HOSTILE_ASSIGNMENT}'" in semester.status_after_kill
+
+
+def test_markup_in_a_failure_on_the_status_page_stays_text(semester):
+    assert semester.status_markup["img"] == 0 and semester.status_markup["script"] == 0
+    assert semester.status_markup["title"] == f"Grading service: {COURSE_ID}" and semester.status_markup["dialogs"] == 0
+    assert "default-src 'none'" in str(semester.status_markup["csp"])
+
+
+def test_what_the_grading_service_writes_belongs_to_the_grader_account(semester):
+    """It runs as root (SECURITY.md); nbgrader's own commands, run as the grader account, must be able
+    to change everything it wrote."""
+    assert len(semester.service_files) > 4 * len(STUDENTS)
+    assert {path: owner for path, owner in semester.service_files.items() if owner != GRADER} == {}
 
 
 def test_students_get_only_the_student_tools_and_the_instructor_all_of_them(semester):
@@ -550,14 +665,14 @@ def test_students_get_only_the_student_tools_and_the_instructor_all_of_them(seme
     assert semester.tools[INSTRUCTOR] >= STUDENT_TOOLS | INSTRUCTOR_TOOLS
 
 
-def test_a_student_is_refused_the_formgrader_and_the_instructors_server(semester):
+def test_a_student_is_refused_the_formgrader_the_status_page_and_the_instructors_server(semester):
     page = semester.pages["ckh-ada"].context.new_page()  # the student's own browser, logged in
     for target, path in [("formgrader", f"/services/{COURSE_ID}/formgrader/manage_students"),
-                         ("instructor-server", f"/user/{INSTRUCTOR}/lab")]:
+                         ("instructor-server", f"/user/{INSTRUCTOR}/lab"), ("status-page", STATUS_PAGE)]:
         response = page.goto(semester.url + path)
         semester.shot(page, f"9-student-refused-{target}")
         assert response.status == 403, (path, response.status)
-        assert "Manage Students" not in page.content()
+        assert "Manage Students" not in page.content() and "Waiting to be graded" not in page.content()
     page.close()
 
 

@@ -32,7 +32,19 @@ from nbgrader.api import Gradebook
 
 from scripts.course import ASSIGNMENT, ROOT
 from scripts.student_work import CORRECT, solve_notebook
-from tests.helpers import leaked_hidden_text, nbgrader_env, new_course
+from tests.helpers import (
+    ANSWERS,
+    EXPECTED,
+    GENERAL_COURSE,
+    NOTEBOOKS,
+    TEXTSTATS,
+    answer_textstats,
+    gradebook_scores,
+    leaked_hidden_text,
+    nbgrader_env,
+    new_course,
+)
+from tests.helpers import COURSE_ID as GENERAL_COURSE_ID
 
 COURSE_ID = "weight-init"
 XAVIER = {**CORRECT, "initialize_parameters_he": CORRECT["initialize_parameters_he"].replace(
@@ -130,16 +142,23 @@ class World:
             return db.execute(sql).fetchall()
 
 
+def open_course(w: World, assignment: str, config: str, course: Path = ROOT,
+                files: tuple[str, ...] | None = None) -> None:
+    """The exchange, a course copied from `course` with `config` appended, `assignment` released and
+    due in a week."""
+    subprocess.run(["make", "-s", "-C", str(ROOT), "exchange", f"EXCHANGE={w.exchange}"], check=True)
+    new_course(w.course, *([files] if files else []), origin=course)
+    with (w.course / "nbgrader_config.py").open("a") as config_file:
+        config_file.write(f"\n{config}\n")
+    w.instructor("generate_assignment", assignment)
+    w.instructor("release_assignment", assignment)
+    due = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
+    w.instructor("db", "assignment", "add", assignment, f"--duedate={due}")
+
+
 def build(world: World) -> World:
     w = world
-    subprocess.run(["make", "-s", "-C", str(ROOT), "exchange", f"EXCHANGE={w.exchange}"], check=True)
-    new_course(w.course)
-    with (w.course / "nbgrader_config.py").open("a") as config:
-        config.write(f"\nc.Serve.per_hour = {PER_HOUR}\n")
-    w.instructor("generate_assignment", ASSIGNMENT)
-    w.instructor("release_assignment", ASSIGNMENT)
-    due = (datetime.now(timezone.utc) + timedelta(days=7)).isoformat()
-    w.instructor("db", "assignment", "add", ASSIGNMENT, f"--duedate={due}")
+    open_course(w, ASSIGNMENT, f"c.Serve.per_hour = {PER_HOUR}")
     students = ["ada", "ben", "cy", "dee"] + [f"s{i:02d}" for i in range(BURST)]
     for name in students:
         w.join(name)
@@ -334,3 +353,119 @@ def test_grading_workers_and_their_sandboxes_end_when_the_grader_is_killed():
     while [p for p in family if Path(f"/proc/{p}").exists()] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in family if Path(f"/proc/{p}").exists()]
+
+
+# --- an assignment of two notebooks, and inbound folders named to escape submitted/ ----------------
+# tests/general_course's textstats: words.ipynb and stats.ipynb, graded and released per notebook.
+# Points of each test cell, read by hand from the master; the public ones hold no hidden test.
+TEXTSTATS_POINTS = {"words": {"test_tokenize": 1, "test_word_counts": 2, "test_word_counts_uses_tokenize": 1,
+                              "test_top_words": 2},
+                    "stats": {"test_mean": 1, "test_mean_range": 1, "test_variance": 2, "test_sample_std": 1}}
+TEXTSTATS_PUBLIC = {"test_tokenize", "test_word_counts_uses_tokenize", "test_mean", "test_mean_range", "test_sample_std"}
+TEXTSTATS_STUDENTS = ("solved", "partial")
+# Folders a student can make in inbound/ by hand: a student `..` would be collected to
+# submitted/../source, over the master; an assignment the course does not have, named with markup.
+ESCAPING = ("..+source+2026-12-07 10:00:00.000000 UTC+0badc0de", "eve+..+2026-12-07 10:00:00.000000 UTC+0badc0de",
+            "eve+<img src=x onerror=alert(1)>+2026-12-07 10:00:00.000000 UTC+0badc0de")
+
+
+def textstats_points(student: str, notebook: str, final: bool) -> tuple[float, float]:
+    """(score, out of) a page shows, from the hand-worked scores of tests/helpers.EXPECTED."""
+    cells = [c for c in TEXTSTATS_POINTS[notebook] if final or c in TEXTSTATS_PUBLIC]
+    return float(sum(EXPECTED[student][c] for c in cells)), float(sum(TEXTSTATS_POINTS[notebook][c] for c in cells))
+
+
+@pytest.fixture(scope="module")
+def two_notebooks(course_env) -> Iterator[World]:
+    """Two students submit textstats through nbgrader, the service grades each notebook; three
+    hand-made inbound folders try to leave submitted/; the due date passes."""
+    base = Path(tempfile.mkdtemp(prefix="coursekit-serve-textstats-"))
+    w = World(base, {**nbgrader_env()}, f"sqlite:///{base / 'course' / 'gradebook.db'}")
+    try:
+        open_course(w, TEXTSTATS, f"c.Exchange.root = {str(w.exchange)!r}\nc.Serve.per_hour = 0", GENERAL_COURSE,
+                    ("nbgrader_config.py", "source"))
+        w.start()
+        stamps = {}
+        for student in TEXTSTATS_STUDENTS:
+            config = w.home(student) / ".jupyter" / "nbgrader_config.py"
+            config.parent.mkdir(parents=True)
+            config.write_text(f"c = get_config()\nc.CourseDirectory.course_id = {GENERAL_COURSE_ID!r}\n"
+                              f"c.Exchange.root = {str(w.exchange)!r}\n")
+            w.run(["nbgrader", "fetch_assignment", TEXTSTATS], w.home(student), HOME=str(w.home(student)))
+            folder = w.home(student) / TEXTSTATS
+            answer_textstats(folder, folder, ANSWERS[student])
+            out = w.run(["nbgrader", "submit", TEXTSTATS, f"--student={student}"], w.home(student),
+                        HOME=str(w.home(student)))
+            (stamps[student],) = [t.strip() for t in re.findall(rf"Submitted as: {GENERAL_COURSE_ID} {TEXTSTATS} (.+)", out)]
+        for name in ESCAPING:
+            (w.exchange / GENERAL_COURSE_ID / "inbound" / name).mkdir()
+            shutil.copytree(w.home("solved") / TEXTSTATS, w.exchange / GENERAL_COURSE_ID / "inbound" / name,
+                            dirs_exist_ok=True)
+            (w.exchange / GENERAL_COURSE_ID / "inbound" / name / "submission_secret.txt").write_text("0" * 32)
+        w.early = {f"{s}/{nb}": text for s in TEXTSTATS_STUDENTS
+                   for nb, text in textstats_pages(w, s, stamps[s], "(Score:").items()}
+        w.instructor("db", "assignment", "add", TEXTSTATS, f"--duedate={datetime.now(timezone.utc).isoformat()}")
+        w.final = {f"{s}/{nb}": text for s in TEXTSTATS_STUDENTS
+                   for nb, text in textstats_pages(w, s, stamps[s], "final feedback").items()}
+        deadline = time.monotonic() + WAIT
+        while not w.rows("SELECT 1 FROM final") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        yield w
+    finally:
+        if w.service is not None and w.service.poll() is None:
+            w.service.send_signal(signal.SIGTERM)
+            w.service.wait(timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def textstats_pages(w: World, student: str, stamp: str, has: str) -> dict[str, str]:
+    """Both notebooks' pages the student fetches with `nbgrader fetch_feedback`, once both hold `has`."""
+    deadline = time.monotonic() + WAIT
+    folder = w.home(student) / TEXTSTATS / "feedback" / stamp
+    while time.monotonic() < deadline:
+        assert w.service is not None and w.service.poll() is None, w.service_log()
+        w.run(["nbgrader", "fetch_feedback", TEXTSTATS, f"--student={student}"], w.home(student),
+              HOME=str(w.home(student)))
+        pages = {nb: (folder / f"{nb}.html").read_text(encoding="utf-8") for nb in NOTEBOOKS
+                 if (folder / f"{nb}.html").exists()}
+        if len(pages) == len(NOTEBOOKS) and all(has in text for text in pages.values()):
+            return pages
+        time.sleep(0.5)
+    raise AssertionError(f"no feedback with {has!r} for both notebooks of {student}:\n{w.service_log()}")
+
+
+def test_each_notebook_of_an_assignment_gets_its_own_page_before_and_after_the_due_date(two_notebooks):
+    for student in TEXTSTATS_STUDENTS:
+        for notebook in NOTEBOOKS:
+            early, final = two_notebooks.early[f"{student}/{notebook}"], two_notebooks.final[f"{student}/{notebook}"]
+            assert score(early) == textstats_points(student, notebook, final=False), (student, notebook)
+            assert score(final) == textstats_points(student, notebook, final=True), (student, notebook)
+            assert "graded after the due date" in early and "graded after the due date" not in final
+
+
+def test_each_notebook_of_an_assignment_is_graded_into_the_gradebook(two_notebooks):
+    got = gradebook_scores(two_notebooks.course, assignment=TEXTSTATS, url=two_notebooks.gradebook_url)
+    for student in TEXTSTATS_STUDENTS:
+        assert {c: got[student, c] for cells in TEXTSTATS_POINTS.values() for c in cells} == \
+            {c: EXPECTED[student][c] for cells in TEXTSTATS_POINTS.values() for c in cells}, student
+    rows = two_notebooks.rows("SELECT s.student, s.state, s.score, s.max_score, count(f.notebook) FROM submission s "
+                              "JOIN feedback f ON f.name = s.name AND f.released_at IS NOT NULL GROUP BY s.name")
+    final = {s: [sum(x) for x in zip(*(textstats_points(s, nb, final=True) for nb in NOTEBOOKS))]
+             for s in TEXTSTATS_STUDENTS}
+    # one row per submission: its two notebooks' scores added up; an early and a final page for each notebook
+    assert sorted(rows) == sorted((s, "graded", *final[s], 4) for s in TEXTSTATS_STUDENTS)
+
+
+def test_an_inbound_folder_named_to_leave_submitted_is_a_failure_and_is_never_collected(two_notebooks):
+    course = two_notebooks.course
+    master = GENERAL_COURSE / "source" / TEXTSTATS
+    assert sorted(p.name for p in (course / "source" / TEXTSTATS).iterdir()) == sorted(p.name for p in master.iterdir())
+    for notebook in NOTEBOOKS:
+        assert (course / "source" / TEXTSTATS / f"{notebook}.ipynb").read_bytes() == \
+            (master / f"{notebook}.ipynb").read_bytes()
+    assert sorted(p.name for p in (course / "submitted").iterdir()) == sorted(TEXTSTATS_STUDENTS)
+    failed = dict(two_notebooks.rows("SELECT name, reason FROM submission WHERE state = 'failed'"))
+    assert set(failed) == set(ESCAPING), failed
+    assert "not collected: the student '..' cannot be a folder under submitted/" in failed[ESCAPING[0]]
+    assert "not collected: the assignment '..' cannot be a folder under submitted/" in failed[ESCAPING[1]]
+    assert "the course has no assignment '<img src=x onerror=alert(1)>'" in failed[ESCAPING[2]]

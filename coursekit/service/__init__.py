@@ -5,10 +5,12 @@
     policy.py   c.Serve.* settings: hidden tests before the due date, the hourly limit, polling
     page.py     the feedback page
     status.py   what an instructor asks: queue, graded, failures, latency (`coursekit status`)
+    status_page.py  the same as a page through the hub, for the instructors' group only
 """
 
 from .policy import Policy, Serve
 from .serve import serve
 from .status import status
+from .status_page import serve_page
 
-__all__ = ["Policy", "Serve", "serve", "status"]
+__all__ = ["Policy", "Serve", "serve", "serve_page", "status"]

@@ -169,9 +169,10 @@ class Journal:
                                  "WHERE name = ? AND notebook = ? AND phase = ?", (name, notebook, phase))
         return Page(*row)
 
-    def has_page(self, name: str, phase: str) -> bool:
-        return self.db.execute("SELECT 1 FROM feedback WHERE name = ? AND phase = ? AND released_at IS NOT NULL",
-                               (name, phase)).fetchone() is not None
+    def released_notebooks(self, name: str, phase: str) -> set[str]:
+        """The notebooks of the submission whose page for `phase` is in the exchange."""
+        return {nb for (nb,) in self.db.execute(
+            "SELECT notebook FROM feedback WHERE name = ? AND phase = ? AND released_at IS NOT NULL", (name, phase))}
 
     def unreleased(self) -> Iterator[Page]:
         for row in self.db.execute("SELECT name, notebook, phase, target, html, released_at FROM feedback "
@@ -180,12 +181,13 @@ class Journal:
 
     def released(self, pages: list[Page], at: float,
                  graded: Sequence[tuple[str, float, float]] = ()) -> None:
-        """The pages are in the exchange, and the submissions (name, score, max score) graded: one transaction."""
+        """The pages are in the exchange, and the submissions (name, score, max score) graded, unless one
+        of their notebooks failed: one transaction."""
         with self.db:
             self.db.executemany("UPDATE feedback SET released_at = ? WHERE name = ? AND notebook = ? AND phase = ?",
                                 [(at, p.name, p.notebook, p.phase) for p in pages])
             self.db.executemany("UPDATE submission SET state = 'graded', reason = NULL, score = ?, max_score = ?, "
-                                "graded_at = ? WHERE name = ?", [(s, m, at, n) for n, s, m in graded])
+                                "graded_at = ? WHERE name = ? AND state != 'failed'", [(s, m, at, n) for n, s, m in graded])
 
     def final_done(self, assignment: str, duedate: str) -> bool:
         return self.db.execute("SELECT 1 FROM final WHERE assignment = ? AND duedate = ?",

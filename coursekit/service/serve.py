@@ -7,7 +7,9 @@ jupyterhub/jupyterhub_config.py).  Its steps, each a small function below:
               for NFS), plus a full scan every c.Serve.rescan_seconds as a safety net
     intake    a folder is complete once nbgrader's submit wrote submission_secret.txt (its last
               file); it is collected into submitted/ as `nbgrader collect --update` would (same
-              timestamp.txt, only if newer than what is there: the latest counts) and journalled
+              timestamp.txt, only if newer than what is there: the latest counts) and journalled; a
+              folder whose name would lead out of submitted/ (`..`, a leading dot, a control
+              character) or names no assignment of source/ is journalled as failed, never collected
     policy    before the due date at most c.Serve.per_hour graded submissions per student and hour;
               one over the limit is kept ("held") and its page says when the next will be graded
     grade     the same pipeline as `coursekit autograde` (pipeline.grade_submission in a LocalPool
@@ -15,7 +17,8 @@ jupyterhub/jupyterhub_config.py).  Its steps, each a small function below:
               only (GradebookWriter, as autograde writes it: late flags follow the gradebook's due date)
     page      coursekit.feedback.shown_tests decides what the student may see, service.page lays it out
     release   the page goes to <exchange>/<course>/feedback/<md5(secret + notebook)>.html, the file
-              nbgrader's release_feedback writes and the student's Fetch Feedback looks for
+              nbgrader's release_feedback writes and the student's Fetch Feedback looks for; one page
+              per notebook, and the submission is journalled graded once all of its notebooks are
     due date  once the gradebook's due date passes, every student's last submission (and every held
               one) is graded again and gets its final page, hidden tests included
 
@@ -48,6 +51,7 @@ from .. import pool as pool_mod
 from ..feedback import hidden_tests, shown_tests
 from ..gradebook import GradebookWriter, GradedSubmission
 from ..pool import LocalPool, WorkerDied
+from ..printable import printable
 from ..read import CourseError, Submission, Unreadable, course_config, load_course, read_bytes
 from . import journal as journal_mod
 from .journal import Journal, Row
@@ -113,6 +117,7 @@ class Service:
         self.plans: dict[str, dict[str, extract.AssignmentPlan] | str] = {}  # or why it cannot be graded
         self.in_flight: dict[Future, Job] = {}
         self.finals: dict[str, Final] = {}
+        self.sums: dict[tuple[str, str], tuple[float, float]] = {}  # (submission, phase): notebooks graded so far
         self.wake = threading.Event()
         self.stop = threading.Event()
         self._due: dict[str, datetime | None] = {}
@@ -163,11 +168,15 @@ class Service:
             names = sorted(entry.name for entry in os.scandir(self.inbound) if entry.name not in self.known)
         except FileNotFoundError:
             return
-        new = []
+        new, refused = [], []
         for name in names:
             parsed = parse_name(name)
             if parsed is None or not self.policy.serves(parsed[1]):
                 self.known.add(name)  # not a submission (or not ours): never looked at again
+                continue
+            why = self.refusal(*parsed)
+            if why:
+                refused.append(((name, *parsed), why))
                 continue
             secret = read_bytes(self.inbound / name / "submission_secret.txt", SECRET_BYTES)
             if isinstance(secret, Unreadable) or not secret.strip():
@@ -182,6 +191,23 @@ class Service:
             self.journal.add(new, time.time())
             self.known.update(n for n, *_ in new)
             self.log(f"{len(new)} new submission(s)")
+        for row, why in refused:  # journalled as failures, so the instructor sees them (coursekit status)
+            self.journal.add([row], time.time())
+            self.journal.mark(row[0], "failed", why)
+            self.known.add(row[0])
+            self.log(f"{printable(row[0])}: {printable(why)}")
+
+    def refusal(self, student: str, assignment: str, timestamp: str) -> str | None:
+        """Why a folder's name cannot be collected, or None.  Anyone may create a folder in inbound/
+        and choose its name, and the name becomes the path submitted/<student>/<assignment>: a part
+        such as `..` would put it elsewhere in the course folder (over source/, say), as root."""
+        for what, part in (("student", student), ("assignment", assignment)):
+            if not part or part.startswith(".") or printable(part) != part or os.sep in part:
+                return (f"not collected: the {what} {part!r} cannot be a folder under submitted/ (empty, "
+                        "a leading dot or a control character)")
+        if not self.course.source_dir(assignment).is_dir():
+            return f"not collected: the course has no assignment {assignment!r} (no folder in source/)"
+        return None
 
     def collect(self, name: str, student: str, assignment: str, timestamp: str) -> None:
         """`nbgrader collect --update` for one folder: copy it to submitted/ if it is newer than what is
@@ -206,12 +232,15 @@ class Service:
     def give(self, path: Path) -> None:
         """Make what the service wrote belong to the course folder's owner (the grader account), as if
         that account had run nbgrader: the service runs as root for its sandbox, and nbgrader's own
-        collect and release_feedback, run by the grader later, refuse folders they do not own."""
+        collect, autograde and release_feedback, run by the grader later, refuse folders they do not
+        own.  `path` and all in it; and the folders above it, up to the course folder, that the
+        service made (owned by root), e.g. autograded/<student>/ for a student's first grade."""
         if os.geteuid() != 0:
             return
         owner = self.course.root.stat()
         inside = [Path(folder) / name for folder, dirs, files in os.walk(path) for name in dirs + files]
-        for item in [path, *inside]:
+        above = [p for p in path.parents if self.course.root in p.parents and p.lstat().st_uid == 0]
+        for item in [path, *inside, *above]:
             os.chown(item, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
     def is_latest(self, row: Row) -> bool:
@@ -293,7 +322,9 @@ class Service:
         to_record = [(job, result) for job, result in graded if self.is_latest(job.row)]
         outcomes = self.writer.record_many([(result, job.plan) for job, result in to_record])
         failed = {id(job): outcome for (job, _), outcome in zip(to_record, outcomes) if isinstance(outcome, Exception)}
-        pages, scores = [], []
+        for job in {(j.row.student, j.row.assignment): j for j, _ in to_record if id(j) not in failed}.values():
+            self.give(self.course.autograded_dir(job.row.student, job.row.assignment))
+        pages = []
         for job, result in graded:
             if id(job) in failed:
                 error = failed[id(job)]
@@ -301,12 +332,24 @@ class Service:
                 self.log(f"{job.row.name}: not recorded: {error}")
             else:
                 pages.append((job.row, job.notebook, job.phase, self.page(job, result)))
-                scores.append((job.row.name, result.score, result.max_score))
-        self.release(pages, scores)
+                score, max_score = self.sums.get((job.row.name, job.phase), (0.0, 0.0))
+                self.sums[job.row.name, job.phase] = (score + result.score, max_score + result.max_score)
+        self.release(pages, self.all_notebooks_done([job for job, _ in jobs]))
         for job, result in graded:
             if id(job) not in failed:
                 self.log(f"{job.row.name}: {job.phase} feedback released ({result.score:g}/{result.max_score:g})")
             self.finished(job)
+
+    def all_notebooks_done(self, jobs: list[Job]) -> list[tuple[str, float, float]]:
+        """(submission, score, max score) of each submission among `jobs` whose every notebook is
+        graded in the job's phase: only then is it journalled graded, so a kill between two notebooks
+        leaves it waiting and a restart grades the rest.  Its score adds up its notebooks'."""
+        pending = {(j.row.name, j.phase) for j in self.in_flight.values()}
+        done = []
+        for key in dict.fromkeys((job.row.name, job.phase) for job in jobs):
+            if key not in pending and key in self.sums:
+                done.append((key[0], *self.sums.pop(key)))
+        return done
 
     def finished(self, job: Job) -> None:
         final = self.finals.get(job.row.assignment)
@@ -358,7 +401,7 @@ class Service:
         """Write the page where nbgrader's release_feedback would: a temporary name, then a rename,
         so a student never fetches half a page.  An early or held page that was still on its way
         when the submission's final page went out is not put over it."""
-        if page.phase != "final" and self.journal.has_page(page.name, "final"):
+        if page.phase != "final" and page.notebook in self.journal.released_notebooks(page.name, "final"):
             return
         if not self.outbound.is_dir():
             self.outbound.mkdir(parents=True, exist_ok=True)
@@ -396,7 +439,7 @@ class Service:
             latest[row.student] = row
         rows = {r.name: r for r in latest.values()} | {r.name: r for r in self.journal.held(assignment)}
         for name, row in rows.items():
-            if self.journal.has_page(name, "final"):
+            if set(plans) <= self.journal.released_notebooks(name, "final"):
                 continue
             final.names.add(name)
             self.start(row, plans, "final")
