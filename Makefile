@@ -11,7 +11,7 @@ SRC         := source/$(ASSIGNMENT)
 HELPERS     := init_utils.py public_tests.py datasets/circles.h5
 
 .PHONY: demo lesson test test-setup test-quick lint venv release grade grade-nbgrader feedback report demo-class \
-        bench bench-scale bench-submit fuzz exchange link screenshot hub-env clean
+        bench bench-scale bench-submit fuzz exchange link screenshot hub-env hub-fonts clean
 # Steps run in the order listed, even under `make -j`: each one reads what the previous wrote.
 .NOTPARALLEL:
 
@@ -152,7 +152,17 @@ HUB_ENV    ?= $(or $(COURSEKIT_USER_ENV),/opt/weight-init-hub)
 # The hub tests run the environment hub-env installed.
 export COURSEKIT_USER_ENV := $(HUB_ENV)
 HUB_PYTHON ?= /usr/bin/python3
-hub-env: $(HUB_ENV)/.installed
+hub-env: hub-fonts $(HUB_ENV)/.installed
+
+# The Chinese release's figure text on the hub: Debian's Noto Sans CJK (matplotlib finds it; init_utils
+# adds it behind DejaVu Sans).  The mplfonts wheel in the environment draws the same characters, so
+# this is installed only as root, and only when missing (dpkg answers in milliseconds); not root, or
+# not Debian, one line says so and the wheel does the work.
+hub-fonts:
+	@if dpkg -s fonts-noto-cjk >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null; \
+	else echo "hub-env: Debian's fonts-noto-cjk not installed (needs root and apt-get); Chinese figures use the mplfonts wheel"; fi
 
 $(HUB_ENV)/.installed: pyproject.toml course-requirements.txt $(shell find coursekit -name __pycache__ -prune -o \( -type d -o -name '*.py' \) -print)
 	test -x $(HUB_ENV)/bin/python || $(HUB_PYTHON) -m venv $(HUB_ENV)

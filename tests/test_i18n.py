@@ -229,7 +229,8 @@ def test_standalone_notebook_alone_in_an_empty_folder_reproduces_the_masters_num
         assert decimals(text[grade_id])[-2:] == accuracies, grade_id
     zeros = decimals(text["train_zeros"])[:-2]
     assert len(zeros) == 15 and {round(float(c), 12) for c in zeros} == {0.693147180560}
-    he = decimals(text["train_he"])[:-2]
+    # the 15 cost lines come first: the caption under the plot has numbers too
+    he = decimals("".join(text["train_he"].splitlines(keepends=True)[:15]))
     assert len(he) == 15 and he[0] == SEED_HE_COSTS[0]
     assert float(he[-1]) == pytest.approx(float(SEED_HE_COSTS[1]), rel=1e-9)  # BLAS: last digits may move
     # the 14th decimal is the cost at iteration 14000 (iteration 0's is inf; the caption's numbers follow)
@@ -319,3 +320,29 @@ print("drawn:", title)
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "release" / "initialization-zh_CN",
                             capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"}, timeout=120)
     assert result.returncode == 0 and "drawn:" in result.stdout, result.stderr
+
+
+DEBIAN_CJK = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")  # from fonts-noto-cjk (`make hub-env`)
+
+
+@pytest.mark.skipif(not DEBIAN_CJK.is_file(), reason="Debian's fonts-noto-cjk is not installed (`sudo make hub-env` installs it)")
+def test_a_hub_with_debians_cjk_font_draws_chinese_with_it(tmp_path):
+    """Where the hub image has fonts-noto-cjk, matplotlib finds Noto Sans CJK SC there (in its
+    collection file, which holds the Japanese, Korean and Chinese faces) before the mplfonts wheel is
+    looked at, and draws every character."""
+    code = """
+import io, warnings
+warnings.filterwarnings("error", message=".*missing from font")
+import init_utils
+from matplotlib import font_manager
+plt = init_utils.pyplot()
+print("font:", font_manager.findfont(font_manager.FontProperties(family=init_utils.CJK_FAMILY), fallback_to_default=False))
+fig, ax = plt.subplots()
+ax.set_title(init_utils._("iteration"))
+fig.savefig(io.BytesIO(), format="png", dpi=40)
+print("drawn:", ax.get_title())
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "release" / "initialization-zh_CN", capture_output=True,
+                            text=True, env={**os.environ, "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(tmp_path)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"font: {DEBIAN_CJK}\n" in result.stdout and f"drawn: {translation_of('iteration', 'zh_CN')}\n" in result.stdout

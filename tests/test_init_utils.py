@@ -244,15 +244,66 @@ def test_every_explorer_setting_keeps_the_deep_network_on_its_axes():
         assert low < min(spreads) and max(spreads) < high, (s, rule)
 
 
-def test_log_axes_label_every_decade():
+def labelled_decades(low: float, high: float) -> list[int]:
+    """The powers of ten that a log axis from ``low`` to ``high`` labels after label_every_decade."""
     fig, ax = init_utils.pyplot().subplots()
-    ax.plot([1, 2], [1e-12, 1e2])
+    ax.plot([1, 2], [low, high])
     ax.set_yscale("log")
+    ax.set_ylim(low, high)
     init_utils.label_every_decade(ax.yaxis)
     fig.canvas.draw()
-    exponents = sorted(round(np.log10(t)) for t in ax.get_yticks() if 1e-12 <= t <= 1e2)
+    labelled = sorted(round(np.log10(tick.get_loc())) for tick in ax.yaxis.get_major_ticks()
+                      if low <= tick.get_loc() <= high and tick.label1.get_text())
     init_utils.pyplot().close(fig)
-    assert exponents == list(range(-12, 3))
+    return labelled
+
+
+@pytest.mark.parametrize(("low", "high"), [(1e-12, 1e2), (2.5e-12, 2.5e8)])  # the second: the deep network's 22 decades
+def test_log_axes_label_every_decade(low, high):
+    assert labelled_decades(low, high) == list(range(int(np.ceil(np.log10(low))), int(np.floor(np.log10(high))) + 1))
+
+
+def test_the_explorers_63_decades_are_labelled_every_fifth():
+    assert labelled_decades(*init_utils.EXPLORER_SPREAD_LIMITS) == list(range(-30, 31, 5))
+
+
+def test_layer_histogram_legend_sits_above_every_bar(agg):
+    fig, axes = agg.subplots(1, 2)
+    deep = init_utils.deep_network(lambda n_in, n_out: 0.01)
+    init_utils.draw_layer_histograms(axes[0], deep.activations)
+    init_utils.draw_layer_histograms(axes[1], init_utils.deep_network(lambda n_in, n_out: 5 / 3 * np.sqrt(1 / n_in), "tanh").activations,
+                                     log=False)
+    fig.canvas.draw()
+    for ax in axes:
+        highest = max(max(patch.get_data().values) for patch in ax.patches)
+        top_of_bars = ax.transData.transform((1, highest))[1]
+        assert ax.get_legend().get_window_extent().y0 > top_of_bars
+
+
+def test_the_explorers_cost_legend_sits_under_its_plot(agg):
+    train_X, train_Y, _, _ = init_utils.load_dataset()
+    fig = init_utils.exploration_figure(train_X, train_Y, [(10.0, "plain")])
+    fig.canvas.draw()
+    cost = fig.axes[1]
+    names = [t.get_text() for t in cost.get_legend().get_texts()]
+    assert names[0] == "s × randn" and names[1].replace("\n", " ") == init_utils.INF_NOTE
+    assert cost.get_legend().get_window_extent().y1 < cost.get_window_extent().y0
+    agg.close(fig)
+
+
+def test_deep_weight_gradient_histograms_stay_in_place_and_widen_with_depth():
+    """What the histogram figure's caption says of the weight gradients, for every rule of the lesson:
+    the peaks of the ten layers lie within a factor of 3, and layer 10's spread (std of log10|dW|)
+    is wider than layer 1's (0.82 against 0.49 decades, measured with a separate script)."""
+    for scale in (0.01, 1.0, np.sqrt(1 / 100), np.sqrt(2 / 100)):
+        gradients = init_utils.deep_network(lambda n_in, n_out, scale=scale: scale).weight_gradients
+        peaks, spreads = [], []
+        for dW in gradients:
+            magnitudes = np.abs(dW[dW != 0])
+            counts, edges = np.histogram(magnitudes, bins=np.logspace(np.log10(magnitudes.min()), np.log10(magnitudes.max()), 80))
+            peaks.append(np.sqrt(edges[counts.argmax()] * edges[counts.argmax() + 1]))
+            spreads.append(np.std(np.log10(magnitudes)))
+        assert max(peaks) / min(peaks) < 3 and spreads[-1] > spreads[0] + 0.2, scale
 
 
 def test_the_release_data_set_and_plotting_work_inside_the_sandbox():

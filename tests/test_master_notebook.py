@@ -108,6 +108,19 @@ def test_large_random_caption_says_what_its_dense_curve_and_inset_show(executed)
     assert (start, end, before, after) == pytest.approx((0.62, 0.38, 0.54, 0.40), abs=0.011)
 
 
+
+def test_he_caption_follows_the_printed_costs(executed):
+    """Each number of the line under He's cost plot is a printed cost, rounded: 0.88 at 0, 0.69 at 1000,
+    0.61 at 4000, 0.24 at 8000 and 0.07 at 14000."""
+    text = cell_text(executed, "train_he")
+    costs = printed_costs(text)
+    caption = next(line for line in text.splitlines() if line.startswith("The cost falls through the whole run"))
+    claimed = re.search(r"from (\S+) to (\S+) by iteration 1000, slowly to (\S+) at 4000, steeply to (\S+) at 8000, "
+                        r"then more slowly to (\S+) at 14000\.$", caption).groups()
+    assert [float(v) for v in claimed] == [round(costs[i], 2) for i in (0, 1, 4, 8, 14)]
+    # "slowly, steeply, more slowly": the fall from 4000 to 8000 is the steepest of the three stretches
+    assert (costs[4] - costs[8]) / 4 > max((costs[1] - costs[4]) / 3, (costs[8] - costs[14]) / 6)
+
 # Claims checked by their printed lines alone: {what the cell shows: (cell id, lines it prints)}.
 PRINTED_LINES = {
     "symmetry_demo_shows_identical_hidden_units": ("symmetry_demo", [
@@ -200,6 +213,7 @@ def test_small_random_run_is_stuck_at_log_2(executed):
     signal = cell_text(executed, "small_signal")
     assert numbers_after("randn × 0.01, iteration 0: std of z1, z2, z3 = ", signal) == pytest.approx([0.0089, 0.00024, 2.2e-6], rel=0.03)
     assert max(numbers_after("randn × 0.01, iteration 0: gradient norms |dW1|, |dW2|, |dW3| = ", signal)) < 2e-5
+    assert "zeros and ×0.01 start there (to the sixth decimal)" in markdown("compare_intro")  # the costs' abs=1e-6 above
 
 
 def test_plain_randn_times_one_is_close_to_he_in_this_network(executed):
@@ -327,6 +341,9 @@ def test_saturating_units_make_the_backward_signal_fade_and_the_gain_keeps_it(ex
     assert [int(v.rstrip("%")) for v in saturated.split(", ")][3:] == pytest.approx([5] * 7, abs=1)
     text = markdown("saturating_explain")
     assert "×0.86 per layer" in text and "×1.06 per layer back" in text and "about 5 % from layer 4 on" in text
+    sigmoid_ratio = rows["sigmoid, Glorot"][5]  # dW layer 1 / layer 10
+    assert f"(the ratio {sigmoid_ratio:.1e} printed above)" in text and "about 250 000 times smaller" in text
+    assert 1 / sigmoid_ratio == pytest.approx(250_000, rel=0.1)
 
 
 def test_the_explorer_question_about_he_has_its_answer_on_the_slider(executed):

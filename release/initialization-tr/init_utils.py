@@ -12,6 +12,7 @@ batch ``X`` has shape ``(n_features, m)`` and labels ``Y`` have shape ``(1, m)``
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -266,11 +267,12 @@ def pyplot():
     return plt
 
 
-def label_every_decade(axis, most: int = 16) -> None:
+def label_every_decade(axis, most: int = 24) -> None:
     """Label every power of ten of a log axis (matplotlib skips some by default).
 
-    An axis spanning more than ``most`` decades (the explorer's, 63) labels every 2nd, 5th or 10th
-    one and keeps an unlabelled tick on each of the others.
+    Past 12 decades the labels are drawn smaller, so that they do not run into each other (the deep
+    network's activations span 22).  An axis spanning more than ``most`` decades (the explorer's
+    fixed one, 63) labels every 2nd, 5th or 10th one and keeps an unlabelled tick on each of the others.
     """
     from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter, NullLocator
 
@@ -279,6 +281,8 @@ def label_every_decade(axis, most: int = 16) -> None:
     if np.floor(high) - np.ceil(low) < 1:  # fewer than two powers of ten in view: matplotlib then labels 2, 3, 5, ...
         return
     step = next(s for s in (1, 2, 5, 10, 20) if decades / s <= most)
+    if decades / step > 12:
+        axis.set_tick_params(labelsize="small")
     if step == 1:  # no minor ticks: on a figure of ten histograms they cost a second of drawing
         axis.set_major_locator(LogLocator(base=10, numticks=100))
         axis.set_minor_locator(NullLocator())
@@ -546,25 +550,32 @@ def draw_layer_histograms(ax, values: list[np.ndarray], title: str | None = None
     colours = colormaps["viridis_r"](np.linspace(0.15, 1.0, len(values)))
     if log:
         magnitudes = [np.abs(v[v != 0]) for v in values]
-        low = min(float(m.min()) for m in magnitudes)
+        # The axis starts at the lowest layer's 0.1st percentile: the far tail below it is too thin to
+        # see, and it would add decades whose labels crowd the axis.
+        low = min(float(np.percentile(m, 0.1)) for m in magnitudes)
         high = max(float(m.max()) for m in magnitudes)
         bins = np.logspace(np.log10(low), np.log10(high), 80)
     else:
         magnitudes, bins = values, np.linspace(-1, 1, 61)
+    highest = 0.0
     for layer, (v, colour) in enumerate(zip(magnitudes, colours), start=1):
         counts, edges = np.histogram(v, bins=bins)
+        highest = max(highest, float(counts.max()) / v.size)
         ax.stairs(counts / v.size, edges, color=colour, label=_("layer {layer}").format(layer=layer)
                   if layer in (1, len(values)) else None)
     if log:
         ax.set_xscale("log")
         label_every_decade(ax.xaxis)
-        ax.tick_params(axis="x", labelsize="x-small")
+        # Half a figure wide, an axis holds about 13 labels side by side at this size; more need smaller ones.
+        ax.tick_params(axis="x", labelsize="small" if np.log10(high / low) <= 13 else "x-small")
+    # Headroom above the highest bar: the legend, one row at the top, sits there and covers no bar.
+    ax.set_ylim(0, 1.35 * highest)
     ax.set_yticks([])
     if xlabel:
         ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title, fontsize="medium")
-    ax.legend(fontsize="x-small", loc="upper left")
+    ax.legend(fontsize="small", loc="upper left", ncol=2)
 
 
 # The explorer: weights s * randn * factor(n_in), where the rule gives the factor.
@@ -616,6 +627,11 @@ def draw_exploration(axes, X: np.ndarray, Y: np.ndarray, s: float, rule: str) ->
     parameters, costs = train(X, Y, start, EXPLORER_ITERATIONS, EXPLORER_LEARNING_RATE, record_every=100)
     draw_costs(axes[1], {rule_name: costs}, every=100, log=True, ylim=EXPLORER_COST_LIMITS,
                title=_("Cost, {rule}, s = {s}").format(rule=rule_name, s=f"{s:.3g}"))
+    # Under the plot, like the other two legends: inside, the inf note covered the curve's start and
+    # ran past the axes in the longer languages.
+    handles, names = axes[1].get_legend_handles_labels()
+    axes[1].legend(handles, [textwrap.fill(name, 48) for name in names], fontsize="small", loc="upper center",
+                   bbox_to_anchor=(0.5, -0.13), frameon=False)
     xx, yy = np.meshgrid(np.arange(-1.5, 1.5, 0.02), np.arange(-1.5, 1.5, 0.02))
     with one_blas_thread():
         outputs, _cache = forward_propagation(np.c_[xx.ravel(), yy.ravel()].T, parameters)
