@@ -481,7 +481,8 @@ def test_an_inbound_folder_named_to_leave_submitted_is_a_failure_and_is_never_co
 # submit` would: one in its own name, one in ada's, one in the name of no account; beside them a
 # symbolic link in ada's name.
 # Each folder is staged outside inbound/, given to its owner, then renamed in, so the service never
-# sees it with another owner.  Then the service starts again with c.Serve.check_owner = False.
+# sees it with another owner.  Then the service starts again with c.Serve.check_owner = False, and
+# mal submits a folder whose words.ipynb is a symbolic link to the master notebook.
 OWNER_MARK = "coursekit test_serve check_owner, removed after the run"
 NO_ACCOUNT = "no-such-account-here"
 TEXTSTATS_TESTS = [c for cells in TEXTSTATS_POINTS.values() for c in cells]
@@ -497,6 +498,8 @@ class Owners:
     ada_scores: dict[str, float] = field(default_factory=dict)  # while check_owner was on
     ada_feedback: list[str] = field(default_factory=list)
     ada_latest: str = ""
+    mal_scores: dict[str, float] = field(default_factory=dict)  # mal's own submission
+    linked_scores: dict[str, float] = field(default_factory=dict)  # mal's, with words.ipynb a link to the master
     status: str = ""
 
     @property
@@ -534,14 +537,31 @@ class Owners:
             time.sleep(0.3)
         raise AssertionError(f"{what} never {state}:\n{self.world.service_log()}")
 
+    def administrator_submits_for_ada(self) -> None:
+        """ada's solved work, submitted by root with `nbgrader submit --student`, and its page fetched."""
+        w, ada = self.world, self.ada
+        config = w.home(ada) / ".jupyter" / "nbgrader_config.py"
+        config.parent.mkdir(parents=True)
+        config.write_text(f"c = get_config()\nc.CourseDirectory.course_id = {GENERAL_COURSE_ID!r}\n"
+                          f"c.Exchange.root = {str(w.exchange)!r}\n")
+        w.run(["nbgrader", "fetch_assignment", TEXTSTATS], w.home(ada), HOME=str(w.home(ada)))
+        answer_textstats(w.home(ada) / TEXTSTATS, w.home(ada) / TEXTSTATS, ANSWERS["solved"])
+        out = w.run(["nbgrader", "submit", TEXTSTATS, f"--student={ada}"], w.home(ada), HOME=str(w.home(ada)))
+        (self.genuine,) = [t.strip() for t in re.findall(rf"Submitted as: {GENERAL_COURSE_ID} {TEXTSTATS} (.+)", out)]
+        self.names["genuine"] = next(p.name for p in self.inbound.iterdir() if p.name.startswith(f"{ada}+"))
+        textstats_pages(w, ada, self.genuine, "(Score:")
+
     def ada_now(self) -> tuple[dict[str, float], list[str], str]:
         """ada's grades, the feedback folders `nbgrader fetch_feedback` brings, the latest collected time."""
         w = self.world
         w.run(["nbgrader", "fetch_feedback", TEXTSTATS, f"--student={self.ada}"], w.home(self.ada), HOME=str(w.home(self.ada)))
-        scores = gradebook_scores(w.course, assignment=TEXTSTATS, url=w.gradebook_url)
         feedback = sorted(p.name for p in (w.home(self.ada) / TEXTSTATS / "feedback").iterdir())
         latest = (w.course / "submitted" / self.ada / TEXTSTATS / "timestamp.txt").read_text().strip()
-        return {c: v for (s, c), v in scores.items() if s == self.ada and c in TEXTSTATS_TESTS}, feedback, latest
+        return self.scores(self.ada), feedback, latest
+
+    def scores(self, student: str) -> dict[str, float]:
+        got = gradebook_scores(self.world.course, assignment=TEXTSTATS, url=self.world.gradebook_url)
+        return {c: got[student, c] for c in TEXTSTATS_TESTS}
 
 
 @pytest.fixture(scope="module")
@@ -559,16 +579,7 @@ def owners(course_env) -> Iterator[Owners]:
         open_course(w, TEXTSTATS, f"c.Exchange.root = {str(w.exchange)!r}\nc.Serve.per_hour = 0", GENERAL_COURSE,
                     ("nbgrader_config.py", "source"))
         w.start()
-        config = w.home(ada) / ".jupyter" / "nbgrader_config.py"
-        config.parent.mkdir(parents=True)
-        config.write_text(f"c = get_config()\nc.CourseDirectory.course_id = {GENERAL_COURSE_ID!r}\n"
-                          f"c.Exchange.root = {str(w.exchange)!r}\n")
-        w.run(["nbgrader", "fetch_assignment", TEXTSTATS], w.home(ada), HOME=str(w.home(ada)))
-        answer_textstats(w.home(ada) / TEXTSTATS, w.home(ada) / TEXTSTATS, ANSWERS["solved"])
-        out = w.run(["nbgrader", "submit", TEXTSTATS, f"--student={ada}"], w.home(ada), HOME=str(w.home(ada)))
-        (o.genuine,) = [t.strip() for t in re.findall(rf"Submitted as: {GENERAL_COURSE_ID} {TEXTSTATS} (.+)", out)]
-        o.names["genuine"] = next(p.name for p in o.inbound.iterdir() if p.name.startswith(f"{ada}+"))
-        textstats_pages(w, ada, o.genuine, "(Score:")
+        o.administrator_submits_for_ada()
 
         o.land("forged", o.stage(ada, uid))
         o.land("no account", o.stage(NO_ACCOUNT, uid))
@@ -580,6 +591,7 @@ def owners(course_env) -> Iterator[Owners]:
             o.wait_state(what, "failed")
         o.wait_state("own", "graded")
         o.ada_scores, o.ada_feedback, o.ada_latest = o.ada_now()
+        o.mal_scores = o.scores(mal)
         o.status = subprocess.run([sys.executable, "-m", "coursekit", "status"], cwd=w.course, env=w.env,
                                   capture_output=True, text=True, check=True).stdout
 
@@ -591,6 +603,13 @@ def owners(course_env) -> Iterator[Owners]:
         w.start()
         o.land("forged, check_owner off", o.stage(ada, uid))
         o.wait_state("forged, check_owner off", "graded")
+        linked = o.stage(mal, uid)
+        (linked / "words.ipynb").unlink()
+        (linked / "words.ipynb").symlink_to(w.course / "source" / TEXTSTATS / "words.ipynb")
+        os.chown(linked / "words.ipynb", uid, uid, follow_symlinks=False)
+        o.land("linked", linked)
+        o.wait_state("linked", "graded")
+        o.linked_scores = o.scores(mal)
         yield o
     finally:
         if w.service is not None and w.service.poll() is None:
@@ -620,8 +639,7 @@ def test_a_folder_in_the_name_of_no_account_or_a_symbolic_link_is_not_collected(
 
 
 def test_a_folder_made_by_the_student_it_names_or_by_root_is_graded(owners):
-    got = gradebook_scores(owners.world.course, assignment=TEXTSTATS, url=owners.world.gradebook_url)
-    assert {c: got[owners.mal, c] for c in TEXTSTATS_TESTS} == {c: float(EXPECTED["partial"][c]) for c in TEXTSTATS_TESTS}
+    assert owners.mal_scores == {c: float(EXPECTED["partial"][c]) for c in TEXTSTATS_TESTS}
     assert owners.world.rows(f"SELECT state FROM submission WHERE name = '{owners.names['genuine']}'") == [("graded",)]
 
 
@@ -630,3 +648,11 @@ def test_with_check_owner_off_a_folder_in_a_classmates_name_is_collected(owners)
     scores, _, latest = owners.ada_now()
     assert latest == owners.names["forged, check_owner off"].split("+")[2]
     assert scores == {c: float(EXPECTED["partial"][c]) for c in TEXTSTATS_TESTS}
+
+
+def test_a_notebook_that_is_a_symbolic_link_is_collected_as_a_link_and_never_followed(owners):
+    """The service collects as root: following the link would grade the master's solutions as mal's."""
+    words = owners.world.course / "submitted" / owners.mal / TEXTSTATS / "words.ipynb"
+    assert words.is_symlink()
+    assert owners.linked_scores == {c: 0.0 if c in TEXTSTATS_POINTS["words"] else float(EXPECTED["partial"][c])
+                                    for c in TEXTSTATS_TESTS}

@@ -47,7 +47,7 @@ from typing import Sequence, TextIO
 
 from nbgrader.api import Assignment
 from nbgrader.exchange.default import Exchange
-from nbgrader.utils import notebook_hash, parse_utc
+from nbgrader.utils import ignore_patterns, notebook_hash, parse_utc
 from sqlalchemy import select
 
 from .. import extract, pipeline, read
@@ -246,7 +246,7 @@ class Service:
 
     def collect(self, name: str, student: str, assignment: str, timestamp: str) -> None:
         """`nbgrader collect --update` for one folder: copy it to submitted/ if it is newer than what is
-        there, with nbgrader's own copy (its ignore, include and size rules).  Copied beside, then
+        there, under nbgrader's ignore, include and size rules (`copy`).  Copied beside, then
         renamed, so a kill never leaves half a submission under the final name."""
         dest = self.course.submitted_dir(student, assignment)
         if dest.is_dir():
@@ -257,12 +257,26 @@ class Service:
         fresh, old = dest.with_name(f".{dest.name}.collecting"), dest.with_name(f".{dest.name}.replaced")
         for leftover in (fresh, old):
             shutil.rmtree(leftover, ignore_errors=True)
-        self.exchange.do_copy(str(self.inbound / name), str(fresh))
+        self.copy(self.inbound / name, fresh)
         if dest.exists():
             dest.rename(old)
         fresh.rename(dest)
         shutil.rmtree(old, ignore_errors=True)
         self.give(dest)
+
+    def copy(self, source: Path, dest: Path) -> None:
+        """nbgrader's Exchange.do_copy (its size limit, its ignore, include and file size rules), except
+        that a symbolic link is copied as a link, never followed: do_copy's copytree follows links,
+        and the service, as root, would copy whatever a student's link points to (the master
+        notebook in source/, say) as their submission.  A notebook that is a link is then graded
+        zero with read.read_bytes' reason."""
+        cd = self.course.coursedir
+        size = self.exchange.get_size(str(source))
+        if size > 1000 * cd.max_dir_size:
+            raise RuntimeError(f"the folder holds {size} bytes, more than c.CourseDirectory.max_dir_size "
+                               f"({cd.max_dir_size} kB)")
+        shutil.copytree(source, dest, symlinks=True, ignore=ignore_patterns(
+            exclude=cd.ignore, include=cd.include, max_file_size=cd.max_file_size, log=self.exchange.log))
 
     def give(self, path: Path) -> None:
         """Make what the service wrote belong to the course folder's owner (the grader account), as if
