@@ -651,7 +651,8 @@ def test_with_check_owner_off_a_folder_in_a_classmates_name_is_collected(owners)
 
 
 def test_a_notebook_that_is_a_symbolic_link_is_collected_as_a_link_and_never_followed(owners):
-    """The service collects as root: following the link would grade the master's solutions as mal's."""
+    """The service collects as root: following the link copied the master (or any file root can read)
+    into submitted/ as mal's notebook."""
     words = owners.world.course / "submitted" / owners.mal / TEXTSTATS / "words.ipynb"
     assert words.is_symlink()
     assert owners.linked_scores == {c: 0.0 if c in TEXTSTATS_POINTS["words"] else float(EXPECTED["partial"][c])
