@@ -14,6 +14,8 @@ Each runs on SQLite and on a PostgreSQL gradebook.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
 import shutil
 import signal
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -42,6 +45,7 @@ from tests.helpers import (
     GENERAL_COURSE,
     NOTEBOOKS,
     TEXTSTATS,
+    HubAccounts,
     answer_textstats,
     gradebook_scores,
     leaked_hidden_text,
@@ -473,3 +477,187 @@ def test_an_inbound_folder_named_to_leave_submitted_is_a_failure_and_is_never_co
     assert "not collected: the student '..' cannot be a folder under submitted/" in failed[ESCAPING[0]]
     assert "not collected: the assignment '..' cannot be a folder under submitted/" in failed[ESCAPING[1]]
     assert "the course has no assignment '<img src=x onerror=alert(1)>'" in failed[ESCAPING[2]]
+
+
+# --- who made an inbound folder: c.Serve.check_owner ------------------------------------------------
+# Two throw-away Unix accounts, named after this run: `ada`, whose solved work an administrator submits
+# (as root, with --student), and `mal`, who makes folders in inbound/ as a student's own `nbgrader
+# submit` would: one in its own name, one in ada's, one in the name of no account; beside them a
+# symbolic link in ada's name.
+# Each folder is staged outside inbound/, given to its owner, then renamed in, so the service never
+# sees it with another owner.  Then the service starts again with c.Serve.check_owner = False, and
+# mal submits a folder whose words.ipynb is a symbolic link to the master notebook.
+OWNER_MARK = "coursekit test_serve check_owner, removed after the run"
+NO_ACCOUNT = "no-such-account-here"
+TEXTSTATS_TESTS = [c for cells in TEXTSTATS_POINTS.values() for c in cells]
+
+
+@dataclass
+class Owners:
+    world: World
+    ada: str
+    mal: str
+    genuine: str = ""  # ada's own submission (made as root with --student, as an administrator's)
+    names: dict[str, str] = field(default_factory=dict)  # what -> inbound folder name
+    ada_scores: dict[str, float] = field(default_factory=dict)  # while check_owner was on
+    ada_feedback: list[str] = field(default_factory=list)
+    ada_latest: str = ""
+    mal_scores: dict[str, float] = field(default_factory=dict)  # mal's own submission
+    linked_scores: dict[str, float] = field(default_factory=dict)  # mal's, with words.ipynb a link to the master
+    status: str = ""
+
+    @property
+    def inbound(self) -> Path:
+        return self.world.exchange / GENERAL_COURSE_ID / "inbound"
+
+    def staged(self, student: str) -> tuple[Path, str]:
+        """A path outside inbound/ named as nbgrader's submit names a folder in `student`'s name, and its time."""
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+        return self.world.base / "staging" / f"{student}+{TEXTSTATS}+{stamp}+{uuid.uuid4().hex}", stamp
+
+    def stage(self, student: str, uid: int) -> Path:
+        """A submission folder in `student`'s name holding ANSWERS["partial"], owned by `uid`, not yet in inbound/."""
+        folder, stamp = self.staged(student)
+        folder.mkdir(parents=True)
+        answer_textstats(self.world.course / "release" / TEXTSTATS, folder, ANSWERS["partial"])
+        (folder / "timestamp.txt").write_text(stamp)
+        (folder / "submission_secret.txt").write_text(uuid.uuid4().hex * 4)
+        for item in [folder, *folder.iterdir()]:
+            os.chown(item, uid, uid)
+        return folder
+
+    def land(self, what: str, folder: Path) -> None:
+        folder.rename(self.inbound / folder.name)
+        self.names[what] = folder.name
+
+    def wait_state(self, what: str, state: str) -> str:
+        """The journal's reason once the folder `what` reached `state`."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            assert self.world.service is not None and self.world.service.poll() is None, self.world.service_log()
+            rows = self.world.rows(f"SELECT state, reason FROM submission WHERE name = '{self.names[what]}'")
+            if rows and rows[0][0] == state:
+                return rows[0][1] or ""
+            time.sleep(0.3)
+        raise AssertionError(f"{what} never {state}:\n{self.world.service_log()}")
+
+    def administrator_submits_for_ada(self) -> None:
+        """ada's solved work, submitted by root with `nbgrader submit --student`, and its page fetched."""
+        w, ada = self.world, self.ada
+        config = w.home(ada) / ".jupyter" / "nbgrader_config.py"
+        config.parent.mkdir(parents=True)
+        config.write_text(f"c = get_config()\nc.CourseDirectory.course_id = {GENERAL_COURSE_ID!r}\n"
+                          f"c.Exchange.root = {str(w.exchange)!r}\n")
+        w.run(["nbgrader", "fetch_assignment", TEXTSTATS], w.home(ada), HOME=str(w.home(ada)))
+        answer_textstats(w.home(ada) / TEXTSTATS, w.home(ada) / TEXTSTATS, ANSWERS["solved"])
+        out = w.run(["nbgrader", "submit", TEXTSTATS, f"--student={ada}"], w.home(ada), HOME=str(w.home(ada)))
+        (self.genuine,) = [t.strip() for t in re.findall(rf"Submitted as: {GENERAL_COURSE_ID} {TEXTSTATS} (.+)", out)]
+        self.names["genuine"] = next(p.name for p in self.inbound.iterdir() if p.name.startswith(f"{ada}+"))
+        textstats_pages(w, ada, self.genuine, "(Score:")
+
+    def ada_now(self) -> tuple[dict[str, float], list[str], str]:
+        """ada's grades, the feedback folders `nbgrader fetch_feedback` brings, the latest collected time."""
+        w = self.world
+        w.run(["nbgrader", "fetch_feedback", TEXTSTATS, f"--student={self.ada}"], w.home(self.ada), HOME=str(w.home(self.ada)))
+        feedback = sorted(p.name for p in (w.home(self.ada) / TEXTSTATS / "feedback").iterdir())
+        latest = (w.course / "submitted" / self.ada / TEXTSTATS / "timestamp.txt").read_text().strip()
+        return self.scores(self.ada), feedback, latest
+
+    def scores(self, student: str) -> dict[str, float]:
+        got = gradebook_scores(self.world.course, assignment=TEXTSTATS, url=self.world.gradebook_url)
+        return {c: got[student, c] for c in TEXTSTATS_TESTS}
+
+
+@pytest.fixture(scope="module")
+def owners(course_env) -> Iterator[Owners]:
+    base = Path(tempfile.mkdtemp(prefix="coursekit-serve-owner-"))
+    base.chmod(0o755)
+    ada, mal = f"ckada{os.getpid()}", f"ckmal{os.getpid()}"
+    accounts = HubAccounts({ada: [], mal: []}, (), OWNER_MARK)
+    (base / "accounts").mkdir()
+    o = Owners(World(base, {**nbgrader_env()}, f"sqlite:///{base / 'course' / 'gradebook.db'}"), ada, mal)
+    w = o.world
+    try:
+        accounts.create(base / "accounts", {})
+        uid = pwd.getpwnam(mal).pw_uid
+        open_course(w, TEXTSTATS, f"c.Exchange.root = {str(w.exchange)!r}\nc.Serve.per_hour = 0", GENERAL_COURSE,
+                    ("nbgrader_config.py", "source"))
+        w.start()
+        o.administrator_submits_for_ada()
+
+        o.land("forged", o.stage(ada, uid))
+        o.land("no account", o.stage(NO_ACCOUNT, uid))
+        link, _ = o.staged(ada)
+        link.symlink_to(o.stage(ada, 0))  # a root-owned folder: the link, not its owner, is refused
+        o.land("symlink", link)
+        o.land("own", o.stage(mal, uid))
+        for what in ("forged", "no account", "symlink"):
+            o.wait_state(what, "failed")
+        o.wait_state("own", "graded")
+        o.ada_scores, o.ada_feedback, o.ada_latest = o.ada_now()
+        o.mal_scores = o.scores(mal)
+        o.status = subprocess.run([sys.executable, "-m", "coursekit", "status"], cwd=w.course, env=w.env,
+                                  capture_output=True, text=True, check=True).stdout
+
+        assert w.service is not None
+        w.service.send_signal(signal.SIGTERM)
+        w.service.wait(timeout=60)
+        with (w.course / "nbgrader_config.py").open("a") as config_file:
+            config_file.write("\nc.Serve.check_owner = False\n")
+        w.start()
+        o.land("forged, check_owner off", o.stage(ada, uid))
+        o.wait_state("forged, check_owner off", "graded")
+        linked = o.stage(mal, uid)
+        (linked / "words.ipynb").unlink()
+        (linked / "words.ipynb").symlink_to(w.course / "source" / TEXTSTATS / "words.ipynb")
+        os.chown(linked / "words.ipynb", uid, uid, follow_symlinks=False)
+        o.land("linked", linked)
+        o.wait_state("linked", "graded")
+        o.linked_scores = o.scores(mal)
+        yield o
+    finally:
+        if w.service is not None and w.service.poll() is None:
+            w.service.send_signal(signal.SIGTERM)
+            w.service.wait(timeout=60)
+        accounts.remove()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_folder_made_by_one_student_in_a_classmates_name_is_not_collected(owners):
+    reason = owners.world.rows(f"SELECT reason FROM submission WHERE name = '{owners.names['forged']}'")[0][0]
+    assert reason.startswith(f"not collected: the folder was made by account '{owners.mal}' in the name of "
+                             f"'{owners.ada}' (c.Serve.check_owner)"), reason
+    assert owners.ada_scores == {c: float(EXPECTED["solved"][c]) for c in TEXTSTATS_TESTS}
+    assert owners.ada_feedback == [owners.genuine]  # fetch_feedback brings the genuine page only
+    assert owners.ada_latest == owners.genuine  # submitted/ still holds ada's own submission
+    assert f"{owners.names['forged'][:60]}" in owners.status and \
+        f"made by account '{owners.mal}' in the name of '{owners.ada}'" in owners.status
+    assert re.search(r"failed: 3\b", owners.status), owners.status
+
+
+def test_a_folder_in_the_name_of_no_account_or_a_symbolic_link_is_not_collected(owners):
+    failed = dict(owners.world.rows("SELECT name, reason FROM submission WHERE state = 'failed'"))
+    assert f"in the name of '{NO_ACCOUNT}', which is no account on this machine" in failed[owners.names["no account"]]
+    assert "is a symbolic link or a file, not a folder" in failed[owners.names["symlink"]]
+    assert not (owners.world.course / "submitted" / NO_ACCOUNT).exists()
+
+
+def test_a_folder_made_by_the_student_it_names_or_by_root_is_graded(owners):
+    assert owners.mal_scores == {c: float(EXPECTED["partial"][c]) for c in TEXTSTATS_TESTS}
+    assert owners.world.rows(f"SELECT state FROM submission WHERE name = '{owners.names['genuine']}'") == [("graded",)]
+
+
+def test_with_check_owner_off_a_folder_in_a_classmates_name_is_collected(owners):
+    """The setting for hubs where the owner says nothing: the forged folder becomes ada's latest."""
+    scores, _, latest = owners.ada_now()
+    assert latest == owners.names["forged, check_owner off"].split("+")[2]
+    assert scores == {c: float(EXPECTED["partial"][c]) for c in TEXTSTATS_TESTS}
+
+
+def test_a_notebook_that_is_a_symbolic_link_is_collected_as_a_link_and_never_followed(owners):
+    """The service collects as root: following the link copied the master (or any file root can read)
+    into submitted/ as mal's notebook."""
+    words = owners.world.course / "submitted" / owners.mal / TEXTSTATS / "words.ipynb"
+    assert words.is_symlink()
+    assert owners.linked_scores == {c: 0.0 if c in TEXTSTATS_POINTS["words"] else float(EXPECTED["partial"][c])
+                                    for c in TEXTSTATS_TESTS}

@@ -29,6 +29,7 @@ class Policy:
     rescan_seconds: float = 10.0
     journal: Path | None = None  # None: beside the gradebook (see journal.default_path)
     workers: int = 0  # 0: pipeline.default_workers()
+    check_owner: bool = True
 
     def limit_of(self, assignment: str) -> int:
         """Graded submissions per student and hour before the due date (0: no limit)."""
@@ -81,6 +82,17 @@ class Serve(Configurable):
     workers = Integer(0, help="Grading processes of the service (0: c.CourseKit.workers, which `coursekit "
                           "autograde` uses too; if that is 0 as well, one per core and one more).").tag(config=True)
 
+    check_owner = Bool(True, help="""
+        Collect an inbound folder only if it belongs to the Unix account named as the student in
+        the folder's name (nbgrader names a submission after the account that made it), or to
+        root or the service's own account (an instructor's `nbgrader submit --student=ID`).
+        Anyone may make a folder in inbound/ and choose its name: without this check a student
+        can submit in a classmate's name, and that submission becomes the classmate's latest and
+        replaces their grade.  A refused folder is kept in inbound/ and shows in `coursekit
+        status` as a failure with its reason.  Turn it off (False) only on hubs where every
+        student's server runs as the same account (e.g. Zero to JupyterHub's containers, all
+        `jovyan`): there the owner says nothing about who submitted.""").tag(config=True)
+
     @validate("poll_seconds", "rescan_seconds")
     def _positive(self, proposal: dict) -> float:
         if not proposal["value"] > 0:
@@ -98,7 +110,7 @@ class Serve(Configurable):
                       per_hour=self.per_hour, per_hour_of=dict(self.per_hour_of),
                       force_polling=self.force_polling, poll_seconds=self.poll_seconds,
                       rescan_seconds=self.rescan_seconds, journal=Path(self.journal) if self.journal else None,
-                      workers=self.workers)
+                      workers=self.workers, check_owner=self.check_owner)
 
 
 def policy_from(config: Config) -> Policy:

@@ -9,7 +9,9 @@ jupyterhub/jupyterhub_config.py).  Its steps, each a small function below:
               file); it is collected into submitted/ as `nbgrader collect --update` would (same
               timestamp.txt, only if newer than what is there: the latest counts) and journalled; a
               folder whose name would lead out of submitted/ (`..`, a leading dot, a control
-              character) or names no assignment of source/ is journalled as failed, never collected
+              character) or names no assignment of source/ is journalled as failed, never collected;
+              so is a symbolic link, and (c.Serve.check_owner) a folder that the account named as
+              its student did not make (nor root): a student submitting in a classmate's name
     policy    before the due date at most c.Serve.per_hour graded submissions per student and hour;
               one over the limit is kept ("held") and its page says when the next will be graded
     grade     the same pipeline as `coursekit autograde` (pipeline.grade_submission in a LocalPool
@@ -30,8 +32,10 @@ bytes stored, a page once stored for a phase is never made again.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
+import stat
 import sys
 import threading
 import time
@@ -43,7 +47,7 @@ from typing import Sequence, TextIO
 
 from nbgrader.api import Assignment
 from nbgrader.exchange.default import Exchange
-from nbgrader.utils import notebook_hash, parse_utc
+from nbgrader.utils import ignore_patterns, notebook_hash, parse_utc
 from sqlalchemy import select
 
 from .. import extract, pipeline, read
@@ -174,7 +178,7 @@ class Service:
             if parsed is None or not self.policy.serves(parsed[1]):
                 self.known.add(name)  # not a submission (or not ours): never looked at again
                 continue
-            why = self.refusal(*parsed)
+            why = self.refusal(*parsed) or self.owner_refusal(name, parsed[0])
             if why:
                 refused.append(((name, *parsed), why))
                 continue
@@ -209,9 +213,40 @@ class Service:
             return f"not collected: the course has no assignment {assignment!r} (no folder in source/)"
         return None
 
+    def owner_refusal(self, name: str, student: str) -> str | None:
+        """Why the folder inbound/`name` may not be collected in `student`'s name, or None.
+
+        nbgrader's submit names a folder after the Unix account that runs it, and the exchange lets
+        any account make a folder there with any name: with c.Serve.check_owner the folder must
+        belong to the account called `student`, or to root or this service's account (an
+        instructor's `nbgrader submit --student=ID`).  Read with lstat: a symbolic link is refused
+        whatever the setting, since collecting would copy, as root, whatever it points to."""
+        try:
+            info = (self.inbound / name).lstat()
+        except FileNotFoundError:
+            return None  # gone again: the secret is not found below, and no later scan lists it
+        if not stat.S_ISDIR(info.st_mode):
+            return ("not collected: the entry in inbound/ is a symbolic link or a file, not a folder; "
+                    "the service never follows one (submit with nbgrader submit)")
+        if not self.policy.check_owner or info.st_uid in (0, os.geteuid()):
+            return None
+        try:
+            owner = repr(printable(pwd.getpwuid(info.st_uid).pw_name))
+        except KeyError:
+            owner = f"uid {info.st_uid}, which has no name on this machine"
+        try:
+            if pwd.getpwnam(student).pw_uid == info.st_uid:
+                return None
+            whose = f"in the name of {student!r}"
+        except KeyError:
+            whose = f"in the name of {student!r}, which is no account on this machine"
+        return (f"not collected: the folder was made by account {owner} {whose} (c.Serve.check_owner); "
+                "a student submits from their own account, an administrator as root with --student; "
+                "where all students' servers share one account, set c.Serve.check_owner = False")
+
     def collect(self, name: str, student: str, assignment: str, timestamp: str) -> None:
         """`nbgrader collect --update` for one folder: copy it to submitted/ if it is newer than what is
-        there, with nbgrader's own copy (its ignore, include and size rules).  Copied beside, then
+        there, under nbgrader's ignore, include and size rules (`copy`).  Copied beside, then
         renamed, so a kill never leaves half a submission under the final name."""
         dest = self.course.submitted_dir(student, assignment)
         if dest.is_dir():
@@ -222,12 +257,26 @@ class Service:
         fresh, old = dest.with_name(f".{dest.name}.collecting"), dest.with_name(f".{dest.name}.replaced")
         for leftover in (fresh, old):
             shutil.rmtree(leftover, ignore_errors=True)
-        self.exchange.do_copy(str(self.inbound / name), str(fresh))
+        self.copy(self.inbound / name, fresh)
         if dest.exists():
             dest.rename(old)
         fresh.rename(dest)
         shutil.rmtree(old, ignore_errors=True)
         self.give(dest)
+
+    def copy(self, source: Path, dest: Path) -> None:
+        """nbgrader's Exchange.do_copy (its size limit, its ignore, include and file size rules), except
+        that a symbolic link is copied as a link, never followed: do_copy's copytree follows links,
+        and the service, as root, would copy whatever a student's link points to (the master
+        notebook in source/, say) as their submission.  A notebook that is a link is then graded
+        zero with read.read_bytes' reason."""
+        cd = self.course.coursedir
+        size = self.exchange.get_size(str(source))
+        if size > 1000 * cd.max_dir_size:
+            raise RuntimeError(f"the folder holds {size} bytes, more than c.CourseDirectory.max_dir_size "
+                               f"({cd.max_dir_size} kB)")
+        shutil.copytree(source, dest, symlinks=True, ignore=ignore_patterns(
+            exclude=cd.ignore, include=cd.include, max_file_size=cd.max_file_size, log=self.exchange.log))
 
     def give(self, path: Path) -> None:
         """Make what the service wrote belong to the course folder's owner (the grader account), as if
