@@ -125,14 +125,15 @@ class Unreadable:
     reason: str
 
 
-def read_bytes(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes | Unreadable:
+def read_bytes(path: Path, limit: int = MAX_NOTEBOOK_BYTES, dir_fd: int | None = None) -> bytes | Unreadable:
     """The file's bytes, or why they cannot be used (missing, a symbolic link, too large, not a file).
 
     The file is opened without following a symbolic link (the grader, often root, would read
     whatever the link points to) and without waiting on a FIFO; the checks are made on the open
-    file, so it cannot be swapped between check and read."""
+    file, so it cannot be swapped between check and read.  With `dir_fd`, `path` is relative to
+    that open folder (the grading service reads a student's inbound folder so)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return Unreadable(f"no submitted file {path.name}")
     except OSError as err:

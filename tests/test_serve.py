@@ -508,7 +508,7 @@ class Owners:
 
     @property
     def inbound(self) -> Path:
-        return self.world.exchange / GENERAL_COURSE_ID / "inbound"
+        return self.world.exchange / COURSE_ID / "inbound"
 
     def staged(self, student: str) -> tuple[Path, str]:
         """A path outside inbound/ named as nbgrader's submit names a folder in `student`'s name, and its time."""
@@ -546,12 +546,12 @@ class Owners:
         w, ada = self.world, self.ada
         config = w.home(ada) / ".jupyter" / "nbgrader_config.py"
         config.parent.mkdir(parents=True)
-        config.write_text(f"c = get_config()\nc.CourseDirectory.course_id = {GENERAL_COURSE_ID!r}\n"
+        config.write_text(f"c = get_config()\nc.CourseDirectory.course_id = {COURSE_ID!r}\n"
                           f"c.Exchange.root = {str(w.exchange)!r}\n")
         w.run(["nbgrader", "fetch_assignment", TEXTSTATS], w.home(ada), HOME=str(w.home(ada)))
         answer_textstats(w.home(ada) / TEXTSTATS, w.home(ada) / TEXTSTATS, ANSWERS["solved"])
         out = w.run(["nbgrader", "submit", TEXTSTATS, f"--student={ada}"], w.home(ada), HOME=str(w.home(ada)))
-        (self.genuine,) = [t.strip() for t in re.findall(rf"Submitted as: {GENERAL_COURSE_ID} {TEXTSTATS} (.+)", out)]
+        (self.genuine,) = [t.strip() for t in re.findall(rf"Submitted as: {COURSE_ID} {TEXTSTATS} (.+)", out)]
         self.names["genuine"] = next(p.name for p in self.inbound.iterdir() if p.name.startswith(f"{ada}+"))
         textstats_pages(w, ada, self.genuine, "(Score:")
 
@@ -580,8 +580,8 @@ def owners(course_env) -> Iterator[Owners]:
     try:
         accounts.create(base / "accounts", {})
         uid = pwd.getpwnam(mal).pw_uid
-        open_course(w, TEXTSTATS, f"c.Exchange.root = {str(w.exchange)!r}\nc.Serve.per_hour = 0", GENERAL_COURSE,
-                    ("nbgrader_config.py", "source"))
+        open_course(w, TEXTSTATS, f"c.Exchange.root = {str(w.exchange)!r}\nc.Serve.per_hour = 0",
+                    ("nbgrader_config.py", f"source/{TEXTSTATS}"))
         w.start()
         o.administrator_submits_for_ada()
 

@@ -31,6 +31,7 @@ bytes stored, a page once stored for a phase is never made again.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import shutil
@@ -67,6 +68,28 @@ SECRET_BYTES = 4096  # nbgrader writes 128 hex characters
 FEEDBACK_DIR_MODE = 0o711  # as nbgrader's release_feedback: students open the file they can name, list nothing
 FEEDBACK_FILE_MODE = 0o644
 DUE_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class Budget:
+    """The bytes a collected folder may still hold (c.CourseDirectory.max_dir_size)."""
+    left: int
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise CourseError("the folder holds more than c.CourseDirectory.max_dir_size allows; "
+                              "the student resubmits without the large files")
+
+
+def copy_file(name: str, dir_fd: int, dest: Path, budget: Budget) -> None:
+    """Copy the regular file `name` of the open folder `dir_fd` to `dest`, never through a link,
+    never more bytes than the budget holds (a file may grow while it is copied)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as source, open(dest, "xb") as target:
+        while chunk := source.read(1 << 20):
+            budget.spend(len(chunk))
+            target.write(chunk)
 
 
 def parse_name(name: str) -> tuple[str, str, str] | None:
@@ -182,7 +205,7 @@ class Service:
             if why:
                 refused.append(((name, *parsed), why))
                 continue
-            secret = read_bytes(self.inbound / name / "submission_secret.txt", SECRET_BYTES)
+            secret = self.inbound_file(name, parsed[0], "submission_secret.txt", SECRET_BYTES)
             if isinstance(secret, Unreadable) or not secret.strip():
                 continue  # nbgrader's submit writes the secret last: still being copied
             try:
@@ -214,28 +237,53 @@ class Service:
         return None
 
     def owner_refusal(self, name: str, student: str) -> str | None:
-        """Why the folder inbound/`name` may not be collected in `student`'s name, or None.
+        """Why the folder inbound/`name` may not be collected in `student`'s name, or None (also when
+        it is gone again: the secret is then not found, and no later scan lists it)."""
+        try:
+            fd = self.open_folder(name, student)
+        except FileNotFoundError:
+            return None
+        if isinstance(fd, Unreadable):
+            return fd.reason
+        os.close(fd)
+        return None
+
+    def open_folder(self, name: str, student: str) -> int | Unreadable:
+        """inbound/`name` opened as a folder, never through a symbolic link, and checked on the open
+        folder; the caller closes it.  Its owner may rename it and put a link in its place at any
+        moment after intake (the exchange lets every account rename in inbound/), so everything the
+        service reads or copies from it goes through this descriptor, never through the path again.
 
         nbgrader's submit names a folder after the Unix account that runs it, and the exchange lets
         any account make a folder there with any name: with c.Serve.check_owner the folder must
         belong to the account called `student`, or to root or this service's account (an
-        instructor's `nbgrader submit --student=ID`).  Read with lstat: a symbolic link is refused
-        whatever the setting, since collecting would copy, as root, whatever it points to."""
+        instructor's `nbgrader submit --student=ID`).  A link is refused whatever the setting, since
+        the service, as root, would read whatever it points to (the master notebook, say)."""
         try:
-            info = (self.inbound / name).lstat()
-        except FileNotFoundError:
-            return None  # gone again: the secret is not found below, and no later scan lists it
-        if not stat.S_ISDIR(info.st_mode):
-            return ("not collected: the entry in inbound/ is a symbolic link or a file, not a folder; "
-                    "the service never follows one (submit with nbgrader submit)")
-        if not self.policy.check_owner or info.st_uid in (0, os.geteuid()):
+            fd = os.open(self.inbound / name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                return Unreadable("not collected: the entry in inbound/ is a symbolic link or a file, not a "
+                                  "folder; the service never follows one (submit with nbgrader submit)")
+            if err.errno == errno.ENOENT:
+                raise
+            return Unreadable(f"not collected: cannot open the folder ({err.strerror})")
+        why = self.owner_problem(os.fstat(fd).st_uid, student)
+        if why:
+            os.close(fd)
+            return Unreadable(why)
+        return fd
+
+    def owner_problem(self, uid: int, student: str) -> str | None:
+        """Why a folder owned by `uid` may not be collected in `student`'s name (c.Serve.check_owner)."""
+        if not self.policy.check_owner or uid in (0, os.geteuid()):
             return None
         try:
-            owner = repr(printable(pwd.getpwuid(info.st_uid).pw_name))
+            owner = repr(printable(pwd.getpwuid(uid).pw_name))
         except KeyError:
-            owner = f"uid {info.st_uid}, which has no name on this machine"
+            owner = f"uid {uid}, which has no name on this machine"
         try:
-            if pwd.getpwnam(student).pw_uid == info.st_uid:
+            if pwd.getpwnam(student).pw_uid == uid:
                 return None
             whose = f"in the name of {student!r}"
         except KeyError:
@@ -243,6 +291,19 @@ class Service:
         return (f"not collected: the folder was made by account {owner} {whose} (c.Serve.check_owner); "
                 "a student submits from their own account, an administrator as root with --student; "
                 "where all students' servers share one account, set c.Serve.check_owner = False")
+
+    def inbound_file(self, name: str, student: str, filename: str, limit: int) -> bytes | Unreadable:
+        """The file `filename` of inbound/`name`, read through the checked, open folder (`open_folder`)."""
+        try:
+            fd = self.open_folder(name, student)
+        except FileNotFoundError:
+            return Unreadable(f"the submission {name} is gone from inbound/")
+        if isinstance(fd, Unreadable):
+            return fd
+        try:
+            return read_bytes(Path(filename), limit, dir_fd=fd)
+        finally:
+            os.close(fd)
 
     def collect(self, name: str, student: str, assignment: str, timestamp: str) -> None:
         """`nbgrader collect --update` for one folder: copy it to submitted/ if it is newer than what is
@@ -257,26 +318,45 @@ class Service:
         fresh, old = dest.with_name(f".{dest.name}.collecting"), dest.with_name(f".{dest.name}.replaced")
         for leftover in (fresh, old):
             shutil.rmtree(leftover, ignore_errors=True)
-        self.copy(self.inbound / name, fresh)
+        self.copy(name, student, fresh)
         if dest.exists():
             dest.rename(old)
         fresh.rename(dest)
         shutil.rmtree(old, ignore_errors=True)
         self.give(dest)
 
-    def copy(self, source: Path, dest: Path) -> None:
-        """nbgrader's Exchange.do_copy (its size limit, its ignore, include and file size rules), except
-        that a symbolic link is copied as a link, never followed: do_copy's copytree follows links,
-        and the service, as root, would copy whatever a student's link points to (the master
-        notebook in source/, say) as their submission.  A notebook that is a link is then graded
-        zero with read.read_bytes' reason."""
+    def copy(self, name: str, student: str, dest: Path) -> None:
+        """nbgrader's Exchange.do_copy of inbound/`name` to `dest` (its folder size limit, its ignore,
+        include and file size rules), except that it walks the folder through open descriptors
+        (`open_folder`, os.fwalk) and copies a symbolic link as a link, never following one:
+        do_copy's copytree follows links and paths, and the service, as root, would copy whatever a
+        student's link points to, or a folder swapped for a link mid-copy, as their submission.  A
+        notebook that is a link is then graded zero with read.read_bytes' reason."""
+        fd = self.open_folder(name, student)
+        if isinstance(fd, Unreadable):
+            raise CourseError(fd.reason)
         cd = self.course.coursedir
-        size = self.exchange.get_size(str(source))
-        if size > 1000 * cd.max_dir_size:
-            raise RuntimeError(f"the folder holds {size} bytes, more than c.CourseDirectory.max_dir_size "
-                               f"({cd.max_dir_size} kB)")
-        shutil.copytree(source, dest, symlinks=True, ignore=ignore_patterns(
-            exclude=cd.ignore, include=cd.include, max_file_size=cd.max_file_size, log=self.exchange.log))
+        ignore = ignore_patterns(exclude=cd.ignore, include=cd.include, max_file_size=cd.max_file_size,
+                                 log=self.exchange.log)
+        budget = Budget(1000 * cd.max_dir_size)
+        try:
+            for folder, dirs, files, dir_fd in os.fwalk(".", dir_fd=fd):
+                target = dest / folder
+                target.mkdir(parents=True)
+                # nbgrader's rules look at names and sizes by path: through /proc, the open folder's.
+                skip = set(ignore(f"/proc/self/fd/{dir_fd}", dirs + files))
+                for entry in [*dirs, *files]:
+                    info = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+                    if entry in skip or stat.S_ISDIR(info.st_mode):
+                        continue
+                    if stat.S_ISLNK(info.st_mode):
+                        os.symlink(os.readlink(entry, dir_fd=dir_fd), target / entry)
+                    elif stat.S_ISREG(info.st_mode):
+                        copy_file(entry, dir_fd, target / entry, budget)
+                dirs[:] = [d for d in dirs if d not in skip
+                           and stat.S_ISDIR(os.stat(d, dir_fd=dir_fd, follow_symlinks=False).st_mode)]
+        finally:
+            os.close(fd)
 
     def give(self, path: Path) -> None:
         """Make what the service wrote belong to the course folder's owner (the grader account), as if
@@ -326,7 +406,7 @@ class Service:
     def start(self, row: Row, plans: dict[str, extract.AssignmentPlan], phase: str) -> None:
         limit = self.course.settings.max_notebook_bytes
         for notebook, plan in plans.items():
-            data = read_bytes(self.inbound / row.name / f"{notebook}.ipynb", limit)
+            data = self.inbound_file(row.name, row.student, f"{notebook}.ipynb", limit)
             self.submit(Job(row, notebook, phase, plan, data))
 
     def submit(self, job: Job) -> None:
@@ -425,7 +505,7 @@ class Service:
 
     # --- release ------------------------------------------------------------------------------------
     def target(self, row: Row, notebook: str) -> str:
-        secret = read_bytes(self.inbound / row.name / "submission_secret.txt", SECRET_BYTES)
+        secret = self.inbound_file(row.name, row.student, "submission_secret.txt", SECRET_BYTES)
         if isinstance(secret, Unreadable):
             raise CourseError(f"{row.name}: {secret.reason}")
         return notebook_hash(secret=secret.decode("utf-8", "replace"), notebook_id=notebook) + ".html"
