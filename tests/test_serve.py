@@ -505,6 +505,8 @@ class Owners:
     mal_scores: dict[str, float] = field(default_factory=dict)  # mal's own submission
     linked_scores: dict[str, float] = field(default_factory=dict)  # mal's, with words.ipynb a link to the master
     status: str = ""
+    swapped_scores: dict[str, float] = field(default_factory=dict)  # mal's final, his folder swapped for a link
+    swapped_pages: list[str] = field(default_factory=list)  # its final pages, if any were made
 
     @property
     def inbound(self) -> Path:
@@ -563,6 +565,23 @@ class Owners:
         latest = (w.course / "submitted" / self.ada / TEXTSTATS / "timestamp.txt").read_text().strip()
         return self.scores(self.ada), feedback, latest
 
+    def swap_for_master(self, away: Path) -> None:
+        """mal swaps his checked, graded folder for a link to the master (the exchange lets every account
+        rename in inbound/); the due date passes, so the final regrade reads his last submission again."""
+        w = self.world
+        swapped = self.inbound / self.names["linked"]
+        swapped.rename(away)
+        swapped.symlink_to(w.course / "source" / TEXTSTATS)
+        w.instructor("db", "assignment", "add", TEXTSTATS, f"--duedate={datetime.now(timezone.utc).isoformat()}")
+        deadline = time.monotonic() + WAIT
+        while not w.rows(f"SELECT 1 FROM final WHERE assignment = '{TEXTSTATS}'"):
+            assert time.monotonic() < deadline, w.service_log()
+            assert w.service is not None and w.service.poll() is None, w.service_log()
+            time.sleep(0.3)
+        self.swapped_scores = self.scores(self.mal)
+        self.swapped_pages = [bytes(row[0]).decode("utf-8", "replace") for row in w.rows(
+            f"SELECT html FROM feedback WHERE name = '{self.names['linked']}' AND phase = 'final'")]
+
     def scores(self, student: str) -> dict[str, float]:
         got = gradebook_scores(self.world.course, assignment=TEXTSTATS, url=self.world.gradebook_url)
         return {c: got[student, c] for c in TEXTSTATS_TESTS}
@@ -614,6 +633,8 @@ def owners(course_env) -> Iterator[Owners]:
         o.land("linked", linked)
         o.wait_state("linked", "graded")
         o.linked_scores = o.scores(mal)
+
+        o.swap_for_master(base / "moved-away")
         yield o
     finally:
         if w.service is not None and w.service.poll() is None:
@@ -661,3 +682,17 @@ def test_a_notebook_that_is_a_symbolic_link_is_collected_as_a_link_and_never_fol
     assert words.is_symlink()
     assert owners.linked_scores == {c: 0.0 if c in TEXTSTATS_POINTS["words"] else float(EXPECTED["partial"][c])
                                     for c in TEXTSTATS_TESTS}
+
+
+def test_a_checked_folder_swapped_for_a_link_is_never_read_through_it(owners):
+    """The owner check is made on the opened folder and every later read goes through it: read by
+    path, the final regrade graded the master in source/ as mal's and released it to him."""
+    assert owners.world.service is not None and owners.world.service.poll() is None
+    assert owners.swapped_scores == dict.fromkeys(TEXTSTATS_TESTS, 0.0)
+    master = "\n".join("".join(cell["source"]) for cell in json.loads(
+        (GENERAL_COURSE / "source" / TEXTSTATS / "stats.ipynb").read_text(encoding="utf-8"))["cells"])
+    hidden = [line.strip() for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", master, re.S)
+              for line in block.splitlines() if line.strip()]
+    assert hidden
+    for page in owners.swapped_pages:
+        assert not any(line in page for line in hidden)
