@@ -178,11 +178,6 @@ def _text(cell: dict) -> str:
     return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
 
 
-def _grade_id(cell: dict) -> str | None:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return meta.get("grade_id") if isinstance(meta, dict) else None
-
-
 def _solution_id(cell: dict) -> str | None:
     """The grade id of a solution cell, None for any other cell."""
     meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -329,8 +324,10 @@ Edit = Callable[[str, dict, int], "list[dict] | None"]  # (notebook, solved cell
 
 def _replacing(gid: str, source: str) -> Edit:
     """An edit for `_Solved`: the cell `gid` gets `source`, the others their solution."""
+    from .extract import grade_id_of  # the grader's modules load only when something is checked
+
     def edit(notebook: str, cell: dict, index: int) -> list[dict] | None:
-        return [dict(cell, source=source)] if _grade_id(cell) == gid else None
+        return [dict(cell, source=source)] if grade_id_of(cell) == gid else None
     return edit
 
 
@@ -490,13 +487,15 @@ def _plan_lines(plans: dict) -> list[str]:
 
 def _nbgrader_errors(course: Path, assignment: str) -> dict[tuple[str, str, str], str]:
     """{(student, notebook, grade cell): the error nbgrader's run showed there}."""
+    from .extract import grade_id_of  # the grader's modules load only when something is checked
+
     loaded = load_course(course)
     found = {}
     for path in sorted(Path(loaded.coursedir.root, loaded.coursedir.autograded_directory).glob(f"*/{assignment}/*.ipynb")):
         student = path.parent.parent.name
         for cell in json.loads(path.read_text(encoding="utf-8")).get("cells", []):
             errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            gid = _grade_id(cell)
+            gid = grade_id_of(cell)
             if errors and gid:
                 found[(student, path.stem, gid)] = f"{errors[0].get('ename')}: {errors[0].get('evalue')}"
     return found

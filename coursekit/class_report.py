@@ -38,7 +38,7 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from .csvfile import write_csv
-from .extract import PlanError, notebooks_of, plan_assignment
+from .extract import PlanError, grade_id_of, notebooks_of, plan_assignment
 from .gradebook import StoredResult, read_results
 from .hidden import HIDDEN_MARK, first_line
 from .printable import printable
@@ -151,13 +151,6 @@ def _notebook(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def _grade_id(cell: dict) -> str | None:
-    meta = cell.get("metadata")
-    nbgrader = meta.get("nbgrader") if isinstance(meta, dict) else None
-    grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
-    return grade_id if isinstance(grade_id, str) else None
-
-
 def error_messages(notebook: Path) -> dict[str, str]:
     """grade_id -> "Error: first line of the message" for cells of an autograded notebook that raised.
 
@@ -166,7 +159,7 @@ def error_messages(notebook: Path) -> dict[str, str]:
     """
     messages = {}
     for cell in _notebook(notebook).cells:
-        grade_id = _grade_id(cell)
+        grade_id = grade_id_of(cell)
         outputs = cell.get("outputs")
         errors = [o for o in outputs if isinstance(o, dict) and o.get("output_type") == "error"] \
             if isinstance(outputs, list) else []
@@ -189,7 +182,7 @@ def readable(message: str) -> str:
 
 def _test_sources(path: Path) -> dict[str, str]:
     return {grade_id: c.get("source", "") for c in _notebook(path).cells
-            if (grade_id := _grade_id(c)) and c["metadata"]["nbgrader"].get("grade")}
+            if (grade_id := grade_id_of(c)) and c["metadata"]["nbgrader"].get("grade")}
 
 
 def tampering_note(release: Path, submitted: Path, restores_deleted: bool) -> str:
